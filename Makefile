@@ -1,0 +1,100 @@
+# umalloc build. `make` builds build/libumalloc.so (the preload library) and build/libumalloc.a
+# (the core with um_* names only). `make test` and `make bench` install what they need first.
+
+CC      ?= cc
+CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
+                 -Iinclude -I. -D_GNU_SOURCE -fno-plt -ftls-model=initial-exec \
+                 -fvisibility=hidden -fno-strict-aliasing
+OPT     := -O2 -g -fno-semantic-interposition
+SAN_OPT := -O1 -g -fno-omit-frame-pointer
+
+# The library's own sources: every folder but preload/ makes the core.
+CORE_SRC    := $(sort $(wildcard core/*.c numa/*.c hugepages/*.c stats/*.c))
+PRELOAD_SRC := $(sort $(wildcard preload/*.c))
+HEADERS     := $(wildcard include/*.h core/*.h numa/*.h hugepages/*.h stats/*.h preload/*.h)
+TEST_SRC    := $(sort $(wildcard test/test_*.c))
+TEST_HDR    := $(wildcard test/*.h)
+PROG_SRC    := $(sort $(wildcard test/progs/*.c))
+PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC))
+
+B := build
+
+# --- the libraries ---------------------------------------------------------------------------
+$(B)/obj/so/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -fPIC -DUM_PRELOAD=1 -c $< -o $@
+
+$(B)/obj/a/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -fPIC -c $< -o $@
+
+$(B)/obj/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -fsanitize=address,undefined -fno-sanitize-recover=undefined -c $< -o $@
+
+$(B)/obj/tsan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -fsanitize=thread -c $< -o $@
+
+SO_OBJ   := $(patsubst %.c,$(B)/obj/so/%.o,$(CORE_SRC) $(PRELOAD_SRC))
+A_OBJ    := $(patsubst %.c,$(B)/obj/a/%.o,$(CORE_SRC))
+ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
+TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
+
+$(B)/libumalloc.so: $(SO_OBJ)
+	$(CC) -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+
+$(B)/libumalloc.a: $(A_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/asan/libumalloc.a: $(ASAN_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+$(B)/tsan/libumalloc.a: $(TSAN_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+all: $(B)/libumalloc.so $(B)/libumalloc.a
+.DEFAULT_GOAL := all
+
+# --- tests -------------------------------------------------------------------------------------
+# One Criterion binary per build of the core; the same tests run plain, under ASan+UBSan and
+# under TSan. Programs in test/progs/ run under LD_PRELOAD, spawned by test/test_preload*.c.
+TEST_LIBS := -lcriterion -pthread -ldl -lm
+
+$(B)/test/unit: $(TEST_SRC) $(TEST_HDR) $(B)/libumalloc.a $(PROGS) $(B)/libumalloc.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -DUM_TEST_VARIANT='"plain"' -o $@ $(TEST_SRC) $(B)/libumalloc.a $(TEST_LIBS)
+
+$(B)/test/unit-asan: $(TEST_SRC) $(TEST_HDR) $(B)/asan/libumalloc.a $(PROGS) $(B)/libumalloc.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=address,undefined -DUM_TEST_VARIANT='"asan"' -o $@ $(TEST_SRC) $(B)/asan/libumalloc.a $(TEST_LIBS)
+
+$(B)/test/unit-tsan: $(TEST_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B)/libumalloc.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_TEST_VARIANT='"tsan"' -o $@ $(TEST_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
+
+$(B)/test/progs/%: test/progs/%.c include/umalloc.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g -Wall -Wno-unused-result -Iinclude -D_GNU_SOURCE -o $@ $< -pthread -ldl -lm
+
+progs: $(PROGS)
+
+test: deps-test all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan
+	@scripts/run-tests.sh
+
+deps-test:
+	@scripts/deps.sh test
+
+deps-bench:
+	@scripts/deps.sh bench
+
+bench: deps-bench all
+	@scripts/bench.sh
+
+bench-instr: deps-bench all
+	@scripts/bench-instr.sh
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs
