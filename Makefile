@@ -12,7 +12,8 @@ SAN_OPT := -O1 -g -fno-omit-frame-pointer
 CORE_SRC    := $(sort $(wildcard core/*.c numa/*.c hugepages/*.c stats/*.c))
 PRELOAD_SRC := $(sort $(wildcard preload/*.c))
 HEADERS     := $(wildcard include/*.h core/*.h numa/*.h hugepages/*.h stats/*.h preload/*.h)
-TEST_SRC    := $(sort $(wildcard test/test_*.c))
+UNIT_SRC    := $(sort $(wildcard test/unit_*.c))
+SYS_SRC     := $(sort $(wildcard test/sys_*.c))
 TEST_HDR    := $(wildcard test/*.h)
 PROG_SRC    := $(sort $(wildcard test/progs/*.c))
 PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC))
@@ -57,29 +58,35 @@ all: $(B)/libumalloc.so $(B)/libumalloc.a
 .DEFAULT_GOAL := all
 
 # --- tests -------------------------------------------------------------------------------------
-# One Criterion binary per build of the core; the same tests run plain, under ASan+UBSan and
-# under TSan. Programs in test/progs/ run under LD_PRELOAD, spawned by test/test_preload*.c.
+# test/unit_*.c: one Criterion binary per build of the core; the same tests run plain, under
+# ASan+UBSan and under TSan. test/sys_*.c: one binary that spawns programs (test/progs/ and
+# real ones) under LD_PRELOAD=build/libumalloc.so and compares them with plain runs.
 TEST_LIBS := -lcriterion -pthread -ldl -lm
 
-$(B)/test/unit: $(TEST_SRC) $(TEST_HDR) $(B)/libumalloc.a $(PROGS) $(B)/libumalloc.so
+$(B)/test/unit: $(UNIT_SRC) $(TEST_HDR) $(B)/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -DUM_TEST_VARIANT='"plain"' -o $@ $(TEST_SRC) $(B)/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -DUM_TEST_VARIANT='"plain"' -o $@ $(UNIT_SRC) $(B)/libumalloc.a $(TEST_LIBS)
 
-$(B)/test/unit-asan: $(TEST_SRC) $(TEST_HDR) $(B)/asan/libumalloc.a $(PROGS) $(B)/libumalloc.so
+$(B)/test/unit-asan: $(UNIT_SRC) $(TEST_HDR) $(B)/asan/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=address,undefined -DUM_TEST_VARIANT='"asan"' -o $@ $(TEST_SRC) $(B)/asan/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=address,undefined -DUM_TEST_VARIANT='"asan"' -o $@ $(UNIT_SRC) $(B)/asan/libumalloc.a $(TEST_LIBS)
 
-$(B)/test/unit-tsan: $(TEST_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B)/libumalloc.so
+$(B)/test/unit-tsan: $(UNIT_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_TEST_VARIANT='"tsan"' -o $@ $(TEST_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_TEST_VARIANT='"tsan"' -o $@ $(UNIT_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
 
 $(B)/test/progs/%: test/progs/%.c include/umalloc.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O1 -g -Wall -Wno-unused-result -Iinclude -D_GNU_SOURCE -o $@ $< -pthread -ldl -lm
 
+# System tests: run once, against the preload library and real programs.
+$(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libumalloc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -o $@ $(SYS_SRC) $(B)/libumalloc.a $(TEST_LIBS)
+
 progs: $(PROGS)
 
-test: deps-test all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan
+test: deps-test all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system
 	@scripts/run-tests.sh
 
 deps-test:
