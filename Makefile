@@ -23,7 +23,7 @@ B := build
 # --- the libraries ---------------------------------------------------------------------------
 $(B)/obj/so/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(OPT) -fPIC -DUM_PRELOAD=1 -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) $(OPT) -flto -fPIC -DUM_PRELOAD=1 -c $< -o $@
 
 $(B)/obj/a/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -43,7 +43,7 @@ ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
 TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
 
 $(B)/libumalloc.so: $(SO_OBJ)
-	$(CC) -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
 
 $(B)/libumalloc.a: $(A_OBJ)
 	@rm -f $@; ar rcs $@ $^

@@ -1,0 +1,106 @@
+/* malloc and its aligned, zeroed and resized relatives. The fast path is inline in _x_malloc:
+ * one TLS load, one table load, pop the page's free list. Everything else is _x_malloc_generic. */
+#include <string.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+
+/* Largest request we try at all: beyond it, size arithmetic (headers, alignment) could wrap. */
+#define UM_REQUEST_MAX (((size_t)1 << 62))
+
+static inline void *pop_block(um_page_t *page, um_block_t *b) {
+    page->free = b->next;
+    UM_OWNER_ADD(page->used, 1);
+    b->key = 0; /* not free any more: a later free of it is legitimate */
+    return b;
+}
+
+void *_x_malloc(size_t size) {
+    um_heap_t *heap = _x_tl_heap;
+    if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
+        um_page_t *page = heap->direct[(size + 15) >> 4];
+        um_block_t *b = page->free;
+        if (UM_LIKELY(b != NULL)) return pop_block(page, b);
+    }
+    return _x_malloc_generic(heap, size);
+}
+
+UM_NOINLINE void *_x_malloc_generic(um_heap_t *heap, size_t size) {
+    if (UM_UNLIKELY(heap == &_x_heap_empty || heap == &_x_heap_dead)) {
+        if (heap == &_x_heap_dead) return _x_heap_malloc_backup(size);
+        heap = _x_heap_for_thread();
+        if (heap == NULL) return _x_heap_malloc_backup(size); /* recursion while making it */
+    }
+    if (UM_UNLIKELY(size >= _x_large_threshold)) {
+        if (size > UM_REQUEST_MAX) { errno = ENOMEM; return NULL; }
+        return _x_huge_alloc(size, 16);
+    }
+    size_t bin = _x_bin_of(size);
+    um_page_t *page = heap->queues[bin].first;
+    if (page != NULL && page->free != NULL) return pop_block(page, page->free);
+    return _x_page_alloc_slow(heap, bin);
+}
+
+void *_x_calloc(size_t count, size_t size) {
+    size_t total;
+    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; return NULL; }
+    void *p = _x_malloc(total);
+    if (UM_UNLIKELY(p == NULL)) return NULL;
+    um_segment_t *seg = _x_segment_of(p);
+    if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER) return p; /* fresh mmap */
+    memset(p, 0, total);
+    return p;
+}
+
+/* Aligned blocks. Power-of-two size classes in pages that start aligned are aligned already;
+ * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
+ * that free() looks for the block start. */
+void *_x_malloc_aligned(size_t align, size_t size) {
+    if (align <= 16) return _x_malloc(size);
+    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; return NULL; }
+    if (size < align && align <= UM_SMALL_MAX) {
+        /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
+        size_t bsize = _x_bin_size(_x_bin_of(align));
+        if (bsize == align) size = align;
+    }
+    if (size + align >= _x_large_threshold || align > UM_LARGE_MAX / 8) return _x_huge_alloc(size, align);
+    size_t bin = _x_bin_of(size);
+    if ((_x_bin_size(bin) & (align - 1)) == 0) {
+        void *p = _x_malloc(size);
+        if (p == NULL || ((uintptr_t)p & (align - 1)) == 0) return p;
+        _x_free(p);
+    }
+    uint8_t *p = _x_malloc(size + align - 16);
+    if (p == NULL) return NULL;
+    uint8_t *q = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (q != p) {
+        um_segment_t *seg = _x_segment_of(p);
+        um_page_t *page = _x_page_of(seg, p);
+        atomic_fetch_or_explicit(&page->xowner, UM_PAGE_HAS_ALIGNED, UM_RELAXED);
+    }
+    return q;
+}
+
+void *_x_realloc(void *p, size_t size) {
+    if (p == NULL) return _x_malloc(size);
+    if (size == 0) { _x_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
+    um_segment_t *seg = _x_segment_lookup(p);
+    if (UM_UNLIKELY(seg == NULL)) return _x_realloc_foreign(p, size);
+    size_t usable;
+    if (seg->kind == UM_KIND_HUGE) {
+        usable = _x_huge_usable(seg, p);
+        if (size <= usable && size >= usable / 2) return p;
+        if (size >= _x_large_threshold && size <= UM_REQUEST_MAX) {
+            void *q = _x_huge_realloc(seg, p, size); /* mremap: no copy */
+            if (q != NULL) return q;
+        }
+    } else {
+        usable = _x_usable_size(p);
+        if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
+    }
+    void *q = _x_malloc(size);
+    if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
+    memcpy(q, p, usable < size ? usable : size);
+    _x_free(p);
+    return q;
+}

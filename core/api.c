@@ -1,0 +1,130 @@
+/* The public um_* API (include/umalloc.h): thin, so that the preload library's malloc and the
+ * static library's um_malloc run the same code. */
+#include <string.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+#include "umalloc.h"
+
+_Static_assert(offsetof(um_segment_t, pages) + sizeof(um_page_t) <= UM_HUGE_HEADER,
+               "a huge block may overlap the unused page descriptors of its header, not the used one");
+
+void _x_stats_totals(um_totals_t *out);
+_Atomic unsigned _x_purge_epoch;
+
+UM_API void *um_malloc(size_t size) { return _x_malloc(size); }
+UM_API void um_free(void *p) { _x_free(p); }
+UM_API void *um_calloc(size_t count, size_t size) { return _x_calloc(count, size); }
+UM_API void *um_realloc(void *p, size_t size) { return _x_realloc(p, size); }
+
+UM_API void *um_reallocarray(void *p, size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) { errno = ENOMEM; return NULL; }
+    return _x_realloc(p, total);
+}
+
+/* free_sized: the size is a promise; checking it costs a lookup we already make, and a wrong
+ * size is a bug worth one line rather than silent trust. */
+UM_API void um_free_sized(void *p, size_t size) {
+    if (p != NULL && size > _x_usable_size(p) && _x_segment_lookup(p) != NULL) _x_warn_ptr("free_sized with a size larger than the block:", p);
+    _x_free(p);
+}
+UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
+    (void)alignment;
+    um_free_sized(p, size);
+}
+
+static bool valid_alignment(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
+    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = _x_malloc_aligned(alignment, size);
+    if (p == NULL) { errno = saved; return ENOMEM; }
+    *out = p;
+    return 0;
+}
+
+/* C17 lets aligned_alloc fail for a non-power-of-two alignment; glibc 2.38 does (EINVAL). */
+UM_API void *um_aligned_alloc(size_t alignment, size_t size) {
+    if (!valid_alignment(alignment)) { errno = EINVAL; return NULL; }
+    return _x_malloc_aligned(alignment, size);
+}
+
+/* memalign: glibc rounds a non-power-of-two alignment up to the next power of two. */
+UM_API void *um_memalign(size_t alignment, size_t size) {
+    if (alignment <= 16) return _x_malloc(size);
+    if (!valid_alignment(alignment)) {
+        if (alignment > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
+        size_t a = 1;
+        while (a < alignment) a <<= 1;
+        alignment = a;
+    }
+    return _x_malloc_aligned(alignment, size);
+}
+
+UM_API void *um_valloc(size_t size) { return _x_malloc_aligned(_x_os_page_size(), size); }
+
+UM_API void *um_pvalloc(size_t size) {
+    size_t ps = _x_os_page_size();
+    if (size > SIZE_MAX - ps) { errno = ENOMEM; return NULL; }
+    size_t rounded = size == 0 ? ps : (size + ps - 1) & ~(ps - 1);
+    return _x_malloc_aligned(ps, rounded);
+}
+
+size_t _x_usable_size(const void *p) {
+    if (p == NULL) return 0;
+    um_segment_t *seg = _x_segment_lookup(p);
+    if (seg == NULL) return _x_usable_foreign(p);
+    if (seg->kind == UM_KIND_HUGE) return _x_huge_usable(seg, p);
+    um_page_t *page = _x_page_of(seg, p);
+    if (page->slot != UM_SLOT_USED) return 0;
+    const uint8_t *b = _x_block_start(seg, page, p);
+    if (b == NULL) return 0;
+    return page->block_size - (size_t)((const uint8_t *)p - b);
+}
+
+UM_API size_t um_malloc_usable_size(const void *p) { return _x_usable_size(p); }
+
+UM_API int um_owns(const void *p) {
+    if (p == NULL) return 0;
+    um_segment_t *seg = _x_segment_lookup(p);
+    if (seg == NULL) return 0;
+    if (seg->kind == UM_KIND_HUGE) return p == seg->pages[0].start;
+    um_page_t *page = _x_page_of(seg, p);
+    if (UM_SHARED_READ(page->slot) != UM_SLOT_USED) return 0;
+    const um_block_t *b = _x_block_start(seg, page, p);
+    if (b == NULL) return 0;
+    if ((const void *)b != p && !(atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
+    if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0; /* never carved */
+    return b->key != _x_block_key(b); /* a free block carries its key */
+}
+
+/* Purge what this thread can reach now; other threads purge on their next slow path. */
+UM_API int um_trim(size_t pad) {
+    (void)pad;
+    size_t before = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
+    size_t unmapped_before = atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED);
+    atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
+    _x_segment_reclaim_empty_abandoned();
+    um_heap_t *heap = _x_heap_for_thread();
+    if (heap != NULL) _x_segment_purge(heap, true);
+    _x_segment_cache_trim(true);
+    return atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED) != before ||
+           atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED) != unmapped_before;
+}
+
+UM_API void um_thread_done(void) {
+    um_heap_t *heap = _x_tl_heap;
+    if (heap == &_x_heap_empty || heap == &_x_heap_dead) return;
+    _x_heap_thread_done(heap);
+    _x_tl_heap = &_x_heap_empty;
+}
+
+UM_API const char *um_version(void) { return UMALLOC_VERSION; }
+
+UM_API void um_get_totals(um_totals_t *out) {
+    if (out == NULL) return;
+    _x_stats_totals(out);
+}

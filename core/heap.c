@@ -1,0 +1,115 @@
+/* Thread heaps: made on a thread's first allocation, given back (abandoned) at thread exit,
+ * kept in a registry for statistics. A thread that allocates after its exit hook ran (from a
+ * later TLS destructor) is served by the backup heap, a shared heap behind a lock, so nothing it
+ * allocates is lost with its heap. */
+#include <pthread.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+
+#define EMPTY_HEAP_INIT { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty } }
+um_heap_t _x_heap_empty = EMPTY_HEAP_INIT;
+um_heap_t _x_heap_dead = EMPTY_HEAP_INIT;
+um_heap_t _x_heap_backup = { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty }, .is_backup = 1 };
+__thread um_heap_t *_x_tl_heap __attribute__((tls_model("initial-exec"))) = &_x_heap_empty;
+
+um_heap_t *_x_heap_registry;
+size_t _x_heap_count;
+static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (never unmapped) */
+static pthread_key_t exit_key;
+static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
+
+/* The direct[] slots that sizes of `bin` map to now point at `page`. */
+void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
+    size_t size = _x_bin_size(bin);
+    if (size > UM_DIRECT_MAX) return;
+    size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) / 16 + 1, hi = size / 16;
+    um_page_t *target = page ? page : &_x_page_empty;
+    for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
+}
+
+static void heap_reset(um_heap_t *heap) {
+    memset(heap, 0, sizeof(*heap));
+    for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &_x_page_empty;
+}
+
+static um_heap_t *heap_new(void) {
+    _x_lock(&_x_registry_lock);
+    um_heap_t *heap = heap_pool;
+    if (heap) heap_pool = heap->reg_next;
+    _x_unlock(&_x_registry_lock);
+    if (heap == NULL) {
+        size_t size = (sizeof(um_heap_t) + 63) & ~(size_t)63;
+        heap = _x_os_map_aligned(size, 64); /* a page or two; one heap per thread is cheap */
+        if (heap == NULL) return NULL;
+    }
+    heap_reset(heap);
+    _x_lock(&_x_registry_lock);
+    heap->reg_next = _x_heap_registry;
+    if (_x_heap_registry) _x_heap_registry->reg_prev = heap;
+    _x_heap_registry = heap;
+    _x_heap_count++;
+    _x_unlock(&_x_registry_lock);
+    return heap;
+}
+
+static void thread_exit_hook(void *value) {
+    um_heap_t *heap = value;
+    if (heap != NULL && heap == _x_tl_heap) {
+        _x_heap_thread_done(heap);
+        _x_tl_heap = &_x_heap_dead;
+    }
+}
+
+void _x_heap_init_process(void) { pthread_key_create(&exit_key, thread_exit_hook); }
+
+um_heap_t *_x_heap_for_thread(void) {
+    um_heap_t *heap = _x_tl_heap;
+    if (heap == &_x_heap_dead) return NULL;
+    if (heap != &_x_heap_empty) return heap;
+    if (tl_making_heap) return NULL; /* something below allocated: the caller uses the backup heap */
+    tl_making_heap = 1;
+    _x_process_init();
+    heap = heap_new();
+    if (heap != NULL) {
+        _x_tl_heap = heap;
+        pthread_setspecific(exit_key, heap); /* key < 32: glibc stores it without allocating */
+    }
+    tl_making_heap = 0;
+    return heap;
+}
+
+void _x_heap_thread_done(um_heap_t *heap) {
+    _x_segment_abandon_all(heap);
+    _x_lock(&_x_registry_lock);
+    if (heap->reg_prev) heap->reg_prev->reg_next = heap->reg_next;
+    else _x_heap_registry = heap->reg_next;
+    if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
+    _x_heap_count--;
+    heap_reset(heap);
+    heap->reg_next = heap_pool;
+    heap_pool = heap;
+    _x_unlock(&_x_registry_lock);
+}
+
+/* Blocks freed by other threads into pages that were full: free them here, as the owner. */
+void _x_heap_collect_delayed(um_heap_t *heap) {
+    um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
+    while (b != NULL) {
+        um_block_t *next = b->next;
+        um_segment_t *seg = _x_segment_of(b);
+        b->key = 0; /* it was keyed by the remote free; local free keys it again */
+        _x_page_local_free_slow(heap, _x_page_of(seg, b), b);
+        b = next;
+    }
+}
+
+void *_x_heap_malloc_backup(size_t size) {
+    _x_process_init();
+    _x_lock(&_x_backup_lock);
+    _x_heap_collect_delayed(&_x_heap_backup);
+    void *p = _x_malloc_generic(&_x_heap_backup, size);
+    _x_unlock(&_x_backup_lock);
+    return p;
+}

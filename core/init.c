@@ -1,0 +1,73 @@
+/* Process start-up, fork handling, and the lock primitive.
+ *
+ * malloc may be called before any constructor of ours has run (ld.so and libc allocate first,
+ * and so do other libraries' constructors), so nothing here relies on being called from a
+ * constructor: the first allocation's slow path calls _x_process_init(). It allocates nothing
+ * itself and calls nothing that could (no dlsym, no stdio). */
+#include <pthread.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "core/options.h"
+#include "hugepages/os.h"
+#include "stats/stats.h"
+
+uintptr_t _x_cookie = 0x9e3779b97f4a7c15u;
+size_t _x_large_threshold = UM_LARGE_MAX;
+uint64_t _x_purge_delay_ms = 10;
+_Atomic int _x_initialized;
+
+um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
+
+void _x_lock(um_lock_t *l) {
+    for (unsigned spins = 0;; spins++) {
+        if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return;
+        if (spins < 64) __builtin_ia32_pause(); /* the holder is likely running: wait a little */
+        else sched_yield();                      /* it isn't: let it run */
+    }
+}
+
+/* The locks, in the documented order; fork takes them all so the child sees consistent lists. */
+static um_lock_t *const lock_order[] = {&_x_init_lock, &_x_registry_lock, &_x_backup_lock, &_x_abandoned_lock, &_x_cache_lock, &_x_segments_lock};
+#define LOCK_COUNT (sizeof(lock_order) / sizeof(lock_order[0]))
+
+static void fork_prepare(void) {
+    for (size_t i = 0; i < LOCK_COUNT; i++) _x_lock(lock_order[i]);
+}
+static void fork_parent(void) {
+    for (size_t i = LOCK_COUNT; i-- > 0;) _x_unlock(lock_order[i]);
+}
+static void fork_child(void) {
+    /* Only this thread exists in the child. Other threads' heaps stay in the registry, their
+     * memory unreachable, as with every thread-caching allocator. */
+    for (size_t i = LOCK_COUNT; i-- > 0;) atomic_store_explicit(&lock_order[i]->held, 0, memory_order_relaxed);
+}
+
+static uintptr_t random_cookie(void) {
+    uintptr_t r = 0;
+    const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM); /* 16 bytes the kernel gave us */
+    if (rnd) for (int i = 0; i < 8; i++) r = (r << 8) | rnd[i + 8]; /* glibc uses the first 8 for its stack guard */
+    r ^= (uintptr_t)&r ^ ((uintptr_t)_x_os_now_ms() << 32);
+    return r | 1;
+}
+
+void _x_heap_init_process(void);
+
+void _x_process_init(void) {
+    if (atomic_load_explicit(&_x_initialized, memory_order_acquire)) return;
+    _x_lock(&_x_init_lock);
+    if (!atomic_load_explicit(&_x_initialized, UM_RELAXED)) {
+        _x_cookie = random_cookie();
+        _x_options_init();
+        _x_large_threshold = (size_t)_x_option(UM_OPT_LARGE_THRESHOLD);
+        if (_x_large_threshold > UM_LARGE_MAX) _x_large_threshold = UM_LARGE_MAX;
+        _x_purge_delay_ms = (uint64_t)_x_option(UM_OPT_PURGE_DELAY_MS);
+        _x_heap_init_process();
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        atomic_store_explicit(&_x_initialized, 1, memory_order_release);
+        _x_stats_init();
+    }
+    _x_unlock(&_x_init_lock);
+}

@@ -1,0 +1,168 @@
+/* The core's face to itself: names shared between core files (prefix _x_), the inline helpers
+ * the fast paths need, and the cheap invariant checks that stay on in release builds. */
+#ifndef UM_INTERNAL_H
+#define UM_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/types.h"
+
+#define UM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define UM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define UM_HIDDEN __attribute__((visibility("hidden")))
+#define UM_NOINLINE __attribute__((noinline))
+#define UM_COLD __attribute__((cold, noinline))
+#define UM_RELAXED memory_order_relaxed
+
+/* Counters the owner alone writes but other threads read for statistics. A plain increment is
+ * one instruction; TSan must see an atomic to know the cross-thread read is intended. */
+#if defined(__SANITIZE_THREAD__)
+#define UM_OWNER_ADD(field, n) __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#else
+#define UM_OWNER_ADD(field, n) ((field) += (n))
+#endif
+#define UM_SHARED_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define UM_SHARED_WRITE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+/* An invariant that must hold; checked in release builds too (it costs a compare on slow paths
+ * only). A broken one means heap corruption: say where and stop before it spreads. */
+#define UM_CHECK(cond) \
+    do { if (UM_UNLIKELY(!(cond))) _x_fatal(__FILE__, __LINE__, #cond); } while (0)
+UM_COLD void _x_fatal(const char *file, int line, const char *what);
+/* One line on stderr: "umalloc: <what> <pointer>". */
+UM_COLD void _x_warn_ptr(const char *what, const void *p);
+
+/* ---- size classes ----------------------------------------------------------------------- */
+static inline size_t _x_bin_of(size_t size) {
+    if (size <= 128) return size <= 16 ? 1 : (size + 15) >> 4;
+    size_t w = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzl(w); /* highest bit: the doubling */
+    return 8u * (b - 6u) + ((w >> (b - 3u)) & 7u) + 1u;
+}
+static inline size_t _x_bin_size(size_t bin) {
+    if (bin <= 8) return bin << 4;
+    size_t b = (bin - 1) / 8 + 6, m = (bin - 1) % 8;
+    return (8 + m + 1) << (b - 3);
+}
+static inline um_kind_t _x_bin_kind(size_t bin) {
+    size_t size = _x_bin_size(bin);
+    return size <= UM_SMALL_MAX ? UM_KIND_SMALL : size <= UM_MEDIUM_MAX ? UM_KIND_MEDIUM : UM_KIND_LARGE;
+}
+
+/* ---- pointer -> segment -> page ---------------------------------------------------------- */
+/* The segment map: one byte per 4 MiB of the 128 TiB user address space (32 MiB of zero-fill
+ * virtual memory, a few pages touched). It answers "is this ours?" without touching the pointed-to
+ * memory, so a foreign pointer can never make us fault. */
+#define UM_SEGMAP_ENTRIES ((size_t)1 << (47 - UM_SEGMENT_SHIFT))
+enum {
+    UM_MAP_NONE = 0,     /* not ours */
+    UM_MAP_SEGMENT = 1,  /* a segment header starts here: the fast path */
+    UM_MAP_HUGE_PREV = 2, /* an over-aligned huge block starts here; its header is 4 MiB below */
+    UM_MAP_INTERIOR = 3, /* inside a huge block of ours, not a block start */
+};
+extern _Atomic uint8_t _x_segmap[UM_SEGMAP_ENTRIES];
+
+static inline unsigned _x_segmap_get(uintptr_t u) {
+    uintptr_t idx = u >> UM_SEGMENT_SHIFT;
+    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    return atomic_load_explicit(&_x_segmap[idx], UM_RELAXED);
+}
+static inline um_segment_t *_x_segment_of(const void *p) {
+    return (um_segment_t *)((uintptr_t)p & ~(uintptr_t)UM_SEGMENT_MASK);
+}
+static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
+    return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
+}
+/* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours. */
+um_segment_t *_x_segment_lookup(const void *p);
+void _x_segmap_set(void *start, size_t size, unsigned first_kind);
+void _x_segmap_clear(void *start, size_t size);
+
+/* ---- globals ---------------------------------------------------------------------------- */
+extern uintptr_t _x_cookie;            /* random, never 0: free-block keys and segment checks */
+extern um_heap_t _x_heap_empty;        /* every thread starts here: its pages have no free blocks */
+extern um_heap_t _x_heap_dead;         /* a thread after its exit hook ran */
+extern __thread um_heap_t *_x_tl_heap; /* initial-exec TLS: one %fs-relative load */
+extern size_t _x_large_threshold;      /* blocks of this size or more get their own mapping */
+extern uint64_t _x_purge_delay_ms;     /* how long a free page stays resident */
+extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
+
+static inline uintptr_t _x_block_key(const void *b) { return (uintptr_t)b ^ _x_cookie; }
+
+/* ---- locks (lock order, outermost first; see docs/design.md "Locks"):
+ *   init -> heap registry -> backup heap -> abandoned segments -> segment cache -> segment registry
+ * Every lock guards a slow path only; none is ever taken by malloc/free's fast paths. */
+typedef struct { _Atomic int held; } um_lock_t;
+void _x_lock(um_lock_t *l);
+static inline void _x_unlock(um_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
+extern um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
+
+/* ---- init.c ----------------------------------------------------------------------------- */
+void _x_process_init(void);
+extern _Atomic int _x_initialized;
+
+/* ---- heap.c ----------------------------------------------------------------------------- */
+um_heap_t *_x_heap_for_thread(void);  /* the calling thread's heap, made on first use */
+void _x_heap_thread_done(um_heap_t *heap);
+void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
+void *_x_heap_malloc_backup(size_t size);
+void _x_heap_collect_delayed(um_heap_t *heap);
+extern um_heap_t _x_heap_backup;
+extern size_t _x_heap_count;
+extern um_heap_t *_x_heap_registry;
+
+/* ---- page.c ----------------------------------------------------------------------------- */
+extern um_page_t _x_page_empty;
+void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
+void _x_page_collect(um_page_t *page);                  /* gather local and remote frees */
+void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
+void _x_page_remote_free(um_page_t *page, um_block_t *b);
+void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */
+void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
+void _x_page_queue_push(um_heap_t *heap, um_page_t *page);
+void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
+bool _x_page_set_never_delayed(um_page_t *page);
+uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
+void *_x_block_start(um_segment_t *seg, um_page_t *page, const void *p);
+
+/* ---- segment.c -------------------------------------------------------------------------- */
+um_page_t *_x_segment_page_alloc(um_heap_t *heap, um_kind_t kind); /* a free page slot */
+void _x_segment_page_free(um_heap_t *heap, um_page_t *page);
+void _x_segment_purge(um_heap_t *heap, bool force);
+void _x_segment_abandon_all(um_heap_t *heap);
+bool _x_segment_reclaim_one(um_heap_t *heap);
+void _x_segment_cache_trim(bool force);
+size_t _x_segment_reclaim_empty_abandoned(void);
+void _x_segment_register(um_segment_t *seg);
+void _x_segment_unregister(um_segment_t *seg);
+extern um_segment_t *_x_segment_registry;
+extern size_t _x_segment_count;
+
+/* ---- huge.c ----------------------------------------------------------------------------- */
+void *_x_huge_alloc(size_t size, size_t align);
+void _x_huge_free(um_segment_t *seg, void *p);
+void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size);
+size_t _x_huge_usable(um_segment_t *seg, const void *p);
+extern _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
+
+/* ---- alloc.c / free.c ------------------------------------------------------------------- */
+void *_x_malloc(size_t size);
+void _x_free(void *p);
+void *_x_malloc_generic(um_heap_t *heap, size_t size);
+void *_x_malloc_aligned(size_t align, size_t size);
+void _x_free_generic(void *p);
+size_t _x_usable_size(const void *p);
+void *_x_realloc(void *p, size_t size);
+void *_x_calloc(size_t count, size_t size);
+
+/* The core calls this for a pointer that is not ours. The static library says so on stderr and
+ * leaves the heap alone; the preload library overrides it to hand the pointer to glibc. */
+void _x_free_foreign(void *p);
+size_t _x_usable_foreign(const void *p);
+void *_x_realloc_foreign(void *p, size_t size);
+
+#endif

@@ -1,0 +1,866 @@
+/* umalloc: run-time options (environment variables UMALLOC_*). See core/options.h.
+ *
+ * Constraints: this code runs at the very start of the process, possibly inside the first call
+ * to malloc, possibly before libc's own initialisation (environ may still be NULL then). So:
+ * no malloc, no stdio, no locale-dependent functions; only the system-call wrappers open, read,
+ * close, write, getpid, getuid/geteuid/getgid/getegid and getauxval, which need nothing
+ * initialised. Text is formatted with core/fmt.c into buffers on the stack.
+ */
+#include "core/options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "umalloc.h"
+
+#define UM_EXPORT __attribute__((visibility("default")))
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+#define UM_OPT_DESC_ROW(NAME, TYPE, DEF, MIN, MAX, EXTRA, HELP) \
+    [UM_OPT_##NAME] = {"UMALLOC_" #NAME, UM_OT_##TYPE, (DEF), (MIN), (MAX), (EXTRA), (HELP)},
+const um_option_desc _x_option_table[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DESC_ROW)};
+#undef UM_OPT_DESC_ROW
+
+#define UM_OPT_DEFAULT_ROW(NAME, TYPE, DEF, MIN, MAX, EXTRA, HELP) [UM_OPT_##NAME] = (DEF),
+long long _x_option_values[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DEFAULT_ROW)};
+#undef UM_OPT_DEFAULT_ROW
+
+static const char o_type_names[][10] = {
+    [UM_OT_BOOL] = "bool",     [UM_OT_INT] = "int",       [UM_OT_SIZE] = "size",
+    [UM_OT_DURATION] = "duration", [UM_OT_ENUM] = "enum", [UM_OT_SIGNAL] = "signal",
+    [UM_OT_NODES] = "nodes",   [UM_OT_STRING] = "string",
+};
+
+/* Effective string values (STRING options only), and where each value came from. */
+static char o_str_storage[UM_OPT__COUNT][UM_OPTION_TEXT_MAX];
+static unsigned char o_str_set[UM_OPT__COUNT];
+static unsigned char o_source[UM_OPT__COUNT];
+
+/* 0: not read yet; 1: being read (by one thread); 2: done. */
+static int o_init_state;
+
+#define UM_PREFIX "UMALLOC_"
+#define UM_PREFIX_LEN 8
+
+/* ---- small string helpers (no libc: nothing here may depend on libc being initialised) ---- */
+
+static size_t o_strlen(const char *s) {
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static char o_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* a (n bytes) equals the NUL-terminated b, ignoring ASCII case. */
+static int o_ieq(const char *a, size_t n, const char *b) {
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (b[i] == '\0' || o_lower(a[i]) != o_lower(b[i])) return 0;
+    }
+    return b[i] == '\0';
+}
+
+static int o_isdigit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+static int o_isspace(char c) {
+    return c == ' ' || c == '\t';
+}
+
+static void o_trim(const char **s, size_t *n) {
+    while (*n > 0 && o_isspace(**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && o_isspace((*s)[*n - 1])) (*n)--;
+}
+
+/* Parse decimal digits at s[*pos..n): at least one digit; fails on overflow past max. */
+static int o_parse_digits(const char *s, size_t n, size_t *pos, unsigned long long max,
+                           unsigned long long *out) {
+    size_t i = *pos;
+    unsigned long long v = 0;
+    if (i >= n || !o_isdigit(s[i])) return -1;
+    for (; i < n && o_isdigit(s[i]); i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > max || v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *pos = i;
+    *out = v;
+    return 0;
+}
+
+/* ---- signals --------------------------------------------------------------------------------- */
+
+static const struct {
+    int sig;
+    char name[8];
+} o_signals[] = {
+    {SIGHUP, "HUP"},   {SIGINT, "INT"},       {SIGQUIT, "QUIT"},     {SIGILL, "ILL"},
+    {SIGTRAP, "TRAP"}, {SIGABRT, "ABRT"},     {SIGBUS, "BUS"},       {SIGFPE, "FPE"},
+    {SIGKILL, "KILL"}, {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"},     {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"}, {SIGALRM, "ALRM"},     {SIGTERM, "TERM"},     {SIGSTKFLT, "STKFLT"},
+    {SIGCHLD, "CHLD"}, {SIGCONT, "CONT"},     {SIGSTOP, "STOP"},     {SIGTSTP, "TSTP"},
+    {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},     {SIGURG, "URG"},       {SIGXCPU, "XCPU"},
+    {SIGXFSZ, "XFSZ"}, {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"},     {SIGWINCH, "WINCH"},
+    {SIGIO, "IO"},     {SIGPWR, "PWR"},       {SIGSYS, "SYS"},       {SIGIOT, "IOT"},
+    {SIGPOLL, "POLL"}, {SIGCLD, "CLD"},
+};
+#define UM_SIG_MAX 64
+
+static int o_rtmin(void) {
+    return SIGRTMIN; /* glibc: 34 (32 and 33 are its own); a plain read of a variable */
+}
+static int o_rtmax(void) {
+    return SIGRTMAX;
+}
+
+/* A number the stats module can install a handler for. */
+static int o_signal_ok(long long s) {
+    return s >= 1 && s <= UM_SIG_MAX && s != SIGKILL && s != SIGSTOP && s != 32 && s != 33 &&
+           s <= o_rtmax();
+}
+
+static int o_parse_signal(const char *s, size_t n, long long *out) {
+    size_t pos = 0;
+    unsigned long long v;
+    if (o_ieq(s, n, "none")) {
+        *out = 0;
+        return 0;
+    }
+    if (n > 0 && o_isdigit(s[0])) {
+        if (o_parse_digits(s, n, &pos, 1000, &v) != 0 || pos != n) return -1;
+        if (!o_signal_ok((long long)v)) return -1;
+        *out = (long long)v;
+        return 0;
+    }
+    if (n >= 3 && o_lower(s[0]) == 's' && o_lower(s[1]) == 'i' && o_lower(s[2]) == 'g') {
+        s += 3;
+        n -= 3;
+    }
+    if (n >= 5 && (o_ieq(s, 5, "rtmin") || o_ieq(s, 5, "rtmax"))) {
+        int is_min = o_lower(s[4]) == 'n';
+        long long sig = is_min ? o_rtmin() : o_rtmax();
+        if (n > 5) {
+            if (s[5] != (is_min ? '+' : '-')) return -1;
+            pos = 6;
+            if (o_parse_digits(s, n, &pos, 64, &v) != 0 || pos != n) return -1;
+            sig = is_min ? sig + (long long)v : sig - (long long)v;
+            if (sig < o_rtmin() || sig > o_rtmax()) return -1;
+        }
+        if (!o_signal_ok(sig)) return -1;
+        *out = sig;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof o_signals / sizeof o_signals[0]; i++) {
+        if (o_ieq(s, n, o_signals[i].name)) {
+            if (!o_signal_ok(o_signals[i].sig)) return -1;
+            *out = o_signals[i].sig;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static size_t o_format_signal(long long v, char *buf, size_t cap) {
+    if (v == 0) return _x_fmt(buf, cap, "none");
+    for (size_t i = 0; i < sizeof o_signals / sizeof o_signals[0]; i++) {
+        if (o_signals[i].sig == v) return _x_fmt(buf, cap, "%s", o_signals[i].name);
+    }
+    int lo = o_rtmin(), hi = o_rtmax();
+    if (v >= lo && v <= hi) {
+        if (v == lo) return _x_fmt(buf, cap, "RTMIN");
+        if (v == hi) return _x_fmt(buf, cap, "RTMAX");
+        if (v - lo <= hi - v) return _x_fmt(buf, cap, "RTMIN+%lld", v - lo);
+        return _x_fmt(buf, cap, "RTMAX-%lld", hi - v);
+    }
+    return _x_fmt(buf, cap, "%lld", v);
+}
+
+/* ---- node lists ------------------------------------------------------------------------------ */
+
+static int o_parse_nodes(const char *s, size_t n, long long *out) {
+    unsigned long long mask = 0;
+    size_t pos = 0;
+    if (n == 0) return -1;
+    for (;;) {
+        unsigned long long a, b;
+        if (o_parse_digits(s, n, &pos, 63, &a) != 0) return -1;
+        b = a;
+        if (pos < n && s[pos] == '-') {
+            pos++;
+            if (o_parse_digits(s, n, &pos, 63, &b) != 0) return -1;
+            if (b < a) return -1;
+        }
+        for (unsigned long long i = a; i <= b; i++) mask |= 1ULL << i;
+        if (pos == n) break;
+        if (s[pos] != ',') return -1;
+        pos++;
+    }
+    *out = (long long)mask;
+    return 0;
+}
+
+static size_t o_format_nodes(unsigned long long mask, char *buf, size_t cap) {
+    size_t len = 0;
+    if (cap > 0) buf[0] = '\0';
+    for (int i = 0; i < 64;) {
+        if (!(mask & (1ULL << i))) {
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j + 1 < 64 && (mask & (1ULL << (j + 1)))) j++;
+        const char *sep = len > 0 ? "," : "";
+        if (cap > len) {
+            if (j == i) len += _x_fmt(buf + len, cap - len, "%s%d", sep, i);
+            else len += _x_fmt(buf + len, cap - len, "%s%d-%d", sep, i, j);
+        }
+        i = j + 1;
+    }
+    return len;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------- */
+
+static int o_parse_size(const um_option_desc *d, const char *s, size_t n, long long *out) {
+    size_t pos = 0;
+    unsigned long long v;
+    if (o_parse_digits(s, n, &pos, (unsigned long long)LLONG_MAX, &v) != 0) return -1;
+    while (pos < n && o_isspace(s[pos])) pos++;
+    const char *suf = s + pos;
+    size_t sn = n - pos;
+    unsigned long long mult;
+    if (sn == 0 || o_ieq(suf, sn, "b")) mult = 1;
+    else if (o_ieq(suf, sn, "k") || o_ieq(suf, sn, "kib") || o_ieq(suf, sn, "kb")) mult = UM_KiB;
+    else if (o_ieq(suf, sn, "m") || o_ieq(suf, sn, "mib") || o_ieq(suf, sn, "mb")) mult = UM_MiB;
+    else if (o_ieq(suf, sn, "g") || o_ieq(suf, sn, "gib") || o_ieq(suf, sn, "gb")) mult = UM_GiB;
+    else return -1;
+    if (v > (unsigned long long)LLONG_MAX / mult) return -1; /* overflow */
+    long long r = (long long)(v * mult);
+    if (r < d->min || r > d->max) return -1;
+    *out = r;
+    return 0;
+}
+
+static int o_parse_duration(const um_option_desc *d, const char *s, size_t n, long long *out) {
+    size_t pos = 0;
+    unsigned long long v;
+    if (o_parse_digits(s, n, &pos, (unsigned long long)LLONG_MAX, &v) != 0) return -1;
+    while (pos < n && o_isspace(s[pos])) pos++;
+    const char *suf = s + pos;
+    size_t sn = n - pos;
+    unsigned long long mult;
+    if (sn == 0 || o_ieq(suf, sn, "ms")) mult = 1;
+    else if (o_ieq(suf, sn, "s")) mult = 1000;
+    else return -1;
+    if (v > (unsigned long long)LLONG_MAX / mult) return -1;
+    long long r = (long long)(v * mult);
+    if (r < d->min || r > d->max) return -1;
+    *out = r;
+    return 0;
+}
+
+static int o_parse_int(const um_option_desc *d, const char *s, size_t n, long long *out) {
+    size_t pos = 0;
+    int neg = 0;
+    unsigned long long v;
+    if (n > 0 && (s[0] == '-' || s[0] == '+')) {
+        neg = s[0] == '-';
+        pos = 1;
+    }
+    if (o_parse_digits(s, n, &pos, (unsigned long long)LLONG_MAX + (neg ? 1 : 0), &v) != 0 ||
+        pos != n)
+        return -1;
+    long long r = neg ? (long long)(0ULL - v) : (long long)v;
+    if (r < d->min || r > d->max) return -1;
+    *out = r;
+    return 0;
+}
+
+static int o_parse_bool(const char *s, size_t n, long long *out) {
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (o_ieq(s, n, yes[i])) {
+            *out = 1;
+            return 0;
+        }
+        if (o_ieq(s, n, no[i])) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Index of s among the comma-separated names in list, or -1. */
+static int o_parse_enum(const char *list, const char *s, size_t n, long long *out) {
+    long long idx = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        size_t len = (size_t)(e - p);
+        if (len == n) {
+            size_t i = 0;
+            while (i < n && o_lower(s[i]) == o_lower(p[i])) i++;
+            if (i == n) {
+                *out = idx;
+                return 0;
+            }
+        }
+        idx++;
+        p = *e ? e + 1 : e;
+    }
+    return -1;
+}
+
+static int o_parse_string(const char *s, size_t n, long long *out, char *str, size_t strcap) {
+    if (n >= UM_OPTION_TEXT_MAX) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return -1;
+        if (c == '%') {
+            if (i + 1 >= n || (s[i + 1] != 'p' && s[i + 1] != '%')) return -1;
+            i++;
+        }
+    }
+    if (n > 0 && s[n - 1] == '/') return -1; /* names a directory, not a file */
+    if (str != NULL && strcap > 0) {
+        size_t m = n < strcap - 1 ? n : strcap - 1;
+        for (size_t i = 0; i < m; i++) str[i] = s[i];
+        str[m] = '\0';
+    }
+    *out = (long long)n;
+    return 0;
+}
+
+int _x_option_parse_desc(const um_option_desc *d, const char *text, size_t len, long long *out,
+                         char *str, size_t strcap) {
+    long long v = 0;
+    int rc;
+    if (d->type != UM_OT_STRING) o_trim(&text, &len);
+    switch (d->type) {
+    case UM_OT_BOOL: rc = o_parse_bool(text, len, &v); break;
+    case UM_OT_INT: rc = o_parse_int(d, text, len, &v); break;
+    case UM_OT_SIZE: rc = o_parse_size(d, text, len, &v); break;
+    case UM_OT_DURATION: rc = o_parse_duration(d, text, len, &v); break;
+    case UM_OT_ENUM: rc = o_parse_enum(d->extra ? d->extra : "", text, len, &v); break;
+    case UM_OT_SIGNAL: rc = o_parse_signal(text, len, &v); break;
+    case UM_OT_NODES: rc = o_parse_nodes(text, len, &v); break;
+    case UM_OT_STRING: rc = o_parse_string(text, len, &v, str, strcap); break;
+    default: rc = -1; break;
+    }
+    if (rc == 0) *out = v;
+    return rc;
+}
+
+int _x_option_parse(um_option_id id, const char *text, long long *out, char *err, size_t errlen) {
+    if ((unsigned)id >= UM_OPT__COUNT || text == NULL) {
+        if (err && errlen) err[0] = '\0';
+        return -1;
+    }
+    const um_option_desc *d = &_x_option_table[id];
+    int rc = _x_option_parse_desc(d, text, o_strlen(text), out, NULL, 0);
+    if (rc != 0 && err && errlen) _x_option_accepted(d, err, errlen);
+    return rc;
+}
+
+/* ---- formatting ---------------------------------------------------------------------------- */
+
+static size_t o_format_size(long long v, char *buf, size_t cap) {
+    if (v != 0 && v % UM_GiB == 0) return _x_fmt(buf, cap, "%lldGiB", v / UM_GiB);
+    if (v != 0 && v % UM_MiB == 0) return _x_fmt(buf, cap, "%lldMiB", v / UM_MiB);
+    if (v != 0 && v % UM_KiB == 0) return _x_fmt(buf, cap, "%lldKiB", v / UM_KiB);
+    return _x_fmt(buf, cap, "%lld", v);
+}
+
+size_t _x_option_format(const um_option_desc *d, long long v, const char *str, char *buf,
+                        size_t cap) {
+    if (cap == 0) return 0;
+    switch (d->type) {
+    case UM_OT_BOOL: return _x_fmt(buf, cap, "%d", v != 0);
+    case UM_OT_INT:
+    case UM_OT_DURATION: return _x_fmt(buf, cap, "%lld", v);
+    case UM_OT_SIZE: return o_format_size(v, buf, cap);
+    case UM_OT_ENUM: {
+        const char *p = d->extra ? d->extra : "";
+        for (long long i = 0; *p; i++) {
+            const char *e = p;
+            while (*e && *e != ',') e++;
+            if (i == v) return _x_fmt(buf, cap, "%.*s", (int)(e - p), p);
+            p = *e ? e + 1 : e;
+        }
+        return _x_fmt(buf, cap, "%lld", v);
+    }
+    case UM_OT_SIGNAL: return o_format_signal(v, buf, cap);
+    case UM_OT_NODES: return o_format_nodes((unsigned long long)v, buf, cap);
+    case UM_OT_STRING: return _x_fmt(buf, cap, "%s", str ? str : "");
+    }
+    buf[0] = '\0';
+    return 0;
+}
+
+/* The default as UMALLOC_HELP, the warnings and docs/tuning.md show it: like
+ * _x_option_format, but an empty string shows as "". */
+static size_t o_format_default(const um_option_desc *d, char *buf, size_t cap) {
+    size_t n = _x_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, buf, cap);
+    if (n == 0) n = _x_fmt(buf, cap, "\"\"");
+    return n;
+}
+
+size_t _x_option_accepted(const um_option_desc *d, char *buf, size_t cap) {
+    char lo[32], hi[32];
+    switch (d->type) {
+    case UM_OT_BOOL: return _x_fmt(buf, cap, "a boolean (1/0, true/false, yes/no, on/off)");
+    case UM_OT_INT: return _x_fmt(buf, cap, "an integer (%lld..%lld)", d->min, d->max);
+    case UM_OT_SIZE:
+        o_format_size(d->min, lo, sizeof lo);
+        o_format_size(d->max, hi, sizeof hi);
+        return _x_fmt(buf, cap, "a size (%s..%s; bytes, or suffix K, M, G, KiB, MiB, GiB)", lo,
+                      hi);
+    case UM_OT_DURATION:
+        return _x_fmt(buf, cap, "a duration in ms (%lld..%lld, suffix ms or s)", d->min, d->max);
+    case UM_OT_ENUM: {
+        size_t n = _x_fmt(buf, cap, "one of ");
+        const char *p = d->extra ? d->extra : "";
+        while (*p && n + 1 < cap) {
+            const char *e = p;
+            while (*e && *e != ',') e++;
+            n += _x_fmt(buf + n, cap - n, "%.*s%s", (int)(e - p), p, *e ? ", " : "");
+            p = *e ? e + 1 : e;
+        }
+        return n;
+    }
+    case UM_OT_SIGNAL:
+        return _x_fmt(buf, cap,
+                      "a signal name (USR1, SIGUSR2, RTMIN+1, ...), a number 1..64 but not 9, 19, "
+                      "32 or 33, or none");
+    case UM_OT_NODES: return _x_fmt(buf, cap, "a list of NUMA nodes 0..63 (like 0-3,6)");
+    case UM_OT_STRING:
+        return _x_fmt(buf, cap,
+                      "a file path (at most %d bytes, no control characters, %% only in %%p or "
+                      "%%%%, not ending in /)",
+                      UM_OPTION_TEXT_MAX - 1);
+    }
+    if (cap) buf[0] = '\0';
+    return 0;
+}
+
+/* ---- lookup -------------------------------------------------------------------------------- */
+
+static void o_strip_prefix(const char **name, size_t *n) {
+    if (*n >= UM_PREFIX_LEN && o_ieq(*name, UM_PREFIX_LEN, UM_PREFIX)) {
+        *name += UM_PREFIX_LEN;
+        *n -= UM_PREFIX_LEN;
+    }
+}
+
+const um_option_desc *_x_option_find(const char *name, size_t n) {
+    if (name == NULL) return NULL;
+    o_strip_prefix(&name, &n);
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        if (o_ieq(name, n, _x_option_table[i].name + UM_PREFIX_LEN)) return &_x_option_table[i];
+    }
+    return NULL;
+}
+
+/* Exact, case-sensitive lookup of a full variable name, as the environment is read. */
+static int o_find_exact(const char *name, size_t n) {
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        const char *t = _x_option_table[i].name;
+        size_t j = 0;
+        while (j < n && t[j] == name[j]) j++;
+        if (j == n && t[j] == '\0') return i;
+    }
+    return -1;
+}
+
+#define UM_NAME_MAX 64
+
+/* Levenshtein distance, case-insensitive, of two names of at most UM_NAME_MAX bytes. */
+static size_t o_distance(const char *a, size_t an, const char *b, size_t bn) {
+    size_t row[UM_NAME_MAX + 1];
+    for (size_t j = 0; j <= bn; j++) row[j] = j;
+    for (size_t i = 1; i <= an; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= bn; j++) {
+            size_t up = row[j];
+            size_t cost = o_lower(a[i - 1]) == o_lower(b[j - 1]) ? 0 : 1;
+            size_t best = diag + cost;
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[bn];
+}
+
+const um_option_desc *_x_option_suggest(const char *name, size_t n) {
+    if (name == NULL) return NULL;
+    o_strip_prefix(&name, &n);
+    if (n == 0 || n > UM_NAME_MAX) return NULL;
+    const um_option_desc *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        const char *t = _x_option_table[i].name + UM_PREFIX_LEN;
+        size_t tn = o_strlen(t);
+        if (tn > UM_NAME_MAX) continue;
+        size_t dist = o_distance(name, n, t, tn);
+        /* A prefix of a known name (or the other way round) is a likely typo too. */
+        size_t shorter = n < tn ? n : tn;
+        if (shorter >= 4) {
+            size_t k = 0;
+            while (k < shorter && o_lower(name[k]) == o_lower(t[k])) k++;
+            if (k == shorter && dist > 2) dist = 2;
+        }
+        if (dist < best_d) {
+            best_d = dist;
+            best = &_x_option_table[i];
+        }
+    }
+    size_t limit = n / 3 > 2 ? n / 3 : 2;
+    return best_d <= limit ? best : NULL;
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+/* A line written in as few write(2) calls as possible: flushed when full and at the end. */
+typedef struct {
+    char buf[512];
+    size_t len;
+} o_line;
+
+static void o_line_flush(o_line *l) {
+    _x_write_err(l->buf, l->len);
+    l->len = 0;
+}
+
+static void o_line_put(o_line *l, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (l->len == sizeof l->buf) o_line_flush(l);
+        l->buf[l->len++] = s[i];
+    }
+}
+
+static void o_line_puts(o_line *l, const char *s) {
+    o_line_put(l, s, o_strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void o_line_printf(o_line *l, const char *fmt, ...) {
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = _x_vfmt(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    o_line_put(l, tmp, n);
+}
+
+/* A value as given by the user, made safe for one line: control bytes as \xNN, cut after
+ * max bytes with "...". */
+static void o_line_value(o_line *l, const char *s, size_t n, size_t max) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        if (i == max) {
+            o_line_puts(l, "...");
+            return;
+        }
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            o_line_put(l, esc, 4);
+        } else {
+            o_line_put(l, (const char *)&c, 1);
+        }
+    }
+}
+
+#define UM_ECHO_MAX 200
+
+static void o_warn_invalid(const um_option_desc *d, const char *val, size_t vn) {
+    o_line l;
+    char tmp[256];
+    l.len = 0;
+    o_line_printf(&l, "umalloc: %s=", d->name);
+    o_line_value(&l, val, vn, UM_ECHO_MAX);
+    o_line_puts(&l, " is not valid: expected ");
+    _x_option_accepted(d, tmp, sizeof tmp);
+    o_line_puts(&l, tmp);
+    o_line_puts(&l, "; using the default ");
+    o_format_default(d, tmp, sizeof tmp);
+    o_line_puts(&l, tmp);
+    o_line_puts(&l, "\n");
+    o_line_flush(&l);
+}
+
+static void o_warn_unknown(const char *name, size_t nn, const char *val, size_t vn) {
+    o_line l;
+    l.len = 0;
+    o_line_puts(&l, "umalloc: ");
+    o_line_value(&l, name, nn, UM_ECHO_MAX);
+    o_line_puts(&l, "=");
+    o_line_value(&l, val, vn, UM_ECHO_MAX);
+    o_line_puts(&l, " is not a known option");
+    const um_option_desc *s = _x_option_suggest(name, nn);
+    if (s != NULL) o_line_printf(&l, ": did you mean %s?", s->name);
+    o_line_puts(&l, " (UMALLOC_HELP=1 lists all options); ignored\n");
+    o_line_flush(&l);
+}
+
+void _x_options_print_help(void) {
+    o_line l;
+    char tmp[256];
+    l.len = 0;
+    o_line_puts(&l, "umalloc: umalloc " UMALLOC_VERSION
+                     ": options, set as environment variables (UMALLOC_VERBOSE=1 shows the "
+                     "values in effect):\n");
+    o_line_flush(&l);
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        const um_option_desc *d = &_x_option_table[i];
+        o_format_default(d, tmp, sizeof tmp);
+        o_line_printf(&l, "umalloc:   %-26s %-9s default %s\n", d->name, o_type_names[d->type],
+                       tmp);
+        o_line_printf(&l, "umalloc:       %s\n", d->help);
+        _x_option_accepted(d, tmp, sizeof tmp);
+        o_line_printf(&l, "umalloc:       accepted: %s\n", tmp);
+        o_line_flush(&l);
+    }
+}
+
+void _x_options_print_verbose(void) {
+    o_line l;
+    char tmp[128];
+    l.len = 0;
+    o_line_printf(&l, "umalloc: umalloc %s (pid %d): options in effect\n", UMALLOC_VERSION,
+                   (int)getpid());
+    o_line_flush(&l);
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        const um_option_desc *d = &_x_option_table[i];
+        o_line_printf(&l, "umalloc:   %s=", d->name);
+        if (d->type == UM_OT_STRING) {
+            const char *s = _x_option_str((um_option_id)i);
+            o_line_value(&l, s, o_strlen(s), UM_OPTION_TEXT_MAX);
+        } else {
+            _x_option_format(d, _x_option_values[i], NULL, tmp, sizeof tmp);
+            o_line_puts(&l, tmp);
+        }
+        switch ((um_option_source)o_source[i]) {
+        case UM_SRC_ENV: o_line_puts(&l, " (environment)\n"); break;
+        case UM_SRC_REJECTED:
+            o_line_puts(&l, " (default; the environment's value was not valid)\n");
+            break;
+        default: o_line_puts(&l, " (default)\n"); break;
+        }
+        o_line_flush(&l);
+    }
+}
+
+/* ---- reading the environment --------------------------------------------------------------- */
+
+static unsigned char o_seen[UM_OPT__COUNT];
+
+static void o_reset(void) {
+    for (int i = 0; i < UM_OPT__COUNT; i++) {
+        _x_option_values[i] = _x_option_table[i].def;
+        o_source[i] = UM_SRC_DEFAULT;
+        o_str_set[i] = 0;
+        o_seen[i] = 0;
+    }
+}
+
+/* One environment entry that starts with UMALLOC_ (n bytes, no NUL needed). truncated: the
+ * entry was longer than we could hold (then its value is not valid). */
+static void o_entry(const char *e, size_t n, int truncated) {
+    size_t eq = 0;
+    while (eq < n && e[eq] != '=') eq++;
+    if (eq == n) return; /* not NAME=VALUE */
+    const char *val = e + eq + 1;
+    size_t vn = n - eq - 1;
+    int id = o_find_exact(e, eq);
+    if (id < 0) {
+        o_warn_unknown(e, eq, val, vn);
+        return;
+    }
+    if (o_seen[id]) return; /* the first one counts, as for getenv */
+    o_seen[id] = 1;
+    const um_option_desc *d = &_x_option_table[id];
+    long long v;
+    if (!truncated &&
+        _x_option_parse_desc(d, val, vn, &v, o_str_storage[id], sizeof o_str_storage[id]) == 0) {
+        _x_option_values[id] = v;
+        o_source[id] = UM_SRC_ENV;
+        if (d->type == UM_OT_STRING) o_str_set[id] = 1;
+    } else {
+        o_source[id] = UM_SRC_REJECTED;
+        o_warn_invalid(d, val, vn);
+    }
+}
+
+static int o_has_prefix(const char *s) {
+    for (int i = 0; i < UM_PREFIX_LEN; i++) {
+        if (s[i] != UM_PREFIX[i]) return 0;
+    }
+    return 1;
+}
+
+static void o_scan_envp(char *const *envp) {
+    for (; *envp != NULL; envp++) {
+        if (o_has_prefix(*envp)) o_entry(*envp, o_strlen(*envp), 0);
+    }
+}
+
+/* environ is not set yet: read the environment the process started with from /proc. The file
+ * is read in chunks; only entries that start with UMALLOC_ are kept, in a static buffer (we
+ * run once, under o_init_state). */
+static char o_proc_chunk[4096];
+static char o_proc_entry[UM_OPTION_TEXT_MAX + 256];
+
+static void o_scan_proc(void) {
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return; /* no /proc: the defaults it is */
+    size_t elen = 0;   /* bytes of the current entry seen so far */
+    int keep = 1;      /* the current entry may still start with UMALLOC_ */
+    int truncated = 0; /* ...and was longer than o_proc_entry */
+    for (;;) {
+        ssize_t r = read(fd, o_proc_chunk, sizeof o_proc_chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            char c = o_proc_chunk[i];
+            if (c == '\0') {
+                if (keep && elen >= UM_PREFIX_LEN) o_entry(o_proc_entry, elen, truncated);
+                elen = 0;
+                keep = 1;
+                truncated = 0;
+                continue;
+            }
+            if (!keep) continue;
+            if (elen < UM_PREFIX_LEN && c != UM_PREFIX[elen]) {
+                keep = 0;
+                continue;
+            }
+            if (elen < sizeof o_proc_entry) o_proc_entry[elen++] = c;
+            else truncated = 1;
+        }
+    }
+    if (keep && elen >= UM_PREFIX_LEN) o_entry(o_proc_entry, elen, truncated);
+    close(fd);
+}
+
+int _x_options_secure(void) {
+    /* AT_SECURE is what ld.so and glibc's tunables go by (setuid, setgid, file capabilities);
+     * the id comparison is a fallback should the aux vector not say. */
+    if (getauxval(AT_SECURE) != 0) return 1;
+    return getuid() != geteuid() || getgid() != getegid();
+}
+
+static void o_load(char *const *envp, int use_proc, int secure) {
+    o_reset();
+    if (!secure) {
+        if (envp != NULL) o_scan_envp(envp);
+        else if (use_proc) o_scan_proc();
+    }
+    if (_x_option_values[UM_OPT_HELP]) _x_options_print_help();
+    if (_x_option_values[UM_OPT_VERBOSE]) _x_options_print_verbose();
+}
+
+void _x_options_load(char *const *envp, int secure) {
+    int saved = errno;
+    o_load(envp, 0, secure);
+    __atomic_store_n(&o_init_state, 2, __ATOMIC_RELEASE);
+    errno = saved;
+}
+
+extern char **environ;
+
+void _x_options_init(void) {
+    if (__atomic_load_n(&o_init_state, __ATOMIC_ACQUIRE) == 2) return;
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&o_init_state, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        int saved = errno;
+        char **envp = __atomic_load_n(&environ, __ATOMIC_RELAXED);
+        o_load(envp, 1, _x_options_secure());
+        errno = saved;
+        __atomic_store_n(&o_init_state, 2, __ATOMIC_RELEASE);
+        return;
+    }
+    /* Another thread is reading the environment: it takes microseconds. */
+    while (__atomic_load_n(&o_init_state, __ATOMIC_ACQUIRE) != 2) __builtin_ia32_pause();
+}
+
+const char *_x_option_str(um_option_id id) {
+    if ((unsigned)id >= UM_OPT__COUNT) return "";
+    if (o_str_set[id]) return o_str_storage[id];
+    const um_option_desc *d = &_x_option_table[id];
+    return (d->type == UM_OT_STRING && d->extra != NULL) ? d->extra : "";
+}
+
+um_option_source _x_option_source(um_option_id id) {
+    if ((unsigned)id >= UM_OPT__COUNT) return UM_SRC_DEFAULT;
+    return (um_option_source)o_source[id];
+}
+
+/* ---- the public API ------------------------------------------------------------------------ */
+
+UM_EXPORT int um_option_get(const char *name, long long *value);
+UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len);
+
+UM_EXPORT int um_option_get(const char *name, long long *value) {
+    _x_options_init();
+    const um_option_desc *d = name ? _x_option_find(name, o_strlen(name)) : NULL;
+    if (d == NULL) {
+        errno = ENOENT;
+        return -1;
+    }
+    um_option_id id = (um_option_id)(d - _x_option_table);
+    if (value != NULL) {
+        *value = d->type == UM_OT_STRING ? (long long)o_strlen(_x_option_str(id))
+                                         : _x_option_values[id];
+    }
+    return 0;
+}
+
+UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len) {
+    _x_options_init();
+    const um_option_desc *d = name ? _x_option_find(name, o_strlen(name)) : NULL;
+    if (d == NULL) {
+        errno = ENOENT;
+        return -1;
+    }
+    um_option_id id = (um_option_id)(d - _x_option_table);
+    char tmp[128];
+    const char *text = tmp;
+    size_t n;
+    if (d->type == UM_OT_STRING) {
+        text = _x_option_str(id);
+        n = o_strlen(text);
+    } else {
+        n = _x_option_format(d, _x_option_values[id], NULL, tmp, sizeof tmp);
+    }
+    if (buf == NULL || len == 0) {
+        errno = ERANGE;
+        return -1;
+    }
+    size_t m = n < len - 1 ? n : len - 1;
+    for (size_t i = 0; i < m; i++) buf[i] = text[i];
+    buf[m] = '\0';
+    if (m < n) {
+        errno = ERANGE;
+        return -1;
+    }
+    return 0;
+}

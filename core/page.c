@@ -1,0 +1,250 @@
+/* Pages: carving blocks, the per-bin page queues of a heap, collecting frees, and the remote
+ * free protocol with its "delayed free" wake-up for full pages. */
+#include <sched.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+
+/* The page every empty heap points at. Its free list is NULL, so the fast path falls through
+ * to the slow path without a separate "is this thread initialised?" test. */
+um_page_t _x_page_empty;
+
+/* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
+ * so a thread that allocates three blocks of a class doesn't fault in 64 KiB. */
+#define UM_EXTEND_BYTES (4096 * 4)
+
+uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
+    size_t psize = (size_t)1 << seg->page_shift;
+    uint8_t *area = (uint8_t *)seg + (size_t)page->index * psize;
+    if (page->index == 0) { /* the first page shares its slot with the segment header */
+        size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
+        area += hdr;
+        psize -= hdr;
+    }
+    *size = psize;
+    return area;
+}
+
+void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
+    um_segment_t *seg = _x_segment_of(page);
+    size_t area_size;
+    uint8_t *area = _x_page_area(seg, page, &area_size);
+    size_t bsize = _x_bin_size(bin);
+    page->start = area;
+    UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
+    page->bin = (uint16_t)bin;
+    page->reserved = (uint32_t)(area_size / bsize);
+    page->capacity = 0;
+    page->free = NULL;
+    page->local_free = NULL;
+    UM_SHARED_WRITE(page->used, 0);
+    page->next = page->prev = NULL;
+    atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
+    atomic_store_explicit(&page->xowner, (uintptr_t)heap, UM_RELAXED);
+}
+
+/* Thread more never-used blocks onto the free list. */
+static void page_extend(um_page_t *page) {
+    size_t bsize = page->block_size;
+    size_t n = UM_EXTEND_BYTES / bsize;
+    if (n == 0) n = 1;
+    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
+    ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
+    page->free = (um_block_t *)first;
+    page->capacity += (uint32_t)n;
+}
+
+/* Move blocks freed by the owner and by other threads onto the free list. */
+void _x_page_collect(um_page_t *page) {
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    if ((tf & ~(uintptr_t)3) != 0) {
+        /* Take the whole remote list at once, keeping the delay state bits. */
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
+        um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
+        size_t count = 1;
+        um_block_t *tail = list;
+        while (tail->next != NULL) { tail = tail->next; count++; }
+        tail->next = page->local_free;
+        page->local_free = list;
+        UM_CHECK(count <= page->used);
+        UM_OWNER_ADD(page->used, -(uint32_t)count);
+    }
+    if (page->local_free != NULL) {
+        if (page->free == NULL) {
+            page->free = page->local_free;
+        } else {
+            um_block_t *tail = page->local_free;
+            while (tail->next != NULL) tail = tail->next;
+            tail->next = page->free;
+            page->free = page->local_free;
+        }
+        page->local_free = NULL;
+    }
+}
+
+/* ---- bin queues ------------------------------------------------------------------------ */
+void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
+
+void _x_page_queue_push(um_heap_t *heap, um_page_t *page) {
+    um_page_queue_t *q = &heap->queues[page->bin];
+    page->prev = NULL;
+    page->next = q->first;
+    if (q->first) q->first->prev = page;
+    else q->last = page;
+    q->first = page;
+    _x_heap_set_bin_first(heap, page->bin, page);
+}
+
+void _x_page_queue_remove(um_heap_t *heap, um_page_t *page) {
+    um_page_queue_t *q = &heap->queues[page->bin];
+    if (page->prev) page->prev->next = page->next;
+    else {
+        q->first = page->next;
+        _x_heap_set_bin_first(heap, page->bin, q->first);
+    }
+    if (page->next) page->next->prev = page->prev;
+    else q->last = page->prev;
+    page->next = page->prev = NULL;
+}
+
+/* ---- full pages and the delayed-free wake-up ------------------------------------------- */
+/* A page with no free block leaves its queue, so a heap with many full pages doesn't walk them
+ * on every refill. Its first remote free then must tell the owner: it goes on the heap's
+ * delayed_free list instead of the page's, and the owner's next slow path puts the page back.
+ * Returns false if a remote free raced in (then the page is not full after all). */
+static bool page_to_full(um_heap_t *heap, um_page_t *page) {
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    for (;;) {
+        if ((tf & ~(uintptr_t)3) != 0) return false;
+        if ((tf & 3) != UM_DELAY_NORMAL) break; /* FREEING: a block is on its way to our list */
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
+    }
+    _x_page_queue_remove(heap, page);
+    atomic_fetch_or_explicit(&page->xowner, UM_PAGE_IN_FULL, UM_RELAXED);
+    return true;
+}
+
+static void page_unfull(um_heap_t *heap, um_page_t *page) {
+    atomic_fetch_and_explicit(&page->xowner, ~UM_PAGE_IN_FULL, UM_RELAXED);
+    _x_page_queue_push(heap, page);
+}
+
+/* Set the delay state to NEVER, waiting out a remote thread in the middle of a delayed free.
+ * After this no remote free will touch the owning heap. */
+bool _x_page_set_never_delayed(um_page_t *page) {
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    for (;;) {
+        if ((tf & 3) == UM_DELAY_FREEING) {
+            sched_yield();
+            tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, memory_order_acq_rel, UM_RELAXED))
+            return true;
+    }
+}
+
+void _x_page_remote_free(um_page_t *page, um_block_t *b) {
+    uintptr_t key = _x_block_key(b);
+    if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
+    b->key = key;
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED), next;
+    do {
+        if ((tf & 3) == UM_DELAY_USE) {
+            next = (tf & ~(uintptr_t)3) | UM_DELAY_FREEING;
+        } else {
+            b->next = (um_block_t *)(tf & ~(uintptr_t)3);
+            next = (uintptr_t)b | (tf & 3);
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, next, memory_order_release, UM_RELAXED));
+    if ((tf & 3) != UM_DELAY_USE) return;
+
+    /* We are the first to free into this full page: wake the owner. It cannot go away while the
+     * state is FREEING (abandoning waits for it), so reading its heap is safe. */
+    um_heap_t *heap = (um_heap_t *)(atomic_load_explicit(&page->xowner, UM_RELAXED) & ~UM_PAGE_FLAGS);
+    UM_CHECK(heap != NULL);
+    um_block_t *head = atomic_load_explicit(&heap->delayed_free, UM_RELAXED);
+    do { b->next = head; } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
+    tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NORMAL, memory_order_release, UM_RELAXED)) {}
+}
+
+/* The owner frees into a page that is full, has aligned blocks, or reached zero used blocks. */
+void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
+    uintptr_t key = _x_block_key(b);
+    if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
+    b->key = key;
+    b->next = page->local_free;
+    page->local_free = b;
+    UM_OWNER_ADD(page->used, -1);
+    uintptr_t owner = atomic_load_explicit(&page->xowner, UM_RELAXED);
+    if (owner & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (page->used == 0) _x_page_retire(heap, page);
+}
+
+/* The page's last block came back. Keep it if it is its bin's only page (a thread that frees
+ * and reallocates one block in a loop must not map and purge a page each time); otherwise give
+ * the slot back to the segment. */
+void _x_page_retire(um_heap_t *heap, um_page_t *page) {
+    if (atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    um_page_queue_t *q = &heap->queues[page->bin];
+    if (q->first == page && page->next == NULL) return;
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    if ((tf & ~(uintptr_t)3) != 0) return; /* remote frees pending: used is not really 0 */
+    _x_page_queue_remove(heap, page);
+    _x_segment_page_free(heap, page);
+}
+
+/* ---- refill ---------------------------------------------------------------------------- */
+/* The bin's first page ran dry: collect frees into it, try the other pages of the bin (moving
+ * full ones out of the queue), else start a fresh page. */
+void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
+    if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) _x_heap_collect_delayed(heap);
+    unsigned epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
+    if (UM_UNLIKELY(epoch != heap->purge_epoch)) {
+        heap->purge_epoch = epoch;
+        _x_segment_purge(heap, true);
+    } else if (heap->dirty_pages > 0) {
+        _x_segment_purge(heap, false);
+    }
+
+    um_page_queue_t *q = &heap->queues[bin];
+    um_page_t *page = q->first;
+    /* Each full page leaves the queue as it is passed, so the walk is paid for once per page
+     * that fills up, not once per refill. */
+    while (page != NULL) {
+        um_page_t *next = page->next;
+        _x_page_collect(page);
+        if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+        if (page->free != NULL) {
+            if (page != q->first) { /* move it to the front: the fast path looks there */
+                _x_page_queue_remove(heap, page);
+                _x_page_queue_push(heap, page);
+            }
+            break;
+        }
+        if (!page_to_full(heap, page)) continue; /* a remote free just came in: collect again */
+        page = next;
+    }
+    if (page == NULL) {
+        page = _x_segment_page_alloc(heap, _x_bin_kind(bin));
+        if (page == NULL) { errno = ENOMEM; return NULL; }
+        _x_page_init(heap, page, bin);
+        page_extend(page);
+        _x_page_queue_push(heap, page);
+    }
+    um_block_t *b = page->free;
+    page->free = b->next;
+    UM_OWNER_ADD(page->used, 1);
+    b->key = 0;
+    return b;
+}
+
+/* For a pointer into a page with aligned blocks: the start of the block holding it. */
+void *_x_block_start(um_segment_t *seg, um_page_t *page, const void *p) {
+    size_t off = (size_t)((const uint8_t *)p - page->start);
+    if ((const uint8_t *)p < page->start || off >= (size_t)page->reserved * page->block_size) return NULL;
+    return page->start + off - off % page->block_size;
+}

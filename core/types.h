@@ -1,0 +1,147 @@
+/* Every data structure of umalloc's core, in one place, each field commented.
+ *
+ * Memory comes from the OS in *segments*: 4 MiB regions aligned to 4 MiB, so that the segment of
+ * any pointer is `p & ~(4 MiB - 1)`. A segment is cut into equal *pages* (64 KiB small pages,
+ * 512 KiB medium pages, or one large page), and every page holds blocks of one size class. The
+ * segment header holds the page descriptors, so pointer -> page is a mask, a shift and an index:
+ * O(1), no lock, no search. Blocks of LARGE_THRESHOLD and more get a mapping of their own (a
+ * "huge" segment with one page and one block).
+ *
+ * Each thread owns a *heap*: per size class, a queue of pages it allocates from. Only the owner
+ * touches a page's `free` and `local_free` lists (no lock, no atomic); other threads push the
+ * blocks they free onto the page's `thread_free` list with a CAS. Segments are owned by one heap;
+ * when the thread exits, its segments are *abandoned* and the next thread that needs a page
+ * adopts them.
+ */
+#ifndef UM_TYPES_H
+#define UM_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- geometry --------------------------------------------------------------------------- */
+#define UM_SEGMENT_SHIFT 22
+#define UM_SEGMENT_SIZE ((size_t)1 << UM_SEGMENT_SHIFT) /* 4 MiB: two 2 MiB huge pages */
+#define UM_SEGMENT_MASK (UM_SEGMENT_SIZE - 1)
+#define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 8 KiB (>= 8 blocks a page) */
+#define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks up to 64 KiB */
+#define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
+#define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
+
+#define UM_SMALL_MAX ((size_t)8 << 10)
+#define UM_MEDIUM_MAX ((size_t)64 << 10)
+#define UM_LARGE_MAX ((size_t)512 << 10) /* largest pooled block; above: mapped on its own */
+
+/* Size classes ("bins"): 16-byte steps up to 128, then 8 classes per doubling, so a block wastes
+ * at most 1/8 of the request (plus alignment to 16). Bin 0 is unused; bin 1 is 16 bytes. */
+#define UM_BIN_COUNT 105 /* bins 1..104; bin 104 is 512 KiB */
+#define UM_DIRECT_MAX 1024 /* sizes served through heap->direct[], one load from size to page */
+#define UM_DIRECT_SLOTS (UM_DIRECT_MAX / 16 + 1)
+
+#define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
+
+/* ---- blocks --------------------------------------------------------------------------- */
+/* A free block. `key` marks it free: (address ^ process cookie). malloc clears it, free sets it,
+ * so a second free of the same block finds its key and is reported instead of corrupting the
+ * list. The cookie is random, so user data cannot fake a key by accident (a self-pointing list
+ * head, say). */
+typedef struct um_block_s {
+    struct um_block_s *next;
+    uintptr_t key;
+} um_block_t;
+
+/* page->thread_free keeps its state in the low 2 bits of the list head pointer. */
+typedef enum um_delayed_e {
+    UM_DELAY_NORMAL = 0, /* remote frees push onto the page list */
+    UM_DELAY_USE = 1,    /* page is full: the first remote free goes to heap->delayed_free to wake the owner */
+    UM_DELAY_FREEING = 2, /* a remote thread is pushing onto heap->delayed_free right now */
+    UM_DELAY_NEVER = 3,  /* page is abandoned or its heap is going away: never use the heap list */
+} um_delayed_t;
+
+/* page->xowner low bits: any bit set sends the owner's free down the slow path. */
+#define UM_PAGE_HAS_ALIGNED ((uintptr_t)1) /* some block was handed out at an inner aligned offset */
+#define UM_PAGE_IN_FULL ((uintptr_t)2)     /* page had no free block: out of its bin queue */
+#define UM_PAGE_FLAGS (UM_PAGE_HAS_ALIGNED | UM_PAGE_IN_FULL)
+
+typedef enum um_slot_e {
+    UM_SLOT_CLEAN = 0, /* free page slot whose memory is not resident (fresh or purged) */
+    UM_SLOT_DIRTY = 1, /* free page slot whose memory may be resident: purge after the delay */
+    UM_SLOT_USED = 2,  /* page in use */
+} um_slot_t;
+
+struct um_heap_s;
+struct um_segment_s;
+
+/* ---- pages ---------------------------------------------------------------------------- */
+typedef struct um_page_s {
+    /* Owner's hot fields first: malloc and free touch only this cache line. */
+    um_block_t *free;         /* blocks ready to hand out (owner only) */
+    uint32_t used;            /* blocks handed out and not yet freed by the owner (owner writes) */
+    uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
+    _Atomic uintptr_t xowner; /* owning heap | UM_PAGE_* flags; 0 = abandoned or huge */
+    um_block_t *local_free;   /* blocks the owner freed, moved to `free` when it runs dry */
+    _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
+    /* Cooler fields. */
+    uint8_t *start;           /* first block */
+    uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
+    uint32_t reserved;        /* blocks that fit in the page */
+    uint16_t bin;             /* size class */
+    uint8_t index;            /* position in the segment */
+    uint8_t slot;             /* um_slot_t */
+    uint8_t is_zero;          /* blocks not yet carved are known to be zero (fresh from the OS) */
+    struct um_page_s *next;   /* bin queue links (owner only) */
+    struct um_page_s *prev;
+    uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
+} um_page_t;
+
+/* ---- segments ------------------------------------------------------------------------- */
+typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_COUNT } um_kind_t;
+
+typedef struct um_segment_s {
+    uint32_t page_shift;      /* log2 of the page size: pointer -> page index is one shift */
+    uint8_t kind;             /* um_kind_t */
+    uint8_t page_count;       /* page slots in this segment */
+    uint8_t used_pages;       /* slots in use (owner only) */
+    uint8_t dirty_pages;      /* slots free but resident (owner only) */
+    int16_t node;             /* NUMA node the memory is bound to, -1 if none */
+    uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G */
+    uint8_t abandoned;        /* on the abandoned list */
+    size_t map_size;          /* bytes mapped from map_base (a huge segment is larger than 4 MiB) */
+    void *map_base;           /* what to unmap (differs from the segment for aligned huge blocks) */
+    _Atomic(struct um_heap_s *) heap; /* owning heap; NULL when abandoned or huge */
+    struct um_segment_s *next; /* in the owner's list, the abandoned list or the cache */
+    struct um_segment_s *prev;
+    struct um_segment_s *all_next; /* in the registry of all segments (for statistics, trim) */
+    struct um_segment_s *all_prev;
+    uint64_t cached_at_ms;    /* when it entered the segment cache */
+    uintptr_t cookie;         /* segment address ^ process cookie: a sanity check in slow paths */
+    um_page_t pages[UM_PAGES_MAX];
+} um_segment_t;
+
+/* ---- heaps ---------------------------------------------------------------------------- */
+typedef struct um_page_queue_s {
+    um_page_t *first;         /* the page allocations come from */
+    um_page_t *last;
+} um_page_queue_t;
+
+typedef struct um_heap_s {
+    /* direct[(size + 15) / 16] is the page to allocate `size` bytes from, for sizes up to
+     * UM_DIRECT_MAX: the fast path is one load from size to page. Never NULL: an empty heap
+     * points every slot at the read-only empty page, whose free list is NULL. */
+    um_page_t *direct[UM_DIRECT_SLOTS];
+    um_page_queue_t queues[UM_BIN_COUNT];  /* pages of each bin that may have free blocks */
+    _Atomic(um_block_t *) delayed_free;    /* blocks freed remotely into full pages (wakes them) */
+    um_segment_t *segments[UM_KIND_COUNT]; /* owned segments of each kind with a free page slot */
+    um_segment_t *full_segments;           /* owned segments with every slot in use */
+    size_t dirty_pages;                    /* free-but-resident page slots, for the purge */
+    uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
+    uint32_t slow_calls;                   /* slow-path entries, to pace housekeeping */
+    unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
+    uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+    struct um_heap_s *reg_next;            /* registry of live heaps (statistics) */
+    struct um_heap_s *reg_prev;
+} um_heap_t;
+
+#endif /* UM_TYPES_H */

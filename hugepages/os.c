@@ -1,0 +1,130 @@
+/* The OS layer: anonymous mappings, aligned by over-mapping and trimming, purge with
+ * MADV_DONTNEED (not MADV_FREE: RSS must drop now, not under memory pressure, or users who
+ * watch RSS see no difference), and a coarse clock for the purge delay. */
+#include "hugepages/os.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+um_os_stats_t _x_os_stats;
+
+static size_t os_page_size;
+
+size_t _x_os_page_size(void) {
+    size_t ps = os_page_size;
+    if (ps == 0) {
+        ps = (size_t)getauxval(AT_PAGESZ);
+        if (ps == 0) ps = 4096;
+        os_page_size = ps;
+    }
+    return ps;
+}
+
+/* Segments are asked for in 4 MiB-aligned units. Mapping exactly `size` at the address right
+ * after the last aligned mapping succeeds almost always and costs one syscall instead of three
+ * (map size + align, unmap head, unmap tail). The sanitizers own fixed address ranges, so the
+ * hint is left to the kernel there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UM_USE_HINT 0
+#else
+#define UM_USE_HINT 1
+#endif
+static _Atomic uintptr_t os_hint;
+
+static void *map_plain(void *hint, size_t size, int extra) {
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    atomic_fetch_add_explicit(&_x_os_stats.maps, 1, memory_order_relaxed);
+    return p;
+}
+
+void *_x_os_map_aligned(size_t size, size_t align) {
+    size_t ps = _x_os_page_size();
+    if (align < ps) align = ps;
+    size = (size + ps - 1) & ~(ps - 1);
+    void *p = NULL;
+    if (UM_USE_HINT) {
+        uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
+        if (hint != 0 && (hint & (align - 1)) == 0) {
+            p = map_plain((void *)hint, size, MAP_FIXED_NOREPLACE);
+            if (p != NULL && ((uintptr_t)p & (align - 1)) != 0) { /* old kernels ignore NOREPLACE */
+                munmap(p, size);
+                p = NULL;
+            }
+        }
+    }
+    if (p == NULL) {
+        if (size + align < size) { errno = ENOMEM; return NULL; }
+        uint8_t *raw = map_plain(NULL, size + align, 0);
+        if (raw == NULL) return NULL;
+        uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+        size_t head = (size_t)(aligned - raw), tail = align - head;
+        if (head) munmap(raw, head);
+        if (tail) munmap(aligned + size, tail);
+        p = aligned;
+    }
+    if (UM_USE_HINT) atomic_store_explicit(&os_hint, (uintptr_t)p + ((size + align - 1) & ~(align - 1)), memory_order_relaxed);
+    atomic_fetch_add_explicit(&_x_os_stats.mapped, size, memory_order_relaxed);
+    return p;
+}
+
+void _x_os_unmap(void *p, size_t size) {
+    size_t ps = _x_os_page_size();
+    size = (size + ps - 1) & ~(ps - 1);
+    if (munmap(p, size) == 0) {
+        atomic_fetch_sub_explicit(&_x_os_stats.mapped, size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&_x_os_stats.unmaps, 1, memory_order_relaxed);
+    }
+}
+
+void _x_os_purge(void *p, size_t size) {
+    if (size == 0) return;
+    int saved = errno; /* purge runs inside free(), which must preserve errno */
+    if (madvise(p, size, MADV_DONTNEED) == 0)
+        atomic_fetch_add_explicit(&_x_os_stats.purged_total, size, memory_order_relaxed);
+    errno = saved;
+}
+
+void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
+    size_t ps = _x_os_page_size();
+    old_size = (old_size + ps - 1) & ~(ps - 1);
+    new_size = (new_size + ps - 1) & ~(ps - 1);
+    void *q = mremap(p, old_size, new_size, 0); /* in place first: no copy, no move */
+    if (q == MAP_FAILED) {
+        /* Reserve an aligned destination, then let the kernel move the page tables there:
+         * no byte is copied, whatever the size. */
+        void *dst = _x_os_map_aligned(new_size, align);
+        if (dst == NULL) return NULL;
+        q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (q == MAP_FAILED) {
+            _x_os_unmap(dst, new_size);
+            return NULL;
+        }
+        atomic_fetch_sub_explicit(&_x_os_stats.mapped, new_size, memory_order_relaxed); /* dst counted twice */
+    }
+    if (new_size >= old_size) atomic_fetch_add_explicit(&_x_os_stats.mapped, new_size - old_size, memory_order_relaxed);
+    else atomic_fetch_sub_explicit(&_x_os_stats.mapped, old_size - new_size, memory_order_relaxed);
+    return q;
+}
+
+uint64_t _x_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, ~20 ns */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void _x_os_write_err(const char *s, size_t n) {
+    int saved = errno;
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        s += w;
+        n -= (size_t)w;
+    }
+    errno = saved;
+}

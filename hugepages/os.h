@@ -1,0 +1,34 @@
+/* The OS layer: every system call umalloc makes for memory goes through here, so the rest of
+ * the allocator never names mmap or madvise. Huge-page backing (hugetlbfs, THP) is chosen here. */
+#ifndef UM_OS_H
+#define UM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Map `size` bytes of zeroed, read-write memory aligned to `align` (a power of two, at least the
+ * OS page size). NULL on failure (errno as mmap left it). */
+void *_x_os_map_aligned(size_t size, size_t align);
+void _x_os_unmap(void *p, size_t size);
+/* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. */
+void _x_os_purge(void *p, size_t size);
+/* Resize a mapping; moves it to a fresh `align`-aligned place if it cannot grow in place.
+ * Returns the new address or NULL (the old mapping is then untouched). */
+void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
+size_t _x_os_page_size(void);
+uint64_t _x_os_now_ms(void);
+/* Write to stderr with no stdio and no malloc (async-signal-safe). */
+void _x_os_write_err(const char *s, size_t n);
+
+/* Process-wide counters of what the OS gave us (relaxed atomics, updated on slow paths). */
+typedef struct um_os_stats_s {
+    _Atomic size_t mapped;    /* bytes currently mapped */
+    _Atomic size_t purged;    /* bytes currently mapped but purged (not resident) */
+    _Atomic size_t purged_total; /* bytes purged since start */
+    _Atomic size_t maps;      /* mmap calls */
+    _Atomic size_t unmaps;    /* munmap calls */
+} um_os_stats_t;
+extern um_os_stats_t _x_os_stats;
+
+#endif

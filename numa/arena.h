@@ -1,0 +1,16 @@
+/* NUMA arenas: where segments come from. Every segment the core maps is asked for here with the
+ * node it should live on, so NUMA policies (local, interleave, bind, preferred) plug in without
+ * touching the core. No libnuma call runs inside an allocation path: topology is read once. */
+#ifndef UM_ARENA_H
+#define UM_ARENA_H
+
+#include <stddef.h>
+
+/* Map `size` bytes aligned to `align` for `node` (-1: the policy decides). *node_out gets the
+ * node the memory was bound to, or -1 when unbound. */
+void *_x_arena_map(size_t size, size_t align, int node, int *node_out);
+void _x_arena_unmap(void *p, size_t size);
+/* The node the calling thread allocates for (-1 when the machine has one node or no policy). */
+int _x_arena_current_node(void);
+
+#endif
