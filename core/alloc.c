@@ -2,30 +2,21 @@
  * one TLS load, one table load, pop the page's free list. Everything else is _x_malloc_generic. */
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/fastpath.h"
 #include "hugepages/os.h"
 
 /* Largest request we try at all: beyond it, size arithmetic (headers, alignment) could wrap. */
 #define UM_REQUEST_MAX (((size_t)1 << 62))
 
+void *_x_malloc(size_t size) { return _x_fast_malloc(size); }
+
 static inline void *pop_block(um_page_t *page, um_block_t *b) {
     page->free = b->next;
-    UM_OWNER_ADD(page->used, 1);
-    b->key = 0; /* not free any more: a later free of it is legitimate */
+    b->key = 0;
     return b;
 }
 
-void *_x_malloc(size_t size) {
-    um_heap_t *heap = _x_tl_heap;
-    if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
-        um_page_t *page = heap->direct[(size + 15) >> 4];
-        um_block_t *b = page->free;
-        if (UM_LIKELY(b != NULL)) return pop_block(page, b);
-    }
-    return _x_malloc_generic(heap, size);
-}
-
-UM_NOINLINE void *_x_malloc_generic(um_heap_t *heap, size_t size) {
+UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
     if (UM_UNLIKELY(heap == &_x_heap_empty || heap == &_x_heap_dead)) {
         if (heap == &_x_heap_dead) return _x_heap_malloc_backup(size);
         heap = _x_heap_for_thread();

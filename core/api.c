@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/fastpath.h"
 #include "hugepages/os.h"
 #include "umalloc.h"
 
@@ -13,8 +13,8 @@ _Static_assert(offsetof(um_segment_t, pages) + sizeof(um_page_t) <= UM_HUGE_HEAD
 void _x_stats_totals(um_totals_t *out);
 _Atomic unsigned _x_purge_epoch;
 
-UM_API void *um_malloc(size_t size) { return _x_malloc(size); }
-UM_API void um_free(void *p) { _x_free(p); }
+UM_API void *um_malloc(size_t size) { return _x_fast_malloc(size); }
+UM_API void um_free(void *p) { _x_fast_free(p); }
 UM_API void *um_calloc(size_t count, size_t size) { return _x_calloc(count, size); }
 UM_API void *um_realloc(void *p, size_t size) { return _x_realloc(p, size); }
 

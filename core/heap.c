@@ -11,7 +11,9 @@
 #define EMPTY_HEAP_INIT { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty } }
 um_heap_t _x_heap_empty = EMPTY_HEAP_INIT;
 um_heap_t _x_heap_dead = EMPTY_HEAP_INIT;
-um_heap_t _x_heap_backup = { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty }, .is_backup = 1 };
+/* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
+ * every free into them takes the remote path, which needs no lock. */
+um_heap_t _x_heap_backup = { .tid = (uintptr_t)&_x_heap_backup, .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty }, .is_backup = 1 };
 __thread um_heap_t *_x_tl_heap __attribute__((tls_model("initial-exec"))) = &_x_heap_empty;
 
 um_heap_t *_x_heap_registry;
@@ -24,7 +26,7 @@ static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
 void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
     size_t size = _x_bin_size(bin);
     if (size > UM_DIRECT_MAX) return;
-    size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) / 16 + 1, hi = size / 16;
+    size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) + 1, hi = size;
     um_page_t *target = page ? page : &_x_page_empty;
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
 }
@@ -45,6 +47,8 @@ static um_heap_t *heap_new(void) {
         if (heap == NULL) return NULL;
     }
     heap_reset(heap);
+    heap->tid = _x_thread_id();
+    heap->purge_epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
     _x_lock(&_x_registry_lock);
     heap->reg_next = _x_heap_registry;
     if (_x_heap_registry) _x_heap_registry->reg_prev = heap;
@@ -109,7 +113,7 @@ void *_x_heap_malloc_backup(size_t size) {
     _x_process_init();
     _x_lock(&_x_backup_lock);
     _x_heap_collect_delayed(&_x_heap_backup);
-    void *p = _x_malloc_generic(&_x_heap_backup, size);
+    void *p = _x_malloc_generic(size, &_x_heap_backup);
     _x_unlock(&_x_backup_lock);
     return p;
 }

@@ -46,7 +46,7 @@ void *_x_huge_alloc(size_t size, size_t align) {
         _x_segmap_set(base, map_size, UM_MAP_INTERIOR);
         atomic_store_explicit(&_x_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
     } else {
-        _x_segmap_set(base, map_size, UM_MAP_SEGMENT);
+        _x_segmap_set(base, map_size, UM_SEGMENT_SHIFT);
     }
     _x_segment_register(seg);
     atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
@@ -88,7 +88,7 @@ void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
         nseg->cookie = (uintptr_t)nseg ^ _x_cookie;
         nseg->pages[0].start = (uint8_t *)nseg + offset;
     }
-    _x_segmap_set(nseg, nseg->map_size, UM_MAP_SEGMENT);
+    _x_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
     _x_segment_register(nseg);
     if (nseg == seg && new_size != old_size) return NULL;
     atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(nseg, nseg->pages[0].start) - old_usable, UM_RELAXED);

@@ -58,11 +58,13 @@ static inline um_kind_t _x_bin_kind(size_t bin) {
  * virtual memory, a few pages touched). It answers "is this ours?" without touching the pointed-to
  * memory, so a foreign pointer can never make us fault. */
 #define UM_SEGMAP_ENTRIES ((size_t)1 << (47 - UM_SEGMENT_SHIFT))
+/* An entry is the page shift of the segment starting there (16, 19 or 22: one load gives both
+ * "ours?" and pointer -> page), or one of these small codes. */
 enum {
-    UM_MAP_NONE = 0,     /* not ours */
-    UM_MAP_SEGMENT = 1,  /* a segment header starts here: the fast path */
+    UM_MAP_NONE = 0,      /* not ours */
     UM_MAP_HUGE_PREV = 2, /* an over-aligned huge block starts here; its header is 4 MiB below */
-    UM_MAP_INTERIOR = 3, /* inside a huge block of ours, not a block start */
+    UM_MAP_INTERIOR = 3,  /* inside a huge block of ours, not a block start */
+    UM_MAP_MIN_SHIFT = UM_SMALL_PAGE_SHIFT, /* entries >= this are segment starts */
 };
 extern _Atomic uint8_t _x_segmap[UM_SEGMAP_ENTRIES];
 
@@ -77,13 +79,16 @@ static inline um_segment_t *_x_segment_of(const void *p) {
 static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
+static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
+/* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
+static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
 /* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours. */
 um_segment_t *_x_segment_lookup(const void *p);
-void _x_segmap_set(void *start, size_t size, unsigned first_kind);
+void _x_segmap_set(void *start, size_t size, unsigned first_entry);
 void _x_segmap_clear(void *start, size_t size);
 
 /* ---- globals ---------------------------------------------------------------------------- */
-extern uintptr_t _x_cookie;            /* random, never 0: free-block keys and segment checks */
+extern uintptr_t _x_cookie;            /* random, never 0: segment header checks */
 extern um_heap_t _x_heap_empty;        /* every thread starts here: its pages have no free blocks */
 extern um_heap_t _x_heap_dead;         /* a thread after its exit hook ran */
 extern __thread um_heap_t *_x_tl_heap; /* initial-exec TLS: one %fs-relative load */
@@ -91,7 +96,8 @@ extern size_t _x_large_threshold;      /* blocks of this size or more get their 
 extern uint64_t _x_purge_delay_ms;     /* how long a free page stays resident */
 extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 
-static inline uintptr_t _x_block_key(const void *b) { return (uintptr_t)b ^ _x_cookie; }
+/* The mark of a free block (see um_block_t). */
+static inline uintptr_t _x_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
 
 /* ---- locks (lock order, outermost first; see docs/design.md "Locks"):
  *   init -> heap registry -> backup heap -> abandoned segments -> segment cache -> segment registry
@@ -119,6 +125,7 @@ extern um_heap_t *_x_heap_registry;
 extern um_page_t _x_page_empty;
 void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
 void _x_page_collect(um_page_t *page);                  /* gather local and remote frees */
+uint32_t _x_page_live(um_page_t *page);                 /* blocks handed out, after a collect */
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);
 void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */
@@ -152,7 +159,7 @@ extern _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
 void *_x_malloc(size_t size);
 void _x_free(void *p);
-void *_x_malloc_generic(um_heap_t *heap, size_t size);
+void *_x_malloc_generic(size_t size, um_heap_t *heap);
 void *_x_malloc_aligned(size_t align, size_t size);
 void _x_free_generic(void *p);
 size_t _x_usable_size(const void *p);

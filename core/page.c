@@ -40,7 +40,8 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SHARED_WRITE(page->used, 0);
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
-    atomic_store_explicit(&page->xowner, (uintptr_t)heap, UM_RELAXED);
+    atomic_store_explicit(&page->heap, heap, UM_RELAXED);
+    atomic_store_explicit(&page->xowner, heap->tid, UM_RELAXED);
 }
 
 /* Thread more never-used blocks onto the free list. */
@@ -54,23 +55,12 @@ static void page_extend(um_page_t *page) {
     ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
     page->free = (um_block_t *)first;
     page->capacity += (uint32_t)n;
+    UM_OWNER_ADD(page->used, (uint32_t)n); /* used = capacity - |local_free| */
 }
 
-/* Move blocks freed by the owner and by other threads onto the free list. */
+/* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
+ * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
 void _x_page_collect(um_page_t *page) {
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    if ((tf & ~(uintptr_t)3) != 0) {
-        /* Take the whole remote list at once, keeping the delay state bits. */
-        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
-        um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
-        size_t count = 1;
-        um_block_t *tail = list;
-        while (tail->next != NULL) { tail = tail->next; count++; }
-        tail->next = page->local_free;
-        page->local_free = list;
-        UM_CHECK(count <= page->used);
-        UM_OWNER_ADD(page->used, -(uint32_t)count);
-    }
     if (page->local_free != NULL) {
         if (page->free == NULL) {
             page->free = page->local_free;
@@ -81,7 +71,29 @@ void _x_page_collect(um_page_t *page) {
             page->free = page->local_free;
         }
         page->local_free = NULL;
+        UM_SHARED_WRITE(page->used, page->capacity);
     }
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+    if ((tf & ~(uintptr_t)3) != 0) {
+        /* Take the whole remote list at once, keeping the delay state bits. */
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
+        um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
+        um_block_t *tail = list;
+        size_t count = 1;
+        while (tail->next != NULL) { tail = tail->next; count++; }
+        UM_CHECK(count <= page->capacity);
+        tail->next = page->free;
+        page->free = list;
+    }
+}
+
+/* Blocks still handed out, for a page whose lists were just collected (owner only). Remote frees
+ * racing in can only make the true count lower, so 0 here is a safe "empty". */
+uint32_t _x_page_live(um_page_t *page) {
+    uint32_t n = 0;
+    for (um_block_t *b = page->free; b != NULL; b = b->next) n++;
+    UM_CHECK(n <= page->capacity);
+    return page->capacity - n;
 }
 
 /* ---- bin queues ------------------------------------------------------------------------ */
@@ -163,7 +175,7 @@ void _x_page_remote_free(um_page_t *page, um_block_t *b) {
 
     /* We are the first to free into this full page: wake the owner. It cannot go away while the
      * state is FREEING (abandoning waits for it), so reading its heap is safe. */
-    um_heap_t *heap = (um_heap_t *)(atomic_load_explicit(&page->xowner, UM_RELAXED) & ~UM_PAGE_FLAGS);
+    um_heap_t *heap = atomic_load_explicit(&page->heap, UM_RELAXED);
     UM_CHECK(heap != NULL);
     um_block_t *head = atomic_load_explicit(&heap->delayed_free, UM_RELAXED);
     do { b->next = head; } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
@@ -171,7 +183,7 @@ void _x_page_remote_free(um_page_t *page, um_block_t *b) {
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NORMAL, memory_order_release, UM_RELAXED)) {}
 }
 
-/* The owner frees into a page that is full, has aligned blocks, or reached zero used blocks. */
+/* The owner frees into a page that is full, has aligned blocks, or just became empty. */
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = _x_block_key(b);
     if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
@@ -179,20 +191,17 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     b->next = page->local_free;
     page->local_free = b;
     UM_OWNER_ADD(page->used, -1);
-    uintptr_t owner = atomic_load_explicit(&page->xowner, UM_RELAXED);
-    if (owner & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
     if (page->used == 0) _x_page_retire(heap, page);
 }
 
-/* The page's last block came back. Keep it if it is its bin's only page (a thread that frees
- * and reallocates one block in a loop must not map and purge a page each time); otherwise give
- * the slot back to the segment. */
+/* Every carved block of the page is on its local list (used == 0). Keep the page if it is its
+ * bin's only one (a thread that frees and reallocates one block in a loop must not map and
+ * purge a page each time); otherwise give the slot back to the segment. */
 void _x_page_retire(um_heap_t *heap, um_page_t *page) {
     if (atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
     um_page_queue_t *q = &heap->queues[page->bin];
     if (q->first == page && page->next == NULL) return;
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    if ((tf & ~(uintptr_t)3) != 0) return; /* remote frees pending: used is not really 0 */
     _x_page_queue_remove(heap, page);
     _x_segment_page_free(heap, page);
 }
@@ -237,7 +246,6 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     }
     um_block_t *b = page->free;
     page->free = b->next;
-    UM_OWNER_ADD(page->used, 1);
     b->key = 0;
     return b;
 }

@@ -19,11 +19,10 @@ void _x_segmap_clear(void *start, size_t size) {
 um_segment_t *_x_segment_lookup(const void *p) {
     uintptr_t u = (uintptr_t)p;
     um_segment_t *seg;
-    switch (_x_segmap_get(u)) {
-    case UM_MAP_SEGMENT: seg = _x_segment_of(p); break;
-    case UM_MAP_HUGE_PREV: seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE); break;
-    default: return NULL;
-    }
+    unsigned entry = _x_segmap_get(u);
+    if (_x_map_is_segment(entry)) seg = _x_segment_of(p);
+    else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
+    else return NULL;
     UM_CHECK(seg->cookie == ((uintptr_t)seg ^ _x_cookie));
     return seg;
 }

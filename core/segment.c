@@ -70,6 +70,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
         page->block_size = 0;
         atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
     }
+    _x_segmap_set(seg, UM_SEGMENT_SIZE, seg->page_shift); /* the map entry carries the page shift */
 }
 
 static um_segment_t *segment_from_cache(um_kind_t kind) {
@@ -99,7 +100,6 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         seg->map_size = UM_SEGMENT_SIZE;
         seg->cookie = (uintptr_t)seg ^ _x_cookie;
         segment_format(seg, kind);
-        _x_segmap_set(seg, UM_SEGMENT_SIZE, UM_MAP_SEGMENT);
         _x_segment_register(seg);
         UM_STAT_SEGMENT_MAPPED(seg);
     }
@@ -256,7 +256,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
                     um_page_t *page = &seg->pages[i];
                     if (page->slot != UM_SLOT_USED) continue;
                     _x_page_collect(page);
-                    if (page->used != 0) continue;
+                    if (_x_page_live(page) != 0) continue;
                     if (!(atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL)) _x_page_queue_remove(heap, page);
                     bool last = seg->used_pages == 1;
                     _x_segment_page_free(heap, page);
@@ -277,6 +277,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
                 if (page->slot != UM_SLOT_USED) continue;
                 uintptr_t keep = atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
                 atomic_store_explicit(&page->xowner, keep, UM_RELAXED);
+                atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
                 page->next = page->prev = NULL;
             }
             atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
@@ -310,11 +311,12 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
         uintptr_t aligned = atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
-        atomic_store_explicit(&page->xowner, (uintptr_t)heap | aligned, UM_RELAXED);
+        atomic_store_explicit(&page->heap, heap, UM_RELAXED);
+        atomic_store_explicit(&page->xowner, heap->tid | aligned, UM_RELAXED);
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
         while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
         _x_page_collect(page);
-        if (page->used == 0) {
+        if (_x_page_live(page) == 0) {
             bool last = seg->used_pages == 1;
             _x_segment_page_free(heap, page);
             if (last) return true; /* the whole segment was free: it went to the cache */

@@ -38,15 +38,17 @@
  * at most 1/8 of the request (plus alignment to 16). Bin 0 is unused; bin 1 is 16 bytes. */
 #define UM_BIN_COUNT 105 /* bins 1..104; bin 104 is 512 KiB */
 #define UM_DIRECT_MAX 1024 /* sizes served through heap->direct[], one load from size to page */
-#define UM_DIRECT_SLOTS (UM_DIRECT_MAX / 16 + 1)
+#define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
 
 /* ---- blocks --------------------------------------------------------------------------- */
-/* A free block. `key` marks it free: (address ^ process cookie). malloc clears it, free sets it,
- * so a second free of the same block finds its key and is reported instead of corrupting the
- * list. The cookie is random, so user data cannot fake a key by accident (a self-pointing list
- * head, say). */
+/* A free block. `key` marks it free: malloc clears it, free sets it, so a second free of the
+ * same block finds the mark and is reported instead of corrupting the list (glibc's tcache does
+ * the same). The mark is a constant that fits a sign-extended 32-bit immediate, so checking and
+ * setting it costs no load; it is no pointer, no small integer, no ASCII, no float a program
+ * is likely to store at offset 8 of a block it frees. (A wrong match only leaks the block.) */
+#define UM_FREE_MARK ((uintptr_t)(intptr_t)(int32_t)0x9e3779b1u)
 typedef struct um_block_s {
     struct um_block_s *next;
     uintptr_t key;
@@ -75,18 +77,22 @@ struct um_heap_s;
 struct um_segment_s;
 
 /* ---- pages ---------------------------------------------------------------------------- */
+/* 128 bytes, a power of two, so pointer -> descriptor is a shift, not a multiply. The owner's
+ * hot fields fill the first cache line. */
 typedef struct um_page_s {
-    /* Owner's hot fields first: malloc and free touch only this cache line. */
     um_block_t *free;         /* blocks ready to hand out (owner only) */
-    uint32_t used;            /* blocks handed out and not yet freed by the owner (owner writes) */
+    /* capacity - (blocks on local_free). malloc doesn't count; free decrements, so reaching 0
+     * means exactly "every carved block is on local_free": the page is empty. */
+    uint32_t used;
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    _Atomic uintptr_t xowner; /* owning heap | UM_PAGE_* flags; 0 = abandoned or huge */
+    _Atomic uintptr_t xowner; /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
     um_block_t *local_free;   /* blocks the owner freed, moved to `free` when it runs dry */
     _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
-    /* Cooler fields. */
+    _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
     uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
     uint32_t reserved;        /* blocks that fit in the page */
+    /* Cooler fields. */
     uint16_t bin;             /* size class */
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
@@ -94,7 +100,10 @@ typedef struct um_page_s {
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
+    uint8_t pad_[128 - 96];
 } um_page_t;
+_Static_assert(sizeof(um_page_t) == 128, "page descriptors are indexed with a shift");
+#define UM_PAGE_DESC_SHIFT 7
 
 /* ---- segments ------------------------------------------------------------------------- */
 typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_COUNT } um_kind_t;
@@ -127,9 +136,11 @@ typedef struct um_page_queue_s {
 } um_page_queue_t;
 
 typedef struct um_heap_s {
-    /* direct[(size + 15) / 16] is the page to allocate `size` bytes from, for sizes up to
-     * UM_DIRECT_MAX: the fast path is one load from size to page. Never NULL: an empty heap
-     * points every slot at the read-only empty page, whose free list is NULL. */
+    uintptr_t tid;                         /* owner's thread id (thread pointer); pages carry it */
+    /* direct[size] is the page to allocate `size` bytes from, for sizes up to UM_DIRECT_MAX:
+     * one load from size to page, with no rounding arithmetic (8 KiB a thread; the sizes a
+     * program uses touch a few lines of it). Never NULL: an empty heap points every slot at the
+     * empty page, whose free list is NULL. */
     um_page_t *direct[UM_DIRECT_SLOTS];
     um_page_queue_t queues[UM_BIN_COUNT];  /* pages of each bin that may have free blocks */
     _Atomic(um_block_t *) delayed_free;    /* blocks freed remotely into full pages (wakes them) */
