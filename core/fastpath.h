@@ -39,7 +39,8 @@ UM_INLINE void _x_fast_free(void *p) {
             b->key = key;
             b->next = page->local_free;
             page->local_free = b;
-            if (UM_UNLIKELY(--page->used == 0)) _x_page_retire(_x_tl_heap, page);
+            UM_OWNER_ADD(page->used, -1);
+            if (UM_UNLIKELY(page->used == 0)) _x_page_retire(_x_tl_heap, page);
             return;
         }
     }

@@ -38,7 +38,7 @@ void *_x_huge_alloc(size_t size, size_t align) {
     seg->cookie = (uintptr_t)seg ^ _x_cookie;
     um_page_t *page = &seg->pages[0];
     page->start = block;
-    page->slot = UM_SLOT_USED;
+    UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1;
     page->used = 1;
     atomic_store_explicit(&page->xowner, 0, UM_RELAXED);

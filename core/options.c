@@ -802,6 +802,17 @@ void _x_options_init(void) {
     while (__atomic_load_n(&o_init_state, __ATOMIC_ACQUIRE) != 2) __builtin_ia32_pause();
 }
 
+#if defined(UM_PRELOAD)
+/* The preload library reads its options when the process allocates first (_x_process_init);
+ * a program that never allocates (/bin/true) must still get its UMALLOC_HELP / UMALLOC_VERBOSE
+ * listing and its warnings: read them at load time too, at the latest. Idempotent, so a
+ * constructor of the core that runs _x_process_init makes this a no-op. Not in libumalloc.a,
+ * whose users call um_* explicitly. */
+__attribute__((constructor)) static void o_options_ctor(void) {
+    _x_options_init();
+}
+#endif
+
 const char *_x_option_str(um_option_id id) {
     if ((unsigned)id >= UM_OPT__COUNT) return "";
     if (o_str_set[id]) return o_str_storage[id];

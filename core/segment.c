@@ -13,7 +13,7 @@ um_segment_t *_x_segment_registry;
 size_t _x_segment_count;
 
 static um_segment_t *abandoned_list;
-static size_t abandoned_count;
+static _Atomic size_t abandoned_count; /* written under the lock, read without it as a hint */
 static um_segment_t *cache_list;
 static size_t cache_count;
 #define UM_CACHE_MAX 16 /* 64 MiB of address space; resident part is purged on the usual delay */
@@ -66,7 +66,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     for (size_t i = 0; i < UM_PAGES_MAX; i++) {
         um_page_t *page = &seg->pages[i];
         page->index = (uint8_t)i;
-        page->slot = UM_SLOT_CLEAN;
+        UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
         page->block_size = 0;
         atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
     }
@@ -169,7 +169,7 @@ um_page_t *_x_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
     UM_CHECK(pick != NULL);
     if (pick->slot == UM_SLOT_DIRTY) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
     else pick->is_zero = 1;
-    pick->slot = UM_SLOT_USED;
+    UM_SHARED_WRITE(pick->slot, UM_SLOT_USED);
     seg->used_pages++;
     if (seg->used_pages == seg->page_count) {
         list_remove(&heap->segments[kind], seg);
@@ -182,7 +182,7 @@ static void slot_purge(um_segment_t *seg, um_page_t *page) {
     size_t size;
     uint8_t *area = _x_page_area(seg, page, &size);
     _x_os_purge(area, size);
-    page->slot = UM_SLOT_CLEAN;
+    UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
     seg->dirty_pages--;
 }
 
@@ -192,7 +192,7 @@ void _x_segment_page_free(um_heap_t *heap, um_page_t *page) {
     bool was_full = seg->used_pages == seg->page_count;
     atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
     UM_SHARED_WRITE(page->block_size, 0);
-    page->slot = UM_SLOT_DIRTY;
+    UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
     page->freed_at_ms = _x_os_now_ms();
     seg->used_pages--;
     seg->dirty_pages++;
@@ -284,7 +284,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
             seg->abandoned = 1;
             _x_lock(&_x_abandoned_lock);
             list_push(&abandoned_list, seg);
-            abandoned_count++;
+            atomic_fetch_add_explicit(&abandoned_count, 1, UM_RELAXED);
             _x_unlock(&_x_abandoned_lock);
             seg = next;
         }
@@ -297,10 +297,10 @@ void _x_segment_abandon_all(um_heap_t *heap) {
 
 /* Adopt one abandoned segment: its pages join this heap's queues. */
 bool _x_segment_reclaim_one(um_heap_t *heap) {
-    if (atomic_load_explicit((_Atomic size_t *)&abandoned_count, UM_RELAXED) == 0) return false;
+    if (atomic_load_explicit(&abandoned_count, UM_RELAXED) == 0) return false;
     _x_lock(&_x_abandoned_lock);
     um_segment_t *seg = abandoned_list;
-    if (seg) { list_remove(&abandoned_list, seg); abandoned_count--; }
+    if (seg) { list_remove(&abandoned_list, seg); atomic_fetch_sub_explicit(&abandoned_count, 1, UM_RELAXED); }
     _x_unlock(&_x_abandoned_lock);
     if (seg == NULL) return false;
     seg->abandoned = 0;

@@ -1,0 +1,246 @@
+/* The aligned-allocation family: um_aligned_alloc, um_posix_memalign, um_memalign, um_valloc,
+ * um_pvalloc (glibc semantics), and aligned blocks mixed with ordinary ones. */
+#include <criterion/criterion.h>
+
+#include "test_util.h"
+
+static size_t next_pow2(size_t a)
+{
+    size_t p = 1;
+    while (p < a)
+        p <<= 1;
+    return p;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+#define MAX_ALIGN (4 * TU_MiB)
+
+Test(align, aligned_alloc_every_power_of_two, .timeout = 120)
+{
+    enum { MAXB = 24 * 6 };
+    static tu_block_t blk[MAXB];
+    size_t nb = 0;
+    for (size_t align = 1; align <= MAX_ALIGN; align <<= 1) {
+        const size_t sizes[] = {1, align - 1, align, align + 1, 3 * align + 5, 100};
+        for (size_t k = 0; k < 6; k++) {
+            size_t n = sizes[k];
+            void *p = um_aligned_alloc(align, n);
+            cr_assert_not_null(p, "um_aligned_alloc(%zu, %zu) returned NULL", align, n);
+            cr_assert(tu_is_aligned(p, max_sz(align, 16)), "um_aligned_alloc(%zu, %zu) = %p misaligned", align, n, p);
+            size_t us = um_malloc_usable_size(p);
+            cr_assert_geq(us, n, "um_aligned_alloc(%zu, %zu): usable %zu too small", align, n, us);
+            cr_assert_eq(um_owns(p), 1, "um_owns(um_aligned_alloc(%zu, %zu)) != 1", align, n);
+            tu_fill(p, us, tu_seed(p, us));
+            cr_assert_lt(nb, (size_t)MAXB);
+            blk[nb].p = p;
+            blk[nb].size = us;
+            nb++;
+        }
+    }
+    for (size_t i = 0; i < nb; i++) {
+        long bad = tu_check(blk[i].p, blk[i].size, tu_seed(blk[i].p, blk[i].size));
+        cr_assert_eq(bad, -1, "aligned block %p (usable %zu) overwritten at %ld", blk[i].p, blk[i].size, bad);
+    }
+    long ov = tu_find_overlap(blk, nb);
+    cr_assert_eq(ov, -1, "aligned blocks overlap: [%p, +%zu) and %p", ov >= 0 ? blk[ov].p : NULL,
+                 ov >= 0 ? blk[ov].size : 0, ov >= 0 ? blk[ov + 1].p : NULL);
+    for (size_t i = 0; i < nb; i++)
+        um_free(blk[i].p);
+}
+
+Test(align, posix_memalign_valid_alignments)
+{
+    for (size_t align = sizeof(void *); align <= MAX_ALIGN; align <<= 1) {
+        const size_t sizes[] = {0, 1, 100, 2 * align + 1};
+        for (size_t k = 0; k < 4; k++) {
+            void *p = (void *)0x1;
+            errno = 0;
+            int r = um_posix_memalign(&p, align, sizes[k]);
+            cr_assert_eq(r, 0, "um_posix_memalign(%zu, %zu) returned %d", align, sizes[k], r);
+            cr_assert_not_null(p);
+            cr_assert(p != (void *)0x1, "um_posix_memalign succeeded without setting *out");
+            cr_assert(tu_is_aligned(p, max_sz(align, 16)), "um_posix_memalign(%zu, %zu) = %p misaligned", align,
+                      sizes[k], p);
+            cr_assert_geq(um_malloc_usable_size(p), sizes[k]);
+            memset(p, 0x5a, sizes[k]);
+            um_free(p);
+        }
+    }
+}
+
+Test(align, posix_memalign_einval_leaves_out_untouched)
+{
+    const size_t bad[] = {0, 1, 2, 3, 4, 12, 24, 40, 48, 100, 1000, 4095, 3 * sizeof(void *), TU_MiB + 8, SIZE_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        void *sentinel = (void *)(uintptr_t)0xdeadbeef0;
+        void *p = sentinel;
+        int r = um_posix_memalign(&p, bad[i], 64);
+        cr_assert_eq(r, EINVAL, "um_posix_memalign(alignment %zu) returned %d, want EINVAL", bad[i], r);
+        cr_assert(p == sentinel, "um_posix_memalign(alignment %zu) failed but changed *out to %p", bad[i], p);
+    }
+}
+
+Test(align, posix_memalign_enomem_leaves_out_untouched)
+{
+    const struct {
+        size_t align, size;
+    } cases[] = {{64, SIZE_MAX},           {64, SIZE_MAX / 2 + 1},  {4096, SIZE_MAX - 4096},
+                 {TU_MiB, SIZE_MAX / 2},   {16, SIZE_MAX - 15},     {(size_t)1 << 62, 16},
+                 {(size_t)1 << 63, 16},    {2 * TU_MiB, SIZE_MAX - 2 * TU_MiB + 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        void *sentinel = (void *)(uintptr_t)0xdeadbeef0;
+        void *p = sentinel;
+        int r = um_posix_memalign(&p, cases[i].align, cases[i].size);
+        cr_assert_eq(r, ENOMEM, "um_posix_memalign(%zu, %zu) returned %d, want ENOMEM", cases[i].align,
+                     cases[i].size, r);
+        cr_assert(p == sentinel, "um_posix_memalign(%zu, %zu) failed but changed *out to %p", cases[i].align,
+                  cases[i].size, p);
+    }
+    /* still works afterwards */
+    void *p = NULL;
+    cr_assert_eq(um_posix_memalign(&p, 4096, 4096), 0);
+    cr_assert(tu_is_aligned(p, 4096));
+    um_free(p);
+}
+
+Test(align, aligned_alloc_and_memalign_huge_fail_with_enomem)
+{
+    const struct {
+        size_t align, size;
+    } cases[] = {{16, SIZE_MAX}, {4096, SIZE_MAX}, {64, SIZE_MAX / 2 + 1}, {TU_MiB, SIZE_MAX - TU_MiB}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        errno = 0;
+        void *p = um_aligned_alloc(cases[i].align, cases[i].size);
+        cr_assert_null(p, "um_aligned_alloc(%zu, %zu) did not fail", cases[i].align, cases[i].size);
+        cr_assert_eq(errno, ENOMEM, "um_aligned_alloc(%zu, %zu): errno %d", cases[i].align, cases[i].size, errno);
+        errno = 0;
+        p = um_memalign(cases[i].align, cases[i].size);
+        cr_assert_null(p, "um_memalign(%zu, %zu) did not fail", cases[i].align, cases[i].size);
+        cr_assert_eq(errno, ENOMEM, "um_memalign(%zu, %zu): errno %d", cases[i].align, cases[i].size, errno);
+    }
+    errno = 0;
+    cr_assert_null(um_valloc(SIZE_MAX), "um_valloc(SIZE_MAX) did not fail");
+    cr_assert_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(um_pvalloc(SIZE_MAX - 100), "um_pvalloc(SIZE_MAX - 100) did not fail");
+    cr_assert_eq(errno, ENOMEM);
+}
+
+Test(align, memalign_powers_of_two)
+{
+    for (size_t align = 1; align <= MAX_ALIGN; align <<= 1) {
+        void *p = um_memalign(align, 3 * align + 1);
+        cr_assert_not_null(p, "um_memalign(%zu) returned NULL", align);
+        cr_assert(tu_is_aligned(p, max_sz(align, 16)), "um_memalign(%zu) = %p misaligned", align, p);
+        memset(p, 1, 3 * align + 1);
+        um_free(p);
+    }
+}
+
+Test(align, memalign_rounds_non_power_of_two_up)
+{
+    const size_t aligns[] = {3, 5, 24, 48, 100, 1000, 3000, 5000, 40000, 100000, 3 * TU_MiB};
+    const size_t sizes[] = {1, 100, 5000};
+    for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            void *p = um_memalign(aligns[i], sizes[k]);
+            size_t want = max_sz(next_pow2(aligns[i]), 16);
+            cr_assert_not_null(p, "um_memalign(%zu, %zu) returned NULL", aligns[i], sizes[k]);
+            cr_assert(tu_is_aligned(p, want), "um_memalign(%zu, %zu) = %p is not %zu-aligned", aligns[i], sizes[k],
+                      p, want);
+            cr_assert_geq(um_malloc_usable_size(p), sizes[k]);
+            memset(p, 2, sizes[k]);
+            um_free(p);
+        }
+    }
+    void *p = um_memalign(0, 100); /* glibc: alignment 0 behaves like malloc */
+    cr_assert_not_null(p, "um_memalign(0, 100) returned NULL");
+    cr_assert(tu_is_aligned(p, 16));
+    um_free(p);
+}
+
+Test(align, valloc_is_page_aligned)
+{
+    const size_t ps = tu_page_size();
+    const size_t sizes[] = {0, 1, 100, 4095, 4096, 5000, 70000, TU_MiB + 1};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = um_valloc(sizes[i]);
+        cr_assert_not_null(p, "um_valloc(%zu) returned NULL", sizes[i]);
+        cr_assert(tu_is_aligned(p, ps), "um_valloc(%zu) = %p not page-aligned", sizes[i], p);
+        cr_assert_geq(um_malloc_usable_size(p), sizes[i]);
+        memset(p, 3, sizes[i]);
+        um_free(p);
+    }
+}
+
+Test(align, pvalloc_rounds_size_to_pages)
+{
+    const size_t ps = tu_page_size();
+    const size_t sizes[] = {0, 1, 100, ps - 1, ps, ps + 1, 3 * ps + 17, 100000, TU_MiB + 1};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t want = sizes[i] == 0 ? ps : tu_round_up(sizes[i], ps);
+        void *p = um_pvalloc(sizes[i]);
+        cr_assert_not_null(p, "um_pvalloc(%zu) returned NULL", sizes[i]);
+        cr_assert(tu_is_aligned(p, ps), "um_pvalloc(%zu) = %p not page-aligned", sizes[i], p);
+        size_t us = um_malloc_usable_size(p);
+        cr_assert_geq(us, want, "um_pvalloc(%zu): usable %zu < %zu (size rounded to pages)", sizes[i], us, want);
+        memset(p, 4, want); /* the whole rounded size is ours */
+        um_free(p);
+    }
+}
+
+/* Random mix of ordinary and aligned allocations with random alignments; all patterns intact. */
+Test(align, aligned_mixed_with_plain_blocks)
+{
+    enum { SLOTS = 512 };
+    static tu_block_t slot[SLOTS];
+    static size_t slot_align[SLOTS], slot_kind[SLOTS];
+    size_t ops = tu_pick(40000, 15000, 4000);
+    tu_rng_t rng = tu_rng(1234);
+    memset(slot, 0, sizeof slot);
+    for (size_t op = 0; op < ops; op++) {
+        size_t i = tu_next(&rng) % SLOTS;
+        if (slot[i].p) {
+            long bad = tu_check(slot[i].p, slot[i].size, tu_seed(slot[i].p, slot[i].size));
+            cr_assert_eq(bad, -1, "block %p (%zu B, align %zu) corrupted at %ld", slot[i].p, slot[i].size,
+                         slot_align[i], bad);
+            if ((op & 1) && slot_kind[i] == 1)
+                um_free_aligned_sized(slot[i].p, slot_align[i], slot[i].size);
+            else if ((op & 1) && slot_kind[i] == 0)
+                um_free_sized(slot[i].p, slot[i].size);
+            else
+                um_free(slot[i].p);
+            slot[i].p = NULL;
+            continue;
+        }
+        size_t kind = tu_next(&rng) % 4;
+        size_t n = tu_next(&rng) % 8 == 0 ? tu_range(&rng, 1, 200000) : tu_range(&rng, 1, 2000);
+        size_t align = (size_t)1 << tu_range(&rng, 3, 16);
+        void *p = NULL;
+        if (kind == 0) {
+            p = um_malloc(n);
+            align = 16;
+        } else if (kind == 1) {
+            p = um_aligned_alloc(align, n);
+        } else if (kind == 2) {
+            cr_assert_eq(um_posix_memalign(&p, align, n), 0);
+        } else {
+            p = um_memalign(align, n);
+        }
+        cr_assert_not_null(p, "allocation kind %zu (align %zu, size %zu) returned NULL", kind, align, n);
+        cr_assert(tu_is_aligned(p, max_sz(align, 16)), "kind %zu: %p not %zu-aligned", kind, p, align);
+        tu_fill(p, n, tu_seed(p, n));
+        slot[i].p = p;
+        slot[i].size = n;
+        slot_align[i] = align;
+        slot_kind[i] = kind;
+    }
+    for (size_t i = 0; i < SLOTS; i++) {
+        if (!slot[i].p)
+            continue;
+        long bad = tu_check(slot[i].p, slot[i].size, tu_seed(slot[i].p, slot[i].size));
+        cr_assert_eq(bad, -1, "block %p corrupted at %ld", slot[i].p, bad);
+        um_free(slot[i].p);
+    }
+}

@@ -1,0 +1,142 @@
+/* Large blocks: a 1 GiB block (RSS up and back down), a realloc growth loop from 1 KiB to
+ * 256 MiB, repeated large allocations that must not accumulate, calloc of reused large blocks. */
+#include <criterion/criterion.h>
+
+#include "test_util.h"
+
+Test(large, one_gib_block_rss_up_and_down, .timeout = 120)
+{
+    const size_t N = tu_pick(TU_GiB, 256 * TU_MiB, 256 * TU_MiB);
+    const size_t ps = tu_page_size();
+    um_totals_t base = tu_totals();
+    size_t rss0 = tu_rss_bytes();
+    cr_assert_gt(rss0, 0, "cannot read /proc/self/statm");
+
+    unsigned char *p = um_malloc(N);
+    cr_assert_not_null(p, "um_malloc(%zu) returned NULL", N);
+    cr_assert(tu_is_aligned(p, 16));
+    cr_assert_geq(um_malloc_usable_size(p), N);
+    cr_assert_eq(um_owns(p), 1);
+    um_totals_t live = tu_totals();
+    cr_assert_geq(live.live_bytes, base.live_bytes + N, "live_bytes did not grow by %zu", N);
+    cr_assert_geq(live.large_bytes, base.large_bytes + N, "large_bytes did not grow by %zu", N);
+    cr_assert_geq(live.mapped_bytes, live.live_bytes);
+
+    memset(p, 0x5a, N); /* touch every page */
+    size_t rss1 = tu_rss_bytes();
+    fprintf(stderr, "[large/one_gib] block %.0f MiB: RSS %.1f -> %.1f MiB\n", tu_mib(N), tu_mib(rss0), tu_mib(rss1));
+    cr_assert_geq(rss1, rss0 + N / 10 * 9, "RSS rose only from %.1f to %.1f MiB after touching %.0f MiB",
+                  tu_mib(rss0), tu_mib(rss1), tu_mib(N));
+    /* ~N: the allocator did not touch much more than the block (TSan's shadow memory is 4x) */
+    size_t over = tu_is_tsan() ? 5 * N : N + N / 4;
+    cr_assert_leq(rss1, rss0 + over + 64 * TU_MiB, "RSS rose from %.1f to %.1f MiB for a %.0f MiB block",
+                  tu_mib(rss0), tu_mib(rss1), tu_mib(N));
+    size_t bad_page = SIZE_MAX;
+    for (size_t off = 0; off < N && bad_page == SIZE_MAX; off += ps)
+        if (p[off] != 0x5a || p[off + ps - 1] != 0x5a)
+            bad_page = off;
+    cr_assert_eq(bad_page, SIZE_MAX, "page at offset %zu lost its content", bad_page);
+
+    um_free(p);
+    size_t rss2 = tu_rss_bytes();
+    fprintf(stderr, "[large/one_gib] after um_free: RSS %.1f MiB\n", tu_mib(rss2));
+    cr_assert_leq(rss2, rss0 + 64 * TU_MiB, "RSS %.1f MiB after freeing the block, %.1f MiB before it", tu_mib(rss2),
+                  tu_mib(rss0));
+    um_totals_t end = tu_totals();
+    cr_assert_geq(live.live_bytes - end.live_bytes, N, "freeing the %zu-byte block took only %zu off live_bytes", N,
+                  live.live_bytes - end.live_bytes);
+    cr_assert_leq(end.committed_bytes, base.committed_bytes + 64 * TU_MiB,
+                  "committed_bytes %.1f MiB after freeing the block (%.1f before)", tu_mib(end.committed_bytes),
+                  tu_mib(base.committed_bytes));
+    um_trim(0);
+    end = tu_totals();
+    cr_assert_leq(end.mapped_bytes, base.mapped_bytes + 64 * TU_MiB,
+                  "mapped_bytes %.1f MiB after free + trim (%.1f before)", tu_mib(end.mapped_bytes),
+                  tu_mib(base.mapped_bytes));
+}
+
+Test(large, realloc_growth_1k_to_256m, .timeout = 120)
+{
+    const size_t top = 256 * TU_MiB;
+    const uint64_t seed = 0xfeed;
+    size_t n = TU_KiB;
+    unsigned char *p = um_malloc(n);
+    cr_assert_not_null(p);
+    tu_fill(p, n, seed);
+    double t0 = tu_now();
+    while (n < top) {
+        size_t to = n * 2;
+        unsigned char *q = um_realloc(p, to);
+        cr_assert_not_null(q, "um_realloc(%zu -> %zu) returned NULL", n, to);
+        cr_assert(tu_is_aligned(q, 16));
+        cr_assert_geq(um_malloc_usable_size(q), to);
+        long bad = tu_check(q, n, seed);
+        cr_assert_eq(bad, -1, "growth %zu -> %zu: content lost at offset %ld", n, to, bad);
+        tu_fill(q, to, seed); /* same pattern, now over the whole new size */
+        p = q;
+        n = to;
+    }
+    while (n > TU_KiB) {
+        size_t to = n / 2;
+        unsigned char *q = um_realloc(p, to);
+        cr_assert_not_null(q, "um_realloc(%zu -> %zu) returned NULL", n, to);
+        long bad = tu_check(q, to, seed);
+        cr_assert_eq(bad, -1, "shrink %zu -> %zu: content lost at offset %ld", n, to, bad);
+        p = q;
+        n = to;
+    }
+    um_free(p);
+    fprintf(stderr, "[large/realloc_growth] 1 KiB -> 256 MiB -> 1 KiB in %.2f s\n", tu_now() - t0);
+}
+
+/* Many large blocks allocated, touched and freed: memory does not pile up. */
+Test(large, repeated_large_blocks_do_not_accumulate, .timeout = 120)
+{
+    const size_t sizes[] = {TU_MiB + 1, 2 * TU_MiB, 3 * TU_MiB + 4096, 8 * TU_MiB, 17 * TU_MiB, 32 * TU_MiB};
+    const size_t ps = tu_page_size();
+    const size_t iters = tu_pick(300, 150, 60);
+    um_totals_t base = tu_totals();
+    size_t rss0 = tu_rss_bytes();
+    for (size_t it = 0; it < iters; it++) {
+        size_t n = sizes[it % (sizeof sizes / sizeof sizes[0])];
+        unsigned char *p = um_malloc(n);
+        cr_assert_not_null(p, "iteration %zu: um_malloc(%zu) returned NULL", it, n);
+        for (size_t off = 0; off < n; off += ps)
+            p[off] = (unsigned char)(off / ps);
+        p[n - 1] = 1;
+        unsigned char *q = um_malloc(n / 3); /* a second, live at the same time */
+        cr_assert_not_null(q);
+        memset(q, 2, n / 3);
+        cr_assert_eq(p[0], 0);
+        cr_assert_eq(p[n - 1], 1);
+        um_free(p);
+        um_free(q);
+    }
+    um_totals_t end = tu_totals();
+    size_t rss1 = tu_rss_bytes();
+    fprintf(stderr, "[large/repeated] mapped %.1f -> %.1f MiB, RSS %.1f -> %.1f MiB\n", tu_mib(base.mapped_bytes),
+            tu_mib(end.mapped_bytes), tu_mib(rss0), tu_mib(rss1));
+    cr_assert_leq(end.mapped_bytes, base.mapped_bytes + 128 * TU_MiB, "mapped_bytes grew by %.1f MiB",
+                  tu_mib(end.mapped_bytes - base.mapped_bytes));
+    cr_assert_leq(rss1, rss0 + 128 * TU_MiB, "RSS grew by %.1f MiB", tu_mib(rss1 - rss0));
+}
+
+/* A dirty large block freed and calloc'ed again must read as zero (cached large blocks). */
+Test(large, calloc_of_reused_large_block_is_zero, .timeout = 120)
+{
+    const size_t sizes[] = {700 * TU_KiB, 4 * TU_MiB, 64 * TU_MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        for (int rep = 0; rep < 4; rep++) {
+            void *p = um_malloc(n);
+            cr_assert_not_null(p);
+            memset(p, 0xff, um_malloc_usable_size(p));
+            um_free(p);
+            unsigned char *q = um_calloc(n / 16, 16);
+            cr_assert_not_null(q, "um_calloc(%zu) returned NULL", n);
+            long bad = tu_check_byte(q, n, 0);
+            cr_assert_eq(bad, -1, "um_calloc(%zu) of reused memory: byte %ld not zero", n, bad);
+            um_free(q);
+        }
+    }
+}

@@ -1,0 +1,604 @@
+/* Multi-threaded stress: random malloc/free in 8 threads, producer/consumer cross-thread frees
+ * with memory-reuse checks, 64 short-lived threads leaving live blocks behind, memory given
+ * back at thread exit, um_thread_done, cross-thread realloc, um_trim/um_get_totals racing with
+ * allocation. Criterion assertions are only made on the test's main thread; workers record
+ * failures with tu_fail(). */
+#include <criterion/criterion.h>
+#include <sched.h>
+
+#include "test_util.h"
+
+#define ASSERT_NO_WORKER_FAILURE()                                                                                 \
+    cr_assert_eq(atomic_load(&tu_fail_count), 0, "%lu worker failure(s), first: %s",                              \
+                 (unsigned long)atomic_load(&tu_fail_count), tu_fail_msg)
+
+/* mostly 8..1024, some to 64 KiB, a few to 1 MiB */
+static size_t mixed_size(tu_rng_t *r)
+{
+    unsigned x = (unsigned)(tu_next(r) % 1000);
+    if (x < 900)
+        return tu_range(r, 8, 1024);
+    if (x < 995)
+        return tu_range(r, 1025, 64 * TU_KiB);
+    return tu_range(r, 64 * TU_KiB + 1, TU_MiB);
+}
+
+static void start_threads(pthread_t *t, size_t n, void *(*fn)(void *), void *args, size_t arg_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        int e = pthread_create(&t[i], NULL, fn, (char *)args + i * arg_size);
+        cr_assert_eq(e, 0, "pthread_create #%zu failed: %s", i, strerror(e));
+    }
+}
+
+static void join_threads(pthread_t *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* Warm the calling thread's heap up (so that baselines include its first segment). */
+static void warm_up(void)
+{
+    void *v[64];
+    for (size_t i = 0; i < 64; i++)
+        v[i] = um_malloc(16 << (i % 12));
+    for (size_t i = 0; i < 64; i++)
+        um_free(v[i]);
+}
+
+/* ---- 1. 8 threads x 200k random malloc/free ------------------------------------------------- */
+typedef struct {
+    unsigned id;
+    size_t ops, slots;
+} mix_arg_t;
+
+static void *mix_worker(void *argp)
+{
+    mix_arg_t *a = argp;
+    tu_rng_t rng = tu_rng(a->id * 7919 + 1);
+    tu_block_t *slot = calloc(a->slots, sizeof *slot);
+    uint64_t salt = (uint64_t)a->id << 48;
+    if (!slot) {
+        tu_fail("thread %u: calloc failed", a->id);
+        return NULL;
+    }
+    for (size_t op = 0; op < a->ops; op++) {
+        size_t i = tu_next(&rng) % a->slots;
+        tu_block_t *s = &slot[i];
+        if (s->p) {
+            long bad = tu_check(s->p, s->size, tu_seed(s->p, s->size) ^ salt);
+            if (bad >= 0)
+                tu_fail("thread %u op %zu: block %p (%zu B) corrupted at offset %ld", a->id, op, s->p, s->size, bad);
+            um_free(s->p);
+            s->p = NULL;
+        } else {
+            size_t n = mixed_size(&rng);
+            void *p = um_malloc(n);
+            if (!p) {
+                tu_fail("thread %u op %zu: um_malloc(%zu) returned NULL", a->id, op, n);
+                continue;
+            }
+            if (!tu_is_aligned(p, 16))
+                tu_fail("thread %u: um_malloc(%zu) = %p not 16-aligned", a->id, n, p);
+            tu_fill(p, n, tu_seed(p, n) ^ salt);
+            s->p = p;
+            s->size = n;
+        }
+    }
+    for (size_t i = 0; i < a->slots; i++) {
+        tu_block_t *s = &slot[i];
+        if (!s->p)
+            continue;
+        long bad = tu_check(s->p, s->size, tu_seed(s->p, s->size) ^ salt);
+        if (bad >= 0)
+            tu_fail("thread %u: block %p (%zu B) corrupted at offset %ld at the end", a->id, s->p, s->size, bad);
+        um_free(s->p);
+    }
+    free(slot);
+    return NULL;
+}
+
+Test(threads, random_malloc_free_8_threads, .timeout = 170)
+{
+    enum { T = 8 };
+    pthread_t th[T];
+    mix_arg_t args[T];
+    size_t ops = tu_pick(200000, 60000, 15000);
+    tu_fail_reset();
+    for (unsigned i = 0; i < T; i++)
+        args[i] = (mix_arg_t){.id = i + 1, .ops = ops, .slots = 1000};
+    double t0 = tu_now();
+    start_threads(th, T, mix_worker, args, sizeof args[0]);
+    /* um_get_totals races with the workers: it must not crash or return garbage */
+    size_t polls = 0;
+    for (int k = 0; k < 20; k++) {
+        um_totals_t t = tu_totals();
+        cr_assert_lt(t.live_bytes, (size_t)1 << 40, "live_bytes garbage while threads run: %zu", t.live_bytes);
+        cr_assert_lt(t.mapped_bytes, (size_t)1 << 40, "mapped_bytes garbage while threads run: %zu", t.mapped_bytes);
+        polls++;
+        tu_sleep_ms(5);
+    }
+    join_threads(th, T);
+    fprintf(stderr, "[threads/random_malloc_free_8_threads] %d x %zu ops in %.2f s (%zu totals polls)\n", T, ops,
+            tu_now() - t0, polls);
+    ASSERT_NO_WORKER_FAILURE();
+    /* the heap is fine afterwards */
+    void *p = um_malloc(100), *q = um_malloc(100000);
+    cr_assert(p && q && p != q);
+    um_free(p);
+    um_free(q);
+}
+
+/* ---- 2. producer/consumer cross-thread frees ------------------------------------------------ */
+#define RING 1024
+typedef struct {
+    _Alignas(64) atomic_size_t head; /* written by the producer */
+    _Alignas(64) atomic_size_t tail; /* written by the consumer */
+    _Alignas(64) tu_block_t buf[RING];
+} ring_t;
+
+typedef struct {
+    unsigned id;
+    size_t per_round, rounds;
+    ring_t *ring;
+    pthread_barrier_t *bar;
+} pc_arg_t;
+
+static void ring_push(ring_t *r, tu_block_t b)
+{
+    size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    while (h - atomic_load_explicit(&r->tail, memory_order_acquire) >= RING)
+        sched_yield();
+    r->buf[h % RING] = b;
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+}
+
+static tu_block_t ring_pop(ring_t *r)
+{
+    size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    while (atomic_load_explicit(&r->head, memory_order_acquire) == t)
+        sched_yield();
+    tu_block_t b = r->buf[t % RING];
+    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+    return b;
+}
+
+static void *producer(void *argp)
+{
+    pc_arg_t *a = argp;
+    tu_rng_t rng = tu_rng(a->id * 31 + 5);
+    for (size_t round = 0; round < a->rounds; round++) {
+        pthread_barrier_wait(a->bar);
+        for (size_t i = 0; i < a->per_round; i++) {
+            size_t n = tu_range(&rng, 8, 512);
+            void *p = um_malloc(n);
+            if (!p) {
+                tu_fail("producer %u: um_malloc(%zu) returned NULL", a->id, n);
+                n = 0;
+            } else {
+                tu_fill(p, n, tu_seed(p, n));
+            }
+            ring_push(a->ring, (tu_block_t){p, n});
+        }
+        pthread_barrier_wait(a->bar);
+    }
+    return NULL;
+}
+
+static void *consumer(void *argp)
+{
+    pc_arg_t *a = argp;
+    for (size_t round = 0; round < a->rounds; round++) {
+        pthread_barrier_wait(a->bar);
+        for (size_t i = 0; i < a->per_round; i++) {
+            tu_block_t b = ring_pop(a->ring);
+            if (!b.p)
+                continue;
+            long bad = tu_check(b.p, b.size, tu_seed(b.p, b.size));
+            if (bad >= 0)
+                tu_fail("consumer %u: block %p (%zu B) from the producer corrupted at %ld", a->id, b.p, b.size, bad);
+            um_free(b.p);
+        }
+        pthread_barrier_wait(a->bar);
+    }
+    return NULL;
+}
+
+Test(threads, producer_consumer_remote_frees_are_reused, .timeout = 170)
+{
+    enum { PAIRS = 2, ROUNDS = 3 };
+    size_t total = tu_pick(2000000, 600000, 150000); /* objects per round, all pairs together */
+    static ring_t rings[PAIRS];
+    pthread_barrier_t bar;
+    pthread_t th[2 * PAIRS];
+    pc_arg_t args[2 * PAIRS];
+    tu_fail_reset();
+    warm_up();
+    cr_assert_eq(pthread_barrier_init(&bar, NULL, 2 * PAIRS + 1), 0);
+    for (unsigned i = 0; i < PAIRS; i++) {
+        atomic_store(&rings[i].head, 0);
+        atomic_store(&rings[i].tail, 0);
+        args[i] = (pc_arg_t){i, total / PAIRS, ROUNDS, &rings[i], &bar};
+        args[PAIRS + i] = (pc_arg_t){i, total / PAIRS, ROUNDS, &rings[i], &bar};
+    }
+    start_threads(th, PAIRS, producer, args, sizeof args[0]);
+    start_threads(th + PAIRS, PAIRS, consumer, args + PAIRS, sizeof args[0]);
+    size_t mapped[ROUNDS], rss[ROUNDS];
+    for (size_t r = 0; r < ROUNDS; r++) {
+        double t0 = tu_now();
+        pthread_barrier_wait(&bar); /* start */
+        pthread_barrier_wait(&bar); /* end: every object of the round has been freed */
+        mapped[r] = tu_totals().mapped_bytes;
+        rss[r] = tu_rss_bytes();
+        fprintf(stderr, "[threads/producer_consumer] round %zu: %zu objects in %.2f s, mapped %.1f MiB, RSS %.1f MiB\n",
+                r + 1, total, tu_now() - t0, tu_mib(mapped[r]), tu_mib(rss[r]));
+    }
+    join_threads(th, 2 * PAIRS);
+    pthread_barrier_destroy(&bar);
+    ASSERT_NO_WORKER_FAILURE();
+    size_t slack_m = mapped[1] / 10 > 4 * TU_MiB ? mapped[1] / 10 : 4 * TU_MiB;
+    cr_assert_leq(mapped[2], mapped[1] + slack_m,
+                  "mapped_bytes grew from %.1f MiB (round 2) to %.1f MiB (round 3): remotely freed memory not reused",
+                  tu_mib(mapped[1]), tu_mib(mapped[2]));
+    size_t slack_r = rss[1] / 10 > 4 * TU_MiB ? rss[1] / 10 : 4 * TU_MiB;
+    cr_assert_leq(rss[2], rss[1] + slack_r, "RSS grew from %.1f MiB (round 2) to %.1f MiB (round 3)", tu_mib(rss[1]),
+                  tu_mib(rss[2]));
+}
+
+/* ---- 3. 64 short-lived threads leave live blocks to the main thread ---------------------------- */
+typedef struct {
+    unsigned id;
+    size_t nblocks;
+    tu_block_t *blocks;
+} orphan_arg_t;
+
+static size_t orphan_size(unsigned id, size_t k)
+{
+    tu_rng_t r = tu_rng(((uint64_t)id << 32) | k);
+    if (k % 250 == 249)
+        return tu_range(&r, 256 * TU_KiB, TU_MiB); /* 2 per thread */
+    if (k % 12 == 11)
+        return tu_range(&r, 4 * TU_KiB, 64 * TU_KiB);
+    return tu_range(&r, 16, 2048);
+}
+
+static void *orphan_worker(void *argp)
+{
+    orphan_arg_t *a = argp;
+    for (size_t k = 0; k < a->nblocks; k++) {
+        size_t n = orphan_size(a->id, k);
+        void *p = um_malloc(n);
+        if (!p) {
+            tu_fail("thread %u: um_malloc(%zu) returned NULL", a->id, n);
+            a->blocks[k] = (tu_block_t){NULL, 0};
+            continue;
+        }
+        tu_fill(p, n, tu_seed(p, n));
+        a->blocks[k] = (tu_block_t){p, n};
+    }
+    return NULL; /* exits with its blocks still live */
+}
+
+Test(threads, short_lived_threads_leave_blocks_to_main, .timeout = 170)
+{
+    enum { T = 64 };
+    const size_t nblocks = 500;
+    pthread_t th[T];
+    static orphan_arg_t args[T];
+    tu_fail_reset();
+    warm_up();
+    um_trim(0);
+    um_totals_t base = tu_totals();
+    tu_block_t *all = calloc(T * nblocks, sizeof *all);
+    cr_assert_not_null(all);
+    for (unsigned i = 0; i < T; i++)
+        args[i] = (orphan_arg_t){i, nblocks, all + i * nblocks};
+    /* two waves of 32 */
+    start_threads(th, T / 2, orphan_worker, args, sizeof args[0]);
+    join_threads(th, T / 2);
+    start_threads(th + T / 2, T / 2, orphan_worker, args + T / 2, sizeof args[0]);
+    join_threads(th + T / 2, T / 2);
+    ASSERT_NO_WORKER_FAILURE();
+
+    um_totals_t peak = tu_totals();
+    size_t live_req = 0;
+    for (size_t i = 0; i < T * nblocks; i++)
+        live_req += all[i].size;
+    cr_assert_geq(peak.live_bytes, base.live_bytes + live_req, "live_bytes %zu with %zu bytes left by dead threads",
+                  peak.live_bytes, live_req);
+    cr_assert_geq(peak.live_blocks, base.live_blocks + T * nblocks, "live_blocks %zu with %zu blocks of dead threads",
+                  peak.live_blocks, (size_t)T * nblocks);
+    for (size_t i = 0; i < T * nblocks; i++) {
+        long bad = tu_check(all[i].p, all[i].size, tu_seed(all[i].p, all[i].size));
+        cr_assert_eq(bad, -1, "block %zu of dead thread %zu (%p, %zu B) corrupted at %ld", i % nblocks, i / nblocks,
+                     all[i].p, all[i].size, bad);
+        cr_assert_eq(um_owns(all[i].p), 1, "um_owns(block of a dead thread) != 1");
+        cr_assert_geq(um_malloc_usable_size(all[i].p), all[i].size);
+    }
+    for (size_t i = 0; i < T * nblocks; i++)
+        um_free(all[i].p);
+    free(all);
+    um_totals_t freed = tu_totals();
+    cr_assert_eq(peak.live_blocks - freed.live_blocks, T * nblocks,
+                 "freeing %zu blocks of dead threads took %zu off live_blocks", (size_t)T * nblocks,
+                 peak.live_blocks - freed.live_blocks);
+
+    /* the main thread allocates normally afterwards */
+    enum { M = 20000 };
+    tu_block_t *mine = calloc(M, sizeof *mine);
+    cr_assert_not_null(mine);
+    tu_rng_t rng = tu_rng(3);
+    for (size_t i = 0; i < M; i++) {
+        size_t n = tu_range(&rng, 1, 4000);
+        mine[i] = (tu_block_t){um_malloc(n), n};
+        cr_assert_not_null(mine[i].p);
+        tu_fill(mine[i].p, n, tu_seed(mine[i].p, n));
+    }
+    for (size_t i = 0; i < M; i++) {
+        long bad = tu_check(mine[i].p, mine[i].size, tu_seed(mine[i].p, mine[i].size));
+        cr_assert_eq(bad, -1, "main-thread block %zu corrupted at %ld", i, bad);
+    }
+    long ov = tu_find_overlap(mine, M);
+    cr_assert_eq(ov, -1, "main thread got overlapping blocks after reclaiming dead threads' memory");
+    for (size_t i = 0; i < M; i++)
+        um_free(mine[i].p);
+    free(mine);
+
+    int r = um_trim(0);
+    cr_assert(r == 0 || r == 1);
+    um_totals_t end = tu_totals();
+    fprintf(stderr,
+            "[threads/short_lived] mapped: base %.1f MiB, peak %.1f MiB, after trim %.1f MiB (committed %.1f MiB)\n",
+            tu_mib(base.mapped_bytes), tu_mib(peak.mapped_bytes), tu_mib(end.mapped_bytes),
+            tu_mib(end.committed_bytes));
+    cr_assert_geq(peak.mapped_bytes, base.mapped_bytes + 100 * TU_MiB, "test did not allocate what it meant to");
+    cr_assert_leq(end.mapped_bytes, base.mapped_bytes + 32 * TU_MiB,
+                  "after um_trim(0) mapped_bytes is %.1f MiB, baseline %.1f MiB (peak %.1f MiB)",
+                  tu_mib(end.mapped_bytes), tu_mib(base.mapped_bytes), tu_mib(peak.mapped_bytes));
+}
+
+/* ---- 6. a thread's memory comes back after it exits ------------------------------------------- */
+typedef struct {
+    size_t target;
+    size_t peak_mapped;
+    size_t peak_committed;
+} bulk_arg_t;
+
+static void *bulk_worker(void *argp)
+{
+    bulk_arg_t *a = argp;
+    size_t cap = a->target / 16 + 16, n = 0, total = 0;
+    tu_block_t *blk = malloc(cap * sizeof *blk);
+    tu_rng_t rng = tu_rng(11);
+    if (!blk) {
+        tu_fail("malloc failed");
+        return NULL;
+    }
+    while (total < a->target && n < cap) {
+        size_t s = tu_range(&rng, 16, 1024);
+        void *p = um_malloc(s);
+        if (!p) {
+            tu_fail("um_malloc(%zu) returned NULL after %zu bytes", s, total);
+            break;
+        }
+        tu_fill(p, s, tu_seed(p, s));
+        blk[n++] = (tu_block_t){p, s};
+        total += s;
+    }
+    um_totals_t t = tu_totals();
+    a->peak_mapped = t.mapped_bytes;
+    a->peak_committed = t.committed_bytes;
+    for (size_t i = 0; i < n; i++) {
+        long bad = tu_check(blk[i].p, blk[i].size, tu_seed(blk[i].p, blk[i].size));
+        if (bad >= 0)
+            tu_fail("block %zu (%zu B) corrupted at %ld", i, blk[i].size, bad);
+        um_free(blk[i].p);
+    }
+    free(blk);
+    return NULL;
+}
+
+Test(threads, thread_exit_gives_memory_back, .timeout = 120)
+{
+    tu_fail_reset();
+    warm_up();
+    um_trim(0);
+    um_totals_t base = tu_totals();
+    bulk_arg_t arg = {.target = 64 * TU_MiB};
+    pthread_t th;
+    start_threads(&th, 1, bulk_worker, &arg, sizeof arg);
+    join_threads(&th, 1);
+    ASSERT_NO_WORKER_FAILURE();
+    cr_assert_geq(arg.peak_mapped, base.mapped_bytes + 64 * TU_MiB, "peak mapped %.1f MiB: 64 MiB were not allocated?",
+                  tu_mib(arg.peak_mapped));
+    int r = um_trim(0);
+    cr_assert(r == 0 || r == 1);
+    um_totals_t end = tu_totals();
+    fprintf(stderr, "[threads/thread_exit] mapped: base %.1f MiB, peak %.1f MiB, after exit+trim %.1f MiB; committed "
+                    "base %.1f peak %.1f end %.1f MiB\n",
+            tu_mib(base.mapped_bytes), tu_mib(arg.peak_mapped), tu_mib(end.mapped_bytes), tu_mib(base.committed_bytes),
+            tu_mib(arg.peak_committed), tu_mib(end.committed_bytes));
+    cr_assert_leq(end.mapped_bytes, base.mapped_bytes + 8 * TU_MiB,
+                  "after thread exit and um_trim(0), mapped_bytes %.1f MiB vs %.1f MiB at the start",
+                  tu_mib(end.mapped_bytes), tu_mib(base.mapped_bytes));
+    cr_assert_leq(end.committed_bytes, base.committed_bytes + 8 * TU_MiB,
+                  "after thread exit and um_trim(0), committed_bytes %.1f MiB vs %.1f MiB at the start",
+                  tu_mib(end.committed_bytes), tu_mib(base.committed_bytes));
+}
+
+/* ---- um_thread_done ---------------------------------------------------------------------------- */
+static void *thread_done_worker(void *argp)
+{
+    (void)argp;
+    enum { N = 2000 };
+    tu_block_t *first = calloc(N, sizeof *first), *second = calloc(N, sizeof *second);
+    if (!first || !second) {
+        tu_fail("calloc failed");
+        return NULL;
+    }
+    for (size_t i = 0; i < N; i++) {
+        size_t n = 1 + (i * 53) % 3000;
+        first[i] = (tu_block_t){um_malloc(n), n};
+        if (!first[i].p)
+            tu_fail("um_malloc failed before um_thread_done");
+        else
+            tu_fill(first[i].p, n, tu_seed(first[i].p, n));
+    }
+    um_thread_done();
+    um_thread_done(); /* twice is harmless */
+    for (size_t i = 0; i < N; i++) {
+        size_t n = 1 + (i * 71) % 3000;
+        second[i] = (tu_block_t){um_malloc(n), n};
+        if (!second[i].p)
+            tu_fail("um_malloc failed after um_thread_done");
+        else
+            tu_fill(second[i].p, n, tu_seed(second[i].p, n));
+    }
+    for (size_t i = 0; i < N; i++) {
+        tu_block_t *b[2] = {&first[i], &second[i]};
+        for (int k = 0; k < 2; k++) {
+            if (!b[k]->p)
+                continue;
+            long bad = tu_check(b[k]->p, b[k]->size, tu_seed(b[k]->p, b[k]->size));
+            if (bad >= 0)
+                tu_fail("%s block %zu corrupted at %ld", k ? "post" : "pre", i, bad);
+        }
+    }
+    /* blocks from the given-back heap are freed after the thread got a fresh heap */
+    for (size_t i = 0; i < N; i++)
+        um_free(first[i].p);
+    for (size_t i = 0; i < N; i++)
+        um_free(second[i].p);
+    free(first);
+    free(second);
+    return NULL;
+}
+
+Test(threads, thread_done_then_keep_allocating)
+{
+    tu_fail_reset();
+    pthread_t th[2];
+    start_threads(th, 2, thread_done_worker, NULL, 0);
+    join_threads(th, 2);
+    ASSERT_NO_WORKER_FAILURE();
+    /* and on the main thread */
+    thread_done_worker(NULL);
+    ASSERT_NO_WORKER_FAILURE();
+}
+
+/* ---- realloc/free of blocks owned by another, still running, thread ---------------------------- */
+enum { XR_N = 3000 };
+typedef struct {
+    tu_block_t set1[XR_N], set2[XR_N];
+    pthread_barrier_t bar;
+} xr_shared_t;
+
+static void *xr_owner(void *argp)
+{
+    xr_shared_t *s = argp;
+    for (size_t i = 0; i < XR_N; i++) {
+        size_t n = 1 + (i * 97) % 20000;
+        s->set1[i] = (tu_block_t){um_malloc(n), n};
+        if (s->set1[i].p)
+            tu_fill(s->set1[i].p, n, i);
+        else
+            tu_fail("owner: um_malloc(%zu) failed", n);
+    }
+    pthread_barrier_wait(&s->bar);
+    /* allocate while the other thread reallocs and frees our blocks */
+    for (size_t i = 0; i < XR_N; i++) {
+        size_t n = 1 + (i * 31) % 20000;
+        s->set2[i] = (tu_block_t){um_malloc(n), n};
+        if (s->set2[i].p)
+            tu_fill(s->set2[i].p, n, tu_seed(s->set2[i].p, n));
+        else
+            tu_fail("owner: um_malloc(%zu) failed", n);
+    }
+    pthread_barrier_wait(&s->bar);
+    for (size_t i = 0; i < XR_N; i++) {
+        long bad = tu_check(s->set2[i].p, s->set2[i].size, tu_seed(s->set2[i].p, s->set2[i].size));
+        if (bad >= 0)
+            tu_fail("owner: set2 block %zu corrupted at %ld", i, bad);
+        um_free(s->set2[i].p);
+    }
+    return NULL;
+}
+
+static void *xr_other(void *argp)
+{
+    xr_shared_t *s = argp;
+    pthread_barrier_wait(&s->bar);
+    for (size_t i = 0; i < XR_N; i++) {
+        tu_block_t b = s->set1[i];
+        if (!b.p)
+            continue;
+        size_t to = (i % 3 == 0) ? b.size / 2 + 1 : b.size * 3 + 100;
+        void *q = um_realloc(b.p, to);
+        if (!q) {
+            tu_fail("other: um_realloc(%zu -> %zu) failed", b.size, to);
+            continue;
+        }
+        size_t keep = b.size < to ? b.size : to;
+        long bad = tu_check(q, keep, i);
+        if (bad >= 0)
+            tu_fail("other: realloc of a foreign-thread block %zu (%zu -> %zu) lost content at %ld", i, b.size, to,
+                    bad);
+        um_free(q);
+    }
+    pthread_barrier_wait(&s->bar);
+    return NULL;
+}
+
+Test(threads, realloc_and_free_blocks_of_a_live_thread)
+{
+    static xr_shared_t s;
+    tu_fail_reset();
+    cr_assert_eq(pthread_barrier_init(&s.bar, NULL, 2), 0);
+    pthread_t th[2];
+    cr_assert_eq(pthread_create(&th[0], NULL, xr_owner, &s), 0);
+    cr_assert_eq(pthread_create(&th[1], NULL, xr_other, &s), 0);
+    join_threads(th, 2);
+    pthread_barrier_destroy(&s.bar);
+    ASSERT_NO_WORKER_FAILURE();
+}
+
+/* ---- um_trim and um_get_totals while other threads allocate -------------------------------------- */
+typedef struct {
+    unsigned id;
+    size_t ops;
+    atomic_int *done;
+} churn_arg_t;
+
+static void *churn_worker(void *argp)
+{
+    churn_arg_t *a = argp;
+    mix_arg_t m = {.id = a->id, .ops = a->ops, .slots = 300};
+    mix_worker(&m);
+    atomic_fetch_add(a->done, 1);
+    return NULL;
+}
+
+Test(threads, trim_and_totals_race_with_allocation, .timeout = 120)
+{
+    enum { T = 2 };
+    atomic_int done = 0;
+    churn_arg_t args[T];
+    pthread_t th[T];
+    tu_fail_reset();
+    for (unsigned i = 0; i < T; i++)
+        args[i] = (churn_arg_t){100 + i, tu_pick(150000, 40000, 10000), &done};
+    start_threads(th, T, churn_worker, args, sizeof args[0]);
+    size_t trims = 0;
+    while (atomic_load(&done) < T) {
+        int r = um_trim(0);
+        cr_assert(r == 0 || r == 1, "um_trim returned %d", r);
+        um_totals_t t = tu_totals();
+        cr_assert_lt(t.mapped_bytes, (size_t)1 << 40);
+        trims++;
+        tu_sleep_ms(1);
+    }
+    join_threads(th, T);
+    fprintf(stderr, "[threads/trim_race] %zu trims during the run\n", trims);
+    ASSERT_NO_WORKER_FAILURE();
+}
