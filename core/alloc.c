@@ -67,7 +67,7 @@ void *_x_malloc_aligned(size_t align, size_t size) {
     if (q != p) {
         um_segment_t *seg = _x_segment_of(p);
         um_page_t *page = _x_page_of(seg, p);
-        atomic_fetch_or_explicit(&page->xowner, UM_PAGE_HAS_ALIGNED, UM_RELAXED);
+        atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_HAS_ALIGNED, UM_RELAXED);
     }
     return q;
 }

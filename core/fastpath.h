@@ -23,24 +23,29 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
     return _x_malloc_generic(size, heap);
 }
 
-/* free: map entry (ours? page shift) -> page -> owned by this thread? -> push on its local list. */
+/* free: map entry (ours? aligned? page shift) -> owned by this thread? -> push on the page's
+ * local list. */
 UM_INLINE void _x_fast_free(void *p) {
     uintptr_t u = (uintptr_t)p;
-    /* One map load answers "ours?" and gives the page shift. NULL and foreign pointers have no
-     * entry, so they need no test of their own on this path. */
-    unsigned shift = _x_segmap_get(u);
+    /* One map load answers "ours, and a possible block start?" and gives the page shift. NULL
+     * and foreign pointers have no entry, so they need no test of their own on this path. */
+    unsigned shift = _x_segmap_get_block(u);
     if (UM_LIKELY(_x_map_is_segment(shift))) {
         um_segment_t *seg = _x_segment_of(p);
-        um_page_t *page = &seg->pages[(u & UM_SEGMENT_MASK) >> shift];
-        if (UM_LIKELY(atomic_load_explicit(&page->xowner, UM_RELAXED) == _x_thread_id())) {
+        size_t idx = (u & UM_SEGMENT_MASK) >> shift;
+        /* The three arrays start the header and share one stride: one address, three fixed
+         * offsets (written this way so GCC doesn't fold each offset into its own index). */
+        _Atomic uintptr_t *owner = &seg->page_owner[idx];
+        um_block_t **local = (um_block_t **)((uint8_t *)owner + offsetof(um_segment_t, page_local_free));
+        uint64_t *used = (uint64_t *)((uint8_t *)owner + offsetof(um_segment_t, page_used));
+        if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == _x_thread_id())) {
             um_block_t *b = p;
-            uintptr_t key = _x_block_key(b);
-            if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", p); return; }
-            b->key = key;
-            b->next = page->local_free;
-            page->local_free = b;
-            UM_OWNER_ADD(page->used, -1);
-            if (UM_UNLIKELY(page->used == 0)) _x_page_retire(_x_tl_heap, page);
+            if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { _x_warn_ptr("double free of", p); return; }
+            b->key = UM_FREE_MARK;
+            b->next = *local;
+            *local = b;
+            UM_OWNER_ADD(*used, -1);
+            if (UM_UNLIKELY(*used == 0)) _x_page_retire_slot(owner);
             return;
         }
     }

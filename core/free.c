@@ -12,7 +12,7 @@ UM_NOINLINE void _x_free_generic(void *p) {
     if (UM_UNLIKELY(seg == NULL)) { _x_free_foreign(p); return; }
     if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }
     um_page_t *page = _x_page_of(seg, p);
-    uintptr_t owner = atomic_load_explicit(&page->xowner, UM_RELAXED);
+    uintptr_t owner = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED);
     if (UM_UNLIKELY(page->slot != UM_SLOT_USED)) { _x_warn_ptr("free of a pointer into an unused page:", p); return; }
     um_block_t *b = p;
     if (owner & UM_PAGE_HAS_ALIGNED) {

@@ -40,8 +40,8 @@ void *_x_huge_alloc(size_t size, size_t align) {
     page->start = block;
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1;
-    page->used = 1;
-    atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
+    UM_PAGE_USED(page) = 1;
+    atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     if (offset >= UM_SEGMENT_SIZE) {
         _x_segmap_set(base, map_size, UM_MAP_INTERIOR);
         atomic_store_explicit(&_x_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);

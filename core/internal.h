@@ -73,12 +73,25 @@ static inline unsigned _x_segmap_get(uintptr_t u) {
     if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
     return atomic_load_explicit(&_x_segmap[idx], UM_RELAXED);
 }
+/* The same for a pointer that must also be 16-byte aligned (as every block start is): the low 4
+ * bits are rotated up next to the segment number, so one range check rejects both a pointer
+ * above the user address space and a misaligned one (a pointer into the middle of a block). */
+static inline unsigned _x_segmap_get_block(uintptr_t u) {
+    uintptr_t m = u & ~(uintptr_t)(UM_SEGMENT_MASK & ~(uintptr_t)15);
+    uintptr_t idx = (m >> UM_SEGMENT_SHIFT) | (m << (64 - UM_SEGMENT_SHIFT));
+    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    return atomic_load_explicit(&_x_segmap[idx], UM_RELAXED);
+}
 static inline um_segment_t *_x_segment_of(const void *p) {
     return (um_segment_t *)((uintptr_t)p & ~(uintptr_t)UM_SEGMENT_MASK);
 }
 static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
+/* A page's free-path fields, kept in its segment's arrays (see um_page_t). */
+#define UM_PAGE_OWNER(page) (_x_segment_of(page)->page_owner[(page)->index])
+#define UM_PAGE_LOCAL(page) (_x_segment_of(page)->page_local_free[(page)->index])
+#define UM_PAGE_USED(page) (_x_segment_of(page)->page_used[(page)->index])
 static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
@@ -129,6 +142,7 @@ uint32_t _x_page_live(um_page_t *page);                 /* blocks handed out, af
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);
 void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */
+void _x_page_retire_slot(_Atomic uintptr_t *owner);      /* the same, from free's owner slot */
 void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void _x_page_queue_push(um_heap_t *heap, um_page_t *page);
 void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin);

@@ -36,12 +36,12 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     page->reserved = (uint32_t)(area_size / bsize);
     page->capacity = 0;
     page->free = NULL;
-    page->local_free = NULL;
-    UM_SHARED_WRITE(page->used, 0);
+    UM_PAGE_LOCAL(page) = NULL;
+    UM_SHARED_WRITE(UM_PAGE_USED(page), 0);
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
     atomic_store_explicit(&page->heap, heap, UM_RELAXED);
-    atomic_store_explicit(&page->xowner, heap->tid, UM_RELAXED);
+    atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid, UM_RELAXED);
 }
 
 /* Thread more never-used blocks onto the free list. */
@@ -55,23 +55,23 @@ static void page_extend(um_page_t *page) {
     ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
     page->free = (um_block_t *)first;
     page->capacity += (uint32_t)n;
-    UM_OWNER_ADD(page->used, (uint32_t)n); /* used = capacity - |local_free| */
+    UM_OWNER_ADD(UM_PAGE_USED(page), (uint32_t)n); /* used = capacity - |local_free| */
 }
 
 /* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
  * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
 void _x_page_collect(um_page_t *page) {
-    if (page->local_free != NULL) {
+    if (UM_PAGE_LOCAL(page) != NULL) {
         if (page->free == NULL) {
-            page->free = page->local_free;
+            page->free = UM_PAGE_LOCAL(page);
         } else {
-            um_block_t *tail = page->local_free;
+            um_block_t *tail = UM_PAGE_LOCAL(page);
             while (tail->next != NULL) tail = tail->next;
             tail->next = page->free;
-            page->free = page->local_free;
+            page->free = UM_PAGE_LOCAL(page);
         }
-        page->local_free = NULL;
-        UM_SHARED_WRITE(page->used, page->capacity);
+        UM_PAGE_LOCAL(page) = NULL;
+        UM_SHARED_WRITE(UM_PAGE_USED(page), page->capacity);
     }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     if ((tf & ~(uintptr_t)3) != 0) {
@@ -134,12 +134,12 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
     }
     _x_page_queue_remove(heap, page);
-    atomic_fetch_or_explicit(&page->xowner, UM_PAGE_IN_FULL, UM_RELAXED);
+    atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_IN_FULL, UM_RELAXED);
     return true;
 }
 
 static void page_unfull(um_heap_t *heap, um_page_t *page) {
-    atomic_fetch_and_explicit(&page->xowner, ~UM_PAGE_IN_FULL, UM_RELAXED);
+    atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
     _x_page_queue_push(heap, page);
 }
 
@@ -188,22 +188,28 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = _x_block_key(b);
     if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
     b->key = key;
-    b->next = page->local_free;
-    page->local_free = b;
-    UM_OWNER_ADD(page->used, -1);
-    if (atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
-    if (page->used == 0) _x_page_retire(heap, page);
+    b->next = UM_PAGE_LOCAL(page);
+    UM_PAGE_LOCAL(page) = b;
+    UM_OWNER_ADD(UM_PAGE_USED(page), -1);
+    if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
 }
 
 /* Every carved block of the page is on its local list (used == 0). Keep the page if it is its
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
  * purge a page each time); otherwise give the slot back to the segment. */
 void _x_page_retire(um_heap_t *heap, um_page_t *page) {
-    if (atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
     um_page_queue_t *q = &heap->queues[page->bin];
     if (q->first == page && page->next == NULL) return;
     _x_page_queue_remove(heap, page);
     _x_segment_page_free(heap, page);
+}
+
+/* free()'s fast path keeps only the owner slot's address; the page follows from it. */
+UM_NOINLINE void _x_page_retire_slot(_Atomic uintptr_t *owner) {
+    um_segment_t *seg = _x_segment_of(owner);
+    _x_page_retire(_x_tl_heap, &seg->pages[owner - seg->page_owner]);
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */

@@ -68,7 +68,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
         page->index = (uint8_t)i;
         UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
         page->block_size = 0;
-        atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
+        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     }
     _x_segmap_set(seg, UM_SEGMENT_SIZE, seg->page_shift); /* the map entry carries the page shift */
 }
@@ -190,7 +190,7 @@ void _x_segment_page_free(um_heap_t *heap, um_page_t *page) {
     um_segment_t *seg = _x_segment_of(page);
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ _x_cookie));
     bool was_full = seg->used_pages == seg->page_count;
-    atomic_store_explicit(&page->xowner, 0, UM_RELAXED);
+    atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     UM_SHARED_WRITE(page->block_size, 0);
     UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
     page->freed_at_ms = _x_os_now_ms();
@@ -257,7 +257,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
                     if (page->slot != UM_SLOT_USED) continue;
                     _x_page_collect(page);
                     if (_x_page_live(page) != 0) continue;
-                    if (!(atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_IN_FULL)) _x_page_queue_remove(heap, page);
+                    if (!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL)) _x_page_queue_remove(heap, page);
                     bool last = seg->used_pages == 1;
                     _x_segment_page_free(heap, page);
                     if (last) { again = 1; break; } /* the segment left the lists: restart */
@@ -275,8 +275,8 @@ void _x_segment_abandon_all(um_heap_t *heap) {
             for (size_t i = 0; i < seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
                 if (page->slot != UM_SLOT_USED) continue;
-                uintptr_t keep = atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
-                atomic_store_explicit(&page->xowner, keep, UM_RELAXED);
+                uintptr_t keep = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
+                atomic_store_explicit(&UM_PAGE_OWNER(page), keep, UM_RELAXED);
                 atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
                 page->next = page->prev = NULL;
             }
@@ -310,9 +310,9 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
-        uintptr_t aligned = atomic_load_explicit(&page->xowner, UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
+        uintptr_t aligned = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
         atomic_store_explicit(&page->heap, heap, UM_RELAXED);
-        atomic_store_explicit(&page->xowner, heap->tid | aligned, UM_RELAXED);
+        atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | aligned, UM_RELAXED);
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
         while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
         _x_page_collect(page);

@@ -62,7 +62,7 @@ typedef enum um_delayed_e {
     UM_DELAY_NEVER = 3,  /* page is abandoned or its heap is going away: never use the heap list */
 } um_delayed_t;
 
-/* page->xowner low bits: any bit set sends the owner's free down the slow path. */
+/* Page owner word low bits: any bit set sends the owner's free down the slow path. */
 #define UM_PAGE_HAS_ALIGNED ((uintptr_t)1) /* some block was handed out at an inner aligned offset */
 #define UM_PAGE_IN_FULL ((uintptr_t)2)     /* page had no free block: out of its bin queue */
 #define UM_PAGE_FLAGS (UM_PAGE_HAS_ALIGNED | UM_PAGE_IN_FULL)
@@ -77,22 +77,18 @@ struct um_heap_s;
 struct um_segment_s;
 
 /* ---- pages ---------------------------------------------------------------------------- */
-/* 128 bytes, a power of two, so pointer -> descriptor is a shift, not a multiply. The owner's
- * hot fields fill the first cache line. */
+/* A page's descriptor. The three fields free() touches (owner, local free list, used count)
+ * live in arrays in the segment header instead (see um_segment_t): indexed by page number with
+ * an 8- or 4-byte stride, x86 addressing scales the index, where a 128-byte descriptor would
+ * need a shift and an add on every free. Reach them with UM_PAGE_OWNER/LOCAL/USED(page). */
 typedef struct um_page_s {
-    um_block_t *free;         /* blocks ready to hand out (owner only) */
-    /* capacity - (blocks on local_free). malloc doesn't count; free decrements, so reaching 0
-     * means exactly "every carved block is on local_free": the page is empty. */
-    uint32_t used;
+    um_block_t *free;         /* blocks ready to hand out (owner only); first: malloc's one load */
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    _Atomic uintptr_t xowner; /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
-    um_block_t *local_free;   /* blocks the owner freed, moved to `free` when it runs dry */
+    uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
     _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
-    uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
     uint32_t reserved;        /* blocks that fit in the page */
-    /* Cooler fields. */
     uint16_t bin;             /* size class */
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
@@ -100,15 +96,19 @@ typedef struct um_page_s {
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
-    uint8_t pad_[128 - 96];
 } um_page_t;
-_Static_assert(sizeof(um_page_t) == 128, "page descriptors are indexed with a shift");
-#define UM_PAGE_DESC_SHIFT 7
 
 /* ---- segments ------------------------------------------------------------------------- */
 typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_COUNT } um_kind_t;
 
 typedef struct um_segment_s {
+    /* The free path's fields of each page, by page number, first in the header and all 8 bytes
+     * wide: free() computes seg + 8 * index once and reaches all three at fixed offsets. */
+    _Atomic uintptr_t page_owner[UM_PAGES_MAX]; /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
+    um_block_t *page_local_free[UM_PAGES_MAX];  /* blocks the owner freed, moved to `free` when it runs dry */
+    /* capacity - (blocks on local_free). malloc doesn't count; free decrements, so reaching 0
+     * means exactly "every carved block is on local_free": the page is empty. */
+    uint64_t page_used[UM_PAGES_MAX];
     uint32_t page_shift;      /* log2 of the page size: pointer -> page index is one shift */
     uint8_t kind;             /* um_kind_t */
     uint8_t page_count;       /* page slots in this segment */

@@ -32,7 +32,7 @@ static uint32_t racy_list_length(const um_page_t *page, const um_block_t *b) {
  * lists of another live thread are not walked (the tool would rightly call the read a race):
  * their blocks count as live. */
 static uint32_t page_live(const um_page_t *page, bool walk) {
-    uint32_t used = UM_SHARED_READ(page->used);
+    uint32_t used = UM_SHARED_READ(UM_PAGE_USED(page));
     if (!walk) return used;
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
     uint32_t idle = racy_list_length(page, UM_SHARED_READ(page->free)) + racy_list_length(page, (const um_block_t *)tf);

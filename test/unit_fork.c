@@ -129,13 +129,14 @@ static int child_body(tu_block_t inherited, churn_arg_t *workers, unsigned nr)
 
 Test(fork, fork_while_threads_allocate, .timeout = 170)
 {
-    const size_t forks = tu_pick(50, 50, 12);
+    const size_t forks = tu_pick(50, 50, 20);
     const double deadline_s = tu_is_tsan() ? 30.0 : 10.0;
     static churn_arg_t workers[WORKERS];
     pthread_t th[WORKERS];
     atomic_int stop = 0, ready = 0;
     int statuses[64];
     int hung[64];
+    cr_assert_leq(forks, sizeof statuses / sizeof statuses[0]);
     tu_fail_reset();
     for (unsigned i = 0; i < WORKERS; i++) {
         memset(&workers[i], 0, sizeof workers[i]);

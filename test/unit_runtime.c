@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -81,9 +82,14 @@ typedef void *(*mmap64_fn)(void *, size_t, int, int, int, off64_t);
 
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
-    static mmap64_fn real;
-    if (!real)
-        real = (mmap64_fn)dlsym(RTLD_NEXT, "mmap64");
+    static void *real_sym; /* the next mmap64: TSan's interceptor */
+    void *sym = __atomic_load_n(&real_sym, __ATOMIC_ACQUIRE);
+    if (!sym) {
+        sym = dlsym(RTLD_NEXT, "mmap64");
+        __atomic_store_n(&real_sym, sym, __ATOMIC_RELEASE);
+    }
+    mmap64_fn real;
+    memcpy(&real, &sym, sizeof real); /* object -> function pointer, the POSIX way */
     if (!real) {
         errno = ENOSYS;
         return MAP_FAILED;
