@@ -38,7 +38,7 @@ void *_x_calloc(size_t count, size_t size) {
     void *p = _x_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
     um_segment_t *seg = _x_segment_of(p);
-    if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER) return p; /* fresh mmap */
+    if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER && seg->pages[0].is_zero) return p; /* fresh or purged */
     memset(p, 0, total);
     return p;
 }

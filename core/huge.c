@@ -12,9 +12,112 @@
 
 _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
 
+/* Freed huge mappings are kept a while for the next huge allocation of about the same size:
+ * mapping, trimming and faulting in a fresh block costs far more than the memset-free reuse
+ * (glibc gets the same effect by raising its mmap threshold). Kept blocks are purged after the
+ * purge delay like everything else, and unmapped after UM_RETAIN_MS or when the cache is full. */
+#define UM_HUGE_CACHE_COUNT 32
+#define UM_HUGE_CACHE_BYTES ((size_t)64 << 20) /* resident until purged: keep it modest */
+#define UM_HUGE_CACHE_BLOCK_MAX ((size_t)32 << 20)
+static um_segment_t *huge_cache; /* most recently freed first */
+static _Atomic size_t huge_cache_count; /* written under the cache lock, read without it as a hint */
+_Atomic size_t _x_huge_cached_bytes;
+
 static size_t round_page(size_t n) {
     size_t ps = _x_os_page_size();
     return (n + ps - 1) & ~(ps - 1);
+}
+
+static void huge_unmap(um_segment_t *seg) {
+    UM_STAT_SEGMENT_UNMAPPED(seg);
+    _x_arena_unmap(seg->map_base, seg->map_size);
+}
+
+static void cache_unlink(um_segment_t *seg) {
+    if (seg->prev) seg->prev->next = seg->next;
+    else huge_cache = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+    huge_cache_count--;
+    atomic_fetch_sub_explicit(&_x_huge_cached_bytes, seg->map_size, UM_RELAXED);
+}
+
+/* The cached mapping that fits `map_size` best, if one is no more than a quarter larger. */
+static um_segment_t *cache_take(size_t map_size) {
+    if (huge_cache_count == 0) return NULL;
+    _x_lock(&_x_cache_lock);
+    um_segment_t *best = NULL;
+    for (um_segment_t *s = huge_cache; s; s = s->next)
+        if (s->map_size >= map_size && s->map_size - map_size <= map_size / 4 && (best == NULL || s->map_size < best->map_size)) best = s;
+    if (best) cache_unlink(best);
+    _x_unlock(&_x_cache_lock);
+    return best;
+}
+
+static bool cache_put(um_segment_t *seg) {
+    if (seg->map_base != (void *)seg || seg->map_size > UM_HUGE_CACHE_BLOCK_MAX) return false;
+    seg->cached_at_ms = _x_os_now_ms();
+    seg->pages[0].is_zero = 0;
+    um_segment_t *evict = NULL;
+    _x_lock(&_x_cache_lock);
+    seg->prev = NULL;
+    seg->next = huge_cache;
+    if (huge_cache) huge_cache->prev = seg;
+    huge_cache = seg;
+    huge_cache_count++;
+    size_t bytes = atomic_fetch_add_explicit(&_x_huge_cached_bytes, seg->map_size, UM_RELAXED) + seg->map_size;
+    if (huge_cache_count > UM_HUGE_CACHE_COUNT || bytes > UM_HUGE_CACHE_BYTES) {
+        evict = huge_cache;
+        while (evict->next) evict = evict->next;
+        cache_unlink(evict);
+    }
+    _x_unlock(&_x_cache_lock);
+    if (evict) huge_unmap(evict);
+    return true;
+}
+
+/* Purge cached blocks older than the purge delay, unmap those older than the retain time. */
+void _x_huge_cache_trim(bool force) {
+    if (huge_cache_count == 0) return;
+    uint64_t now = _x_os_now_ms();
+    for (;;) {
+        um_segment_t *victim = NULL, *purge = NULL;
+        _x_lock(&_x_cache_lock);
+        for (um_segment_t *s = huge_cache; s; s = s->next) {
+            uint64_t age = now - s->cached_at_ms;
+            if (force || age >= UM_RETAIN_MS + _x_purge_delay_ms) { victim = s; break; }
+            if (!s->pages[0].is_zero && age >= _x_purge_delay_ms) { purge = s; break; }
+        }
+        if (victim) cache_unlink(victim);
+        else if (purge) cache_unlink(purge); /* ours while we purge it: nobody may take it meanwhile */
+        _x_unlock(&_x_cache_lock);
+        if (victim) {
+            huge_unmap(victim);
+        } else if (purge) {
+            _x_os_purge((uint8_t *)purge + UM_HUGE_HEADER, purge->map_size - UM_HUGE_HEADER);
+            purge->pages[0].is_zero = 1;
+            _x_lock(&_x_cache_lock); /* back in, at the head: cached_at still makes it expire on time */
+            purge->prev = NULL;
+            purge->next = huge_cache;
+            if (huge_cache) huge_cache->prev = purge;
+            huge_cache = purge;
+            huge_cache_count++;
+            atomic_fetch_add_explicit(&_x_huge_cached_bytes, purge->map_size, UM_RELAXED);
+            _x_unlock(&_x_cache_lock);
+        }
+        else return;
+    }
+}
+
+static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
+    if (offset >= UM_SEGMENT_SIZE) {
+        _x_segmap_set(seg->map_base, seg->map_size, UM_MAP_INTERIOR);
+        atomic_store_explicit(&_x_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
+    } else {
+        _x_segmap_set(seg->map_base, seg->map_size, UM_SEGMENT_SHIFT);
+    }
+    _x_segment_register(seg);
+    atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
+    atomic_fetch_add_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
 }
 
 void *_x_huge_alloc(size_t size, size_t align) {
@@ -23,6 +126,14 @@ void *_x_huge_alloc(size_t size, size_t align) {
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
     if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; return NULL; }
     size_t map_size = round_page(offset + size);
+    if (offset == UM_HUGE_HEADER) {
+        um_segment_t *seg = cache_take(map_size);
+        if (seg != NULL) {
+            uint8_t *block = (uint8_t *)seg + UM_HUGE_HEADER;
+            huge_publish(seg, block, UM_HUGE_HEADER);
+            return block;
+        }
+    }
     int node;
     uint8_t *base = _x_arena_map(map_size, map_align, _x_arena_current_node(), &node);
     if (base == NULL) { errno = ENOMEM; return NULL; }
@@ -38,19 +149,12 @@ void *_x_huge_alloc(size_t size, size_t align) {
     seg->cookie = (uintptr_t)seg ^ _x_cookie;
     um_page_t *page = &seg->pages[0];
     page->start = block;
+    page->is_zero = 1;
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1;
     UM_PAGE_USED(page) = 1;
     atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
-    if (offset >= UM_SEGMENT_SIZE) {
-        _x_segmap_set(base, map_size, UM_MAP_INTERIOR);
-        atomic_store_explicit(&_x_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
-    } else {
-        _x_segmap_set(base, map_size, UM_SEGMENT_SHIFT);
-    }
-    _x_segment_register(seg);
-    atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
-    atomic_fetch_add_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
+    huge_publish(seg, block, offset);
     UM_STAT_SEGMENT_MAPPED(seg);
     return block;
 }
@@ -64,11 +168,9 @@ void _x_huge_free(um_segment_t *seg, void *p) {
     atomic_fetch_sub_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, p), UM_RELAXED);
     atomic_fetch_sub_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
     _x_segment_unregister(seg);
-    UM_STAT_SEGMENT_UNMAPPED(seg);
-    void *base = seg->map_base;
-    size_t size = seg->map_size;
-    _x_segmap_clear(base, size);
-    _x_arena_unmap(base, size);
+    _x_segmap_clear(seg->map_base, seg->map_size);
+    if (!cache_put(seg)) huge_unmap(seg);
+    _x_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
 }
 
 /* Grow or shrink in the kernel: mremap moves page tables, never bytes. */

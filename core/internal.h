@@ -107,6 +107,9 @@ extern um_heap_t _x_heap_dead;         /* a thread after its exit hook ran */
 extern __thread um_heap_t *_x_tl_heap; /* initial-exec TLS: one %fs-relative load */
 extern size_t _x_large_threshold;      /* blocks of this size or more get their own mapping */
 extern uint64_t _x_purge_delay_ms;     /* how long a free page stays resident */
+/* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,
+ * for reuse without a new mmap and munmap. */
+#define UM_RETAIN_MS 1000
 extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 
 /* The mark of a free block (see um_block_t). */
@@ -168,7 +171,8 @@ void *_x_huge_alloc(size_t size, size_t align);
 void _x_huge_free(um_segment_t *seg, void *p);
 void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size);
 size_t _x_huge_usable(um_segment_t *seg, const void *p);
-extern _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
+extern _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks, _x_huge_cached_bytes;
+void _x_huge_cache_trim(bool force);
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
 void *_x_malloc(size_t size);

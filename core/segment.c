@@ -16,7 +16,9 @@ static um_segment_t *abandoned_list;
 static _Atomic size_t abandoned_count; /* written under the lock, read without it as a hint */
 static um_segment_t *cache_list;
 static size_t cache_count;
-#define UM_CACHE_MAX 16 /* 64 MiB of address space; resident part is purged on the usual delay */
+#define UM_CACHE_MAX 64 /* 256 MiB of address space at most; what is resident is purged on the usual delay */
+
+static void slot_purge(um_segment_t *seg, um_page_t *page);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT};
 
@@ -138,19 +140,36 @@ static void segment_release(um_heap_t *heap, um_segment_t *seg) {
     _x_segment_cache_trim(false);
 }
 
-/* Unmap cached segments older than the purge delay (all of them when forced). */
+/* Cached segments: purge what is resident after the purge delay, unmap after the retain time
+ * (everything, when forced). Mapping a segment costs a syscall and faults in every page it
+ * touches again; keeping the address space costs nothing once purged. */
 void _x_segment_cache_trim(bool force) {
     uint64_t now = _x_os_now_ms();
     for (;;) {
+        um_segment_t *victim = NULL, *purge = NULL;
         _x_lock(&_x_cache_lock);
-        um_segment_t *victim = NULL;
-        for (um_segment_t *s = cache_list; s; s = s->next)
-            if (force || now - s->cached_at_ms >= _x_purge_delay_ms) { victim = s; break; }
+        for (um_segment_t *s = cache_list; s; s = s->next) {
+            uint64_t age = now - s->cached_at_ms;
+            if (force || age >= UM_RETAIN_MS + _x_purge_delay_ms) { victim = s; break; }
+            if (s->dirty_pages > 0 && age >= _x_purge_delay_ms) { purge = s; break; }
+        }
         if (victim) { list_remove(&cache_list, victim); cache_count--; }
+        else if (purge) { list_remove(&cache_list, purge); cache_count--; } /* ours while we purge it */
         _x_unlock(&_x_cache_lock);
-        if (victim == NULL) return;
-        segment_unmap(victim);
+        if (victim) {
+            segment_unmap(victim);
+        } else if (purge) {
+            for (size_t i = 0; i < purge->page_count; i++)
+                if (purge->pages[i].slot == UM_SLOT_DIRTY) slot_purge(purge, &purge->pages[i]);
+            _x_lock(&_x_cache_lock);
+            list_push(&cache_list, purge); /* cached_at unchanged: it still expires on time */
+            cache_count++;
+            _x_unlock(&_x_cache_lock);
+        } else {
+            break;
+        }
     }
+    _x_huge_cache_trim(force);
 }
 
 /* ---- page slots ------------------------------------------------------------------------- */

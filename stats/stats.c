@@ -86,6 +86,7 @@ void _x_stats_totals(um_totals_t *out) {
     }
     _x_unlock(&_x_segments_lock);
     _x_unlock(&_x_abandoned_lock);
+    out->mapped_bytes += atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED); /* freed huge blocks kept for reuse */
     out->purged_bytes = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
     _x_lock(&_x_registry_lock);
     out->threads = _x_heap_count;

@@ -1,0 +1,133 @@
+/* System tests, part B: the small programs of test/progs/ run under LD_PRELOAD=libumalloc.so.
+ * Each program checks itself and exits 0 on success; here we check the exit status, the lines
+ * it must print, and that umalloc printed no warning for a program that does nothing wrong. */
+#include "sys_util.h"
+
+/* Runs build/test/progs/NAME under the preload; fails the test unless it exits 0. */
+static void run_prog(const char *name, double timeout, su_result *r) {
+    char *prog = su_prog(name);
+    const char *argv[] = {prog, NULL};
+    su_opts o = {.argv = argv, .preload = 1, .timeout = timeout};
+    su_run(&o, r);
+    fprintf(stderr, "[%s] %s in %.1f s (%.1f s CPU)\n", name, su_status(r), r->secs, r->cpu);
+    SU_ASSERT_OK(r, name);
+    free(prog);
+}
+
+/* A correct program must not make umalloc complain. */
+static void assert_no_umalloc_warning(const su_result *r, const char *name) {
+    cr_assert(su_umalloc_message(r->err) == NULL,
+              "%s: umalloc printed something on stderr for a correct program:\n%s", name,
+              su_tail(r->err, 3000));
+}
+
+static void assert_has(const char *text, const char *needle, const char *name, const char *what) {
+    cr_assert(strstr(text, needle) != NULL, "%s: %s lacks \"%s\":\n%s", name, what, needle,
+              su_tail(text, 3000));
+}
+
+/* The preload works at all: a plain tool runs and has the library mapped. */
+Test(preload, smoke_grep_maps, .timeout = 30) {
+    const char *lib = su_maps_name();
+    const char *argv[] = {"grep", "-c", lib, "/proc/self/maps", NULL};
+    su_opts o = {.argv = argv, .preload = 1, .timeout = 20};
+    su_result r;
+    su_run(&o, &r);
+    SU_ASSERT_OK(&r, "grep -c LIB /proc/self/maps");
+    cr_assert(atoi(r.out) >= 1, "grep under LD_PRELOAD=%s does not map %s: %s", su_preload(), lib,
+              r.out);
+    assert_no_umalloc_warning(&r, "grep");
+    su_result_free(&r);
+
+    /* A pipeline in a shell: fork/exec/pipes of preloaded processes. */
+    const char *argv2[] = {"sh", "-c",
+                           "seq 1 20000 | sort -rn | head -3 | tr '\\n' ' '; ls / > /dev/null && "
+                           "echo done",
+                           NULL};
+    su_opts o2 = {.argv = argv2, .preload = 1, .timeout = 20};
+    su_run(&o2, &r);
+    SU_ASSERT_OK(&r, "sh pipeline");
+    cr_assert_str_eq(r.out, "20000 19999 19998 done\n", "sh pipeline output: %s", r.out);
+    assert_no_umalloc_warning(&r, "sh pipeline");
+    su_result_free(&r);
+}
+
+/* The programs refuse to pass without the library: their um_owns gate can fail. */
+Test(preload, progs_detect_missing_preload, .timeout = 30) {
+    char *prog = su_prog("preload_basic");
+    const char *argv[] = {prog, NULL};
+    su_opts o = {.argv = argv, .preload = 0, .timeout = 20};
+    su_result r;
+    su_run(&o, &r);
+    cr_assert(r.exited && r.code == 2, "preload_basic without LD_PRELOAD: %s, want exit status 2",
+              su_status(&r));
+    assert_has(r.err, "not running under", "preload_basic (no preload)", "stderr");
+    su_result_free(&r);
+    free(prog);
+}
+
+Test(preload, basic, .timeout = 120) {
+    su_result r;
+    run_prog("preload_basic", 100, &r);
+    assert_has(r.out, "preload_basic: all checks passed", "preload_basic", "stdout");
+    cr_assert_eq(su_count(r.out, "ok: "), 9, "preload_basic: want 9 \"ok:\" lines:\n%s", r.out);
+    assert_has(r.err, "--- malloc_stats output", "preload_basic", "stderr");
+    cr_assert(strstr(r.err, "FAIL") == NULL, "preload_basic: %s", r.err);
+    su_result_free(&r);
+}
+
+Test(preload, foreign_pointers, .timeout = 120) {
+    su_result r;
+    run_prog("preload_foreign", 100, &r);
+    /* One message per bad free: stack, static, interior, two double frees. */
+    cr_assert_eq(su_count(r.out, "ok: survived free("), 5,
+                 "preload_foreign: want 5 reported bad frees:\n%s\n%s", r.out, r.err);
+    cr_assert(su_count(r.err, "umalloc said:") == 5 && strstr(r.err, "(nothing)") == NULL,
+              "preload_foreign: every bad free must print a line mentioning umalloc:\n%s", r.err);
+    assert_has(r.out, "ok: 100000 blocks allocated, verified and freed", "preload_foreign",
+               "stdout");
+    assert_has(r.out, "preload_foreign: all checks passed", "preload_foreign", "stdout");
+    su_result_free(&r);
+}
+
+Test(preload, tls_and_key_destructors, .timeout = 180) {
+    su_result r;
+    run_prog("preload_tls_dtor", 150, &r);
+    fprintf(stderr, "%s", r.out);
+    assert_has(r.out, "after 400 threads:", "preload_tls_dtor", "stdout");
+    assert_has(r.out, "preload_tls_dtor: all checks passed", "preload_tls_dtor", "stdout");
+    assert_no_umalloc_warning(&r, "preload_tls_dtor");
+    su_result_free(&r);
+}
+
+Test(preload, fork_with_threads, .timeout = 180) {
+    su_result r;
+    run_prog("preload_fork", 150, &r);
+    fprintf(stderr, "%s", r.out);
+    assert_has(r.out, "forks 50: exited 0: 50, failed: 0, hung: 0", "preload_fork", "stdout");
+    assert_has(r.out, "preload_fork: all checks passed", "preload_fork", "stdout");
+    assert_no_umalloc_warning(&r, "preload_fork");
+    su_result_free(&r);
+}
+
+Test(preload, constructors_and_destructors, .timeout = 60) {
+    su_result r;
+    run_prog("preload_early", 30, &r);
+    cr_assert_str_eq(r.out,
+                     "constructor(101) ok\nconstructor ok\nmain ok\natexit ok\ndestructor ok\n"
+                     "destructor(101) ok\n",
+                     "preload_early: stages missing or out of order:\n%s\nstderr:\n%s", r.out,
+                     r.err);
+    assert_no_umalloc_warning(&r, "preload_early");
+    su_result_free(&r);
+}
+
+Test(preload, threads_random_ops, .timeout = 240) {
+    su_result r;
+    run_prog("preload_threads", 200, &r);
+    fprintf(stderr, "%s", r.out);
+    assert_has(r.out, "= 1600000 ops", "preload_threads", "stdout");
+    assert_has(r.out, "preload_threads: all checks passed", "preload_threads", "stdout");
+    assert_no_umalloc_warning(&r, "preload_threads");
+    su_result_free(&r);
+}
