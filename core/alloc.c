@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/fastpath.h"
+#include "stats/stats.h"
 #include "hugepages/os.h"
 
 /* Largest request we try at all: beyond it, size arithmetic (headers, alignment) could wrap. */
@@ -23,7 +24,7 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
         if (heap == NULL) return _x_heap_malloc_backup(size); /* recursion while making it */
     }
     if (UM_UNLIKELY(size >= _x_large_threshold)) {
-        if (size > UM_REQUEST_MAX) { errno = ENOMEM; return NULL; }
+        if (size > UM_REQUEST_MAX) { errno = ENOMEM; _x_stats_failed(); return NULL; }
         return _x_huge_alloc(size, 16);
     }
     size_t bin = _x_bin_of(size);
@@ -32,10 +33,23 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
     return _x_page_alloc_slow(heap, bin);
 }
 
+/* The entry points below allocate and free through malloc's own paths; they count those
+ * blocks as theirs (_x_stats_internal) so that malloc's and free's call counts come out right. */
+static void *internal_malloc(size_t size) {
+    void *p = _x_malloc(size);
+    if (p != NULL) _x_stats_internal(1, 0);
+    return p;
+}
+static void internal_free(void *p) {
+    _x_stats_internal(0, 1);
+    _x_free(p);
+}
+
 void *_x_calloc(size_t count, size_t size) {
+    _x_stats_call(UM_CALL_CALLOC);
     size_t total;
-    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; return NULL; }
-    void *p = _x_malloc(total);
+    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; _x_stats_failed(); return NULL; }
+    void *p = internal_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
     um_segment_t *seg = _x_segment_of(p);
     if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER && seg->pages[0].is_zero) return p; /* fresh or purged */
@@ -47,21 +61,26 @@ void *_x_calloc(size_t count, size_t size) {
  * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
  * that free() looks for the block start. */
 void *_x_malloc_aligned(size_t align, size_t size) {
-    if (align <= 16) return _x_malloc(size);
-    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; return NULL; }
+    _x_stats_call(UM_CALL_ALIGNED);
+    if (align <= 16) return internal_malloc(size);
+    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; _x_stats_failed(); return NULL; }
     if (size < align && align <= UM_SMALL_MAX) {
         /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
         size_t bsize = _x_bin_size(_x_bin_of(align));
         if (bsize == align) size = align;
     }
-    if (size + align >= _x_large_threshold || align > UM_LARGE_MAX / 8) return _x_huge_alloc(size, align);
+    if (size + align >= _x_large_threshold || align > UM_LARGE_MAX / 8) {
+        void *p = _x_huge_alloc(size, align);
+        if (p != NULL) _x_stats_internal(1, 0);
+        return p;
+    }
     size_t bin = _x_bin_of(size);
     if ((_x_bin_size(bin) & (align - 1)) == 0) {
-        void *p = _x_malloc(size);
+        void *p = internal_malloc(size);
         if (p == NULL || ((uintptr_t)p & (align - 1)) == 0) return p;
-        _x_free(p);
+        internal_free(p);
     }
-    uint8_t *p = _x_malloc(size + align - 16);
+    uint8_t *p = internal_malloc(size + align - 16);
     if (p == NULL) return NULL;
     uint8_t *q = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     if (q != p) {
@@ -73,8 +92,9 @@ void *_x_malloc_aligned(size_t align, size_t size) {
 }
 
 void *_x_realloc(void *p, size_t size) {
-    if (p == NULL) return _x_malloc(size);
-    if (size == 0) { _x_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
+    _x_stats_call(UM_CALL_REALLOC);
+    if (p == NULL) return internal_malloc(size);
+    if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
     um_segment_t *seg = _x_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) return _x_realloc_foreign(p, size);
     size_t usable;
@@ -89,9 +109,9 @@ void *_x_realloc(void *p, size_t size) {
         usable = _x_usable_size(p);
         if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
     }
-    void *q = _x_malloc(size);
+    void *q = internal_malloc(size);
     if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
     memcpy(q, p, usable < size ? usable : size);
-    _x_free(p);
+    internal_free(p);
     return q;
 }

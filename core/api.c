@@ -5,12 +5,12 @@
 
 #include "core/fastpath.h"
 #include "hugepages/os.h"
+#include "stats/stats.h"
 #include "umalloc.h"
 
 _Static_assert(offsetof(um_segment_t, pages) + sizeof(um_page_t) <= UM_HUGE_HEADER,
                "a huge block may overlap the unused page descriptors of its header, not the used one");
 
-void _x_stats_totals(um_totals_t *out);
 _Atomic unsigned _x_purge_epoch;
 
 UM_API void *um_malloc(size_t size) { return _x_fast_malloc(size); }
@@ -20,14 +20,17 @@ UM_API void *um_realloc(void *p, size_t size) { return _x_realloc(p, size); }
 
 UM_API void *um_reallocarray(void *p, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) { errno = ENOMEM; return NULL; }
+    if (__builtin_mul_overflow(count, size, &total)) { _x_stats_call(UM_CALL_REALLOC); _x_stats_failed(); errno = ENOMEM; return NULL; }
     return _x_realloc(p, total);
 }
 
 /* free_sized: the size is a promise; checking it costs a lookup we already make, and a wrong
  * size is a bug worth one line rather than silent trust. */
 UM_API void um_free_sized(void *p, size_t size) {
-    if (p != NULL && size > _x_usable_size(p) && _x_segment_lookup(p) != NULL) _x_warn_ptr("free_sized with a size larger than the block:", p);
+    _x_stats_call(UM_CALL_FREE_SIZED);
+    if (p == NULL) return;
+    if (size > _x_usable_size(p) && _x_segment_lookup(p) != NULL) _x_warn_ptr("free_sized with a size larger than the block:", p);
+    _x_stats_internal(0, 1);
     _x_free(p);
 }
 UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
@@ -38,7 +41,7 @@ UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
 static bool valid_alignment(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
-    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { _x_stats_call(UM_CALL_ALIGNED); return EINVAL; }
     int saved = errno;
     void *p = _x_malloc_aligned(alignment, size);
     if (p == NULL) { errno = saved; return ENOMEM; }
@@ -48,15 +51,14 @@ UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
 
 /* C17 lets aligned_alloc fail for a non-power-of-two alignment; glibc 2.38 does (EINVAL). */
 UM_API void *um_aligned_alloc(size_t alignment, size_t size) {
-    if (!valid_alignment(alignment)) { errno = EINVAL; return NULL; }
+    if (!valid_alignment(alignment)) { _x_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
     return _x_malloc_aligned(alignment, size);
 }
 
 /* memalign: glibc rounds a non-power-of-two alignment up to the next power of two. */
 UM_API void *um_memalign(size_t alignment, size_t size) {
-    if (alignment <= 16) return _x_malloc(size);
     if (!valid_alignment(alignment)) {
-        if (alignment > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
+        if (alignment > ((size_t)1 << 62)) { _x_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
         size_t a = 1;
         while (a < alignment) a <<= 1;
         alignment = a;
@@ -68,7 +70,7 @@ UM_API void *um_valloc(size_t size) { return _x_malloc_aligned(_x_os_page_size()
 
 UM_API void *um_pvalloc(size_t size) {
     size_t ps = _x_os_page_size();
-    if (size > SIZE_MAX - ps) { errno = ENOMEM; return NULL; }
+    if (size > SIZE_MAX - ps) { _x_stats_call(UM_CALL_ALIGNED); _x_stats_failed(); errno = ENOMEM; return NULL; }
     size_t rounded = size == 0 ? ps : (size + ps - 1) & ~(ps - 1);
     return _x_malloc_aligned(ps, rounded);
 }
@@ -85,7 +87,10 @@ size_t _x_usable_size(const void *p) {
     return page->block_size - (size_t)((const uint8_t *)p - b);
 }
 
-UM_API size_t um_malloc_usable_size(const void *p) { return _x_usable_size(p); }
+UM_API size_t um_malloc_usable_size(const void *p) {
+    _x_stats_call(UM_CALL_USABLE_SIZE);
+    return _x_usable_size(p);
+}
 
 UM_API int um_owns(const void *p) {
     if (p == NULL) return 0;
@@ -104,6 +109,7 @@ UM_API int um_owns(const void *p) {
 /* Purge what this thread can reach now; other threads purge on their next slow path. */
 UM_API int um_trim(size_t pad) {
     (void)pad;
+    _x_stats_call(UM_CALL_TRIM);
     size_t before = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
     size_t unmapped_before = atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED);
     atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
@@ -124,7 +130,3 @@ UM_API void um_thread_done(void) {
 
 UM_API const char *um_version(void) { return UMALLOC_VERSION; }
 
-UM_API void um_get_totals(um_totals_t *out) {
-    if (out == NULL) return;
-    _x_stats_totals(out);
-}

@@ -3,11 +3,12 @@
  * else (another thread's page, a full page, an aligned block, a huge block, a pointer that is
  * not ours) takes _x_free_generic. */
 #include "core/fastpath.h"
+#include "stats/stats.h"
 
 void _x_free(void *p) { _x_fast_free(p); }
 
 UM_NOINLINE void _x_free_generic(void *p) {
-    if (p == NULL) return;
+    if (p == NULL) { _x_stats_null_free(); return; }
     um_segment_t *seg = _x_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) { _x_free_foreign(p); return; }
     if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }

@@ -7,6 +7,7 @@
 
 #include "core/internal.h"
 #include "hugepages/os.h"
+#include "stats/stats.h"
 
 #define EMPTY_HEAP_INIT { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_page_empty } }
 um_heap_t _x_heap_empty = EMPTY_HEAP_INIT;
@@ -91,6 +92,7 @@ void _x_heap_thread_done(um_heap_t *heap) {
     else _x_heap_registry = heap->reg_next;
     if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
     _x_heap_count--;
+    _x_stats_fold_exited(heap);
     heap_reset(heap);
     heap->reg_next = heap_pool;
     heap_pool = heap;
@@ -101,6 +103,7 @@ void _x_heap_thread_done(um_heap_t *heap) {
 void _x_heap_collect_delayed(um_heap_t *heap) {
     um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
     while (b != NULL) {
+        UM_OWNER_ADD(heap->stats.remote_frees, 1);
         um_block_t *next = b->next;
         um_segment_t *seg = _x_segment_of(b);
         b->key = 0; /* it was keyed by the remote free; local free keys it again */

@@ -118,13 +118,14 @@ static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
     _x_segment_register(seg);
     atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
     atomic_fetch_add_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
+    _x_stats_huge(1, _x_huge_usable(seg, block));
 }
 
 void *_x_huge_alloc(size_t size, size_t align) {
     _x_process_init();
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
-    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; return NULL; }
+    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; _x_stats_failed(); return NULL; }
     size_t map_size = round_page(offset + size);
     if (offset == UM_HUGE_HEADER) {
         um_segment_t *seg = cache_take(map_size);
@@ -136,7 +137,7 @@ void *_x_huge_alloc(size_t size, size_t align) {
     }
     int node;
     uint8_t *base = _x_arena_map(map_size, map_align, _x_arena_current_node(), &node);
-    if (base == NULL) { errno = ENOMEM; return NULL; }
+    if (base == NULL) { errno = ENOMEM; _x_stats_failed(); return NULL; }
     uint8_t *block = base + offset;
     um_segment_t *seg = offset >= UM_SEGMENT_SIZE ? (um_segment_t *)(block - UM_SEGMENT_SIZE) : (um_segment_t *)base;
     seg->kind = UM_KIND_HUGE;
@@ -165,6 +166,7 @@ size_t _x_huge_usable(um_segment_t *seg, const void *p) {
 
 void _x_huge_free(um_segment_t *seg, void *p) {
     if (UM_UNLIKELY(p != seg->pages[0].start)) { _x_warn_ptr("free of a pointer inside a large block:", p); return; }
+    _x_stats_huge(-1, _x_huge_usable(seg, p));
     atomic_fetch_sub_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, p), UM_RELAXED);
     atomic_fetch_sub_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
     _x_segment_unregister(seg);
@@ -193,6 +195,9 @@ void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     _x_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
     _x_segment_register(nseg);
     if (nseg == seg && new_size != old_size) return NULL;
-    atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(nseg, nseg->pages[0].start) - old_usable, UM_RELAXED);
+    size_t new_usable = _x_huge_usable(nseg, nseg->pages[0].start);
+    atomic_fetch_add_explicit(&_x_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
+    if (new_usable > old_usable) _x_stats_carved(new_usable - old_usable);
+    else _x_stats_uncarved(old_usable - new_usable);
     return nseg->pages[0].start;
 }

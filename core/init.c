@@ -21,7 +21,24 @@ _Atomic int _x_initialized;
 
 um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
 
+/* Locks this thread holds or is acquiring: counted before the attempt, so that a signal handler
+ * that interrupts the attempt itself knows to keep off (stats/signal.c). */
+static __thread int tl_locks __attribute__((tls_model("initial-exec")));
+
+int _x_locks_held_by_me(void) { return __atomic_load_n(&tl_locks, __ATOMIC_RELAXED) != 0; }
+
+void _x_unlock(um_lock_t *l) {
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+    __atomic_store_n(&tl_locks, tl_locks - 1, __ATOMIC_RELAXED);
+    /* A statistics dump asked for by a signal that arrived while we held a lock runs now. */
+    if (UM_UNLIKELY(tl_locks == 0 && atomic_load_explicit(&_x_stats_deferred, UM_RELAXED)) &&
+        atomic_exchange_explicit(&_x_stats_deferred, 0, UM_RELAXED))
+        _x_stats_run_deferred();
+}
+
 void _x_lock(um_lock_t *l) {
+    __atomic_store_n(&tl_locks, tl_locks + 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* counted before the attempt, as a handler sees it */
     for (unsigned spins = 0;; spins++) {
         if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return;
         if (spins < 64) __builtin_ia32_pause(); /* the holder is likely running: wait a little */
@@ -40,9 +57,9 @@ static void fork_parent(void) {
     for (size_t i = LOCK_COUNT; i-- > 0;) _x_unlock(lock_order[i]);
 }
 static void fork_child(void) {
-    /* Only this thread exists in the child. Other threads' heaps stay in the registry, their
-     * memory unreachable, as with every thread-caching allocator. */
-    for (size_t i = LOCK_COUNT; i-- > 0;) atomic_store_explicit(&lock_order[i]->held, 0, memory_order_relaxed);
+    /* Only this thread exists in the child, and it holds every lock. Other threads' heaps stay
+     * in the registry, their memory unreachable, as with every thread-caching allocator. */
+    for (size_t i = LOCK_COUNT; i-- > 0;) _x_unlock(lock_order[i]);
 }
 
 static uintptr_t random_cookie(void) {

@@ -120,7 +120,10 @@ static inline uintptr_t _x_block_key(const void *b) { (void)b; return UM_FREE_MA
  * Every lock guards a slow path only; none is ever taken by malloc/free's fast paths. */
 typedef struct { _Atomic int held; } um_lock_t;
 void _x_lock(um_lock_t *l);
-static inline void _x_unlock(um_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
+void _x_unlock(um_lock_t *l);
+/* Nonzero while the calling thread holds or is acquiring an umalloc lock: a signal handler that
+ * interrupted it must not take any (it defers its work to the last _x_unlock instead). */
+int _x_locks_held_by_me(void);
 extern um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
 
 /* ---- init.c ----------------------------------------------------------------------------- */
@@ -140,7 +143,7 @@ extern um_heap_t *_x_heap_registry;
 /* ---- page.c ----------------------------------------------------------------------------- */
 extern um_page_t _x_page_empty;
 void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
-void _x_page_collect(um_page_t *page);                  /* gather local and remote frees */
+void _x_page_collect(um_heap_t *heap, um_page_t *page); /* gather local and remote frees */
 uint32_t _x_page_live(um_page_t *page);                 /* blocks handed out, after a collect */
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);

@@ -4,6 +4,7 @@
 
 #include "core/internal.h"
 #include "hugepages/os.h"
+#include "stats/stats.h"
 
 static size_t put_str(char *buf, size_t at, size_t cap, const char *s) {
     while (*s && at < cap) buf[at++] = *s++;
@@ -20,6 +21,7 @@ static size_t put_hex(char *buf, size_t at, size_t cap, uintptr_t v) {
 }
 
 void _x_warn_ptr(const char *what, const void *p) {
+    _x_stats_invalid();
     char buf[256];
     size_t n = put_str(buf, 0, sizeof buf - 1, "umalloc: ");
     n = put_str(buf, n, sizeof buf - 1, what);

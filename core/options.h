@@ -1,26 +1,4 @@
-/* PUBLIC API (lead: move to include/umalloc.h)
- *
- * ---- run-time options ----------------------------------------------------------------------
- * Every option is an environment variable UMALLOC_<NAME>, read once at start (see
- * docs/tuning.md, or run any program with UMALLOC_HELP=1). name may be given with or without
- * the UMALLOC_ prefix, in any case ("UMALLOC_PURGE_DELAY_MS", "purge_delay_ms").
- *
- * Value of an option as a number: booleans 0/1, sizes in bytes, durations in ms, enums as the
- * index of the name in the list UMALLOC_HELP shows (first = 0), signals as the signal number
- * (0 = none), node lists as a 64-bit mask (bit n = node n), strings as their length.
- * Returns 0, or -1 with errno = ENOENT if no option has that name.
- *
- *   UM_API int um_option_get(const char *name, long long *value);
- *
- * Value of an option as text, exactly as UMALLOC_VERBOSE=1 shows it (a string option: the
- * string itself; "" if empty). Writes a NUL-terminated string into buf. Returns 0; -1 with
- * errno = ENOENT for an unknown name; -1 with errno = ERANGE if len is too small (buf then holds
- * as much as fits, NUL-terminated). A len of UM_OPTION_TEXT_MAX is always enough.
- *
- *   #define UM_OPTION_TEXT_MAX 4096
- *   UM_API int um_option_get_string(const char *name, char *buf, size_t len);
- *
- * END PUBLIC API */
+/* The public side (um_option_get, um_option_get_string) is declared in include/umalloc.h. */
 
 /* umalloc: run-time options, internal interface.
  *

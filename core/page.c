@@ -4,6 +4,7 @@
 
 #include "core/internal.h"
 #include "hugepages/os.h"
+#include "stats/stats.h"
 
 /* The page every empty heap points at. Its free list is NULL, so the fast path falls through
  * to the slow path without a separate "is this thread initialised?" test. */
@@ -45,7 +46,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
 }
 
 /* Thread more never-used blocks onto the free list. */
-static void page_extend(um_page_t *page) {
+static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = UM_EXTEND_BYTES / bsize;
     if (n == 0) n = 1;
@@ -54,14 +55,19 @@ static void page_extend(um_page_t *page) {
     for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
     ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
     page->free = (um_block_t *)first;
-    page->capacity += (uint32_t)n;
+    UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     UM_OWNER_ADD(UM_PAGE_USED(page), (uint32_t)n); /* used = capacity - |local_free| */
+    UM_OWNER_ADD(heap->stats.installed[page->bin], n);
+    _x_stats_carved(n * bsize);
 }
 
 /* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
  * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
-void _x_page_collect(um_page_t *page) {
+void _x_page_collect(um_heap_t *heap, um_page_t *page) {
     if (UM_PAGE_LOCAL(page) != NULL) {
+        uint64_t local = page->capacity - UM_PAGE_USED(page);
+        UM_OWNER_ADD(heap->stats.installed[page->bin], local);
+        UM_OWNER_ADD(heap->stats.collected[page->bin], local);
         if (page->free == NULL) {
             page->free = UM_PAGE_LOCAL(page);
         } else {
@@ -84,6 +90,9 @@ void _x_page_collect(um_page_t *page) {
         UM_CHECK(count <= page->capacity);
         tail->next = page->free;
         page->free = list;
+        UM_OWNER_ADD(heap->stats.installed[page->bin], count);
+        UM_OWNER_ADD(heap->stats.collected[page->bin], count);
+        UM_OWNER_ADD(heap->stats.remote_frees, count);
     }
 }
 
@@ -231,8 +240,8 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
      * that fills up, not once per refill. */
     while (page != NULL) {
         um_page_t *next = page->next;
-        _x_page_collect(page);
-        if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+        _x_page_collect(heap, page);
+        if (page->free == NULL && page->capacity < page->reserved) page_extend(heap, page);
         if (page->free != NULL) {
             if (page != q->first) { /* move it to the front: the fast path looks there */
                 _x_page_queue_remove(heap, page);
@@ -245,9 +254,9 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     }
     if (page == NULL) {
         page = _x_segment_page_alloc(heap, _x_bin_kind(bin));
-        if (page == NULL) { errno = ENOMEM; return NULL; }
+        if (page == NULL) { errno = ENOMEM; _x_stats_failed(); return NULL; }
         _x_page_init(heap, page, bin);
-        page_extend(page);
+        page_extend(heap, page);
         _x_page_queue_push(heap, page);
     }
     um_block_t *b = page->free;

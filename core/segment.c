@@ -208,6 +208,7 @@ static void slot_purge(um_segment_t *seg, um_page_t *page) {
 void _x_segment_page_free(um_heap_t *heap, um_page_t *page) {
     um_segment_t *seg = _x_segment_of(page);
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ _x_cookie));
+    _x_stats_page_gone(heap, page);
     bool was_full = seg->used_pages == seg->page_count;
     atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     UM_SHARED_WRITE(page->block_size, 0);
@@ -274,7 +275,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
                 for (size_t i = 0; i < seg->page_count; i++) {
                     um_page_t *page = &seg->pages[i];
                     if (page->slot != UM_SLOT_USED) continue;
-                    _x_page_collect(page);
+                    _x_page_collect(heap, page);
                     if (_x_page_live(page) != 0) continue;
                     if (!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL)) _x_page_queue_remove(heap, page);
                     bool last = seg->used_pages == 1;
@@ -334,7 +335,7 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
         atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | aligned, UM_RELAXED);
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
         while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
-        _x_page_collect(page);
+        _x_page_collect(heap, page);
         if (_x_page_live(page) == 0) {
             bool last = seg->used_pages == 1;
             _x_segment_page_free(heap, page);

@@ -129,6 +129,23 @@ typedef struct um_segment_s {
     um_page_t pages[UM_PAGES_MAX];
 } um_segment_t;
 
+/* ---- statistics ------------------------------------------------------------------------- */
+/* A heap's counters, written by the owner alone (plain stores, read racily by statistics), all
+ * on slow paths: the fast paths count nothing. A block is "installed" when it goes onto a free
+ * list malloc pops from, and "collected" when a free of it is gathered back (from the local or
+ * the remote list). At read time, blocks still on free lists are subtracted from installed and
+ * frees not yet gathered are added to collected (stats/counters.c), which makes mallocs, frees
+ * and live blocks per class exact whenever the program is quiet. */
+#define UM_CALLS 8 /* = UM_CALL_COUNT of include/umalloc.h */
+typedef struct um_heap_stats_s {
+    uint64_t installed[UM_BIN_COUNT];
+    uint64_t collected[UM_BIN_COUNT];
+    uint64_t remote_frees;           /* of collected: gathered from the remote list */
+    uint64_t calls[UM_CALLS];        /* entry points other than malloc and free (those are derived) */
+    uint64_t internal_allocs;        /* blocks allocated by calloc, realloc, aligned_alloc... */
+    uint64_t internal_frees;         /* blocks freed by realloc, free_sized... */
+} um_heap_stats_t;
+
 /* ---- heaps ---------------------------------------------------------------------------- */
 typedef struct um_page_queue_s {
     um_page_t *first;         /* the page allocations come from */
@@ -151,6 +168,7 @@ typedef struct um_heap_s {
     uint32_t slow_calls;                   /* slow-path entries, to pace housekeeping */
     unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+    um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
     struct um_heap_s *reg_next;            /* registry of live heaps (statistics) */
     struct um_heap_s *reg_prev;
 } um_heap_t;

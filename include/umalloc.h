@@ -75,6 +75,79 @@ typedef struct um_totals_s {
 } um_totals_t;
 UM_API void um_get_totals(um_totals_t *out);
 
+/* ---- run-time options ------------------------------------------------------------------- */
+/* Every option is an environment variable UMALLOC_<NAME>, read once at start (docs/tuning.md,
+ * or run any program with UMALLOC_HELP=1). name may be given with or without the UMALLOC_
+ * prefix, in any case ("UMALLOC_PURGE_DELAY_MS", "purge_delay_ms").
+ * um_option_get: the value as a number: booleans 0/1, sizes in bytes, durations in ms, enums as
+ * the index of the name in the list UMALLOC_HELP shows (first = 0), signals as the signal
+ * number (0 = none), node lists as a 64-bit mask (bit n = node n), strings as their length.
+ * Returns 0, or -1 with errno = ENOENT if no option has that name.
+ * um_option_get_string: the value as text, exactly as UMALLOC_VERBOSE=1 shows it. Returns 0;
+ * -1 with errno = ENOENT for an unknown name; -1 with errno = ERANGE if len is too small (buf
+ * then holds as much as fits, NUL-terminated). UM_OPTION_TEXT_MAX is always enough. */
+#define UM_OPTION_TEXT_MAX 4096
+UM_API int um_option_get(const char *name, long long *value);
+UM_API int um_option_get_string(const char *name, char *buf, size_t len);
+
+/* ---- statistics --------------------------------------------------------------------------- */
+/* A snapshot of every counter (docs/stats.md). Kept per thread by each thread itself, with no
+ * atomic read-modify-write on the allocation fast paths, and summed when read: exact when the
+ * program is quiet, a close approximation while other threads allocate. */
+#define UM_STATS_VERSION 1
+#define UM_STATS_CLASSES 105 /* size classes, 16 B .. 512 KiB; class 0 is unused */
+#define UM_STATS_NODES 64
+enum um_stats_call {      /* entry points, for um_stats_t.calls */
+    UM_CALL_MALLOC, UM_CALL_FREE, UM_CALL_CALLOC, UM_CALL_REALLOC, UM_CALL_ALIGNED, /* posix_memalign, aligned_alloc, memalign, valloc, pvalloc */
+    UM_CALL_USABLE_SIZE, UM_CALL_FREE_SIZED, UM_CALL_TRIM, UM_CALL_COUNT
+};
+enum um_stats_page_kind { UM_PAGES_4K, UM_PAGES_THP, UM_PAGES_2M, UM_PAGES_1G, UM_PAGES_KINDS };
+
+typedef struct um_stats_class_s {
+    size_t size;           /* block size of the class */
+    uint64_t mallocs;      /* blocks of this class handed out since start */
+    uint64_t frees;        /* blocks of this class given back since start */
+    uint64_t live_blocks;  /* mallocs - frees */
+    uint64_t live_bytes;   /* live_blocks * size */
+} um_stats_class_t;
+
+typedef struct um_stats_s {
+    unsigned version;            /* UM_STATS_VERSION */
+    uint64_t calls[UM_CALL_COUNT];
+    /* totals */
+    uint64_t mallocs, frees;     /* blocks handed out / given back, all sizes (large included) */
+    uint64_t live_blocks, live_bytes;
+    uint64_t peak_live_bytes;    /* high-water mark; see docs/stats.md for how it is sampled */
+    uint64_t usable_bytes;       /* usable bytes of every block handed out since start */
+    uint64_t requested_bytes;    /* bytes asked for, if counted (requested_counted) */
+    int requested_counted;       /* 0 unless built with UM_STATS_REQUESTED=1 (it costs the fast path) */
+    uint64_t mapped_bytes;       /* address space held from the OS */
+    uint64_t committed_bytes;    /* of that, possibly resident */
+    uint64_t free_bytes;         /* cached in pages, ready for reuse */
+    uint64_t metadata_bytes;     /* headers and heap structures */
+    uint64_t purged_bytes;       /* given back to the OS since start */
+    uint64_t remote_frees;       /* blocks freed by a thread other than their owner */
+    uint64_t failed_allocs;      /* allocations that returned NULL */
+    uint64_t invalid_frees;      /* double frees and pointers umalloc did not allocate */
+    uint64_t large_blocks, large_bytes; /* live blocks mapped on their own */
+    uint64_t threads;            /* thread heaps alive */
+    uint64_t threads_exited;     /* thread heaps given back since start */
+    uint64_t pages;              /* pages in use */
+    uint64_t segments;           /* segments and large mappings alive */
+    um_stats_class_t classes[UM_STATS_CLASSES];
+    unsigned node_count;         /* nodes with an entry in node_mapped_bytes */
+    uint64_t node_mapped_bytes[UM_STATS_NODES]; /* by NUMA node (unbound memory counts as node 0) */
+    uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP, 2 MiB, 1 GiB */
+} um_stats_t;
+
+/* Fill *out (about 5 KiB). Takes the statistics locks briefly; never allocates. */
+UM_API void um_stats_get(um_stats_t *out);
+/* Write a dump to fd: format 0 = text (summary, then classes, nodes, page sizes), 1 = JSON
+ * (one object on one line). Returns 0, or -1 if writing failed. Never allocates. */
+UM_API int um_stats_print(int fd, int format);
+#define UM_STATS_TEXT 0
+#define UM_STATS_JSON 1
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,7 @@ UM_EXPORT void *aligned_alloc(size_t alignment, size_t size) { return um_aligned
 UM_EXPORT void *memalign(size_t alignment, size_t size) { return um_memalign(alignment, size); }
 UM_EXPORT void *valloc(size_t size) { return um_valloc(size); }
 UM_EXPORT void *pvalloc(size_t size) { return um_pvalloc(size); }
-UM_EXPORT size_t malloc_usable_size(void *p) { return _x_usable_size(p); }
+UM_EXPORT size_t malloc_usable_size(void *p) { return um_malloc_usable_size(p); }
 UM_EXPORT void free_sized(void *p, size_t size) { um_free_sized(p, size); }
 UM_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) { um_free_aligned_sized(p, alignment, size); }
 

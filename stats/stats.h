@@ -1,15 +1,51 @@
-/* Statistics: where every allocation path puts its counter. Counters are kept per thread by
- * their owner and summed only when read; the dumps (text, JSON, on a signal, at exit) come with
- * the statistics issue. */
+/* Statistics: the counters every allocation path feeds, and the snapshot that sums them.
+ *
+ * Nothing here runs on malloc's or free's fast path. Per-class counts come from the slow paths
+ * (blocks installed on free lists, frees gathered back; see um_heap_stats_t), per-entry-point
+ * calls from the entry points that are not malloc/free (those two are derived: all blocks
+ * handed out or given back, less the ones other entry points made), and the rest from the OS
+ * layer's and the huge-block path's own atomics. The dumps (text, JSON, on a signal, at exit)
+ * are in stats/dump.c and stats/signal.c; docs/stats.md describes every field. */
 #ifndef UM_STATS_H
 #define UM_STATS_H
 
+#include <stddef.h>
+
 #include "core/types.h"
+#include "umalloc.h"
 
-void _x_stats_init(void);
+_Static_assert(UM_CALLS == UM_CALL_COUNT, "core/types.h and include/umalloc.h disagree on the entry points");
+_Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size class");
 
-/* A segment (or huge block) was mapped / is about to be unmapped: per node and page size. */
-#define UM_STAT_SEGMENT_MAPPED(seg) ((void)(seg))
-#define UM_STAT_SEGMENT_UNMAPPED(seg) ((void)(seg))
+/* Fill *out. Never allocates. With in_signal set it refuses (returns -1, touching nothing) when
+ * the calling thread holds, or is acquiring, an umalloc lock: the interrupted code would never
+ * release it. The caller then sets _x_stats_deferred, and the dump runs when that thread
+ * releases its last lock (_x_stats_run_deferred). Returns 0 on success.
+ *
+ * peak_live_bytes is exact live bytes at sampled moments: every snapshot, and every time the
+ * bytes carved into blocks (a bound on live bytes that only slow paths move) pass 9/8 of what
+ * they were at the last sample. Live bytes can only reach a new high by carving new blocks or
+ * by reusing ones carved before, so the true peak is at most 9/8 of the reported one plus what
+ * was reused between samples; in practice the two agree to a few percent. */
+int _x_stats_snapshot(um_stats_t *out, int in_signal);
+extern _Atomic int _x_stats_deferred;
+void _x_stats_run_deferred(void);        /* stats/signal.c */
+void _x_stats_init(void);                /* stats/signal.c: signal handler, at-exit dump */
+
+/* ---- counting points (slow paths only) ---------------------------------------------------- */
+void _x_stats_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
+void _x_stats_carved(size_t bytes);      /* bytes newly carved into blocks */
+void _x_stats_uncarved(size_t bytes);
+void _x_stats_fold_exited(um_heap_t *heap); /* a thread's counters outlive its heap */
+void _x_stats_call(unsigned call);       /* an entry point other than malloc/free ran */
+void _x_stats_internal(int allocs, int frees); /* blocks an entry point made or freed itself */
+void _x_stats_failed(void);              /* an allocation returned NULL */
+void _x_stats_invalid(void);             /* a free of something that is not a live block */
+void _x_stats_null_free(void);
+void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1) or freed (-1) */
+void _x_stats_mapped(const um_segment_t *seg, int sign);
+
+#define UM_STAT_SEGMENT_MAPPED(seg) _x_stats_mapped((seg), 1)
+#define UM_STAT_SEGMENT_UNMAPPED(seg) _x_stats_mapped((seg), -1)
 
 #endif

@@ -1,0 +1,277 @@
+/* Statistics counters and the snapshot that sums them (see stats/stats.h). */
+#include <string.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+#include "stats/stats.h"
+
+_Atomic int _x_stats_deferred;
+
+/* Counters with no owning heap: global atomics, touched on slow paths only. */
+static struct {
+    _Atomic uint64_t calls[UM_CALL_COUNT]; /* entry points run by a thread without a heap */
+    _Atomic uint64_t internal_allocs, internal_frees;
+    _Atomic uint64_t failed, invalid, null_frees;
+    _Atomic uint64_t huge_allocs, huge_frees, huge_usable_total;
+    _Atomic uint64_t carved, next_sample, peak_live;
+    _Atomic uint64_t node_mapped[UM_STATS_NODES];
+    _Atomic uint64_t kind_mapped[UM_PAGES_KINDS];
+} g;
+
+static um_heap_stats_t exited;  /* folded counters of exited threads (registry lock) */
+static uint64_t exited_threads;
+
+#define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
+
+static um_heap_t *own_heap(void) {
+    um_heap_t *h = _x_tl_heap;
+    return (h == &_x_heap_empty || h == &_x_heap_dead) ? NULL : h;
+}
+
+void _x_stats_call(unsigned call) {
+    um_heap_t *h = own_heap();
+    if (h) UM_OWNER_ADD(h->stats.calls[call], 1);
+    else ADD(g.calls[call], 1);
+}
+
+void _x_stats_internal(int allocs, int frees) {
+    um_heap_t *h = own_heap();
+    if (h) { UM_OWNER_ADD(h->stats.internal_allocs, (uint64_t)allocs); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)frees); }
+    else { ADD(g.internal_allocs, (uint64_t)allocs); ADD(g.internal_frees, (uint64_t)frees); }
+}
+
+void _x_stats_failed(void) { ADD(g.failed, 1); }
+void _x_stats_invalid(void) { ADD(g.invalid, 1); }
+void _x_stats_null_free(void) { ADD(g.null_frees, 1); }
+
+void _x_stats_huge(int sign, size_t usable) {
+    if (sign > 0) { ADD(g.huge_allocs, 1); ADD(g.huge_usable_total, usable); _x_stats_carved(usable); }
+    else { ADD(g.huge_frees, 1); _x_stats_uncarved(usable); }
+}
+
+void _x_stats_mapped(const um_segment_t *seg, int sign) {
+    int node = seg->node < 0 ? 0 : seg->node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : seg->node;
+    unsigned kind = seg->page_kind < UM_PAGES_KINDS ? seg->page_kind : 0;
+    uint64_t n = sign > 0 ? seg->map_size : (uint64_t)0 - seg->map_size; /* unsigned wrap-around subtracts */
+    ADD(g.node_mapped[node], n);
+    ADD(g.kind_mapped[kind], n);
+}
+
+/* A page slot leaves its heap: what was still on its lists is settled now, or it would vanish
+ * from the counts. Unused blocks on the free list were never handed out; pending frees count. */
+static uint32_t list_length(const um_block_t *b) {
+    uint32_t n = 0;
+    for (; b != NULL; b = b->next) n++;
+    return n;
+}
+
+void _x_stats_page_gone(um_heap_t *heap, um_page_t *page) {
+    uint64_t pending = page->capacity - UM_PAGE_USED(page);
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
+    pending += list_length((const um_block_t *)tf);
+    UM_OWNER_ADD(heap->stats.collected[page->bin], pending);
+    UM_OWNER_ADD(heap->stats.installed[page->bin], (uint64_t)0 - list_length(page->free));
+    _x_stats_uncarved((size_t)page->capacity * page->block_size);
+}
+
+void _x_stats_fold_exited(um_heap_t *heap) { /* caller holds the registry lock */
+    const uint64_t *src = (const uint64_t *)&heap->stats;
+    uint64_t *dst = (uint64_t *)&exited;
+    for (size_t i = 0; i < sizeof(um_heap_stats_t) / sizeof(uint64_t); i++) dst[i] += src[i];
+    exited_threads++;
+}
+
+/* Peak sampling: take an exact snapshot each time carved bytes reach 9/8 of the last sample. */
+void _x_stats_carved(size_t bytes) {
+    uint64_t now = ADD(g.carved, bytes) + bytes;
+    uint64_t next = atomic_load_explicit(&g.next_sample, UM_RELAXED);
+    if (now < next) return;
+    if (!atomic_compare_exchange_strong(&g.next_sample, &next, now + now / 8)) return; /* another thread samples */
+    /* A snapshot is 5 KiB: too much for the stack of a thread that may have a small one. */
+    static um_stats_t sample;
+    static _Atomic int sampling;
+    if (atomic_exchange_explicit(&sampling, 1, memory_order_acquire)) return;
+    _x_stats_snapshot(&sample, 0);
+    atomic_store_explicit(&sampling, 0, memory_order_release);
+}
+
+void _x_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, bytes, UM_RELAXED); }
+
+/* ---- the snapshot ----------------------------------------------------------------------- */
+/* Length of a block list of `page`, read while its owner may be changing it. Every link is
+ * checked to be a block of this page before it is followed, so a racing owner can make the
+ * count wrong but never make us read outside the page; the segment cannot be unmapped meanwhile
+ * (the caller holds the registry lock). */
+static uint32_t racy_list_length(const um_page_t *page, const um_block_t *b) {
+    const uint8_t *lo = page->start;
+    size_t bsize = UM_SHARED_READ(page->block_size);
+    uint32_t cap = UM_SHARED_READ(page->capacity), n = 0;
+    if (bsize == 0) return 0;
+    const uint8_t *hi = lo + (size_t)cap * bsize;
+    while (b != NULL && n < cap) {
+        const uint8_t *at = (const uint8_t *)b;
+        if (at < lo || at >= hi || (size_t)(at - lo) % bsize != 0) break;
+        n++;
+        b = __atomic_load_n(&b->next, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
+/* Under TSan, the lists of another live thread are not walked (the tool would rightly call the
+ * read a race): their counts are then off by what sits on those lists. */
+#if defined(__SANITIZE_THREAD__)
+#define UM_WALK_OTHERS 0
+#else
+#define UM_WALK_OTHERS 1
+#endif
+
+static void add_heap(uint64_t *installed, uint64_t *collected, um_stats_t *out, const um_heap_stats_t *h, uint64_t *ia, uint64_t *ifr) {
+    for (size_t b = 0; b < UM_BIN_COUNT; b++) {
+        installed[b] += UM_SHARED_READ(h->installed[b]);
+        collected[b] += UM_SHARED_READ(h->collected[b]);
+    }
+    out->remote_frees += UM_SHARED_READ(h->remote_frees);
+    for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += UM_SHARED_READ(h->calls[c]);
+    *ia += UM_SHARED_READ(h->internal_allocs);
+    *ifr += UM_SHARED_READ(h->internal_frees);
+}
+
+int _x_stats_snapshot(um_stats_t *out, int in_signal) {
+    if (in_signal && _x_locks_held_by_me()) return -1;
+    memset(out, 0, sizeof *out);
+    out->version = UM_STATS_VERSION;
+    uint64_t installed[UM_BIN_COUNT] = {0}, collected[UM_BIN_COUNT] = {0}, on_free[UM_BIN_COUNT] = {0};
+    uint64_t internal_allocs = 0, internal_frees = 0;
+    size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
+    um_heap_t *self = _x_tl_heap;
+
+    _x_lock(&_x_registry_lock);
+    for (um_heap_t *h = _x_heap_registry; h; h = h->reg_next) add_heap(installed, collected, out, &h->stats, &internal_allocs, &internal_frees);
+    add_heap(installed, collected, out, &exited, &internal_allocs, &internal_frees);
+    out->threads = _x_heap_count;
+    out->threads_exited = exited_threads;
+    _x_unlock(&_x_registry_lock);
+    add_heap(installed, collected, out, &_x_heap_backup.stats, &internal_allocs, &internal_frees);
+    out->metadata_bytes += (uint64_t)out->threads * ((sizeof(um_heap_t) + 4095) & ~(size_t)4095);
+
+    _x_lock(&_x_abandoned_lock);
+    _x_lock(&_x_segments_lock);
+    for (um_segment_t *seg = _x_segment_registry; seg; seg = seg->all_next) {
+        out->segments++;
+        out->mapped_bytes += seg->map_size;
+        if (seg->kind == UM_KIND_HUGE) {
+            size_t usable = _x_huge_usable(seg, seg->pages[0].start);
+            out->large_blocks++;
+            out->large_bytes += usable;
+            out->metadata_bytes += UM_HUGE_HEADER;
+            out->committed_bytes += seg->map_size;
+            continue;
+        }
+        um_heap_t *owner = atomic_load_explicit(&seg->heap, UM_RELAXED);
+        bool walk = UM_WALK_OTHERS || owner == self || owner == NULL;
+        out->metadata_bytes += hdr;
+        out->committed_bytes += hdr;
+        size_t psize = (size_t)1 << seg->page_shift;
+        for (size_t i = 0; i < seg->page_count; i++) {
+            um_page_t *page = &seg->pages[i];
+            size_t bsize = UM_SHARED_READ(page->block_size);
+            uint8_t slot = UM_SHARED_READ(page->slot);
+            size_t area = i == 0 ? psize - hdr : psize;
+            if (slot == UM_SLOT_DIRTY) out->committed_bytes += area;
+            if (bsize == 0 || slot != UM_SLOT_USED) continue;
+            out->pages++;
+            out->committed_bytes += area;
+            uint64_t used = UM_SHARED_READ(UM_PAGE_USED(page));
+            uint64_t cap = UM_SHARED_READ(page->capacity);
+            uint64_t pending = cap > used ? cap - used : 0, free_len = 0;
+            if (walk) {
+                uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
+                uint64_t remote = racy_list_length(page, (const um_block_t *)tf);
+                pending += remote;
+                out->remote_frees += remote;
+                free_len = racy_list_length(page, UM_SHARED_READ(page->free));
+            }
+            size_t bin = page->bin;
+            collected[bin] += pending;
+            on_free[bin] += free_len;
+            uint64_t idle = pending + free_len;
+            uint64_t live = cap > idle ? cap - idle : 0;
+            out->free_bytes += area - live * bsize;
+        }
+    }
+    _x_unlock(&_x_segments_lock);
+    _x_unlock(&_x_abandoned_lock);
+
+    /* Per class, then totals. */
+    for (size_t b = 1; b < UM_BIN_COUNT; b++) {
+        um_stats_class_t *c = &out->classes[b];
+        c->size = _x_bin_size(b);
+        c->mallocs = installed[b] > on_free[b] ? installed[b] - on_free[b] : 0;
+        c->frees = collected[b] < c->mallocs ? collected[b] : c->mallocs; /* racy reads: never negative live */
+        c->live_blocks = c->mallocs - c->frees;
+        c->live_bytes = c->live_blocks * c->size;
+        out->mallocs += c->mallocs;
+        out->frees += c->frees;
+        out->live_blocks += c->live_blocks;
+        out->live_bytes += c->live_bytes;
+        out->usable_bytes += c->mallocs * c->size;
+    }
+    uint64_t huge_allocs = atomic_load_explicit(&g.huge_allocs, UM_RELAXED), huge_frees = atomic_load_explicit(&g.huge_frees, UM_RELAXED);
+    out->mallocs += huge_allocs;
+    out->frees += huge_frees;
+    out->live_blocks += out->large_blocks;
+    out->live_bytes += out->large_bytes;
+    out->usable_bytes += atomic_load_explicit(&g.huge_usable_total, UM_RELAXED);
+
+    size_t cached = atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED);
+    out->mapped_bytes += cached; /* freed huge blocks kept for reuse */
+    out->free_bytes += cached;
+    out->purged_bytes = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
+    out->failed_allocs = atomic_load_explicit(&g.failed, UM_RELAXED);
+    out->invalid_frees = atomic_load_explicit(&g.invalid, UM_RELAXED);
+    for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += atomic_load_explicit(&g.calls[c], UM_RELAXED);
+    internal_allocs += atomic_load_explicit(&g.internal_allocs, UM_RELAXED);
+    internal_frees += atomic_load_explicit(&g.internal_frees, UM_RELAXED);
+    out->calls[UM_CALL_MALLOC] = out->mallocs > internal_allocs ? out->mallocs - internal_allocs : 0;
+    out->calls[UM_CALL_FREE] = (out->frees > internal_frees ? out->frees - internal_frees : 0) +
+                               atomic_load_explicit(&g.null_frees, UM_RELAXED) + out->invalid_frees;
+
+    out->node_count = 1;
+    for (size_t n = 0; n < UM_STATS_NODES; n++) {
+        out->node_mapped_bytes[n] = atomic_load_explicit(&g.node_mapped[n], UM_RELAXED);
+        if (out->node_mapped_bytes[n] != 0) out->node_count = (unsigned)n + 1;
+    }
+    for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&g.kind_mapped[k], UM_RELAXED);
+
+    uint64_t peak = atomic_load_explicit(&g.peak_live, UM_RELAXED);
+    while (out->live_bytes > peak && !atomic_compare_exchange_weak(&g.peak_live, &peak, out->live_bytes)) {}
+    out->peak_live_bytes = out->live_bytes > peak ? out->live_bytes : peak;
+#if defined(UM_STATS_REQUESTED) && UM_STATS_REQUESTED
+    out->requested_counted = 1;
+#endif
+    return 0;
+}
+
+UM_API void um_stats_get(um_stats_t *out) {
+    if (out == NULL) return;
+    _x_process_init();
+    _x_stats_snapshot(out, 0);
+}
+
+/* um_get_totals: the same walk, fewer fields. */
+UM_API void um_get_totals(um_totals_t *out) {
+    if (out == NULL) return;
+    um_stats_t s;
+    _x_stats_snapshot(&s, 0);
+    memset(out, 0, sizeof *out);
+    out->mapped_bytes = s.mapped_bytes;
+    out->committed_bytes = s.committed_bytes;
+    out->live_bytes = s.live_bytes;
+    out->live_blocks = s.live_blocks;
+    out->large_bytes = s.large_bytes;
+    out->free_bytes = s.free_bytes;
+    out->metadata_bytes = s.metadata_bytes;
+    out->purged_bytes = s.purged_bytes;
+    out->threads = s.threads;
+    out->segments = s.segments;
+}
