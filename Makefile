@@ -29,6 +29,11 @@ $(B)/obj/a/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(OPT) -fPIC -c $< -o $@
 
+# The preload library with statistics counting compiled out, to measure what counting costs.
+$(B)/obj/nostats/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -flto -fPIC -DUM_PRELOAD=1 -DUM_NO_STATS=1 -c $< -o $@
+
 $(B)/obj/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -fsanitize=address,undefined -fno-sanitize-recover=undefined -c $< -o $@
@@ -43,6 +48,11 @@ ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
 TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
 
 $(B)/libumalloc.so: $(SO_OBJ)
+	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+
+NOSTATS_OBJ := $(patsubst %.c,$(B)/obj/nostats/%.o,$(CORE_SRC) $(PRELOAD_SRC))
+$(B)/nostats/libumalloc.so: $(NOSTATS_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
 
 $(B)/libumalloc.a: $(A_OBJ)
@@ -86,7 +96,9 @@ $(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libuma
 
 progs: $(PROGS)
 
-test: deps-test all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system
+# Dependencies first and alone: under -j, make would otherwise compile while apt installs.
+test: deps-test
+	@$(MAKE) --no-print-directory all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system
 	@scripts/run-tests.sh
 
 deps-test:
@@ -95,10 +107,12 @@ deps-test:
 deps-bench:
 	@scripts/deps.sh bench
 
-bench: deps-bench all
+bench: deps-bench
+	@$(MAKE) --no-print-directory all $(B)/nostats/libumalloc.so
 	@scripts/bench.sh
 
-bench-instr: deps-bench all
+bench-instr: deps-bench
+	@$(MAKE) --no-print-directory all
 	@scripts/bench-instr.sh
 
 clean:

@@ -103,7 +103,7 @@ void _x_heap_thread_done(um_heap_t *heap) {
 void _x_heap_collect_delayed(um_heap_t *heap) {
     um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
     while (b != NULL) {
-        UM_OWNER_ADD(heap->stats.remote_frees, 1);
+        UM_STAT_ADD(heap->stats.remote_frees, 1);
         um_block_t *next = b->next;
         um_segment_t *seg = _x_segment_of(b);
         b->key = 0; /* it was keyed by the remote free; local free keys it again */

@@ -57,7 +57,7 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     page->free = (um_block_t *)first;
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     UM_OWNER_ADD(UM_PAGE_USED(page), (uint32_t)n); /* used = capacity - |local_free| */
-    UM_OWNER_ADD(heap->stats.installed[page->bin], n);
+    UM_STAT_ADD(heap->stats.installed[page->bin], n);
     _x_stats_carved(n * bsize);
 }
 
@@ -65,9 +65,8 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
  * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
 void _x_page_collect(um_heap_t *heap, um_page_t *page) {
     if (UM_PAGE_LOCAL(page) != NULL) {
-        uint64_t local = page->capacity - UM_PAGE_USED(page);
-        UM_OWNER_ADD(heap->stats.installed[page->bin], local);
-        UM_OWNER_ADD(heap->stats.collected[page->bin], local);
+        UM_STAT_ADD(heap->stats.installed[page->bin], page->capacity - UM_PAGE_USED(page));
+        UM_STAT_ADD(heap->stats.collected[page->bin], page->capacity - UM_PAGE_USED(page));
         if (page->free == NULL) {
             page->free = UM_PAGE_LOCAL(page);
         } else {
@@ -90,9 +89,9 @@ void _x_page_collect(um_heap_t *heap, um_page_t *page) {
         UM_CHECK(count <= page->capacity);
         tail->next = page->free;
         page->free = list;
-        UM_OWNER_ADD(heap->stats.installed[page->bin], count);
-        UM_OWNER_ADD(heap->stats.collected[page->bin], count);
-        UM_OWNER_ADD(heap->stats.remote_frees, count);
+        UM_STAT_ADD(heap->stats.installed[page->bin], count);
+        UM_STAT_ADD(heap->stats.collected[page->bin], count);
+        UM_STAT_ADD(heap->stats.remote_frees, count);
     }
 }
 

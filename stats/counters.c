@@ -23,6 +23,8 @@ static uint64_t exited_threads;
 
 #define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
 
+#if !(defined(UM_NO_STATS) && UM_NO_STATS)
+
 static um_heap_t *own_heap(void) {
     um_heap_t *h = _x_tl_heap;
     return (h == &_x_heap_empty || h == &_x_heap_dead) ? NULL : h;
@@ -96,6 +98,7 @@ void _x_stats_carved(size_t bytes) {
 }
 
 void _x_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, bytes, UM_RELAXED); }
+#endif /* !UM_NO_STATS */
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
 /* Length of a block list of `page`, read while its owner may be changing it. Every link is

@@ -33,6 +33,23 @@ void _x_stats_run_deferred(void);        /* stats/signal.c */
 void _x_stats_init(void);                /* stats/signal.c: signal handler, at-exit dump */
 
 /* ---- counting points (slow paths only) ---------------------------------------------------- */
+/* Built with -DUM_NO_STATS=1 (make build/nostats/libumalloc.so) they compile to nothing, so the
+ * benchmarks can show what counting costs (docs/benchmarks.md). */
+#if defined(UM_NO_STATS) && UM_NO_STATS
+#define UM_STAT_ADD(field, n) ((void)0)
+static inline void _x_stats_page_gone(um_heap_t *heap, um_page_t *page) { (void)heap; (void)page; }
+static inline void _x_stats_carved(size_t bytes) { (void)bytes; }
+static inline void _x_stats_uncarved(size_t bytes) { (void)bytes; }
+static inline void _x_stats_fold_exited(um_heap_t *heap) { (void)heap; }
+static inline void _x_stats_call(unsigned call) { (void)call; }
+static inline void _x_stats_internal(int allocs, int frees) { (void)allocs; (void)frees; }
+static inline void _x_stats_failed(void) {}
+static inline void _x_stats_invalid(void) {}
+static inline void _x_stats_null_free(void) {}
+static inline void _x_stats_huge(int sign, size_t usable) { (void)sign; (void)usable; }
+static inline void _x_stats_mapped(const um_segment_t *seg, int sign) { (void)seg; (void)sign; }
+#else
+#define UM_STAT_ADD(field, n) UM_OWNER_ADD(field, n)
 void _x_stats_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
 void _x_stats_carved(size_t bytes);      /* bytes newly carved into blocks */
 void _x_stats_uncarved(size_t bytes);
@@ -44,6 +61,7 @@ void _x_stats_invalid(void);             /* a free of something that is not a li
 void _x_stats_null_free(void);
 void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1) or freed (-1) */
 void _x_stats_mapped(const um_segment_t *seg, int sign);
+#endif
 
 #define UM_STAT_SEGMENT_MAPPED(seg) _x_stats_mapped((seg), 1)
 #define UM_STAT_SEGMENT_UNMAPPED(seg) _x_stats_mapped((seg), -1)
