@@ -17,8 +17,8 @@ _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
  * (glibc gets the same effect by raising its mmap threshold). Kept blocks are purged after the
  * purge delay like everything else, and unmapped after UM_RETAIN_MS or when the cache is full. */
 #define UM_HUGE_CACHE_COUNT 32
-#define UM_HUGE_CACHE_BYTES ((size_t)64 << 20) /* resident until purged: keep it modest */
-#define UM_HUGE_CACHE_BLOCK_MAX ((size_t)32 << 20)
+#define UM_HUGE_CACHE_BYTES ((size_t)128 << 20) /* resident until purged: keep it modest */
+#define UM_HUGE_CACHE_BLOCK_MAX ((size_t)64 << 20)
 static um_segment_t *huge_cache; /* most recently freed first */
 static _Atomic size_t huge_cache_count; /* written under the cache lock, read without it as a hint */
 _Atomic size_t _x_huge_cached_bytes;
@@ -41,15 +41,21 @@ static void cache_unlink(um_segment_t *seg) {
     atomic_fetch_sub_explicit(&_x_huge_cached_bytes, seg->map_size, UM_RELAXED);
 }
 
-/* The cached mapping that fits `map_size` best, if one is no more than a quarter larger. */
+/* The cached mapping that fits `map_size` best, if one is at most twice as large; a tail of
+ * more than a quarter is given back with mremap (in place: no copy, no fault). */
 static um_segment_t *cache_take(size_t map_size) {
     if (huge_cache_count == 0) return NULL;
     _x_lock(&_x_cache_lock);
     um_segment_t *best = NULL;
     for (um_segment_t *s = huge_cache; s; s = s->next)
-        if (s->map_size >= map_size && s->map_size - map_size <= map_size / 4 && (best == NULL || s->map_size < best->map_size)) best = s;
+        if (s->map_size >= map_size && s->map_size - map_size <= map_size && (best == NULL || s->map_size < best->map_size)) best = s;
     if (best) cache_unlink(best);
     _x_unlock(&_x_cache_lock);
+    if (best != NULL && best->map_size - map_size > map_size / 4 && _x_os_remap(best, best->map_size, map_size, UM_SEGMENT_SIZE) == (void *)best) {
+        UM_STAT_SEGMENT_UNMAPPED(best);
+        best->map_size = map_size;
+        UM_STAT_SEGMENT_MAPPED(best);
+    }
     return best;
 }
 
@@ -148,6 +154,9 @@ void *_x_huge_alloc(size_t size, size_t align) {
     seg->map_base = base;
     seg->map_size = map_size;
     seg->cookie = (uintptr_t)seg ^ _x_cookie;
+    /* A big block is written through, typically: back it with transparent huge pages, one
+     * fault per 2 MiB instead of 512 (a no-op where THP is off). */
+    seg->page_kind = _x_os_advise_huge(base, map_size) ? UM_PAGES_THP : UM_PAGES_4K;
     um_page_t *page = &seg->pages[0];
     page->start = block;
     page->is_zero = 1;

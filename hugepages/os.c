@@ -98,6 +98,14 @@ void _x_os_unmap(void *p, size_t size) {
     }
 }
 
+int _x_os_advise_huge(void *p, size_t size) {
+    if (size < ((size_t)2 << 20)) return 0;
+    int saved = errno;
+    int ok = madvise(p, size, MADV_HUGEPAGE) == 0;
+    errno = saved;
+    return ok;
+}
+
 void _x_os_purge(void *p, size_t size) {
     if (size == 0) return;
     int saved = errno; /* purge runs inside free(), which must preserve errno */

@@ -17,6 +17,9 @@ void _x_os_purge(void *p, size_t size);
  * Returns the new address or NULL (the old mapping is then untouched). */
 void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
 size_t _x_os_page_size(void);
+/* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE): for mappings of 2 MiB and
+ * more that will be written through. Returns 1 if the kernel took the advice. */
+int _x_os_advise_huge(void *p, size_t size);
 uint64_t _x_os_now_ms(void);
 /* Write to stderr with no stdio and no malloc (async-signal-safe). */
 void _x_os_write_err(const char *s, size_t n);
