@@ -20,6 +20,7 @@ __thread um_heap_t *_x_tl_heap __attribute__((tls_model("initial-exec"))) = &_x_
 um_heap_t *_x_heap_registry;
 size_t _x_heap_count;
 static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (never unmapped) */
+_Atomic size_t _x_heap_mapped_bytes;  /* all heap structures ever mapped: metadata, for statistics */
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
 
@@ -44,8 +45,9 @@ static um_heap_t *heap_new(void) {
     _x_unlock(&_x_registry_lock);
     if (heap == NULL) {
         size_t size = (sizeof(um_heap_t) + 63) & ~(size_t)63;
-        heap = _x_os_map_aligned(size, 64); /* a page or two; one heap per thread is cheap */
+        heap = _x_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
         if (heap == NULL) return NULL;
+        atomic_fetch_add_explicit(&_x_heap_mapped_bytes, (size + 4095) & ~(size_t)4095, UM_RELAXED);
     }
     heap_reset(heap);
     heap->tid = _x_thread_id();

@@ -137,6 +137,7 @@ void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
 void *_x_heap_malloc_backup(size_t size);
 void _x_heap_collect_delayed(um_heap_t *heap);
 extern um_heap_t _x_heap_backup;
+extern _Atomic size_t _x_heap_mapped_bytes;
 extern size_t _x_heap_count;
 extern um_heap_t *_x_heap_registry;
 

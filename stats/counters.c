@@ -155,7 +155,10 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     out->threads_exited = exited_threads;
     _x_unlock(&_x_registry_lock);
     add_heap(installed, collected, out, &_x_heap_backup.stats, &internal_allocs, &internal_frees);
-    out->metadata_bytes += (uint64_t)out->threads * ((sizeof(um_heap_t) + 4095) & ~(size_t)4095);
+    size_t heaps = atomic_load_explicit(&_x_heap_mapped_bytes, UM_RELAXED); /* pooled ones too: never unmapped */
+    out->metadata_bytes += heaps;
+    out->mapped_bytes += heaps;
+    out->committed_bytes += heaps;
 
     _x_lock(&_x_abandoned_lock);
     _x_lock(&_x_segments_lock);
@@ -229,6 +232,7 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     size_t cached = atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED);
     out->mapped_bytes += cached; /* freed huge blocks kept for reuse */
     out->free_bytes += cached;
+    out->committed_bytes += cached; /* resident until their purge */
     out->purged_bytes = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
     out->failed_allocs = atomic_load_explicit(&g.failed, UM_RELAXED);
     out->invalid_frees = atomic_load_explicit(&g.invalid, UM_RELAXED);

@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md (and its charts in docs/img/) from the raw results of
+scripts/bench.sh and scripts/bench-instr.sh. Python standard library only; charts by gnuplot.
+
+    scripts/bench-report.py --results build/bench/results.csv --instr build/bench/instr.csv \
+        --meta build/bench/meta.txt --out docs/benchmarks.md --img docs/img
+
+Also prints the wall-time table to stdout.
+"""
+import argparse
+import csv
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "umalloc", "umalloc-nostats"]
+COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "mimalloc": "#2ca02c",
+          "tcmalloc": "#ff7f0e", "umalloc": "#d62728", "umalloc-nostats": "#9467bd"}
+
+DESCRIPTIONS = {
+    "larson": "Larson & Krishnan server simulation: each thread replaces random blocks (8..1000 B) "
+              "in a slot array; every round new threads take over the previous threads' arrays, so "
+              "blocks are freed by other, newer threads",
+    "xmalloc": "xmalloc producer/consumer: one thread allocates (8..512 B) in batches, the other "
+               "checks and frees them; every block is freed by another thread",
+    "cache-scratch": "Hoard's cache-scratch (passive false sharing): each thread frees an 8-byte "
+                     "object the main thread allocated next to the others', then mallocs, writes "
+                     "and frees 8-byte objects",
+    "cache-thrash": "Hoard's cache-thrash (active false sharing): threads malloc, write and free "
+                    "8-byte objects; slow if the allocator hands one cache line to two threads",
+    "churn-small": "churn of small blocks (8..1024 B, log-uniform) with power-law lifetimes "
+                   "(density ~ 1/lifetime), every block filled and checked",
+    "churn-medium": "churn of medium blocks (1..64 KiB, log-uniform) with power-law lifetimes, "
+                    "every block filled and checked",
+    "realloc": "1000 buffers grown by realloc in small random steps to 1 KiB..256 KiB, checked "
+               "and freed when full",
+    "large": "large blocks (256 KiB..64 MiB, log-uniform), 4 live per thread, every page written",
+    "tree": "unbalanced binary search tree of 100k nodes (node + payload string each) built, "
+            "walked and torn down, repeatedly",
+    "python": "python3 (PYTHONMALLOC=malloc) on an object-heavy script: objects with dicts and "
+              "lists, an index, sorting, strings, JSON",
+    "sqlite": "sqlite3 on an in-memory database: bulk inserts, two indexes, joins, grouping, "
+              "sorting, updates, deletes",
+    "redis": "redis-server under redis-benchmark on 127.0.0.1 (set, get, incr, lpush, lpop, sadd, "
+             "hset, spop, zadd; 16 clients, pipeline 16): wall = client run, CPU and RSS = server",
+}
+
+
+def family(workload):
+    for k in sorted(DESCRIPTIONS, key=len, reverse=True):
+        if workload == k or workload.startswith(k + "-"):
+            return k
+    return workload
+
+
+def read_meta(path):
+    meta = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    meta[k] = v
+    return meta
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    if not xs:
+        return None
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def load_results(path):
+    rows = []
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            rows.append(r)
+    workloads, allocs = [], []
+    for r in rows:
+        if r["workload"] not in workloads:
+            workloads.append(r["workload"])
+        if r["allocator"] not in allocs:
+            allocs.append(r["allocator"])
+    allocs.sort(key=lambda a: ORDER.index(a) if a in ORDER else 99)
+    # samples[metric][workload][alloc] = [values of ok runs]
+    samples = {m: {w: {a: [] for a in allocs} for w in workloads} for m in ("wall", "cpu", "rss")}
+    status = {w: {a: {"ok": 0, "fail": 0, "skipped": 0} for a in allocs} for w in workloads}
+    threads = {}
+    for r in rows:
+        w, a = r["workload"], r["allocator"]
+        threads[w] = r["threads"]
+        st = r["status"] if r["status"] in ("ok", "fail", "skipped") else "fail"
+        status[w][a][st] += 1
+        if st != "ok":
+            continue
+        samples["wall"][w][a].append(float(r["wall_s"]))
+        samples["cpu"][w][a].append(float(r["cpu_s"]))
+        samples["rss"][w][a].append(float(r["maxrss_kb"]) / 1024.0)
+    return workloads, allocs, samples, status, threads
+
+
+def medians(samples, status):
+    med = {}
+    for m, per_w in samples.items():
+        med[m] = {}
+        for w, per_a in per_w.items():
+            med[m][w] = {}
+            for a, vals in per_a.items():
+                # a pair with any failed run has no result: a crash is not a time
+                ok = vals and status[w][a]["fail"] == 0 and status[w][a]["skipped"] == 0
+                med[m][w][a] = statistics.median(vals) if ok else None
+    return med
+
+
+def spread(vals):
+    """median absolute deviation of the runs, in percent of their median (robust to one
+    run that another process on the machine slowed down)"""
+    if len(vals) < 2:
+        return None
+    m = statistics.median(vals)
+    return 100.0 * statistics.median(abs(v - m) for v in vals) / m if m > 0 else None
+
+
+def fmt_val(metric, v):
+    if v is None:
+        return "FAIL"
+    if metric == "rss":
+        return "%.1f" % v if v < 100 else "%.0f" % v
+    return "%.3f" % v if v < 10 else "%.2f" % v
+
+
+def table(metric, unit, workloads, allocs, med, samples, status):
+    """Markdown table: per workload the median per allocator with its ratio to glibc, the
+    best allocator, umalloc against the best peer, and the run-to-run spread."""
+    has_glibc = "glibc" in allocs
+    has_um = "umalloc" in allocs
+    peers = [a for a in allocs if not a.startswith("umalloc")]
+    head = ["workload"] + ["%s (%s)" % (a, unit) for a in allocs] + ["best"]
+    if has_um:
+        head.append("umalloc / best peer")
+    head.append("spread")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    ratios = {a: [] for a in allocs}
+    um_vs_best = []
+    for w in workloads:
+        row = med[metric][w]
+        valid = {a: v for a, v in row.items() if v is not None}
+        best = min(valid, key=valid.get) if valid else None
+        cells = [w]
+        g = row.get("glibc") if has_glibc else None
+        for a in allocs:
+            v = row[a]
+            if v is None:
+                n_fail = status[w][a]["fail"]
+                cells.append("**FAIL**" if n_fail else "-")
+                continue
+            s = fmt_val(metric, v)
+            if g:
+                r = v / g
+                ratios[a].append(r)
+                s += " (%.2f×)" % r
+            if a == best:
+                s = "**" + s + "**"
+            cells.append(s)
+        cells.append(best or "-")
+        if has_um:
+            pv = {a: row[a] for a in peers if row[a] is not None}
+            if row["umalloc"] is not None and pv:
+                bp = min(pv, key=pv.get)
+                r = row["umalloc"] / pv[bp]
+                um_vs_best.append(r)
+                cells.append("%.2f× (%s)" % (r, bp))
+            else:
+                cells.append("-")
+        sp = [spread(samples[metric][w][a]) for a in allocs]
+        sp = [x for x in sp if x is not None]
+        cells.append("%.0f%%" % max(sp) if sp else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    # geometric means of the ratios
+    cells = ["**geometric mean, ratio to glibc**"]
+    for a in allocs:
+        gm = geomean(ratios[a]) if has_glibc else None
+        cells.append("**%.2f×**" % gm if gm else "-")
+    cells.append("")
+    if has_um:
+        gm = geomean(um_vs_best)
+        cells.append("**%.2f×**" % gm if gm else "-")
+    cells.append("")
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), {a: geomean(ratios[a]) for a in allocs}, geomean(um_vs_best)
+
+
+def text_table(workloads, allocs, med):
+    out = ["%-18s" % "median wall (s)" + "".join("%10s" % a for a in allocs)]
+    for w in workloads:
+        out.append("%-18s" % w + "".join("%10s" % fmt_val("wall", med["wall"][w][a]) for a in allocs))
+    return "\n".join(out)
+
+
+def gnuplot(script, cwd):
+    if not shutil.which("gnuplot"):
+        return False
+    p = subprocess.run(["gnuplot"], input=script, text=True, cwd=cwd,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.stderr.write("bench-report: gnuplot failed:\n" + p.stderr)
+        return False
+    return True
+
+
+def bar_chart(img_dir, name, title, ylabel, cats, allocs, values, logscale=False, ref_line=None,
+              width=1400):
+    """Clustered bars: one cluster per category, one bar per allocator.
+    values[cat][alloc] = number or None."""
+    dat = os.path.join(img_dir, name + ".dat")
+    with open(dat, "w") as f:
+        for c in cats:
+            f.write('"%s" ' % c + " ".join(
+                ("%.6g" % values[c][a]) if values[c].get(a) is not None else "NaN" for a in allocs) + "\n")
+    plots = []
+    for i, a in enumerate(allocs):
+        plots.append("'%s.dat' using %d:xtic(1) title '%s' lc rgb '%s'" % (name, i + 2, a, COLORS.get(a, "#000000")))
+    ref = ""
+    if ref_line is not None:
+        ref = "set arrow from graph 0, first %g to graph 1, first %g nohead dt 2 lw 1 lc rgb '#444444' front\n" % (ref_line, ref_line)
+    script = f"""
+set terminal pngcairo size {width},560 font 'DejaVu Sans,10' noenhanced
+set output '{name}.png'
+set title '{title}'
+set ylabel '{ylabel}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set boxwidth 0.9
+set xtics rotate by 30 right scale 0
+set key top left horizontal reverse Left samplen 2
+set grid ytics
+set yrange [0:*]
+{"set logscale y; set yrange [*:*]" if logscale else ""}
+{ref}
+plot {", ".join(plots)}
+"""
+    ok = gnuplot(script, img_dir)
+    os.remove(dat)
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default="build/bench/results.csv")
+    ap.add_argument("--instr", default="build/bench/instr.csv")
+    ap.add_argument("--meta", default="build/bench/meta.txt")
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--img", default="docs/img")
+    args = ap.parse_args()
+
+    meta = read_meta(args.meta)
+    workloads, allocs, samples, status, threads = load_results(args.results)
+    med = medians(samples, status)
+    os.makedirs(args.img, exist_ok=True)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    img_rel = os.path.relpath(os.path.abspath(args.img), out_dir)
+
+    print(text_table(workloads, allocs, med))
+
+    # --- charts ---
+    charts = {}
+    def norm(metric):
+        vals = {}
+        for w in workloads:
+            g = med[metric][w].get("glibc")
+            vals[w] = {a: (med[metric][w][a] / g if (g and med[metric][w][a] is not None) else None)
+                       for a in allocs}
+        return vals
+    if "glibc" in allocs:
+        if bar_chart(args.img, "bench-time", "Median wall time per workload, relative to glibc (lower is better)",
+                     "wall time / glibc", workloads, allocs, norm("wall"), ref_line=1.0):
+            charts["time"] = "bench-time.png"
+        if bar_chart(args.img, "bench-cpu", "Median CPU time (user+sys) per workload, relative to glibc (lower is better)",
+                     "CPU time / glibc", workloads, allocs, norm("cpu"), ref_line=1.0):
+            charts["cpu"] = "bench-cpu.png"
+    if bar_chart(args.img, "bench-rss", "Median peak RSS per workload, MiB, log scale (lower is better)",
+                 "peak RSS (MiB)", workloads, allocs,
+                 {w: {a: med["rss"][w][a] for a in allocs} for w in workloads}, logscale=True):
+        charts["rss"] = "bench-rss.png"
+
+    instr = []
+    if args.instr and os.path.exists(args.instr):
+        with open(args.instr) as f:
+            instr = list(csv.DictReader(f))
+    instr_allocs = sorted({r["allocator"] for r in instr}, key=lambda a: ORDER.index(a) if a in ORDER else 99)
+    tests = [t for t in ("pair", "ring", "rand") if any(r["test"] == t for r in instr)]
+    tnames = {"pair": "malloc(32)+free", "ring": "ring of 64, 32 B", "rand": "ring of 64, 8..512 B"}
+    ivals = {tnames[t]: {} for t in tests}
+    for r in instr:
+        if r["test"] in tnames and r.get("alloc_instr_per_op"):
+            ivals[tnames[r["test"]]][r["allocator"]] = float(r["alloc_instr_per_op"])
+    if instr and bar_chart(args.img, "bench-instr", "Instructions per malloc+free in the allocator (callgrind, lower is better)",
+                           "instructions per op", [tnames[t] for t in tests], instr_allocs, ivals, width=900):
+        charts["instr"] = "bench-instr.png"
+
+    # --- the page ---
+    quick = meta.get("quick") == "1"
+    runs = meta.get("runs", "?")
+    L = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append("<!-- generated by scripts/bench-report.py from build/bench/results.csv; do not edit by hand -->")
+    L.append("")
+    L.append("Made by `%s` on %s, in %s. "
+             "Regenerate with `make bench` (5 runs per pair: about 5 minutes on an idle 2-core machine, "
+             "up to 15 when it is busy) or `make bench QUICK=1` (smaller sizes, 3 runs, under 2 minutes; "
+             "rougher numbers)." % (
+                 meta.get("command", "make bench"), meta.get("date", "?"),
+                 "%d:%02d" % divmod(int(meta.get("duration_s", "0")), 60)))
+    L.append("")
+    if quick:
+        L.append("> **This is a QUICK run** (`QUICK=1`): small sizes and %s runs per pair. Use `make bench` "
+                 "for the numbers to quote." % runs)
+        L.append("")
+    if meta.get("umalloc_missing") == "1" or "umalloc" not in allocs:
+        L.append("> **umalloc is missing from these results**: build/libumalloc.so was not there when they "
+                 "were made. `make bench` builds it first.")
+        L.append("")
+    failed = [(w, a) for w in workloads for a in allocs if status[w][a]["fail"]]
+    if failed:
+        L.append("> **Failed runs** (crash, wrong checksum or timeout; no time is reported for them): " +
+                 ", ".join("%s under %s" % (w, a) for w, a in failed) +
+                 ". Logs: build/bench/logs/*.failed.log.")
+        L.append("")
+
+    L.append("## Method")
+    L.append("")
+    L.append("- The same binaries run under every allocator: glibc is the C library's own malloc (no preload); "
+             "jemalloc, mimalloc, tcmalloc and umalloc are loaded with `LD_PRELOAD`. "
+             "(redis-server is linked with jemalloc, so for its glibc runs libc.so.6 itself is preloaded to put "
+             "glibc's malloc first.)")
+    L.append("- Runs are interleaved allocator by allocator (%s, %s, ...), so that drift on this shared machine "
+             "hits all alike; each workload first gets one unrecorded warm-up run. Every number is the **median of %s runs**." % (
+                 " ".join(allocs), " ".join(allocs), runs))
+    L.append("- `bench/runner.c` forks and execs each run and reads `wait4()`'s rusage: wall time (monotonic clock, "
+             "fork to reap), CPU time = user + sys, peak RSS = `ru_maxrss`. For redis the wall time is the "
+             "redis-benchmark client's run; CPU time and peak RSS are the server's.")
+    L.append("- Every workload checks its own results (tags written into each block and checked before free, "
+             "checksums) and prints a checksum line; a run that exits non-zero, dies, times out or prints a "
+             "checksum other than the glibc warm-up run's counts as **FAIL**.")
+    L.append("- A multi-threaded workload shares the total work given in its arguments among its threads. "
+             "Sizes are set so that each run takes roughly 0.3 to 1.5 s under glibc; the `-2t` rows mostly "
+             "do more work than the `-1t` rows (see *Workloads*), so compare allocators within a row, "
+             "not rows with each other.")
+    L.append("- Ratios: `(x×)` after a value is value / glibc's; *best* is the allocator with the lowest median; "
+             "*umalloc / best peer* compares umalloc with the best of the others. Geometric means are over the "
+             "workloads that have a value. *spread* is the largest, over the allocators, median absolute "
+             "deviation of the runs in percent of their median: how noisy that row is.")
+    L.append("")
+
+    L.append("## Machine")
+    L.append("")
+    L.append("| | |")
+    L.append("|---|---|")
+    for k, label in (("cpu", "CPU"), ("nproc", "cores (nproc)"), ("mem", "memory"), ("kernel", "kernel"),
+                     ("glibc", "glibc"), ("cc", "compiler (workloads: -O2)")):
+        if k in meta:
+            L.append("| %s | %s |" % (label, meta[k]))
+    L.append("")
+    L.append("| allocator | package, version, library |")
+    L.append("|---|---|")
+    for a in ORDER:
+        if "lib_" + a in meta and (a in allocs or not a.startswith("umalloc-")):
+            L.append("| %s | %s |" % (a, meta["lib_" + a]))
+    L.append("")
+    progs = [meta[k] for k in ("prog_python", "prog_sqlite", "prog_redis") if k in meta]
+    if progs:
+        L.append("Programs: " + ", ".join(progs) + ".")
+        L.append("")
+
+    wall_md, wall_gm, wall_um = table("wall", "s", workloads, allocs, med, samples, status)
+    cpu_md, cpu_gm, cpu_um = table("cpu", "s", workloads, allocs, med, samples, status)
+    rss_md, rss_gm, rss_um = table("rss", "MiB", workloads, allocs, med, samples, status)
+
+    L.append("## Summary")
+    L.append("")
+    L.append("Geometric mean over the workloads of each allocator's median, relative to glibc (lower is better):")
+    L.append("")
+    L.append("| | " + " | ".join(allocs) + " |")
+    L.append("|---|" + "---:|" * len(allocs))
+    for label, gm in (("wall time", wall_gm), ("CPU time", cpu_gm), ("peak RSS", rss_gm)):
+        L.append("| %s | " % label + " | ".join(("%.2f×" % gm[a]) if gm.get(a) else "-" for a in allocs) + " |")
+    L.append("")
+    if "umalloc" in allocs:
+        L.append("umalloc against the best other allocator of each workload (geometric mean): wall time %s, "
+                 "CPU time %s, peak RSS %s." % tuple(("%.2f×" % x) if x else "-" for x in (wall_um, cpu_um, rss_um)))
+        L.append("")
+
+    L.append("## Wall time")
+    L.append("")
+    if "time" in charts:
+        L.append("![wall time relative to glibc](%s/%s)" % (img_rel, charts["time"]))
+        L.append("")
+    L.append(wall_md)
+    L.append("")
+    L.append("## CPU time (user + sys)")
+    L.append("")
+    if "cpu" in charts:
+        L.append("![CPU time relative to glibc](%s/%s)" % (img_rel, charts["cpu"]))
+        L.append("")
+    L.append(cpu_md)
+    L.append("")
+    L.append("## Peak RSS")
+    L.append("")
+    if "rss" in charts:
+        L.append("![peak RSS](%s/%s)" % (img_rel, charts["rss"]))
+        L.append("")
+    L.append(rss_md)
+    L.append("")
+
+    L.append("## Instructions per operation")
+    L.append("")
+    if instr:
+        n = instr[0].get("n", "?")
+        L.append("Counted by valgrind's callgrind (`scripts/bench-instr.sh`, also `make bench-instr`), so "
+                 "deterministic. `bench/instr.c` runs N = %s and then 2N iterations as separate parts; "
+                 "per op = (Ir(2N) − Ir(N)) / N, which cancels start-up costs. One op is one malloc plus one "
+                 "free. *allocator* counts only instructions outside the test program (the allocator and "
+                 "anything it calls); *loop* is the whole iteration, the test's own ~10 instructions included. "
+                 "`scripts/bench-instr.sh --check` fails if umalloc's malloc(32)+free pair takes more than "
+                 "40 allocator instructions." % n)
+        L.append("")
+        if "instr" in charts:
+            L.append("![instructions per operation](%s/%s)" % (img_rel, charts["instr"]))
+            L.append("")
+        L.append("| allocator | " + " | ".join("%s: allocator / loop" % tnames[t] for t in tests) + " |")
+        L.append("|---|" + "---:|" * len(tests))
+        by = {(r["allocator"], r["test"]): r for r in instr}
+        for a in instr_allocs:
+            cells = []
+            for t in tests:
+                r = by.get((a, t))
+                cells.append("%s / %s" % (r["alloc_instr_per_op"], r["instr_per_op"]) if r else "-")
+            L.append("| %s | " % a + " | ".join(cells) + " |")
+    else:
+        L.append("Not measured in this run (valgrind missing or BENCH_INSTR=0); see `make bench-instr`.")
+    L.append("")
+
+    L.append("## Workloads")
+    L.append("")
+    L.append("Sources in `bench/`; each takes its sizes as `name=value` arguments (QUICK passes smaller ones).")
+    L.append("")
+    L.append("| workload | threads | what it does | arguments in this run |")
+    L.append("|---|---:|---|---|")
+    for w in workloads:
+        L.append("| %s | %s | %s | `%s` |" % (w, threads.get(w, "?"), DESCRIPTIONS.get(family(w), ""),
+                                             meta.get("args_" + w, "")))
+    L.append("")
+    L.append("## Raw data")
+    L.append("")
+    L.append("One line per run: `build/bench/results.csv` (a copy: [bench-results.csv](bench-results.csv)); "
+             "instruction counts: `build/bench/instr.csv`; output of each workload's last run: `build/bench/logs/`.")
+    L.append("")
+
+    with open(args.out, "w") as f:
+        f.write("\n".join(L))
+    shutil.copyfile(args.results, os.path.join(out_dir, "bench-results.csv"))
+    print("bench-report: wrote %s (%d workloads x %d allocators), charts: %s" % (
+        args.out, len(workloads), len(allocs), ", ".join(sorted(charts.values())) or "none"))
+
+
+if __name__ == "__main__":
+    main()

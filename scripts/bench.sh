@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# The allocator benchmark suite (`make bench`, `make bench QUICK=1`).
+#
+# Runs every workload under glibc, jemalloc, mimalloc, tcmalloc and umalloc -- the same binaries,
+# the allocator swapped in with LD_PRELOAD (glibc: no preload) -- interleaved run by run
+# (A B C D E, A B C D E, ...) so that drift on this noisy machine hits all alike, and records
+# wall time, CPU time (user+sys) and peak RSS of every run as measured by bench/runner.c
+# (fork/exec + wait4). Then counts instructions per operation (scripts/bench-instr.sh) and writes
+# docs/benchmarks.md with charts in docs/img/ (scripts/bench-report.py).
+#
+# Environment:
+#   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
+#   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported
+#   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc (the default), and
+#                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out; opt-in)
+#   WORKLOADS="..." subset of workload names, shell patterns allowed ("churn-* redis")
+#   BENCH_INSTR=0  skip the instruction counts
+#   BENCH_REPORT=0 do not rewrite docs/benchmarks.md (results stay in build/bench/)
+#   BENCH_ALLOW_NO_UMALLOC=1  exit 0 even if build/libumalloc.so is missing
+#   BENCH_UMALLOC=path        benchmark another build of umalloc (default build/libumalloc.so)
+# Raw results: build/bench/results.csv (one line per run), build/bench/instr.csv, build/bench/meta.txt;
+# output of the last run of each workload/allocator pair: build/bench/logs/.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+OUT=build/bench
+BIN=$OUT/bin
+LOGS=$OUT/logs
+TMP=$OUT/tmp
+QUICK=${QUICK:-0}
+[ "$QUICK" = 0 ] || [ "$QUICK" = 1 ] || QUICK=1
+RUNS_ENV=${RUNS:-}
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; TIMEOUT=60; else RUNS=${RUNS:-5}; TIMEOUT=180; fi
+START=$(date +%s)
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'bench: WARNING: %s\n' "$*" >&2; }
+loud() {
+    printf '\n%s\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+    printf '!!! %s\n' "$@" >&2
+    printf '%s\n\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+}
+die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+fmt_time() { # seconds -> m:ss
+    local s=$1
+    printf '%d:%02d' $((s / 60)) $((s % 60))
+}
+
+# --- tools -----------------------------------------------------------------------------------
+for t in cc make; do command -v $t >/dev/null || die "$t not found (run scripts/deps.sh bench)"; done
+PY=/usr/bin/python3
+[ -x $PY ] || PY=$(command -v python3) || die "python3 not found"
+
+# --- allocators ------------------------------------------------------------------------------
+# The peers come from Debian's packages; find the library with dpkg -L, else the usual path.
+libpath() { # package, library name pattern, fallback
+    local p
+    p=$(dpkg -L "$1" 2>/dev/null | grep -E "/$2\$" | head -1)
+    if [ -n "$p" ] && [ -e "$p" ]; then echo "$p"; elif [ -e "$3" ]; then echo "$3"; fi
+}
+declare -A LIB
+LIB[glibc]=""
+LIB[jemalloc]=$(libpath libjemalloc2 'libjemalloc\.so\.2' /usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
+LIB[mimalloc]=$(libpath libmimalloc2.0 'libmimalloc\.so\.2' /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
+LIB[tcmalloc]=$(libpath libtcmalloc-minimal4 'libtcmalloc_minimal\.so\.4' /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
+LIB[umalloc]=${BENCH_UMALLOC:-$ROOT/build/libumalloc.so}
+# opt-in (ALLOCS="... umalloc-nostats"): the Makefile's build with statistics compiled out
+LIB[umalloc-nostats]=${BENCH_UMALLOC_NOSTATS:-$ROOT/build/nostats/libumalloc.so}
+# glibc's own malloc, for programs linked against another allocator (redis-server links
+# jemalloc): preloading libc puts its malloc first in the lookup order.
+LIBC=$(ldconfig -p 2>/dev/null | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
+[ -n "$LIBC" ] || LIBC=/lib/x86_64-linux-gnu/libc.so.6
+
+DEFAULT_ALLOCS="glibc jemalloc mimalloc tcmalloc umalloc"
+ALL_ALLOCS="$DEFAULT_ALLOCS umalloc-nostats"
+WANT_ALLOCS=${ALLOCS:-$DEFAULT_ALLOCS}
+ALLOC_LIST=()
+UMALLOC_MISSING=0
+for a in $WANT_ALLOCS; do
+    case " $ALL_ALLOCS " in *" $a "*) ;; *) die "unknown allocator '$a' (known: $ALL_ALLOCS)" ;; esac
+    if [ "$a" = umalloc ] && [ ! -f "${LIB[umalloc]}" ]; then
+        UMALLOC_MISSING=1
+        loud "${LIB[umalloc]} IS MISSING: umalloc is NOT benchmarked." \
+             "\`make bench\` builds it first (make all); run that, or build it and run again." \
+             "Going on with the other allocators so the harness can be checked."
+        continue
+    fi
+    if [ "$a" = umalloc-nostats ] && [ ! -f "${LIB[$a]}" ]; then
+        warn "${LIB[$a]} not found (make build/nostats/libumalloc.so); skipping umalloc-nostats"
+        continue
+    fi
+    if [ "$a" != glibc ] && [ -z "${LIB[$a]}" ]; then
+        warn "$a: library not found (package not installed? run scripts/deps.sh bench); skipping it"
+        continue
+    fi
+    ALLOC_LIST+=("$a")
+done
+[ ${#ALLOC_LIST[@]} -gt 0 ] || die "no allocator to benchmark"
+
+# --- workloads -------------------------------------------------------------------------------
+# name | threads | kind | full-size arguments | QUICK arguments | glibc time estimate, full/quick (ms)
+WORKLOAD_TABLE='
+larson-1t|1|c|larson threads=1 rounds=20 ops=1000000|larson threads=1 rounds=10 ops=300000|700/70
+larson-2t|2|c|larson threads=2 rounds=20 ops=1000000|larson threads=2 rounds=10 ops=300000|700/70
+xmalloc-2t|2|c|xmalloc threads=2 blocks=3000000|xmalloc threads=2 blocks=800000|450/100
+cache-scratch-1t|1|c|cache-scratch threads=1 iters=250000 size=8 reps=500|cache-scratch threads=1 iters=40000 size=8 reps=500|450/90
+cache-scratch-2t|2|c|cache-scratch threads=2 iters=400000 size=8 reps=500|cache-scratch threads=2 iters=60000 size=8 reps=500|450/50
+cache-thrash-1t|1|c|cache-thrash threads=1 iters=200000 size=8 reps=500|cache-thrash threads=1 iters=40000 size=8 reps=500|450/90
+cache-thrash-2t|2|c|cache-thrash threads=2 iters=400000 size=8 reps=500|cache-thrash threads=2 iters=60000 size=8 reps=500|450/60
+churn-small-1t|1|c|churn threads=1 ops=7000000 min=8 max=1024 lmax=131072|churn threads=1 ops=1200000 min=8 max=1024 lmax=65536|750/90
+churn-small-2t|2|c|churn threads=2 ops=14000000 min=8 max=1024 lmax=131072|churn threads=2 ops=2000000 min=8 max=1024 lmax=65536|450/60
+churn-medium-1t|1|c|churn threads=1 ops=800000 min=1024 max=65536 lmax=8192|churn threads=1 ops=200000 min=1024 max=65536 lmax=4096|750/90
+churn-medium-2t|2|c|churn threads=2 ops=1200000 min=1024 max=65536 lmax=8192|churn threads=2 ops=200000 min=1024 max=65536 lmax=4096|450/60
+realloc-1t|1|c|realloc threads=1 steps=1500000|realloc threads=1 steps=300000 max=131072|650/70
+realloc-2t|2|c|realloc threads=2 steps=3000000|realloc threads=2 steps=500000 max=131072|500/50
+large-1t|1|c|large threads=1 iters=200|large threads=1 iters=60 max=16777216|550/50
+large-2t|2|c|large threads=2 iters=400|large threads=2 iters=80 max=16777216|650/60
+tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=50000|450/60
+tree-2t|2|c|tree threads=2 rounds=12 nodes=100000|tree threads=2 rounds=4 nodes=50000|500/60
+python|1|python|25000 3|8000 2|650/90
+sqlite|1|sqlite|150000|30000|700/100
+redis|1|redis|50000|6000|900/350
+'
+WL_NAMES=(); declare -A WL_THREADS WL_KIND WL_ARGS WL_EST
+while IFS='|' read -r name threads kind full quick est; do
+    [ -n "$name" ] || continue
+    if [ -n "${WORKLOADS:-}" ]; then
+        keep=0
+        for pat in $WORKLOADS; do
+            # shellcheck disable=SC2254
+            case $name in $pat) keep=1 ;; esac
+        done
+        [ $keep = 1 ] || continue
+    fi
+    WL_NAMES+=("$name")
+    WL_THREADS[$name]=$threads
+    WL_KIND[$name]=$kind
+    if [ "$QUICK" = 1 ]; then WL_ARGS[$name]=$quick; WL_EST[$name]=${est#*/}
+    else WL_ARGS[$name]=$full; WL_EST[$name]=${est%/*}; fi
+done <<<"$WORKLOAD_TABLE"
+[ ${#WL_NAMES[@]} -gt 0 ] || die "WORKLOADS='${WORKLOADS:-}' matches no workload"
+
+# real programs: drop those whose program is missing, loudly
+keep_names=()
+for w in "${WL_NAMES[@]}"; do
+    case ${WL_KIND[$w]} in
+        python) need="$PY" ;;
+        sqlite) need=sqlite3 ;;
+        redis) need="redis-server redis-benchmark redis-cli" ;;
+        *) need= ;;
+    esac
+    ok=1
+    for t in $need; do command -v "$t" >/dev/null || { warn "$w: $t not found, workload skipped (scripts/deps.sh bench installs it)"; ok=0; }; done
+    [ $ok = 1 ] && keep_names+=("$w")
+done
+WL_NAMES=("${keep_names[@]}")
+
+# --- build -----------------------------------------------------------------------------------
+mkdir -p "$BIN" "$LOGS" "$TMP"
+say "bench: building workloads (bench/bench.mk)"
+make -s -f bench/bench.mk || die "building the workloads failed"
+
+rm -f "$LOGS"/*.log "$LOGS"/*.server
+# the command for one run: sets CMD (array: bench-run options and program)
+run_cmd() { # workload allocator output-file
+    local w=$1 a=$2 lib=${LIB[$2]} log=$3
+    CMD=("$BIN/bench-run" -t "$TIMEOUT" -o "$log")
+    case ${WL_KIND[$w]} in
+        c)
+            [ -n "$lib" ] && CMD+=(-p "$lib")
+            # shellcheck disable=SC2206
+            local args=(${WL_ARGS[$w]})
+            CMD+=(-- "$BIN/${args[0]}" "${args[@]:1}")
+            ;;
+        python)
+            [ -n "$lib" ] && CMD+=(-p "$lib")
+            # shellcheck disable=SC2206
+            CMD+=(-e PYTHONMALLOC=malloc -e PYTHONHASHSEED=0 -e PYTHONDONTWRITEBYTECODE=1 -- "$PY" -S bench/pyobjects.py ${WL_ARGS[$w]})
+            ;;
+        sqlite)
+            local n=${WL_ARGS[$w]} sql=$TMP/sqlite-${WL_ARGS[$w]}.sql
+            [ -f "$sql" ] || { echo ".parameter set @n $n"; cat bench/sqlite.sql; } >"$sql"
+            [ -n "$lib" ] && CMD+=(-p "$lib")
+            CMD+=(-i "$sql" -- sqlite3 :memory:)
+            ;;
+        redis)
+            # redis-server links jemalloc itself: "glibc" preloads libc so that glibc's malloc wins
+            CMD+=(-S -p "${lib:-$LIBC}" -- redis-server --port '{PORT}' --bind 127.0.0.1 --save ''
+                  --appendonly no --daemonize no --protected-mode yes --dir "$TMP" --databases 1
+                  --client bench/redis-client.sh '{PORT}' "${WL_ARGS[$w]}")
+            ;;
+    esac
+}
+
+# --- run -------------------------------------------------------------------------------------
+CSV=$OUT/results.csv
+echo "workload,threads,allocator,run,status,wall_s,user_s,sys_s,cpu_s,maxrss_kb" >"$CSV"
+NA=${#ALLOC_LIST[@]}
+NW=${#WL_NAMES[@]}
+TOTAL=$((NW * NA * RUNS))
+DONE=0
+TTY=0
+[ -t 2 ] && TTY=1
+FAILED=()
+declare -A WL_SPENT_MS WL_RUNS_DONE # per workload: ms spent in measured runs, runs done
+
+say "bench: $NW workloads x ${NA} allocators (${ALLOC_LIST[*]}) x $RUNS runs = $TOTAL runs$([ "$QUICK" = 1 ] && echo ', QUICK sizes')"
+[ $UMALLOC_MISSING = 1 ] && say "bench: (umalloc missing: see above)"
+
+# remaining time estimate, in ms: measured mean per run where known, else the table's estimate
+# scaled by how far off the estimates were for the workloads seen so far
+eta_ms() {
+    local w spent=0 est_seen=0 left=0 scale_num scale_den
+    for w in "${WL_NAMES[@]}"; do
+        if [ "${WL_RUNS_DONE[$w]:-0}" -gt 0 ]; then
+            spent=$((spent + WL_SPENT_MS[$w] / WL_RUNS_DONE[$w]))
+            est_seen=$((est_seen + WL_EST[$w]))
+        fi
+    done
+    scale_num=${spent:-1}; scale_den=$est_seen
+    [ "$scale_den" -gt 0 ] || { scale_num=1; scale_den=1; }
+    for w in "${WL_NAMES[@]}"; do
+        local n=${WL_RUNS_DONE[$w]:-0} rem=$((NA * RUNS - ${WL_RUNS_DONE[$w]:-0}))
+        [ $rem -gt 0 ] || continue
+        if [ "$n" -gt 0 ]; then
+            left=$((left + rem * (WL_SPENT_MS[$w] / n + 30)))
+        else
+            left=$((left + rem * (WL_EST[$w] * scale_num / scale_den + 30)))
+        fi
+    done
+    echo $left
+}
+
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else printf "%.6f\n", (v[NR/2]+v[NR/2+1])/2}'; }
+
+wi=0
+for w in "${WL_NAMES[@]}"; do
+    wi=$((wi + 1))
+    # warm-up (not recorded): page cache, first-run effects; its output is the reference that
+    # every measured run must reproduce (the workloads print a checksum line)
+    run_cmd "$w" glibc "$TMP/warmup.log"
+    "${CMD[@]}" >/dev/null
+    REF=$(grep -a 'ok checksum=' "$TMP/warmup.log" | tail -1)
+    if [ -z "$REF" ]; then
+        warn "$w: the warm-up run under glibc printed no checksum line; output:"
+        tail -5 "$TMP/warmup.log" >&2
+    fi
+    declare -A BROKEN=()
+    for ((k = 1; k <= RUNS; k++)); do
+        for a in "${ALLOC_LIST[@]}"; do
+            DONE=$((DONE + 1))
+            if [ -n "${BROKEN[$a]:-}" ]; then
+                echo "$w,${WL_THREADS[$w]},$a,$k,skipped,,,,," >>"$CSV"
+                WL_RUNS_DONE[$w]=$((${WL_RUNS_DONE[$w]:-0} + 1))
+                continue
+            fi
+            run_cmd "$w" "$a" "$LOGS/$w.$a.log"
+            t0=$(now_ms)
+            line=$("${CMD[@]}")
+            t1=$(now_ms)
+            WL_SPENT_MS[$w]=$((${WL_SPENT_MS[$w]:-0} + t1 - t0))
+            WL_RUNS_DONE[$w]=$((${WL_RUNS_DONE[$w]:-0} + 1))
+            rc=; wall=; user=; sys=; cpu=; rss=
+            for kv in $line; do
+                case $kv in
+                    rc=*) rc=${kv#rc=} ;; wall=*) wall=${kv#wall=} ;; user=*) user=${kv#user=} ;;
+                    sys=*) sys=${kv#sys=} ;; cpu=*) cpu=${kv#cpu=} ;; maxrss_kb=*) rss=${kv#maxrss_kb=} ;;
+                esac
+            done
+            status=ok
+            got=$(grep -a 'ok checksum=' "$LOGS/$w.$a.log" | tail -1)
+            if [ "$rc" != 0 ]; then
+                status=fail
+                why="exit status ${rc:-?}"
+                [ "$rc" = 124 ] && why="timeout (${TIMEOUT}s)"
+                [ -n "$rc" ] && [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ] && why="killed by signal $((rc - 128))"
+            elif [ -n "$REF" ] && [ "$got" != "$REF" ]; then
+                status=fail
+                why="wrong result: '$got', expected '$REF'"
+            fi
+            echo "$w,${WL_THREADS[$w]},$a,$k,$status,$wall,$user,$sys,$cpu,$rss" >>"$CSV"
+            if [ $status != ok ]; then
+                BROKEN[$a]=1
+                FAILED+=("$w/$a")
+                [ $TTY = 1 ] && printf '\r\033[K' >&2
+                printf 'bench: FAILED: %s under %s, run %d: %s (log: %s)\n' "$w" "$a" "$k" "$why" "$LOGS/$w.$a.log" >&2
+                tail -5 "$LOGS/$w.$a.log" | sed 's/^/    | /' >&2
+                cp "$LOGS/$w.$a.log" "$LOGS/$w.$a.failed.log" 2>/dev/null
+                if [ -f "$LOGS/$w.$a.log.server" ]; then
+                    echo "    server log:" >&2
+                    tail -5 "$LOGS/$w.$a.log.server" | sed 's/^/    | /' >&2
+                    cp "$LOGS/$w.$a.log.server" "$LOGS/$w.$a.failed.log.server" 2>/dev/null
+                fi
+            fi
+            el=$(($(date +%s) - START))
+            left=$(($(eta_ms) / 1000))
+            msg=$(printf '[%3d/%d %3d%%] %-17s %-9s run %d/%d  %6.3f s %6d MiB | elapsed %s, left ~%s' \
+                "$DONE" "$TOTAL" $((DONE * 100 / TOTAL)) "$w" "$a" "$k" "$RUNS" "${wall:-0}" \
+                $((${rss:-0} / 1024)) "$(fmt_time $el)" "$(fmt_time $left)")
+            if [ $TTY = 1 ]; then printf '\r\033[K%s' "$msg" >&2; else printf '%s\n' "$msg" >&2; fi
+        done
+    done
+    # one line per workload: median wall time per allocator
+    [ $TTY = 1 ] && printf '\r\033[K' >&2
+    summary=$(printf '%-17s' "$w")
+    for a in "${ALLOC_LIST[@]}"; do
+        m=$(awk -F, -v w="$w" -v a="$a" '$1 == w && $3 == a && $5 == "ok" {print $6}' "$CSV" | median)
+        if [ "$m" = - ]; then summary+=$(printf '  %s FAIL' "$a"); else summary+=$(printf '  %s %.3fs' "$a" "$m"); fi
+    done
+    say "($wi/$NW) $summary"
+    unset BROKEN
+done
+RUN_SECS=$(($(date +%s) - START))
+cp "$CSV" "$OUT/results-$([ "$QUICK" = 1 ] && echo quick || echo full).csv"
+say "bench: measured runs done in $(fmt_time $RUN_SECS)"
+
+# --- instructions per operation ----------------------------------------------------------------
+INSTR_CSV=$OUT/instr.csv
+rm -f "$INSTR_CSV.new"
+if [ "${BENCH_INSTR:-1}" != 0 ]; then
+    if command -v valgrind >/dev/null; then
+        say "bench: instructions per operation (callgrind)"
+        BENCH_INSTR_CSV=$INSTR_CSV.new ALLOCS="${ALLOC_LIST[*]}" QUICK=$QUICK scripts/bench-instr.sh ||
+            warn "scripts/bench-instr.sh failed"
+        [ -s "$INSTR_CSV.new" ] && mv "$INSTR_CSV.new" "$INSTR_CSV"
+    else
+        warn "valgrind not found: no instruction counts (scripts/deps.sh bench installs it)"
+    fi
+fi
+[ -f "$INSTR_CSV.new" ] && rm -f "$INSTR_CSV.new"
+
+# --- metadata and report -------------------------------------------------------------------------
+if [ -n "${MAKELEVEL:-}" ]; then
+    COMMAND="make bench$([ "$QUICK" = 1 ] && echo ' QUICK=1')"
+else
+    COMMAND="$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh"
+fi
+[ -n "$RUNS_ENV" ] && COMMAND="RUNS=$RUNS_ENV $COMMAND"
+[ -n "${ALLOCS:-}" ] && COMMAND="ALLOCS=\"$ALLOCS\" $COMMAND"
+[ -n "${WORKLOADS:-}" ] && COMMAND="WORKLOADS=\"$WORKLOADS\" $COMMAND"
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
+{
+    echo "command=$COMMAND"
+    echo "quick=$QUICK"
+    echo "runs=$RUNS"
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "duration_s=$(($(date +%s) - START))"
+    echo "nproc=$(nproc)"
+    echo "cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "kernel=$(uname -sr)"
+    echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}') (libc6 $(pkgver libc6))"
+    echo "mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "allocators=${ALLOC_LIST[*]}"
+    echo "umalloc_missing=$UMALLOC_MISSING"
+    echo "lib_glibc=libc6 $(pkgver libc6) (no preload)"
+    echo "lib_jemalloc=libjemalloc2 $(pkgver libjemalloc2): ${LIB[jemalloc]}"
+    echo "lib_mimalloc=libmimalloc2.0 $(pkgver libmimalloc2.0): ${LIB[mimalloc]}"
+    echo "lib_tcmalloc=libtcmalloc-minimal4 $(pkgver libtcmalloc-minimal4): ${LIB[tcmalloc]}"
+    umv=$(awk -F'"' '/define UMALLOC_VERSION/ {print $2}' include/umalloc.h 2>/dev/null)
+    echo "lib_umalloc=umalloc ${umv:-?} (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- core preload hugepages numa stats include 2>/dev/null || echo ', modified')): build/libumalloc.so"
+    echo "lib_umalloc-nostats=umalloc built with -DUM_NO_STATS: ${LIB[umalloc-nostats]#"$ROOT"/}"
+    echo "prog_python=$($PY --version 2>&1)"
+    echo "prog_sqlite=sqlite3 $(sqlite3 --version 2>/dev/null | awk '{print $1}')"
+    echo "prog_redis=redis-server $(pkgver redis-server)"
+    echo "cc=$(cc --version | head -1)"
+    echo "failed=${FAILED[*]}"
+    for w in "${WL_NAMES[@]}"; do
+        case ${WL_KIND[$w]} in
+            c) echo "args_$w=${WL_ARGS[$w]}" ;;
+            python) echo "args_$w=PYTHONMALLOC=malloc python3 -S bench/pyobjects.py ${WL_ARGS[$w]}" ;;
+            sqlite) echo "args_$w=sqlite3 :memory: < bench/sqlite.sql with @n = ${WL_ARGS[$w]}" ;;
+            redis) echo "args_$w=redis-server --save '' --appendonly no; bench/redis-client.sh PORT ${WL_ARGS[$w]}" ;;
+        esac
+    done
+} >"$OUT/meta.txt"
+
+if [ "${BENCH_REPORT:-1}" != 0 ]; then
+    if ! command -v gnuplot >/dev/null; then
+        warn "gnuplot not found: the report will have no charts (scripts/deps.sh bench installs gnuplot-nox)"
+    fi
+    $PY scripts/bench-report.py --results "$CSV" --instr "$INSTR_CSV" --meta "$OUT/meta.txt" \
+        --out docs/benchmarks.md --img docs/img || die "scripts/bench-report.py failed"
+fi
+say "bench: done in $(fmt_time $(($(date +%s) - START))); raw results in $CSV"
+
+status=0
+if [ ${#FAILED[@]} -gt 0 ]; then
+    loud "FAILED runs: ${FAILED[*]}" "see build/bench/logs/*.failed.log"
+    status=1
+fi
+if [ $UMALLOC_MISSING = 1 ]; then
+    loud "${LIB[umalloc]} was missing: umalloc was NOT benchmarked."
+    [ "${BENCH_ALLOW_NO_UMALLOC:-0}" = 1 ] || status=1
+fi
+exit $status
