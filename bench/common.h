@@ -1,0 +1,187 @@
+/* Shared helpers for the umalloc benchmark workloads (the C files in bench/).
+ *
+ * Every workload:
+ *  - takes its parameters as name=value arguments (unknown names are an error), so that
+ *    scripts/bench.sh can shrink them for QUICK runs;
+ *  - is deterministic: the random streams are seeded per thread / per round, never from time;
+ *  - checks every block it frees (a tag written at allocation is read back) and prints one
+ *    line "NAME ok checksum=HEX ..." whose content does not depend on the allocator or on
+ *    thread scheduling, so the driver can also compare outputs across allocators;
+ *  - exits 1 on any mismatch or allocation failure.
+ */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *bench_name = "bench";
+
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: FAIL: ", bench_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- arguments: name=value ------------------------------------------------------------------ */
+static int opt_argc;
+static char **opt_argv;
+static unsigned char opt_used[256];
+
+static void opts_init(const char *name, int argc, char **argv)
+{
+    bench_name = name;
+    opt_argc = argc;
+    opt_argv = argv;
+    if (argc > 256)
+        fail("too many arguments");
+}
+
+static long long opt(const char *name, long long def)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < opt_argc; i++) {
+        if (strncmp(opt_argv[i], name, n) == 0 && opt_argv[i][n] == '=') {
+            char *end;
+            errno = 0;
+            long long v = strtoll(opt_argv[i] + n + 1, &end, 0);
+            if (errno || *end)
+                fail("bad number in %s", opt_argv[i]);
+            opt_used[i] = 1;
+            return v;
+        }
+    }
+    return def;
+}
+
+static void opts_done(void)
+{
+    for (int i = 1; i < opt_argc; i++)
+        if (!opt_used[i])
+            fail("unknown argument '%s'", opt_argv[i]);
+}
+
+/* ---- random numbers: splitmix64 seeding, xorshift64* stream ------------------------------- */
+static inline uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+typedef struct { uint64_t s; } rng_t;
+
+static inline rng_t rng_seed(uint64_t a, uint64_t b)
+{
+    rng_t r = { mix64(a * 0x100000001b3ull ^ mix64(b)) | 1 };
+    return r;
+}
+
+static inline uint64_t rng_next(rng_t *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* uniform in [lo, hi] */
+static inline uint64_t rng_range(rng_t *r, uint64_t lo, uint64_t hi)
+{
+    return lo + (uint64_t)(((unsigned __int128)rng_next(r) * (hi - lo + 1)) >> 64);
+}
+
+/* log-uniform in [lo, hi]: density ~ 1/x (a power law of exponent 1) */
+static inline uint64_t rng_loguniform(rng_t *r, uint64_t lo, uint64_t hi)
+{
+    double u = (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    double v = exp(log((double)lo) + u * (log((double)hi + 1.0) - log((double)lo)));
+    uint64_t x = (uint64_t)v;
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* ---- block tags: written at allocation, checked before free ---------------------------------- */
+/* Writes the 8-byte tag at the start (fewer bytes if n < 8) and, for n >= 16, at the end. */
+static inline void tag_write(void *p, size_t n, uint64_t tag)
+{
+    unsigned char *c = p;
+    if (n >= 8) {
+        memcpy(c, &tag, 8);
+        if (n >= 16)
+            memcpy(c + n - 8, &tag, 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            c[i] = (unsigned char)(tag >> (8 * i));
+    }
+}
+
+static inline int tag_ok(const void *p, size_t n, uint64_t tag)
+{
+    const unsigned char *c = p;
+    uint64_t a;
+    if (n >= 8) {
+        memcpy(&a, c, 8);
+        if (a != tag)
+            return 0;
+        if (n >= 16) {
+            memcpy(&a, c + n - 8, 8);
+            if (a != tag)
+                return 0;
+        }
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != (unsigned char)(tag >> (8 * i)))
+            return 0;
+    return 1;
+}
+
+static inline void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        fail("malloc(%zu) returned NULL", n);
+    return p;
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+/* Runs fn(arg_i) on n threads, arg_i = (char *)args + i * size, and joins them. */
+static void run_threads(int n, void *(*fn)(void *), void *args, size_t size)
+{
+    pthread_t tid[256];
+    if (n < 1 || n > 256)
+        fail("bad thread count %d", n);
+    for (int i = 0; i < n; i++) {
+        int e = pthread_create(&tid[i], NULL, fn, (char *)args + (size_t)i * size);
+        if (e)
+            fail("pthread_create: %s", strerror(e));
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(tid[i], NULL);
+}
+
+/* share `total` units over n threads: what thread i does */
+static inline long long share(long long total, int n, int i)
+{
+    return total / n + (i < total % n ? 1 : 0);
+}
+
+#endif

@@ -1,0 +1,118 @@
+/* larson: the Larson & Krishnan server simulation ("Memory allocation for long-running server
+ * applications", ISMM 1998), written from its description.
+ *
+ * The main thread fills one array of `slots` blocks per worker. Then, for `rounds` rounds,
+ * `threads` new threads are started; in round r thread t takes the array that thread t-1 used in
+ * round r-1 (so the blocks it frees were allocated by a thread that has exited, the way a server
+ * hands connections between worker threads) and does its share of `ops`: pick a random slot,
+ * check and free its block, allocate a new one of a random size in [min, max], tag it. At the
+ * end the main thread checks and frees whatever is left.
+ *
+ *   larson threads=2 rounds=20 slots=1000 ops=2000000 min=8 max=1000 seed=1
+ * ops is the total per round, shared by the threads.
+ */
+#include "common.h"
+
+typedef struct {
+    void **ptr;
+    uint32_t *size;
+    uint64_t *tag;
+} slots_t;
+
+typedef struct {
+    slots_t *arr;
+    long long ops;
+    long long nslots;
+    uint64_t seed;
+    uint64_t sum;
+    long long bad;
+} work_t;
+
+static long long g_min, g_max;
+
+static void *worker(void *argp)
+{
+    work_t *w = argp;
+    slots_t *a = w->arr;
+    rng_t r = rng_seed(w->seed, 0x1a2);
+    uint64_t sum = 0;
+    for (long long i = 0; i < w->ops; i++) {
+        uint64_t k = rng_range(&r, 0, (uint64_t)w->nslots - 1);
+        if (!tag_ok(a->ptr[k], a->size[k], a->tag[k]))
+            w->bad++;
+        sum += a->tag[k];
+        free(a->ptr[k]);
+        size_t n = (size_t)rng_range(&r, (uint64_t)g_min, (uint64_t)g_max);
+        uint64_t tag = mix64(w->seed + (uint64_t)i);
+        void *p = xmalloc(n);
+        tag_write(p, n, tag);
+        a->ptr[k] = p;
+        a->size[k] = (uint32_t)n;
+        a->tag[k] = tag;
+    }
+    w->sum = sum;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    opts_init("larson", argc, argv);
+    int threads = (int)opt("threads", 2);
+    long long rounds = opt("rounds", 20);
+    long long nslots = opt("slots", 1000);
+    long long ops = opt("ops", 2000000);
+    g_min = opt("min", 8);
+    g_max = opt("max", 1000);
+    uint64_t seed = (uint64_t)opt("seed", 1);
+    opts_done();
+    if (threads < 1 || nslots < 1 || g_min < 1 || g_max < g_min)
+        fail("bad parameters");
+
+    slots_t *arrs = xmalloc(sizeof(slots_t) * (size_t)threads);
+    rng_t r = rng_seed(seed, 7);
+    for (int t = 0; t < threads; t++) {
+        arrs[t].ptr = xmalloc(sizeof(void *) * (size_t)nslots);
+        arrs[t].size = xmalloc(sizeof(uint32_t) * (size_t)nslots);
+        arrs[t].tag = xmalloc(sizeof(uint64_t) * (size_t)nslots);
+        for (long long k = 0; k < nslots; k++) {
+            size_t n = (size_t)rng_range(&r, (uint64_t)g_min, (uint64_t)g_max);
+            uint64_t tag = rng_next(&r);
+            arrs[t].ptr[k] = xmalloc(n);
+            tag_write(arrs[t].ptr[k], n, tag);
+            arrs[t].size[k] = (uint32_t)n;
+            arrs[t].tag[k] = tag;
+        }
+    }
+
+    work_t *w = xmalloc(sizeof(work_t) * (size_t)threads);
+    uint64_t sum = 0;
+    long long bad = 0;
+    for (long long rd = 0; rd < rounds; rd++) {
+        for (int t = 0; t < threads; t++) {
+            w[t] = (work_t){ .arr = &arrs[(t + rd) % threads], .ops = share(ops, threads, t),
+                             .nslots = nslots, .seed = mix64((uint64_t)rd * 1000 + (uint64_t)t + seed) };
+        }
+        run_threads(threads, worker, w, sizeof(work_t));
+        for (int t = 0; t < threads; t++) {
+            sum += w[t].sum;
+            bad += w[t].bad;
+        }
+    }
+    for (int t = 0; t < threads; t++) {
+        for (long long k = 0; k < nslots; k++) {
+            if (!tag_ok(arrs[t].ptr[k], arrs[t].size[k], arrs[t].tag[k]))
+                bad++;
+            sum += arrs[t].tag[k];
+            free(arrs[t].ptr[k]);
+        }
+        free(arrs[t].ptr);
+        free(arrs[t].size);
+        free(arrs[t].tag);
+    }
+    free(arrs);
+    free(w);
+    if (bad)
+        fail("%lld blocks corrupted", bad);
+    printf("larson ok checksum=%016" PRIx64 " threads=%d ops=%lld\n", sum, threads, rounds * ops);
+    return 0;
+}
