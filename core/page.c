@@ -33,9 +33,9 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     size_t bsize = _x_bin_size(bin);
     page->start = area;
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
-    page->bin = (uint16_t)bin;
+    UM_SHARED_WRITE(page->bin, (uint16_t)bin);
     page->reserved = (uint32_t)(area_size / bsize);
-    page->capacity = 0;
+    UM_SHARED_WRITE(page->capacity, 0);
     page->free = NULL;
     UM_PAGE_LOCAL(page) = NULL;
     UM_SHARED_WRITE(UM_PAGE_USED(page), 0);

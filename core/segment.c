@@ -69,7 +69,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
         um_page_t *page = &seg->pages[i];
         page->index = (uint8_t)i;
         UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
-        page->block_size = 0;
+        UM_SHARED_WRITE(page->block_size, 0);
         atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     }
     _x_segmap_set(seg, UM_SEGMENT_SIZE, seg->page_shift); /* the map entry carries the page shift */
@@ -86,7 +86,10 @@ static um_segment_t *segment_from_cache(um_kind_t kind) {
             size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
             _x_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr);
         }
+        /* It is registered: the statistics walk must not see the layout half changed. */
+        _x_lock(&_x_segments_lock);
         segment_format(seg, kind);
+        _x_unlock(&_x_segments_lock);
     }
     return seg;
 }
@@ -320,11 +323,16 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
     if (atomic_load_explicit(&abandoned_count, UM_RELAXED) == 0) return false;
     _x_lock(&_x_abandoned_lock);
     um_segment_t *seg = abandoned_list;
-    if (seg) { list_remove(&abandoned_list, seg); atomic_fetch_sub_explicit(&abandoned_count, 1, UM_RELAXED); }
+    if (seg) {
+        list_remove(&abandoned_list, seg);
+        atomic_fetch_sub_explicit(&abandoned_count, 1, UM_RELAXED);
+        /* Owned before the lock drops: a statistics walk (which holds this lock) must never
+         * take a segment we are about to change for an ownerless one. */
+        atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
+    }
     _x_unlock(&_x_abandoned_lock);
     if (seg == NULL) return false;
     seg->abandoned = 0;
-    atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
     heap->dirty_pages += seg->dirty_pages;
     list_push(heap_list_of(heap, seg), seg);
     for (size_t i = 0; i < seg->page_count; i++) {

@@ -191,13 +191,14 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
             uint64_t cap = UM_SHARED_READ(page->capacity);
             uint64_t pending = cap > used ? cap - used : 0, free_len = 0;
             if (walk) {
-                uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
+                /* acquire: the pushers' links were written before their releasing CAS */
+                uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire) & ~(uintptr_t)3;
                 uint64_t remote = racy_list_length(page, (const um_block_t *)tf);
                 pending += remote;
                 out->remote_frees += remote;
                 free_len = racy_list_length(page, UM_SHARED_READ(page->free));
             }
-            size_t bin = page->bin;
+            size_t bin = UM_SHARED_READ(page->bin);
             collected[bin] += pending;
             on_free[bin] += free_len;
             uint64_t idle = pending + free_len;
