@@ -178,19 +178,21 @@ static size_t o_format_nodes(unsigned long long mask, char *buf, size_t cap) {
 
 /* ---- parsing ------------------------------------------------------------------------------- */
 
-static int o_parse_size(const um_option_desc *d, const char *s, size_t n, long long *out) {
+/* A number, optional blanks, an optional suffix from `units` (the first entry, "", is the unit
+ * without a suffix), scaled, overflow-checked and range-checked against d. */
+typedef struct { const char *suffix; unsigned long long mult; } o_unit;
+
+static int o_parse_scaled(const um_option_desc *d, const o_unit *units, size_t nunits, const char *s, size_t n, long long *out) {
     size_t pos = 0;
     unsigned long long v;
     if (o_parse_digits(s, n, &pos, (unsigned long long)LLONG_MAX, &v) != 0) return -1;
     while (pos < n && o_isspace(s[pos])) pos++;
     const char *suf = s + pos;
     size_t sn = n - pos;
-    unsigned long long mult;
-    if (sn == 0 || o_ieq(suf, sn, "b")) mult = 1;
-    else if (o_ieq(suf, sn, "k") || o_ieq(suf, sn, "kib") || o_ieq(suf, sn, "kb")) mult = UM_KiB;
-    else if (o_ieq(suf, sn, "m") || o_ieq(suf, sn, "mib") || o_ieq(suf, sn, "mb")) mult = UM_MiB;
-    else if (o_ieq(suf, sn, "g") || o_ieq(suf, sn, "gib") || o_ieq(suf, sn, "gb")) mult = UM_GiB;
-    else return -1;
+    unsigned long long mult = 0;
+    for (size_t i = 0; i < nunits && mult == 0; i++)
+        if ((sn == 0 && i == 0) || (sn != 0 && o_ieq(suf, sn, units[i].suffix))) mult = units[i].mult;
+    if (mult == 0) return -1;
     if (v > (unsigned long long)LLONG_MAX / mult) return -1; /* overflow */
     long long r = (long long)(v * mult);
     if (r < d->min || r > d->max) return -1;
@@ -198,22 +200,20 @@ static int o_parse_size(const um_option_desc *d, const char *s, size_t n, long l
     return 0;
 }
 
+/* Sizes: K, M, G with or without "iB" or "B", any case, all powers of 1024. */
+static const o_unit o_size_units[] = {
+    {"", 1}, {"b", 1}, {"k", UM_KiB}, {"kib", UM_KiB}, {"kb", UM_KiB}, {"m", UM_MiB}, {"mib", UM_MiB},
+    {"mb", UM_MiB}, {"g", UM_GiB}, {"gib", UM_GiB}, {"gb", UM_GiB},
+};
+/* Durations: a plain number is milliseconds. */
+static const o_unit o_duration_units[] = {{"", 1}, {"ms", 1}, {"s", 1000}};
+
+static int o_parse_size(const um_option_desc *d, const char *s, size_t n, long long *out) {
+    return o_parse_scaled(d, o_size_units, sizeof o_size_units / sizeof *o_size_units, s, n, out);
+}
+
 static int o_parse_duration(const um_option_desc *d, const char *s, size_t n, long long *out) {
-    size_t pos = 0;
-    unsigned long long v;
-    if (o_parse_digits(s, n, &pos, (unsigned long long)LLONG_MAX, &v) != 0) return -1;
-    while (pos < n && o_isspace(s[pos])) pos++;
-    const char *suf = s + pos;
-    size_t sn = n - pos;
-    unsigned long long mult;
-    if (sn == 0 || o_ieq(suf, sn, "ms")) mult = 1;
-    else if (o_ieq(suf, sn, "s")) mult = 1000;
-    else return -1;
-    if (v > (unsigned long long)LLONG_MAX / mult) return -1;
-    long long r = (long long)(v * mult);
-    if (r < d->min || r > d->max) return -1;
-    *out = r;
-    return 0;
+    return o_parse_scaled(d, o_duration_units, sizeof o_duration_units / sizeof *o_duration_units, s, n, out);
 }
 
 static int o_parse_int(const um_option_desc *d, const char *s, size_t n, long long *out) {

@@ -429,13 +429,17 @@ um_option_source _x_option_source(um_option_id id) {
 UM_EXPORT int um_option_get(const char *name, long long *value);
 UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len);
 
-UM_EXPORT int um_option_get(const char *name, long long *value) {
+/* The option a public call names, or NULL with errno = ENOENT. */
+static const um_option_desc *o_lookup(const char *name) {
     _x_options_init();
     const um_option_desc *d = name ? _x_option_find(name, o_strlen(name)) : NULL;
-    if (d == NULL) {
-        errno = ENOENT;
-        return -1;
-    }
+    if (d == NULL) errno = ENOENT;
+    return d;
+}
+
+UM_EXPORT int um_option_get(const char *name, long long *value) {
+    const um_option_desc *d = o_lookup(name);
+    if (d == NULL) return -1;
     um_option_id id = (um_option_id)(d - _x_option_table);
     if (value != NULL) {
         *value = d->type == UM_OT_STRING ? (long long)o_strlen(_x_option_str(id))
@@ -445,12 +449,8 @@ UM_EXPORT int um_option_get(const char *name, long long *value) {
 }
 
 UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len) {
-    _x_options_init();
-    const um_option_desc *d = name ? _x_option_find(name, o_strlen(name)) : NULL;
-    if (d == NULL) {
-        errno = ENOENT;
-        return -1;
-    }
+    const um_option_desc *d = o_lookup(name);
+    if (d == NULL) return -1;
     um_option_id id = (um_option_id)(d - _x_option_table);
     char tmp[128];
     const char *text = tmp;
