@@ -206,7 +206,6 @@ void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     if (nseg == seg && new_size != old_size) return NULL;
     size_t new_usable = _x_huge_usable(nseg, nseg->pages[0].start);
     atomic_fetch_add_explicit(&_x_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
-    if (new_usable > old_usable) _x_stats_carved(new_usable - old_usable);
-    else _x_stats_uncarved(old_usable - new_usable);
+    if (new_usable > old_usable) _x_stats_huge(0, 0);
     return nseg->pages[0].start;
 }

@@ -396,6 +396,30 @@ def main():
                  "CPU time %s, peak RSS %s." % tuple(("%.2f×" % x) if x else "-" for x in (wall_um, cpu_um, rss_um)))
         L.append("")
 
+    if "umalloc" in allocs and "umalloc-nostats" in allocs:
+        # What statistics counting costs: the same library built with -DUM_NO_STATS, side by side.
+        L.append("## Cost of statistics counting")
+        L.append("")
+        L.append("umalloc against the same library built with the counting compiled out "
+                 "(`build/nostats/libumalloc.so`, `-DUM_NO_STATS=1`), median of each, in the same "
+                 "interleaved runs. Above 1 means counting costs that much.")
+        L.append("")
+        L.append("| workload | wall: umalloc / no-stats | CPU: umalloc / no-stats |")
+        L.append("|---|---:|---:|")
+        rw, rc = [], []
+        for w in workloads:
+            cells = [w]
+            for metric, acc in (("wall", rw), ("cpu", rc)):
+                a, b = med[metric][w]["umalloc"], med[metric][w]["umalloc-nostats"]
+                if a and b:
+                    acc.append(a / b)
+                    cells.append("%.3f" % (a / b))
+                else:
+                    cells.append("-")
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("| **geometric mean** | **%s** | **%s** |" % tuple(("%.3f" % geomean(x)) if x else "-" for x in (rw, rc)))
+        L.append("")
+
     L.append("## Wall time")
     L.append("")
     if "time" in charts:

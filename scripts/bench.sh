@@ -12,7 +12,7 @@
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc (the default), and
-#                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out; opt-in)
+#                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out: what counting costs)
 #   WORKLOADS="..." subset of workload names, shell patterns allowed ("churn-* redis")
 #   BENCH_INSTR=0  skip the instruction counts
 #   BENCH_REPORT=0 do not rewrite docs/benchmarks.md (results stay in build/bench/)
@@ -66,15 +66,15 @@ LIB[jemalloc]=$(libpath libjemalloc2 'libjemalloc\.so\.2' /usr/lib/x86_64-linux-
 LIB[mimalloc]=$(libpath libmimalloc2.0 'libmimalloc\.so\.2' /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
 LIB[tcmalloc]=$(libpath libtcmalloc-minimal4 'libtcmalloc_minimal\.so\.4' /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
 LIB[umalloc]=${BENCH_UMALLOC:-$ROOT/build/libumalloc.so}
-# opt-in (ALLOCS="... umalloc-nostats"): the Makefile's build with statistics compiled out
+# the Makefile's build with statistics compiled out, to show what counting costs
 LIB[umalloc-nostats]=${BENCH_UMALLOC_NOSTATS:-$ROOT/build/nostats/libumalloc.so}
 # glibc's own malloc, for programs linked against another allocator (redis-server links
 # jemalloc): preloading libc puts its malloc first in the lookup order.
 LIBC=$(ldconfig -p 2>/dev/null | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
 [ -n "$LIBC" ] || LIBC=/lib/x86_64-linux-gnu/libc.so.6
 
-DEFAULT_ALLOCS="glibc jemalloc mimalloc tcmalloc umalloc"
-ALL_ALLOCS="$DEFAULT_ALLOCS umalloc-nostats"
+DEFAULT_ALLOCS="glibc jemalloc mimalloc tcmalloc umalloc umalloc-nostats"
+ALL_ALLOCS="$DEFAULT_ALLOCS"
 WANT_ALLOCS=${ALLOCS:-$DEFAULT_ALLOCS}
 ALLOC_LIST=()
 UMALLOC_MISSING=0

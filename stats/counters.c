@@ -14,6 +14,7 @@ static struct {
     _Atomic uint64_t failed, invalid, null_frees;
     _Atomic uint64_t huge_allocs, huge_frees, huge_usable_total;
     _Atomic uint64_t carved, next_sample, peak_live;
+    _Atomic uint64_t sampled_pooled_live; /* live bytes outside huge blocks at the last snapshot */
     _Atomic uint64_t node_mapped[UM_STATS_NODES];
     _Atomic uint64_t kind_mapped[UM_PAGES_KINDS];
 } g;
@@ -22,6 +23,11 @@ static um_heap_stats_t exited;  /* folded counters of exited threads (registry l
 static uint64_t exited_threads;
 
 #define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
+
+static void peak_raise(uint64_t live) {
+    uint64_t peak = atomic_load_explicit(&g.peak_live, UM_RELAXED);
+    while (live > peak && !atomic_compare_exchange_weak(&g.peak_live, &peak, live)) {}
+}
 
 #if !(defined(UM_NO_STATS) && UM_NO_STATS)
 
@@ -46,9 +52,19 @@ void _x_stats_failed(void) { ADD(g.failed, 1); }
 void _x_stats_invalid(void) { ADD(g.invalid, 1); }
 void _x_stats_null_free(void) { ADD(g.null_frees, 1); }
 
+/* Huge blocks need no walk: their live bytes are an exact atomic. A new or grown one raises the
+ * peak to (pooled live at the last snapshot + huge live now), without the cost of a snapshot.
+ * sign: +1 handed out, -1 freed, 0 resized. */
 void _x_stats_huge(int sign, size_t usable) {
-    if (sign > 0) { ADD(g.huge_allocs, 1); ADD(g.huge_usable_total, usable); _x_stats_carved(usable); }
-    else { ADD(g.huge_frees, 1); _x_stats_uncarved(usable); }
+    if (sign == 0) {
+        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&_x_huge_live_bytes, UM_RELAXED));
+    } else if (sign > 0) {
+        ADD(g.huge_allocs, 1);
+        ADD(g.huge_usable_total, usable);
+        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&_x_huge_live_bytes, UM_RELAXED));
+    } else {
+        ADD(g.huge_frees, 1);
+    }
 }
 
 void _x_stats_mapped(const um_segment_t *seg, int sign) {
@@ -251,9 +267,10 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     }
     for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&g.kind_mapped[k], UM_RELAXED);
 
-    uint64_t peak = atomic_load_explicit(&g.peak_live, UM_RELAXED);
-    while (out->live_bytes > peak && !atomic_compare_exchange_weak(&g.peak_live, &peak, out->live_bytes)) {}
-    out->peak_live_bytes = out->live_bytes > peak ? out->live_bytes : peak;
+    atomic_store_explicit(&g.sampled_pooled_live, out->live_bytes - out->large_bytes, UM_RELAXED);
+    peak_raise(out->live_bytes);
+    out->peak_live_bytes = atomic_load_explicit(&g.peak_live, UM_RELAXED);
+    if (out->peak_live_bytes < out->live_bytes) out->peak_live_bytes = out->live_bytes;
 #if defined(UM_STATS_REQUESTED) && UM_STATS_REQUESTED
     out->requested_counted = 1;
 #endif

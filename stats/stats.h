@@ -23,8 +23,9 @@ _Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size 
  * releases its last lock (_x_stats_run_deferred). Returns 0 on success.
  *
  * peak_live_bytes is exact live bytes at sampled moments: every snapshot, and every time the
- * bytes carved into blocks (a bound on live bytes that only slow paths move) pass 9/8 of what
- * they were at the last sample. Live bytes can only reach a new high by carving new blocks or
+ * bytes carved into pooled blocks (a bound on live bytes that only slow paths move) pass 9/8 of
+ * what they were at the last sample; a huge block, whose bytes are counted exactly, raises it to
+ * the pooled live bytes of the last sample plus the huge bytes live now. Live bytes can only reach a new high by carving new blocks or
  * by reusing ones carved before, so the true peak is at most 9/8 of the reported one plus what
  * was reused between samples; in practice the two agree to a few percent. */
 int _x_stats_snapshot(um_stats_t *out, int in_signal);
@@ -59,7 +60,7 @@ void _x_stats_internal(int allocs, int frees); /* blocks an entry point made or 
 void _x_stats_failed(void);              /* an allocation returned NULL */
 void _x_stats_invalid(void);             /* a free of something that is not a live block */
 void _x_stats_null_free(void);
-void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1) or freed (-1) */
+void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1), freed (-1) or resized (0) */
 void _x_stats_mapped(const um_segment_t *seg, int sign);
 #endif
 
