@@ -253,6 +253,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="build/bench/results.csv")
     ap.add_argument("--instr", default="build/bench/instr.csv")
+    ap.add_argument("--cost", default="build/bench/stats-cost.csv")
     ap.add_argument("--meta", default="build/bench/meta.txt")
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--img", default="docs/img")
@@ -404,11 +405,29 @@ def main():
                  "(`build/nostats/libumalloc.so`, `-DUM_NO_STATS=1`), median of each, in the same "
                  "interleaved runs. Above 1 means counting costs that much.")
         L.append("")
-        L.append("| workload | wall: umalloc / no-stats | CPU: umalloc / no-stats |")
-        L.append("|---|---:|---:|")
-        rw, rc = [], []
+        cost = {}
+        if os.path.exists(args.cost):
+            with open(args.cost) as f:
+                for r in csv.DictReader(f):
+                    try:
+                        cost[r["workload"]] = int(r["ir_umalloc"]) / int(r["ir_nostats"])
+                    except (ValueError, ZeroDivisionError, KeyError):
+                        pass
+        if cost:
+            L.append("The *instructions* column is the deterministic measure: the whole program's "
+                     "instructions under callgrind at the QUICK sizes, umalloc / no-stats. Wall and "
+                     "CPU time move by several percent between identical runs here, in both directions.")
+            L.append("")
+        L.append("| workload | instructions: umalloc / no-stats | wall: umalloc / no-stats | CPU: umalloc / no-stats |")
+        L.append("|---|---:|---:|---:|")
+        rw, rc, ri = [], [], []
         for w in workloads:
             cells = [w]
+            if w in cost:
+                ri.append(cost[w])
+                cells.append("%.4f" % cost[w])
+            else:
+                cells.append("-")
             for metric, acc in (("wall", rw), ("cpu", rc)):
                 a, b = med[metric][w]["umalloc"], med[metric][w]["umalloc-nostats"]
                 if a and b:
@@ -417,7 +436,7 @@ def main():
                 else:
                     cells.append("-")
             L.append("| " + " | ".join(cells) + " |")
-        L.append("| **geometric mean** | **%s** | **%s** |" % tuple(("%.3f" % geomean(x)) if x else "-" for x in (rw, rc)))
+        L.append("| **geometric mean** | **%s** | **%s** | **%s** |" % tuple(("%.4f" % geomean(x)) if x else "-" for x in (ri, rw, rc)))
         L.append("")
 
     L.append("## Wall time")

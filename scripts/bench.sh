@@ -331,6 +331,33 @@ if [ "${BENCH_INSTR:-1}" != 0 ]; then
 fi
 [ -f "$INSTR_CSV.new" ] && rm -f "$INSTR_CSV.new"
 
+# --- what statistics counting costs, in instructions -----------------------------------------------
+# Wall time on this machine moves by more than the few percent counting might cost, so the
+# same workloads also run under callgrind (deterministic) with umalloc and with the no-stats
+# build, at their QUICK sizes: total instructions of the whole program, side by side.
+COST_CSV=$OUT/stats-cost.csv
+rm -f "$COST_CSV"
+if [ "${BENCH_INSTR:-1}" != 0 ] && [ "$QUICK" != 1 ] && command -v valgrind >/dev/null &&
+    [[ " ${ALLOC_LIST[*]} " == *" umalloc "* ]] && [[ " ${ALLOC_LIST[*]} " == *" umalloc-nostats "* ]]; then
+    say "bench: cost of statistics counting, in instructions (callgrind)"
+    echo "workload,ir_umalloc,ir_nostats" >"$COST_CSV.new"
+    while IFS='|' read -r name _threads kind _full quick _est; do
+        [ "$kind" = c ] || continue
+        [[ " ${WL_NAMES[*]} " == *" $name "* ]] || continue
+        read -r prog pargs <<<"$quick"
+        row="$name"
+        for a in umalloc umalloc-nostats; do
+            # shellcheck disable=SC2086
+            ir=$(LD_PRELOAD=${LIB[$a]} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+                "$BIN/$prog" $pargs 2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1)
+            row="$row,${ir:-}"
+        done
+        echo "$row" >>"$COST_CSV.new"
+        printf '  %-18s %s\n' "$name" "${row#*,}"
+    done <<<"$WORKLOAD_TABLE"
+    mv "$COST_CSV.new" "$COST_CSV"
+fi
+
 # --- metadata and report -------------------------------------------------------------------------
 if [ -n "${MAKELEVEL:-}" ]; then
     COMMAND="make bench$([ "$QUICK" = 1 ] && echo ' QUICK=1')"
@@ -380,7 +407,7 @@ if [ "${BENCH_REPORT:-1}" != 0 ]; then
     if ! command -v gnuplot >/dev/null; then
         warn "gnuplot not found: the report will have no charts (scripts/deps.sh bench installs gnuplot-nox)"
     fi
-    $PY scripts/bench-report.py --results "$CSV" --instr "$INSTR_CSV" --meta "$OUT/meta.txt" \
+    $PY scripts/bench-report.py --results "$CSV" --instr "$INSTR_CSV" --meta "$OUT/meta.txt" --cost "$COST_CSV" \
         --out docs/benchmarks.md --img docs/img || die "scripts/bench-report.py failed"
 fi
 say "bench: done in $(fmt_time $(($(date +%s) - START))); raw results in $CSV"
