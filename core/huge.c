@@ -186,8 +186,10 @@ void _x_huge_free(um_segment_t *seg, void *p) {
 
 /* Grow or shrink in the kernel: mremap moves page tables, never bytes. */
 void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
-    if (p != seg->pages[0].start || seg->map_base != (void *)seg) return NULL; /* over-aligned: copy */
     size_t offset = (size_t)((uint8_t *)p - (uint8_t *)seg);
+    /* Only a block whose header shares its 4 MiB unit: an over-aligned one (header in the unit
+     * below, map entry UM_MAP_HUGE_PREV) is copied instead. */
+    if (p != seg->pages[0].start || seg->map_base != (void *)seg || offset >= UM_SEGMENT_SIZE) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
     size_t new_size = round_page(offset + size), old_size = seg->map_size;
     size_t old_usable = _x_huge_usable(seg, p);

@@ -244,3 +244,26 @@ Test(align, aligned_mixed_with_plain_blocks)
         um_free(slot[i].p);
     }
 }
+
+/* A block aligned to 4 MiB or more has its header in the 4 MiB unit below it. Growing it by
+ * realloc once lost that (its map entry became "interior"), so freeing the result was refused
+ * and the block leaked. */
+Test(align, realloc_of_over_aligned_huge_blocks_then_free, .timeout = 60)
+{
+    const size_t aligns[] = {(size_t)4 << 20, (size_t)8 << 20, (size_t)64 << 20};
+    um_totals_t base = tu_totals();
+    for (size_t i = 0; i < sizeof aligns / sizeof *aligns; i++) {
+        void *p = NULL;
+        cr_assert_eq(um_posix_memalign(&p, aligns[i], 1000), 0);
+        cr_assert_eq((uintptr_t)p & (aligns[i] - 1), 0, "alignment %zu", aligns[i]);
+        memset(p, 0x5a, 1000);
+        unsigned char *q = um_realloc(p, (size_t)5 << 20);
+        cr_assert_not_null(q);
+        cr_assert_eq(tu_check_byte(q, 1000, 0x5a), -1, "contents lost growing an over-aligned block");
+        cr_assert_eq(um_owns(q), 1, "the grown block is not recognised as ours");
+        um_free(q);
+    }
+    um_totals_t end = tu_totals();
+    cr_assert_eq(end.live_blocks, base.live_blocks, "blocks leaked: %zu -> %zu", base.live_blocks, end.live_blocks);
+    cr_assert_eq(end.large_bytes, base.large_bytes, "large bytes leaked");
+}
