@@ -104,7 +104,10 @@ void _x_stats_carved(size_t bytes) {
     uint64_t now = ADD(g.carved, bytes) + bytes;
     uint64_t next = atomic_load_explicit(&g.next_sample, UM_RELAXED);
     if (now < next) return;
-    if (!atomic_compare_exchange_strong(&g.next_sample, &next, now + now / 8)) return; /* another thread samples */
+    /* The next sample at 9/8 of this, and at least 1 MiB on: a small program pays for a
+     * handful of snapshots, not one per few KiB it carves. */
+    uint64_t step = now / 8 > ((uint64_t)1 << 20) ? now / 8 : ((uint64_t)1 << 20);
+    if (!atomic_compare_exchange_strong(&g.next_sample, &next, now + step)) return; /* another thread samples */
     /* A snapshot is 5 KiB: too much for the stack of a thread that may have a small one. */
     static um_stats_t sample;
     static _Atomic int sampling;

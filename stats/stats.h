@@ -24,7 +24,7 @@ _Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size 
  *
  * peak_live_bytes is exact live bytes at sampled moments: every snapshot, and every time the
  * bytes carved into pooled blocks (a bound on live bytes that only slow paths move) pass 9/8 of
- * what they were at the last sample; a huge block, whose bytes are counted exactly, raises it to
+ * what they were at the last sample, and 1 MiB more at least; a huge block, whose bytes are counted exactly, raises it to
  * the pooled live bytes of the last sample plus the huge bytes live now. Live bytes can only reach a new high by carving new blocks or
  * by reusing ones carved before, so the true peak is at most 9/8 of the reported one plus what
  * was reused between samples; in practice the two agree to a few percent. */
