@@ -1,6 +1,7 @@
 /* The two fast paths, inline, so that the exported malloc/free (preload/) and um_malloc/um_free
  * (core/api.c) each contain them without a call or jump in between. Every instruction here is
- * paid on every allocation: see docs/design.md "Fast path" for the count and why each is there. */
+ * paid on every allocation: see docs/design.md, "Thread heaps and the fast path",
+ * for the count and why each is there. */
 #ifndef UM_FASTPATH_H
 #define UM_FASTPATH_H
 
