@@ -10,7 +10,7 @@
 #include "numa/arena.h"
 #include "stats/stats.h"
 
-_Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks;
+_Atomic size_t _x_huge_live_bytes;
 
 /* Freed huge mappings are kept a while for the next huge allocation of about the same size:
  * mapping, trimming and faulting in a fresh block costs far more than the memset-free reuse
@@ -123,7 +123,6 @@ static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
     }
     _x_segment_register(seg);
     atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
-    atomic_fetch_add_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
     _x_stats_huge(1, _x_huge_usable(seg, block));
 }
 
@@ -177,7 +176,6 @@ void _x_huge_free(um_segment_t *seg, void *p) {
     if (UM_UNLIKELY(p != seg->pages[0].start)) { _x_warn_ptr("free of a pointer inside a large block:", p); return; }
     _x_stats_huge(-1, _x_huge_usable(seg, p));
     atomic_fetch_sub_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, p), UM_RELAXED);
-    atomic_fetch_sub_explicit(&_x_huge_live_blocks, 1, UM_RELAXED);
     _x_segment_unregister(seg);
     _x_segmap_clear(seg->map_base, seg->map_size);
     if (!cache_put(seg)) huge_unmap(seg);

@@ -168,14 +168,13 @@ size_t _x_segment_reclaim_empty_abandoned(void);
 void _x_segment_register(um_segment_t *seg);
 void _x_segment_unregister(um_segment_t *seg);
 extern um_segment_t *_x_segment_registry;
-extern size_t _x_segment_count;
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *_x_huge_alloc(size_t size, size_t align);
 void _x_huge_free(um_segment_t *seg, void *p);
 void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size);
 size_t _x_huge_usable(um_segment_t *seg, const void *p);
-extern _Atomic size_t _x_huge_live_bytes, _x_huge_live_blocks, _x_huge_cached_bytes;
+extern _Atomic size_t _x_huge_live_bytes, _x_huge_cached_bytes;
 void _x_huge_cache_trim(bool force);
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */

@@ -10,7 +10,6 @@
 #include "stats/stats.h"
 
 um_segment_t *_x_segment_registry;
-size_t _x_segment_count;
 
 static um_segment_t *abandoned_list;
 static _Atomic size_t abandoned_count; /* written under the lock, read without it as a hint */
@@ -28,7 +27,6 @@ void _x_segment_register(um_segment_t *seg) {
     seg->all_next = _x_segment_registry;
     if (_x_segment_registry) _x_segment_registry->all_prev = seg;
     _x_segment_registry = seg;
-    _x_segment_count++;
     _x_unlock(&_x_segments_lock);
 }
 
@@ -37,7 +35,6 @@ void _x_segment_unregister(um_segment_t *seg) {
     if (seg->all_prev) seg->all_prev->all_next = seg->all_next;
     else _x_segment_registry = seg->all_next;
     if (seg->all_next) seg->all_next->all_prev = seg->all_prev;
-    _x_segment_count--;
     _x_unlock(&_x_segments_lock);
 }
 

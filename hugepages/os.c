@@ -41,9 +41,7 @@ static _Atomic uintptr_t os_hint;
 
 static void *map_plain(void *hint, size_t size, int extra) {
     void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    atomic_fetch_add_explicit(&_x_os_stats.maps, 1, memory_order_relaxed);
-    return p;
+    return p == MAP_FAILED ? NULL : p;
 }
 
 /* Try the hint region: claim [hint, hint + size) and map it exactly there. */
@@ -85,7 +83,6 @@ void *_x_os_map_aligned(size_t size, size_t align) {
         if (tail) munmap(aligned + size, tail);
         p = aligned;
     }
-    atomic_fetch_add_explicit(&_x_os_stats.mapped, size, memory_order_relaxed);
     return p;
 }
 
@@ -93,7 +90,6 @@ void _x_os_unmap(void *p, size_t size) {
     size_t ps = _x_os_page_size();
     size = (size + ps - 1) & ~(ps - 1);
     if (munmap(p, size) == 0) {
-        atomic_fetch_sub_explicit(&_x_os_stats.mapped, size, memory_order_relaxed);
         atomic_fetch_add_explicit(&_x_os_stats.unmaps, 1, memory_order_relaxed);
     }
 }
@@ -129,10 +125,7 @@ void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
             _x_os_unmap(dst, new_size);
             return NULL;
         }
-        atomic_fetch_sub_explicit(&_x_os_stats.mapped, new_size, memory_order_relaxed); /* dst counted twice */
     }
-    if (new_size >= old_size) atomic_fetch_add_explicit(&_x_os_stats.mapped, new_size - old_size, memory_order_relaxed);
-    else atomic_fetch_sub_explicit(&_x_os_stats.mapped, old_size - new_size, memory_order_relaxed);
     return q;
 }
 

@@ -24,13 +24,11 @@ uint64_t _x_os_now_ms(void);
 /* Write to stderr with no stdio and no malloc (async-signal-safe). */
 void _x_os_write_err(const char *s, size_t n);
 
-/* Process-wide counters of what the OS gave us (relaxed atomics, updated on slow paths). */
+/* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is
+ * mapped is counted per segment by the statistics walk (stats/counters.c). */
 typedef struct um_os_stats_s {
-    _Atomic size_t mapped;    /* bytes currently mapped */
-    _Atomic size_t purged;    /* bytes currently mapped but purged (not resident) */
     _Atomic size_t purged_total; /* bytes purged since start */
-    _Atomic size_t maps;      /* mmap calls */
-    _Atomic size_t unmaps;    /* munmap calls */
+    _Atomic size_t unmaps;       /* munmap calls (um_trim reports whether it released anything) */
 } um_os_stats_t;
 extern um_os_stats_t _x_os_stats;
 
