@@ -113,7 +113,7 @@ UM_API int um_trim(size_t pad) {
     size_t before = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
     size_t unmapped_before = atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED);
     atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
-    _x_segment_reclaim_empty_abandoned();
+    _x_segment_reclaim_all();
     um_heap_t *heap = _x_heap_for_thread();
     if (heap != NULL) _x_segment_purge(heap, true);
     _x_segment_cache_trim(true);

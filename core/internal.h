@@ -153,7 +153,7 @@ void _x_page_retire_slot(_Atomic uintptr_t *owner);      /* the same, from free'
 void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void _x_page_queue_push(um_heap_t *heap, um_page_t *page);
 void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
-bool _x_page_set_never_delayed(um_page_t *page);
+void _x_page_set_never_delayed(um_page_t *page);
 uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
 void *_x_block_start(um_segment_t *seg, um_page_t *page, const void *p);
 
@@ -164,7 +164,7 @@ void _x_segment_purge(um_heap_t *heap, bool force);
 void _x_segment_abandon_all(um_heap_t *heap);
 bool _x_segment_reclaim_one(um_heap_t *heap);
 void _x_segment_cache_trim(bool force);
-size_t _x_segment_reclaim_empty_abandoned(void);
+size_t _x_segment_reclaim_all(void);
 void _x_segment_register(um_segment_t *seg);
 void _x_segment_unregister(um_segment_t *seg);
 extern um_segment_t *_x_segment_registry;

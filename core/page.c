@@ -153,7 +153,7 @@ static void page_unfull(um_heap_t *heap, um_page_t *page) {
 
 /* Set the delay state to NEVER, waiting out a remote thread in the middle of a delayed free.
  * After this no remote free will touch the owning heap. */
-bool _x_page_set_never_delayed(um_page_t *page) {
+void _x_page_set_never_delayed(um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     for (;;) {
         if ((tf & 3) == UM_DELAY_FREEING) {
@@ -162,7 +162,7 @@ bool _x_page_set_never_delayed(um_page_t *page) {
             continue;
         }
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, memory_order_acq_rel, UM_RELAXED))
-            return true;
+            return;
     }
 }
 
@@ -207,7 +207,9 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
  * purge a page each time); otherwise give the slot back to the segment. */
 void _x_page_retire(um_heap_t *heap, um_page_t *page) {
-    if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    /* Both callers come with the page in its queue: the fast path only when the owner word has
+     * no flag, _x_page_local_free_slow after taking it out of "full". */
+    UM_CHECK(!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL));
     um_page_queue_t *q = &heap->queues[page->bin];
     if (q->first == page && page->next == NULL) return;
     _x_page_queue_remove(heap, page);

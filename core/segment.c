@@ -353,7 +353,7 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
 }
 
 /* Adopt every abandoned segment (the caller's heap keeps those with live blocks). */
-size_t _x_segment_reclaim_empty_abandoned(void) {
+size_t _x_segment_reclaim_all(void) {
     um_heap_t *heap = _x_heap_for_thread();
     size_t n = 0;
     if (heap == NULL) return 0;

@@ -134,15 +134,3 @@ uint64_t _x_os_now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, ~20 ns */
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
-
-void _x_os_write_err(const char *s, size_t n) {
-    int saved = errno;
-    while (n > 0) {
-        ssize_t w = write(2, s, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        s += w;
-        n -= (size_t)w;
-    }
-    errno = saved;
-}

@@ -21,8 +21,6 @@ size_t _x_os_page_size(void);
  * more that will be written through. Returns 1 if the kernel took the advice. */
 int _x_os_advise_huge(void *p, size_t size);
 uint64_t _x_os_now_ms(void);
-/* Write to stderr with no stdio and no malloc (async-signal-safe). */
-void _x_os_write_err(const char *s, size_t n);
 
 /* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is
  * mapped is counted per segment by the statistics walk (stats/counters.c). */
