@@ -171,11 +171,27 @@ extern um_segment_t *_x_segment_registry;
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *_x_huge_alloc(size_t size, size_t align);
+void *_x_huge_alloc_growable(size_t size); /* for realloc: a block mremap can grow */
 void _x_huge_free(um_segment_t *seg, void *p);
 void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size);
 size_t _x_huge_usable(um_segment_t *seg, const void *p);
-extern _Atomic size_t _x_huge_live_bytes, _x_huge_cached_bytes;
+extern _Atomic size_t _x_huge_live_bytes;
+
+/* ---- huge_cache.c ----------------------------------------------------------------------- */
+typedef struct um_huge_take_s {
+    uint8_t *base;     /* 4 MiB-aligned start of a mapping of the asked size */
+    uint8_t is_zero;   /* every byte reads as zero (purged or fresh) */
+    uint8_t page_kind; /* UM_PAGES_*: what backs it */
+    uint8_t multi_vma; /* made of several kernel mappings: mremap can't grow or move it */
+} um_huge_take_t;
+/* A mapping of `size` bytes for a huge block on `node`, made of cached memory; false if the
+ * cache has nothing for it (the caller maps fresh memory). one_vma: the block will be grown
+ * with mremap, so it must be one kernel mapping. */
+bool _x_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out);
+/* Keep a freed huge mapping for reuse; false if it doesn't fit (the caller unmaps it). */
+bool _x_huge_cache_put(void *base, size_t size, int node, unsigned page_kind);
 void _x_huge_cache_trim(bool force);
+extern _Atomic size_t _x_huge_cached_bytes;
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
 void *_x_malloc(size_t size);

@@ -117,6 +117,8 @@ typedef struct um_segment_s {
     int16_t node;             /* NUMA node the memory is bound to, -1 if none */
     uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G */
     uint8_t abandoned;        /* on the abandoned list */
+    uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so
+                               * mremap can't resize it (realloc copies it once, to one mapping) */
     size_t map_size;          /* bytes mapped from map_base (a huge segment is larger than 4 MiB) */
     void *map_base;           /* what to unmap (differs from the segment for aligned huge blocks) */
     _Atomic(struct um_heap_s *) heap; /* owning heap; NULL when abandoned or huge */

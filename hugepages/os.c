@@ -129,6 +129,28 @@ void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
     return q;
 }
 
+int _x_os_move(void *from, size_t size, void *dst) {
+    int saved = errno;
+    void *q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    errno = saved;
+    return q == dst ? 0 : -1;
+}
+
+void *_x_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
+    int saved = errno;
+    void *q = NULL;
+    if (((uintptr_t)p & (align - 1)) == 0) q = _x_os_remap(p, old_size, new_size, align);
+    else {
+        void *dst = _x_os_map_aligned(new_size, align);
+        if (dst != NULL) {
+            q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+            if (q == MAP_FAILED) { _x_os_unmap(dst, new_size); q = NULL; }
+        }
+    }
+    errno = saved;
+    return q;
+}
+
 uint64_t _x_os_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, ~20 ns */

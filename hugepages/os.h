@@ -16,6 +16,13 @@ void _x_os_purge(void *p, size_t size);
 /* Resize a mapping; moves it to a fresh `align`-aligned place if it cannot grow in place.
  * Returns the new address or NULL (the old mapping is then untouched). */
 void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
+/* Move the pages of [from, from + size) to dst (replacing what is mapped there): page tables
+ * move, no byte is copied or cleared. 0 on success, -1 if the kernel refused (nothing moved). */
+int _x_os_move(void *from, size_t size, void *dst);
+/* Grow [p, p + old_size) to new_size bytes at an `align`-aligned address: in place if p is
+ * aligned and the space after it is free, else moved by page tables (no byte copied). Returns
+ * the new address, or NULL (the old mapping is then untouched). */
+void *_x_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 size_t _x_os_page_size(void);
 /* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE): for mappings of 2 MiB and
  * more that will be written through. Returns 1 if the kernel took the advice. */

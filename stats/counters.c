@@ -67,12 +67,16 @@ void _x_stats_huge(int sign, size_t usable) {
     }
 }
 
-void _x_stats_mapped(const um_segment_t *seg, int sign) {
-    int node = seg->node < 0 ? 0 : seg->node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : seg->node;
-    unsigned kind = seg->page_kind < UM_PAGES_KINDS ? seg->page_kind : 0;
-    uint64_t n = sign > 0 ? seg->map_size : (uint64_t)0 - seg->map_size; /* unsigned wrap-around subtracts */
+void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
+    node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
+    unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
+    uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
     ADD(g.node_mapped[node], n);
     ADD(g.kind_mapped[kind], n);
+}
+
+void _x_stats_mapped(const um_segment_t *seg, int sign) {
+    _x_stats_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
 }
 
 /* A page slot leaves its heap: what was still on its lists is settled now, or it would vanish

@@ -49,6 +49,7 @@ static inline void _x_stats_invalid(void) {}
 static inline void _x_stats_null_free(void) {}
 static inline void _x_stats_huge(int sign, size_t usable) { (void)sign; (void)usable; }
 static inline void _x_stats_mapped(const um_segment_t *seg, int sign) { (void)seg; (void)sign; }
+static inline void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) { (void)node; (void)page_kind; (void)bytes; (void)sign; }
 #else
 #define UM_STAT_ADD(field, n) UM_OWNER_ADD(field, n)
 void _x_stats_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
@@ -62,6 +63,8 @@ void _x_stats_invalid(void);             /* a free of something that is not a li
 void _x_stats_null_free(void);
 void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1), freed (-1) or resized (0) */
 void _x_stats_mapped(const um_segment_t *seg, int sign);
+/* The same for memory that is not a segment (cached huge pieces). */
+void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign);
 #endif
 
 #define UM_STAT_SEGMENT_MAPPED(seg) _x_stats_mapped((seg), 1)

@@ -1,0 +1,247 @@
+/* The huge-block cache: freed huge mappings kept resident for a while, as *pieces* of address
+ * space that the next huge allocation can use whatever its size.
+ *
+ * Why pieces and not whole blocks: a fresh huge block costs the kernel a zeroed page per page
+ * the program writes (one 2 MiB clear per THP fault), and that dominates a program that
+ * cycles big buffers of varying sizes. A cache that only reuses a block for a request of about
+ * the same size misses most of the time. Here a request is served, in order:
+ *   1. in place, from any piece holding a 4 MiB-aligned run of the size (the piece is split;
+ *      what is left on either side stays cached), with no system call;
+ *   2. else, for a block realloc will grow, by *growing* the largest resident piece with
+ *      mremap, in place or moved to an aligned place: mremap moves page-table entries, never
+ *      bytes, so the block gets resident memory that costs no fault and no clearing;
+ *   2'. else, for malloc, by *assembly*: a fresh mapping into which mremap moves as many
+ *      resident pieces as it takes to cover it;
+ *   3. else (nothing resident cached) the caller maps fresh memory.
+ * Pieces are purged (MADV_DONTNEED) after UMALLOC_PURGE_DELAY_MS and unmapped UM_RETAIN_MS later,
+ * or earlier when the cache is over its byte or count limit (oldest first).
+ *
+ * The cache is a small array under _x_cache_lock; system calls run outside the lock, on pieces
+ * taken out of the array first (so no other thread can use them meanwhile). */
+#include <sys/mman.h>
+
+#include "core/internal.h"
+#include "hugepages/os.h"
+#include "numa/arena.h"
+#include "stats/stats.h"
+
+#define UM_HUGE_PIECES 64
+#define UM_HUGE_CACHE_BYTES ((size_t)128 << 20) /* resident until purged: keep it modest */
+/* A leftover smaller than this is unmapped at once instead of cluttering the array. */
+#define UM_HUGE_PIECE_MIN ((size_t)256 << 10)
+
+typedef struct huge_piece_s {
+    uint8_t *base;         /* page-aligned start */
+    size_t size;           /* bytes, a multiple of the OS page */
+    uint64_t cached_at_ms; /* when it was freed, for the purge delay and the retain time */
+    int16_t node;          /* NUMA node it is bound to (-1: none), for the statistics */
+    uint8_t page_kind;     /* UM_PAGES_*: what backs it, for the statistics */
+    uint8_t purged;        /* purged since it was freed: reads as zero, nothing resident to move */
+} huge_piece_t;
+
+static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by _x_cache_lock */
+static size_t piece_count;
+static _Atomic size_t piece_hint; /* piece_count, readable without the lock */
+_Atomic size_t _x_huge_cached_bytes;
+
+#define SEG_ALIGN(x) (((uintptr_t)(x) + UM_SEGMENT_MASK) & ~(uintptr_t)UM_SEGMENT_MASK)
+
+static void piece_unmap(const huge_piece_t *p) {
+    _x_stats_mapped_bytes(p->node, p->page_kind, p->size, -1);
+    _x_arena_unmap(p->base, p->size);
+}
+
+/* Array edits, all under the lock. */
+static void piece_remove(size_t i) {
+    atomic_fetch_sub_explicit(&_x_huge_cached_bytes, pieces[i].size, UM_RELAXED);
+    pieces[i] = pieces[--piece_count];
+    atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
+}
+static bool piece_add(const huge_piece_t *p) {
+    if (piece_count == UM_HUGE_PIECES) return false;
+    pieces[piece_count++] = *p;
+    atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
+    atomic_fetch_add_explicit(&_x_huge_cached_bytes, p->size, UM_RELAXED);
+    return true;
+}
+static size_t piece_oldest(void) {
+    size_t o = 0;
+    for (size_t i = 1; i < piece_count; i++)
+        if (pieces[i].cached_at_ms < pieces[o].cached_at_ms) o = i;
+    return o;
+}
+
+/* Put a leftover [base, base + size) of piece `from` back (or unmap it if it is tiny or there
+ * is no room). Takes the lock itself. */
+static void leftover_put(const huge_piece_t *from, uint8_t *base, size_t size) {
+    if (size == 0) return;
+    huge_piece_t p = *from;
+    p.base = base;
+    p.size = size;
+    if (size >= UM_HUGE_PIECE_MIN) {
+        _x_lock(&_x_cache_lock);
+        bool ok = piece_add(&p);
+        _x_unlock(&_x_cache_lock);
+        if (ok) return;
+    }
+    piece_unmap(&p);
+}
+
+bool _x_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
+    if (size > UM_HUGE_CACHE_BYTES / 2) return false; /* one block would flush everything else */
+    huge_piece_t p = {.base = base, .size = size, .cached_at_ms = _x_os_now_ms(), .node = (int16_t)node,
+                      .page_kind = (uint8_t)page_kind, .purged = 0};
+    huge_piece_t evict[4];
+    size_t nevict = 0;
+    _x_lock(&_x_cache_lock);
+    while (piece_count > 0 && nevict < 4 &&
+           (piece_count == UM_HUGE_PIECES ||
+            atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED) + size > UM_HUGE_CACHE_BYTES)) {
+        size_t o = piece_oldest();
+        evict[nevict++] = pieces[o];
+        piece_remove(o);
+    }
+    bool ok = piece_count < UM_HUGE_PIECES && atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED) + size <= UM_HUGE_CACHE_BYTES;
+    if (ok) piece_add(&p);
+    _x_unlock(&_x_cache_lock);
+    for (size_t i = 0; i < nevict; i++) piece_unmap(&evict[i]);
+    return ok;
+}
+
+/* 1. In place: the piece whose 4 MiB-aligned run of `size` bytes wastes least. */
+static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
+    huge_piece_t got;
+    size_t best = SIZE_MAX, bi = 0;
+    _x_lock(&_x_cache_lock);
+    for (size_t i = 0; i < piece_count; i++) {
+        const huge_piece_t *p = &pieces[i];
+        uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
+        if (p->node != node || at + size > end || at + size < at) continue;
+        if (p->size < best) { best = p->size; bi = i; }
+    }
+    if (best == SIZE_MAX) { _x_unlock(&_x_cache_lock); return false; }
+    got = pieces[bi];
+    piece_remove(bi);
+    _x_unlock(&_x_cache_lock);
+
+    uint8_t *at = (uint8_t *)SEG_ALIGN(got.base);
+    leftover_put(&got, got.base, (size_t)(at - got.base));
+    leftover_put(&got, at + size, (size_t)(got.base + got.size - (at + size)));
+    _x_stats_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
+    out->base = at;
+    out->is_zero = got.purged;
+    out->page_kind = got.page_kind;
+    return true;
+}
+
+/* 2. Growth: the largest resident piece, grown to the size by mremap (in place when it is
+ * aligned and the address space after it is free, else moved by its page tables to a fresh
+ * aligned place). Only one piece: a mapping made of several moved pieces would be several
+ * kernel VMAs, and mremap, which grows and moves a huge block in realloc, works on one. */
+static bool take_grown(size_t size, int node, um_huge_take_t *out) {
+    huge_piece_t got;
+    size_t bi = SIZE_MAX;
+    _x_lock(&_x_cache_lock);
+    for (size_t i = 0; i < piece_count; i++)
+        if (!pieces[i].purged && pieces[i].node == node && pieces[i].size < size && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+    if (bi == SIZE_MAX) { _x_unlock(&_x_cache_lock); return false; }
+    got = pieces[bi];
+    piece_remove(bi);
+    _x_unlock(&_x_cache_lock);
+
+    uint8_t *at = _x_os_grow_aligned(got.base, got.size, size, UM_SEGMENT_SIZE);
+    if (at == NULL) { leftover_put(&got, got.base, got.size); return false; }
+    _x_stats_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
+    out->base = at;
+    out->is_zero = 0;
+    out->page_kind = _x_os_advise_huge(at, size) ? UM_PAGES_THP : got.page_kind;
+    return true;
+}
+
+/* 3. Assembly: move resident pieces into a fresh mapping, largest first, until they cover it
+ * (what they don't cover is faulted in fresh). The block is then several kernel VMAs, which
+ * only matters to mremap: a realloc of it copies once (see _x_huge_realloc). */
+static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
+    enum { MAX_CHUNKS = 8 };
+    huge_piece_t chunk[MAX_CHUNKS];
+    size_t nchunks = 0, covered = 0;
+    _x_lock(&_x_cache_lock);
+    while (covered < size && nchunks < MAX_CHUNKS) {
+        size_t bi = SIZE_MAX;
+        for (size_t i = 0; i < piece_count; i++)
+            if (!pieces[i].purged && pieces[i].node == node && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+        if (bi == SIZE_MAX) break;
+        huge_piece_t *p = &pieces[bi];
+        size_t want = size - covered;
+        chunk[nchunks] = *p;
+        if (p->size <= want) {
+            piece_remove(bi);
+        } else { /* take its end: the start keeps its alignment for an in-place fit later */
+            chunk[nchunks].base = p->base + p->size - want;
+            chunk[nchunks].size = want;
+            p->size -= want;
+            atomic_fetch_sub_explicit(&_x_huge_cached_bytes, want, UM_RELAXED);
+        }
+        covered += chunk[nchunks++].size;
+    }
+    _x_unlock(&_x_cache_lock);
+    if (nchunks == 0) return false;
+
+    int got_node;
+    uint8_t *dst = _x_arena_map(size, UM_SEGMENT_SIZE, node, &got_node);
+    if (dst == NULL) {
+        for (size_t i = 0; i < nchunks; i++) leftover_put(&chunk[i], chunk[i].base, chunk[i].size);
+        return false;
+    }
+    unsigned page_kind = _x_os_advise_huge(dst, size) ? UM_PAGES_THP : UM_PAGES_4K;
+    size_t off = 0;
+    for (size_t i = 0; i < nchunks; i++) {
+        _x_stats_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
+        /* A piece that spans two VMAs (cut from an assembled block) can't move: drop it; the
+         * fresh memory stays in its place. */
+        if (_x_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) _x_arena_unmap(chunk[i].base, chunk[i].size);
+        off += chunk[i].size;
+    }
+    out->base = dst;
+    out->is_zero = 0;
+    out->page_kind = (uint8_t)page_kind;
+    out->multi_vma = nchunks > 1 || covered < size || chunk[0].size < size;
+    return true;
+}
+
+bool _x_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out) {
+    if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
+    out->multi_vma = 0;
+    if (take_in_place(size, node, out)) return true;
+    return one_vma ? take_grown(size, node, out) : take_assembled(size, node, out);
+}
+
+/* Purge pieces older than the purge delay, unmap those older than the retain time. */
+void _x_huge_cache_trim(bool force) {
+    if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return;
+    uint64_t now = _x_os_now_ms();
+    for (;;) {
+        huge_piece_t p;
+        bool unmap = false, purge = false;
+        _x_lock(&_x_cache_lock);
+        for (size_t i = 0; i < piece_count; i++) {
+            uint64_t age = now - pieces[i].cached_at_ms;
+            unmap = force || age >= UM_RETAIN_MS + _x_purge_delay_ms;
+            purge = !unmap && !pieces[i].purged && age >= _x_purge_delay_ms;
+            if (unmap || purge) { p = pieces[i]; piece_remove(i); break; }
+        }
+        _x_unlock(&_x_cache_lock);
+        if (unmap) {
+            piece_unmap(&p);
+        } else if (purge) {
+            _x_os_purge(p.base, p.size);
+            p.purged = 1;
+            _x_lock(&_x_cache_lock);
+            bool ok = piece_add(&p); /* cached_at unchanged: it still expires on time */
+            _x_unlock(&_x_cache_lock);
+            if (!ok) piece_unmap(&p);
+        } else {
+            return;
+        }
+    }
+}
