@@ -30,6 +30,7 @@ void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
     if (size > UM_DIRECT_MAX) return;
     size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) + 1, hi = size;
     um_page_t *target = page ? page : &_x_page_empty;
+    if (heap->direct[hi] == target) return; /* the slots of a bin always change together */
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
 }
 
