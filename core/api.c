@@ -115,7 +115,10 @@ UM_API int um_trim(size_t pad) {
     atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
     _x_segment_reclaim_all();
     um_heap_t *heap = _x_heap_for_thread();
-    if (heap != NULL) _x_segment_purge(heap, true);
+    if (heap != NULL) {
+        _x_page_sweep(heap, true); /* pages free() emptied, still queued */
+        _x_segment_purge(heap, true);
+    }
     _x_segment_cache_trim(true);
     return atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED) != before ||
            atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED) != unmapped_before;

@@ -1,7 +1,8 @@
-/* free. The fast path: the block's page belongs to the calling thread and has no flags, so the
- * block goes on the page's local list with no lock and no atomic read-modify-write. Anything
- * else (another thread's page, a full page, an aligned block, a huge block, a pointer that is
- * not ours) takes _x_free_generic. */
+/* free. The fast path: a small block whose page belongs to the calling thread and has no flags
+ * goes on the page's local list with no lock and no atomic read-modify-write. Anything else
+ * (another thread's page, a full page, an aligned block, a medium, large or huge block, a
+ * pointer that is not ours, every free when the small-page region is missing) takes
+ * _x_free_generic. */
 #include "core/fastpath.h"
 #include "stats/stats.h"
 
@@ -19,9 +20,13 @@ UM_NOINLINE void _x_free_generic(void *p) {
     if (owner & UM_PAGE_HAS_ALIGNED) {
         b = _x_block_start(seg, page, p);
         if (b == NULL) { _x_warn_ptr("free of a pointer outside any block:", p); return; }
-    } else if (UM_UNLIKELY(((uint8_t *)p - page->start) % page->block_size != 0)) {
-        _x_warn_ptr("free of a pointer into the middle of a block:", p);
-        return;
+    } else {
+        size_t off = (size_t)((uint8_t *)p - page->start);
+        if (UM_UNLIKELY(off >= (size_t)page->reserved * page->block_size)) { /* the header, the hot words */
+            _x_warn_ptr("free of a pointer outside any block:", p);
+            return;
+        }
+        if (UM_UNLIKELY(off % page->block_size != 0)) { _x_warn_ptr("free of a pointer into the middle of a block:", p); return; }
     }
     if ((owner & ~UM_PAGE_FLAGS) == _x_thread_id()) _x_page_local_free_slow(_x_tl_heap, page, b);
     else _x_page_remote_free(page, b);

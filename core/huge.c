@@ -160,9 +160,7 @@ void *_x_huge_alloc(size_t size, size_t align) {
     page->start = block;
     page->is_zero = 1;
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
-    page->reserved = page->capacity = 1;
-    UM_PAGE_USED(page) = 1;
-    atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
+    page->reserved = page->capacity = 1; /* no hot words (UM_PAGE_OWNER...): huge frees never need them */
     huge_publish(seg, block, offset);
     UM_STAT_SEGMENT_MAPPED(seg);
     return block;
