@@ -94,14 +94,17 @@ static inline um_page_hot_t *_x_page_hot(const um_page_t *page) {
     um_segment_t *seg = _x_segment_of(page);
     return (um_page_hot_t *)((uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift) - UM_PAGE_HOT_SIZE);
 }
+/* The same from a pointer into the page (not a huge one): no page descriptor needed. */
+static inline um_page_hot_t *_x_page_hot_of(const um_segment_t *seg, const void *p) {
+    uintptr_t last = (uintptr_t)p | (((uintptr_t)1 << seg->page_shift) - 1);
+    return (um_page_hot_t *)(last + 1 - UM_PAGE_HOT_SIZE);
+}
 #define UM_PAGE_OWNER(page) (_x_page_hot(page)->owner)
 #define UM_PAGE_LOCAL(page) (_x_page_hot(page)->local_free)
 #define UM_PAGE_USED(page) (_x_page_hot(page)->used)
 static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
-/* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours. */
-um_segment_t *_x_segment_lookup(const void *p);
 void _x_segmap_set(void *start, size_t size, unsigned first_entry);
 void _x_segmap_clear(void *start, size_t size);
 
@@ -121,6 +124,19 @@ extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges 
  * memory must go back at the free that empties a page (UMALLOC_PURGE_DELAY_MS=0), it is ~0,
  * which no pointer produces: every free then takes _x_free_generic. */
 extern uintptr_t _x_small_region_hi;
+
+/* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours (NULL
+ * included: it has no map entry). Inline: every medium and large free starts here. */
+static inline um_segment_t *_x_segment_lookup(const void *p) {
+    uintptr_t u = (uintptr_t)p;
+    um_segment_t *seg;
+    unsigned entry = _x_segmap_get(u);
+    if (UM_LIKELY(_x_map_is_segment(entry))) seg = _x_segment_of(p);
+    else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
+    else return NULL;
+    UM_CHECK(seg->cookie == ((uintptr_t)seg ^ _x_cookie));
+    return seg;
+}
 
 /* The mark of a free block (see um_block_t). */
 static inline uintptr_t _x_block_key(const void *b) { (void)b; return UM_FREE_MARK; }

@@ -37,6 +37,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
     UM_SHARED_WRITE(page->bin, (uint16_t)bin);
     page->reserved = (uint32_t)(area_size / bsize);
+    page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
     page->free = NULL;
     um_page_hot_t *hot = _x_page_hot(page);
@@ -69,19 +70,20 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
 /* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
  * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
 void _x_page_collect(um_heap_t *heap, um_page_t *page) {
-    if (UM_PAGE_LOCAL(page) != NULL) {
-        UM_STAT_ADD(heap->stats.installed[page->bin], page->capacity - UM_PAGE_USED(page));
-        UM_STAT_ADD(heap->stats.collected[page->bin], page->capacity - UM_PAGE_USED(page));
-        if (page->free == NULL) {
-            page->free = UM_PAGE_LOCAL(page);
-        } else {
-            um_block_t *tail = UM_PAGE_LOCAL(page);
+    um_page_hot_t *hot = _x_page_hot(page); /* once: GCC can't keep it across the stores below */
+    um_block_t *local = hot->local_free;
+    if (local != NULL) {
+        uint64_t freed = page->capacity - hot->used;
+        UM_STAT_ADD(heap->stats.installed[page->bin], freed);
+        UM_STAT_ADD(heap->stats.collected[page->bin], freed);
+        if (page->free != NULL) {
+            um_block_t *tail = local;
             while (tail->next != NULL) tail = tail->next;
             tail->next = page->free;
-            page->free = UM_PAGE_LOCAL(page);
         }
-        UM_PAGE_LOCAL(page) = NULL;
-        UM_SHARED_WRITE(UM_PAGE_USED(page), page->capacity);
+        page->free = local;
+        hot->local_free = NULL;
+        UM_SHARED_WRITE(hot->used, page->capacity);
     }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     if ((tf & ~(uintptr_t)3) != 0) {
@@ -201,11 +203,12 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = _x_block_key(b);
     if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
     b->key = key;
-    b->next = UM_PAGE_LOCAL(page);
-    UM_PAGE_LOCAL(page) = b;
-    UM_OWNER_ADD(UM_PAGE_USED(page), -1);
-    if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
-    if (UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
+    um_page_hot_t *hot = _x_page_hot(page);
+    b->next = hot->local_free;
+    hot->local_free = b;
+    UM_OWNER_ADD(hot->used, -1);
+    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (hot->used == 0) _x_page_retire(heap, page);
 }
 
 /* Every carved block of the page is on its local list (used == 0). Keep the page if it is its

@@ -123,6 +123,10 @@ typedef struct um_page_s {
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
     uint8_t is_zero;          /* blocks not yet carved are known to be zero (fresh from the OS) */
+    /* ~0 / block_size + 1: an offset below 2^32 is a multiple of block_size iff
+     * offset * block_div <= block_div - 1 (mod 2^64; Lemire's test), which spares the generic
+     * free path, where every medium and large block goes, a division. */
+    uint64_t block_div;
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
