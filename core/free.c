@@ -12,7 +12,7 @@ void _x_free(void *p) { _x_fast_free(p); }
  * flags, other threads' pages. */
 static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p) {
     if (UM_UNLIKELY(page->slot != UM_SLOT_USED)) { _x_warn_ptr("free of a pointer into an unused page:", p); return; }
-    uintptr_t owner = atomic_load_explicit(&_x_page_hot_of(seg, p)->owner, UM_RELAXED);
+    uintptr_t owner = atomic_load_explicit(&_x_page_hot_in(seg, page)->owner, UM_RELAXED);
     um_block_t *b = p;
     if (owner & UM_PAGE_HAS_ALIGNED) {
         b = _x_block_start(seg, page, p);
@@ -42,7 +42,7 @@ UM_NOINLINE void _x_free_generic(void *p) {
     }
     if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }
     um_page_t *page = _x_page_of(seg, p);
-    um_page_hot_t *hot = _x_page_hot_of(seg, p);
+    um_page_hot_t *hot = _x_page_hot_in(seg, page);
     /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
     if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == _x_thread_id())) {
         um_block_t *b = p;

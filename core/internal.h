@@ -88,17 +88,15 @@ static inline um_segment_t *_x_segment_of(const void *p) {
 static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
-/* A page's hot words, in the last UM_PAGE_HOT_SIZE bytes of its slot (see um_page_hot_t). Not
- * for huge segments: they have none. */
-static inline um_page_hot_t *_x_page_hot(const um_page_t *page) {
-    um_segment_t *seg = _x_segment_of(page);
-    return (um_page_hot_t *)((uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift) - UM_PAGE_HOT_SIZE);
+/* A page's hot words (see um_page_hot_t): the last UM_PAGE_HOT_SIZE bytes of a small page,
+ * the segment header's for a medium or large one. Not for huge segments: they have none. */
+static inline um_page_hot_t *_x_page_hot_in(um_segment_t *seg, const um_page_t *page) {
+    if (seg->kind != UM_KIND_SMALL) return &seg->hot[page->index];
+    return (um_page_hot_t *)((uint8_t *)seg + ((size_t)(page->index + 1) << UM_SMALL_PAGE_SHIFT) - UM_PAGE_HOT_SIZE);
 }
-/* The same from a pointer into the page (not a huge one): no page descriptor needed. */
-static inline um_page_hot_t *_x_page_hot_of(const um_segment_t *seg, const void *p) {
-    uintptr_t last = (uintptr_t)p | (((uintptr_t)1 << seg->page_shift) - 1);
-    return (um_page_hot_t *)(last + 1 - UM_PAGE_HOT_SIZE);
-}
+static inline um_page_hot_t *_x_page_hot(const um_page_t *page) { return _x_page_hot_in(_x_segment_of(page), page); }
+/* Bytes at the end of each page of `seg` that are no block's (a small page's hot words). */
+static inline size_t _x_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
 #define UM_PAGE_OWNER(page) (_x_page_hot(page)->owner)
 #define UM_PAGE_LOCAL(page) (_x_page_hot(page)->local_free)
 #define UM_PAGE_USED(page) (_x_page_hot(page)->used)

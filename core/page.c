@@ -14,8 +14,8 @@ um_page_t _x_page_empty;
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB. */
 #define UM_EXTEND_BYTES (4096 * 4)
 
-/* Where a page's blocks go: its slot, less the segment header (page 0) and the hot words at
- * the end (um_page_hot_t). The slot is [area, area + size + UM_PAGE_HOT_SIZE). */
+/* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
+ * the hot words at the end (um_page_hot_t). The slot is [area, area + size + _x_page_tail). */
 uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
     size_t psize = (size_t)1 << seg->page_shift;
     uint8_t *area = (uint8_t *)seg + (size_t)page->index * psize;
@@ -24,7 +24,7 @@ uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
         area += hdr;
         psize -= hdr;
     }
-    *size = psize - UM_PAGE_HOT_SIZE;
+    *size = psize - _x_page_tail(seg);
     return area;
 }
 

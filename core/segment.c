@@ -3,6 +3,7 @@
  * before it is unmapped; a dead thread's segments are abandoned and adopted by the next thread
  * that needs a page. */
 #include <sched.h>
+#include <string.h>
 
 #include "core/internal.h"
 #include "hugepages/os.h"
@@ -86,9 +87,10 @@ static um_segment_t *region_map(int *node) {
 }
 
 /* ---- getting and dropping segments ------------------------------------------------------ */
-/* The hot words of the new layout's pages need no writing: every slot is clean, and a clean
- * slot reads zero, owner word included (fresh from the OS, or purged whole by slot_purge). */
+/* A small page's hot words need no writing: every slot is clean, and a clean slot reads zero,
+ * owner word included (fresh from the OS, or purged whole by slot_purge). */
 static void segment_format(um_segment_t *seg, um_kind_t kind) {
+    memset(seg->hot, 0, sizeof seg->hot); /* medium and large pages' */
     seg->kind = (uint8_t)kind;
     seg->page_shift = kind_shift[kind];
     seg->page_count = (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
@@ -245,7 +247,7 @@ um_page_t *_x_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
 static void slot_purge(um_segment_t *seg, um_page_t *page) {
     size_t size;
     uint8_t *area = _x_page_area(seg, page, &size);
-    _x_os_purge(area, size + UM_PAGE_HOT_SIZE); /* the whole slot: a clean slot reads zero */
+    _x_os_purge(area, size + _x_page_tail(seg)); /* the whole slot: a clean slot reads zero */
     UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
     seg->dirty_pages--;
 }

@@ -85,11 +85,13 @@ struct um_heap_s;
 struct um_segment_s;
 
 /* ---- pages ---------------------------------------------------------------------------- */
-/* A page's hot words: the three fields free() touches, kept in the last 48 bytes of the page's
- * own memory (every kind: small, medium, large), never inside a block. For a small page, free()
- * reaches them from the block pointer with one `or` (p | 0xfff0 is 16 bytes before the page's
- * end) instead of a segment-map load, a shift and an index (docs/design.md, "Fast path").
- * Reach them with UM_PAGE_OWNER/LOCAL/USED(page). Huge segments have none.
+/* A page's hot words: the three fields free() touches. A small page keeps them in the last 48
+ * bytes of its own memory, never inside a block: free() reaches them from the block pointer
+ * with one `or` (p | 0xfff0 is 16 bytes before the page's end) instead of a segment-map load,
+ * a shift and an index (docs/design.md, "Fast path"). Medium and large pages, which free()
+ * reaches through the segment map anyway, keep theirs in the segment header (um_segment_t.hot)
+ * so that their power-of-two classes (16, 32, 64 KiB) keep every block of a page. Reach them
+ * with UM_PAGE_OWNER/LOCAL/USED(page). Huge segments have none.
  *
  * The guard makes free() reject a pointer that is not 16-byte aligned at no cost: the fast path
  * keeps p's low 4 bits in the address it loads the owner from, so for a misaligned p it reads
@@ -107,7 +109,7 @@ typedef struct um_page_hot_s {
     _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
     uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above) */
 } um_page_hot_t;
-#define UM_PAGE_HOT_SIZE 48        /* sizeof(um_page_hot_t): a page's block area ends before it */
+#define UM_PAGE_HOT_SIZE 48        /* sizeof(um_page_hot_t): a small page's block area ends before it */
 #define UM_PAGE_GUARD (~(uintptr_t)0)
 
 /* A page's descriptor, in its segment's header. */
@@ -153,6 +155,9 @@ typedef struct um_segment_s {
     struct um_segment_s *all_prev;
     uint64_t cached_at_ms;    /* when it entered the segment cache */
     uintptr_t cookie;         /* segment address ^ process cookie: a sanity check in slow paths */
+    /* the hot words of medium and large pages, by page index (a small page keeps its own at its
+     * end); all zero in a fresh or reformatted segment */
+    um_page_hot_t hot[UM_SEGMENT_SIZE >> UM_MEDIUM_PAGE_SHIFT];
     um_page_t pages[UM_PAGES_MAX];
 } um_segment_t;
 
