@@ -25,7 +25,7 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
 }
 
 /* free: a small block of ours? -> its page owned by this thread? -> push on the page's local
- * list. 17 instructions (docs/design.md, "Fast path"):
+ * list. 17 instructions (docs/design.md, "Thread heaps and the fast path"):
  *  - Every small page lies in the small-page region, 2^40 bytes aligned to 2^40: one shift and
  *    one compare reject NULL, every foreign pointer and every medium, large or huge block
  *    (those take _x_free_generic) without touching memory.

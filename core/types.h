@@ -88,10 +88,10 @@ struct um_segment_s;
 /* A page's hot words: the three fields free() touches. A small page keeps them in the last 48
  * bytes of its own memory, never inside a block: free() reaches them from the block pointer
  * with one `or` (p | 0xfff0 is 16 bytes before the page's end) instead of a segment-map load,
- * a shift and an index (docs/design.md, "Fast path"). Medium and large pages, which free()
- * reaches through the segment map anyway, keep theirs in the segment header (um_segment_t.hot)
- * so that their power-of-two classes (16, 32, 64 KiB) keep every block of a page. Reach them
- * with UM_PAGE_OWNER/LOCAL/USED(page). Huge segments have none.
+ * a shift and an index (docs/design.md, "Thread heaps and the fast path"). Medium and large
+ * pages, which free() reaches through the segment map anyway, keep theirs in the segment
+ * header (um_segment_t.hot), so that their power-of-two classes (16, 32, 64 KiB) keep every
+ * block of a page. Reach them with UM_PAGE_OWNER/LOCAL/USED(page). Huge segments have none.
  *
  * The guard makes free() reject a pointer that is not 16-byte aligned at no cost: the fast path
  * keeps p's low 4 bits in the address it loads the owner from, so for a misaligned p it reads

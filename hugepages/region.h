@@ -1,9 +1,9 @@
 /* The small-page region: one reservation of 2^40 bytes aligned to 2^40, from which the core
  * carves its small segments, so that free() tells a small block of ours by `p >> 40` alone
- * (docs/design.md, "Fast path"). The whole range is mapped readable (PROT_READ, no memory
- * behind it): an unused part reads as zeros and never faults, which free() relies on when it
- * reads a page's owner word for any pointer into the region. Segments in use are mapped
- * read-write over it, and mapped read-only again when given back. */
+ * (docs/design.md, "Memory layout" and "Thread heaps and the fast path"). The whole range is
+ * mapped readable (PROT_READ, no memory behind it): an unused part reads as zeros and never
+ * faults, which free() relies on when it reads a page's owner word for any pointer into the
+ * region. Segments in use are mapped read-write over it, and read-only again when given back. */
 #ifndef UM_REGION_H
 #define UM_REGION_H
 
