@@ -42,7 +42,14 @@ uintptr_t _x_region_reserve(uintptr_t seed) {
     for (unsigned i = 0; i < CANDIDATES; i++) {
         uintptr_t at = (uintptr_t)(FIRST_K + (seed + i) % CANDIDATES) << UM_REGION_BITS;
         void *p = mmap((void *)at, REGION_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-        if (p == (void *)at) { region_base = at; break; }
+        if (p == (void *)at) {
+            region_base = at;
+            /* Not in core dumps: a dump of 1 TiB of zeros (written out in full through a pipe
+             * to a core handler) would help nobody. Segments in use are mappings of their own
+             * and are dumped. */
+            madvise(p, REGION_SIZE, MADV_DONTDUMP);
+            break;
+        }
         if (p != MAP_FAILED) munmap(p, REGION_SIZE); /* a kernel that ignored the flag put it elsewhere */
     }
     errno = saved;
@@ -86,8 +93,9 @@ int _x_region_commit(void *p) {
 void _x_region_decommit(void *p) {
     int saved = errno;
     void *q = mmap(p, UNIT_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (q == p) madvise(p, UNIT_SIZE, MADV_DONTDUMP); /* as the rest of the reservation */
     /* Out of mappings (vm.max_map_count)? Then it stays writable, but reads zero all the same. */
-    if (q != p) madvise(p, UNIT_SIZE, MADV_DONTNEED);
+    else madvise(p, UNIT_SIZE, MADV_DONTNEED);
     atomic_fetch_add_explicit(&_x_os_stats.unmaps, 1, memory_order_relaxed);
     errno = saved;
 }
