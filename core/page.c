@@ -36,7 +36,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     page->start = area;
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
     UM_SHARED_WRITE(page->bin, (uint16_t)bin);
-    page->reserved = (uint32_t)(area_size / bsize);
+    UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
     page->free = NULL;
@@ -51,13 +51,17 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
 }
 
-/* Thread more never-used blocks onto the free list. */
+/* Thread more never-used blocks onto the free list. Pages are carved from their end down, so
+ * the carved blocks are the last `capacity` of the `reserved`: the first ones share their OS
+ * pages with a small page's hot words at its end, and a page with few blocks in use keeps no
+ * extra 4 KiB page resident for those 48 bytes. */
 static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = UM_EXTEND_BYTES / bsize;
     if (n == 0) n = 1;
-    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
-    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    size_t below = page->reserved - page->capacity; /* blocks not carved yet: [0, below) */
+    if (n > below) n = below;
+    uint8_t *first = page->start + (below - n) * bsize;
     for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
     ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
     page->free = (um_block_t *)first;
