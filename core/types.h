@@ -116,7 +116,7 @@ typedef struct um_page_hot_s {
 typedef struct um_page_s {
     um_block_t *free;         /* blocks ready to hand out (owner only); first: malloc's one load */
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
+    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the last `capacity` of `reserved` */
     _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
