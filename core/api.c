@@ -102,7 +102,8 @@ UM_API int um_owns(const void *p) {
     const um_block_t *b = _x_block_start(seg, page, p);
     if (b == NULL) return 0;
     if ((const void *)b != p && !(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
-    if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0; /* never carved */
+    /* never carved: page_extend carves the last `capacity` of the `reserved` blocks */
+    if ((size_t)((const uint8_t *)b - page->start) < (size_t)(page->reserved - page->capacity) * page->block_size) return 0;
     return b->key != _x_block_key(b); /* a free block carries its key */
 }
 
@@ -115,7 +116,10 @@ UM_API int um_trim(size_t pad) {
     atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
     _x_segment_reclaim_all();
     um_heap_t *heap = _x_heap_for_thread();
-    if (heap != NULL) _x_segment_purge(heap, true);
+    if (heap != NULL) {
+        _x_page_sweep(heap, true); /* pages free() emptied, still queued */
+        _x_segment_purge(heap, true);
+    }
     _x_segment_cache_trim(true);
     return atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED) != before ||
            atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED) != unmapped_before;

@@ -24,21 +24,30 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
     return _x_malloc_generic(size, heap);
 }
 
-/* free: map entry (ours? aligned? page shift) -> owned by this thread? -> push on the page's
- * local list. */
+/* free: a small block of ours? -> its page owned by this thread? -> push on the page's local
+ * list. 17 instructions (docs/design.md, "Thread heaps and the fast path"):
+ *  - Every small page lies in the small-page region, 2^40 bytes aligned to 2^40: one shift and
+ *    one compare reject NULL, every foreign pointer and every medium, large or huge block
+ *    (those take _x_free_generic) without touching memory.
+ *  - p | 0xfff0 is 16 bytes before the end of p's 64 KiB page, where the page's hot words are
+ *    (um_page_hot_t): one `or` instead of a segment-map load, a shift and an index. The region
+ *    is mapped readable all through (zeros where unused), so the owner load never faults.
+ *  - The `or` keeps p's low 4 bits: a pointer that is not 16-byte aligned (inside a block)
+ *    loads the owner word from 1..15 bytes too high, gets the guard's 0xff in its top byte and
+ *    fails the owner compare. No instruction of its own rejects it.
+ *  - used-- has no test: a page emptied here stays queued until a slow path finds it
+ *    (_x_page_sweep), which saves a compare and a branch on every free. */
 UM_INLINE void _x_fast_free(void *p) {
     uintptr_t u = (uintptr_t)p;
-    /* One map load answers "ours, and a possible block start?" and gives the page shift. NULL
-     * and foreign pointers have no entry, so they need no test of their own on this path. */
-    unsigned shift = _x_segmap_get_block(u);
-    if (UM_LIKELY(_x_map_is_segment(shift))) {
-        um_segment_t *seg = _x_segment_of(p);
-        size_t idx = (u & UM_SEGMENT_MASK) >> shift;
-        /* The three arrays start the header and share one stride: one address, three fixed
-         * offsets (written this way so GCC doesn't fold each offset into its own index). */
-        _Atomic uintptr_t *owner = &seg->page_owner[idx];
-        um_block_t **local = (um_block_t **)((uint8_t *)owner + offsetof(um_segment_t, page_local_free));
-        uint64_t *used = (uint64_t *)((uint8_t *)owner + offsetof(um_segment_t, page_used));
+    if (UM_LIKELY((u >> UM_REGION_SHIFT) == _x_small_region_hi)) {
+        /* page end - 16 (+ p & 15); the hot words at fixed negative offsets from it (written
+         * field by field: through an um_page_hot_t pointer GCC adds a `sub`) */
+        uint8_t *end16 = (uint8_t *)(u | (UM_SMALL_PAGE_SIZE - 16));
+#define UM_HOT_AT(field) (end16 + offsetof(um_page_hot_t, field) + 16 - UM_PAGE_HOT_SIZE)
+        _Atomic uintptr_t *owner = (_Atomic uintptr_t *)UM_HOT_AT(owner);
+        um_block_t **local = (um_block_t **)UM_HOT_AT(local_free);
+        uint64_t *used = (uint64_t *)UM_HOT_AT(used);
+#undef UM_HOT_AT
         if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == _x_thread_id())) {
             um_block_t *b = p;
             if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { _x_warn_ptr("double free of", p); return; }
@@ -46,7 +55,6 @@ UM_INLINE void _x_fast_free(void *p) {
             b->next = *local;
             *local = b;
             UM_OWNER_ADD(*used, -1);
-            if (UM_UNLIKELY(*used == 0)) _x_page_retire_slot(owner);
             return;
         }
     }

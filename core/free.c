@@ -1,28 +1,63 @@
-/* free. The fast path: the block's page belongs to the calling thread and has no flags, so the
- * block goes on the page's local list with no lock and no atomic read-modify-write. Anything
- * else (another thread's page, a full page, an aligned block, a huge block, a pointer that is
- * not ours) takes _x_free_generic. */
+/* free. The fast path: a small block whose page belongs to the calling thread and has no flags
+ * goes on the page's local list with no lock and no atomic read-modify-write. Anything else
+ * (another thread's page, a full page, an aligned block, a medium, large or huge block, a
+ * pointer that is not ours, every free when the small-page region is missing) takes
+ * _x_free_generic. */
 #include "core/fastpath.h"
 #include "stats/stats.h"
 
 void _x_free(void *p) { _x_fast_free(p); }
 
-UM_NOINLINE void _x_free_generic(void *p) {
-    if (p == NULL) { _x_stats_null_free(); return; }
-    um_segment_t *seg = _x_segment_lookup(p);
-    if (UM_UNLIKELY(seg == NULL)) { _x_free_foreign(p); return; }
-    if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }
-    um_page_t *page = _x_page_of(seg, p);
-    uintptr_t owner = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED);
+/* Everything _x_free_generic does not finish inline: reports, pages with aligned blocks or
+ * flags, other threads' pages. */
+static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p) {
     if (UM_UNLIKELY(page->slot != UM_SLOT_USED)) { _x_warn_ptr("free of a pointer into an unused page:", p); return; }
+    uintptr_t owner = atomic_load_explicit(&_x_page_hot_in(seg, page)->owner, UM_RELAXED);
     um_block_t *b = p;
     if (owner & UM_PAGE_HAS_ALIGNED) {
         b = _x_block_start(seg, page, p);
         if (b == NULL) { _x_warn_ptr("free of a pointer outside any block:", p); return; }
-    } else if (UM_UNLIKELY(((uint8_t *)p - page->start) % page->block_size != 0)) {
-        _x_warn_ptr("free of a pointer into the middle of a block:", p);
-        return;
+    } else {
+        size_t off = (size_t)((uint8_t *)p - page->start);
+        if (UM_UNLIKELY(off >= (size_t)page->reserved * page->block_size)) { /* the header, the hot words */
+            _x_warn_ptr("free of a pointer outside any block:", p);
+            return;
+        }
+        if (UM_UNLIKELY(off % page->block_size != 0)) { _x_warn_ptr("free of a pointer into the middle of a block:", p); return; }
     }
     if ((owner & ~UM_PAGE_FLAGS) == _x_thread_id()) _x_page_local_free_slow(_x_tl_heap, page, b);
     else _x_page_remote_free(page, b);
+}
+
+/* Medium and large blocks come here on every free (they are outside the small-page region), so
+ * the owner's plain case is finished inline, with no call and no division: the fast path's
+ * push, after a check that p starts a block, and with the test of `used` the fast path leaves
+ * out (a page emptied here is retired at once). */
+UM_NOINLINE void _x_free_generic(void *p) {
+    um_segment_t *seg = _x_segment_lookup(p);
+    if (UM_UNLIKELY(seg == NULL)) {
+        if (p == NULL) _x_stats_null_free(); /* NULL has no map entry either: tested only here */
+        else _x_free_foreign(p);
+        return;
+    }
+    if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }
+    um_page_t *page = _x_page_of(seg, p);
+    um_page_hot_t *hot = _x_page_hot_in(seg, page);
+    /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
+    if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == _x_thread_id())) {
+        um_block_t *b = p;
+        size_t off = (size_t)((uint8_t *)p - page->start);
+        uint64_t div = page->block_div;
+        /* a block start: inside the block area, and off % block_size == 0 without dividing */
+        if (UM_LIKELY(off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1 &&
+                      b->key != UM_FREE_MARK)) {
+            b->key = UM_FREE_MARK;
+            b->next = hot->local_free;
+            hot->local_free = b;
+            UM_OWNER_ADD(hot->used, -1);
+            if (UM_UNLIKELY(hot->used == 0)) _x_page_retire(_x_tl_heap, page);
+            return;
+        }
+    }
+    free_checked(seg, page, p);
 }

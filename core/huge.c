@@ -80,9 +80,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     page->start = block;
     page->is_zero = is_zero;
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
-    page->reserved = page->capacity = 1;
-    UM_PAGE_USED(page) = 1;
-    atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
+    page->reserved = page->capacity = 1; /* no hot words (UM_PAGE_OWNER...): huge frees never need them */
     huge_publish(seg, block, offset);
     UM_STAT_SEGMENT_MAPPED(seg);
     return block;
@@ -95,7 +93,7 @@ size_t _x_huge_usable(um_segment_t *seg, const void *p) {
     return (size_t)((uint8_t *)seg->map_base + seg->map_size - (const uint8_t *)p);
 }
 
-void _x_huge_free(um_segment_t *seg, void *p) {
+UM_NOINLINE void _x_huge_free(um_segment_t *seg, void *p) { /* not inlined: _x_free_generic stays frameless */
     if (UM_UNLIKELY(p != seg->pages[0].start)) { _x_warn_ptr("free of a pointer inside a large block:", p); return; }
     _x_stats_huge(-1, _x_huge_usable(seg, p));
     atomic_fetch_sub_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, p), UM_RELAXED);

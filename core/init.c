@@ -81,6 +81,7 @@ void _x_process_init(void) {
         _x_large_threshold = (size_t)_x_option(UM_OPT_LARGE_THRESHOLD);
         if (_x_large_threshold > UM_LARGE_MAX) _x_large_threshold = UM_LARGE_MAX;
         _x_purge_delay_ms = (uint64_t)_x_option(UM_OPT_PURGE_DELAY_MS);
+        _x_segment_init_process();
         _x_heap_init_process();
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&_x_initialized, 1, memory_order_release);

@@ -88,15 +88,21 @@ static inline um_segment_t *_x_segment_of(const void *p) {
 static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
-/* A page's free-path fields, kept in its segment's arrays (see um_page_t). */
-#define UM_PAGE_OWNER(page) (_x_segment_of(page)->page_owner[(page)->index])
-#define UM_PAGE_LOCAL(page) (_x_segment_of(page)->page_local_free[(page)->index])
-#define UM_PAGE_USED(page) (_x_segment_of(page)->page_used[(page)->index])
+/* A page's hot words (see um_page_hot_t): the last UM_PAGE_HOT_SIZE bytes of a small page,
+ * the segment header's for a medium or large one. Not for huge segments: they have none. */
+static inline um_page_hot_t *_x_page_hot_in(um_segment_t *seg, const um_page_t *page) {
+    if (seg->kind != UM_KIND_SMALL) return &seg->hot[page->index];
+    return (um_page_hot_t *)((uint8_t *)seg + ((size_t)(page->index + 1) << UM_SMALL_PAGE_SHIFT) - UM_PAGE_HOT_SIZE);
+}
+static inline um_page_hot_t *_x_page_hot(const um_page_t *page) { return _x_page_hot_in(_x_segment_of(page), page); }
+/* Bytes at the end of each page of `seg` that are no block's (a small page's hot words). */
+static inline size_t _x_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
+#define UM_PAGE_OWNER(page) (_x_page_hot(page)->owner)
+#define UM_PAGE_LOCAL(page) (_x_page_hot(page)->local_free)
+#define UM_PAGE_USED(page) (_x_page_hot(page)->used)
 static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
-/* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours. */
-um_segment_t *_x_segment_lookup(const void *p);
 void _x_segmap_set(void *start, size_t size, unsigned first_entry);
 void _x_segmap_clear(void *start, size_t size);
 
@@ -111,6 +117,24 @@ extern uint64_t _x_purge_delay_ms;     /* how long a free page stays resident */
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000
 extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
+/* free()'s fast path takes pointers with p >> UM_REGION_SHIFT equal to this: the number of the
+ * small-page region (core/segment.c). Until the region is reserved, when it cannot be, and when
+ * memory must go back at the free that empties a page (UMALLOC_PURGE_DELAY_MS=0), it is ~0,
+ * which no pointer produces: every free then takes _x_free_generic. */
+extern uintptr_t _x_small_region_hi;
+
+/* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours (NULL
+ * included: it has no map entry). Inline: every medium and large free starts here. */
+static inline um_segment_t *_x_segment_lookup(const void *p) {
+    uintptr_t u = (uintptr_t)p;
+    um_segment_t *seg;
+    unsigned entry = _x_segmap_get(u);
+    if (UM_LIKELY(_x_map_is_segment(entry))) seg = _x_segment_of(p);
+    else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
+    else return NULL;
+    UM_CHECK(seg->cookie == ((uintptr_t)seg ^ _x_cookie));
+    return seg;
+}
 
 /* The mark of a free block (see um_block_t). */
 static inline uintptr_t _x_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
@@ -149,7 +173,7 @@ uint32_t _x_page_live(um_page_t *page);                 /* blocks handed out, af
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);
 void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */
-void _x_page_retire_slot(_Atomic uintptr_t *owner);      /* the same, from free's owner slot */
+void _x_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
 void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void _x_page_queue_push(um_heap_t *heap, um_page_t *page);
 void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
@@ -165,6 +189,7 @@ void _x_segment_abandon_all(um_heap_t *heap);
 bool _x_segment_reclaim_one(um_heap_t *heap);
 void _x_segment_cache_trim(bool force);
 size_t _x_segment_reclaim_all(void);
+void _x_segment_init_process(void);    /* reserve the small-page region */
 void _x_segment_register(um_segment_t *seg);
 void _x_segment_unregister(um_segment_t *seg);
 extern um_segment_t *_x_segment_registry;

@@ -14,6 +14,8 @@ um_page_t _x_page_empty;
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB. */
 #define UM_EXTEND_BYTES (4096 * 4)
 
+/* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
+ * the hot words at the end (um_page_hot_t). The slot is [area, area + size + _x_page_tail). */
 uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
     size_t psize = (size_t)1 << seg->page_shift;
     uint8_t *area = (uint8_t *)seg + (size_t)page->index * psize;
@@ -22,7 +24,7 @@ uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
         area += hdr;
         psize -= hdr;
     }
-    *size = psize;
+    *size = psize - _x_page_tail(seg);
     return area;
 }
 
@@ -34,24 +36,32 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     page->start = area;
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
     UM_SHARED_WRITE(page->bin, (uint16_t)bin);
-    page->reserved = (uint32_t)(area_size / bsize);
+    UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
+    page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
     page->free = NULL;
-    UM_PAGE_LOCAL(page) = NULL;
-    UM_SHARED_WRITE(UM_PAGE_USED(page), 0);
+    um_page_hot_t *hot = _x_page_hot(page);
+    hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
+    hot->local_free = NULL;
+    UM_SHARED_WRITE(hot->used, 0);
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
     atomic_store_explicit(&page->heap, heap, UM_RELAXED);
-    atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid, UM_RELAXED);
+    /* release: whoever sees the owner sees the guard (see um_page_hot_t) */
+    atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
 }
 
-/* Thread more never-used blocks onto the free list. */
+/* Thread more never-used blocks onto the free list. Pages are carved from their end down, so
+ * the carved blocks are the last `capacity` of the `reserved`: the first ones share their OS
+ * pages with a small page's hot words at its end, and a page with few blocks in use keeps no
+ * extra 4 KiB page resident for those 48 bytes. */
 static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = UM_EXTEND_BYTES / bsize;
     if (n == 0) n = 1;
-    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
-    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    size_t below = page->reserved - page->capacity; /* blocks not carved yet: [0, below) */
+    if (n > below) n = below;
+    uint8_t *first = page->start + (below - n) * bsize;
     for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
     ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
     page->free = (um_block_t *)first;
@@ -64,19 +74,21 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
 /* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
  * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
 void _x_page_collect(um_heap_t *heap, um_page_t *page) {
-    if (UM_PAGE_LOCAL(page) != NULL) {
-        UM_STAT_ADD(heap->stats.installed[page->bin], page->capacity - UM_PAGE_USED(page));
-        UM_STAT_ADD(heap->stats.collected[page->bin], page->capacity - UM_PAGE_USED(page));
-        if (page->free == NULL) {
-            page->free = UM_PAGE_LOCAL(page);
-        } else {
-            um_block_t *tail = UM_PAGE_LOCAL(page);
+    um_page_hot_t *hot = _x_page_hot(page); /* once: GCC can't keep it across the stores below */
+    um_block_t *local = hot->local_free;
+    if (local != NULL) {
+        uint64_t freed = page->capacity - hot->used; /* blocks on local_free */
+        (void)freed;                                   /* without statistics, nothing reads it */
+        UM_STAT_ADD(heap->stats.installed[page->bin], freed);
+        UM_STAT_ADD(heap->stats.collected[page->bin], freed);
+        if (page->free != NULL) {
+            um_block_t *tail = local;
             while (tail->next != NULL) tail = tail->next;
             tail->next = page->free;
-            page->free = UM_PAGE_LOCAL(page);
         }
-        UM_PAGE_LOCAL(page) = NULL;
-        UM_SHARED_WRITE(UM_PAGE_USED(page), page->capacity);
+        page->free = local;
+        hot->local_free = NULL;
+        UM_SHARED_WRITE(hot->used, page->capacity);
     }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     if ((tf & ~(uintptr_t)3) != 0) {
@@ -205,19 +217,20 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = _x_block_key(b);
     if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
     b->key = key;
-    b->next = UM_PAGE_LOCAL(page);
-    UM_PAGE_LOCAL(page) = b;
-    UM_OWNER_ADD(UM_PAGE_USED(page), -1);
-    if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
-    if (UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
+    um_page_hot_t *hot = _x_page_hot(page);
+    b->next = hot->local_free;
+    hot->local_free = b;
+    UM_OWNER_ADD(hot->used, -1);
+    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (hot->used == 0) _x_page_retire(heap, page);
 }
 
 /* Every carved block of the page is on its local list (used == 0). Keep the page if it is its
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
  * purge a page each time); otherwise give the slot back to the segment. */
 void _x_page_retire(um_heap_t *heap, um_page_t *page) {
-    /* Both callers come with the page in its queue: the fast path only when the owner word has
-     * no flag, _x_page_local_free_slow after taking it out of "full". */
+    /* Both callers come with the page in its queue: the sweep walks the queues (a page there has
+     * no IN_FULL flag), _x_page_local_free_slow takes it out of "full" first. */
     UM_CHECK(!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL));
     um_page_queue_t *q = &heap->queues[page->bin];
     if (q->first == page && page->next == NULL) return;
@@ -225,10 +238,31 @@ void _x_page_retire(um_heap_t *heap, um_page_t *page) {
     _x_segment_page_free(heap, page);
 }
 
-/* free()'s fast path keeps only the owner slot's address; the page follows from it. */
-UM_NOINLINE void _x_page_retire_slot(_Atomic uintptr_t *owner) {
-    um_segment_t *seg = _x_segment_of(owner);
-    _x_page_retire(_x_tl_heap, &seg->pages[owner - seg->page_owner]);
+/* free()'s fast path decrements a page's used count without testing it (a compare and a
+ * branch less on every free), so a page it empties stays in its bin queue. Its blocks are not
+ * lost: they are all on local_free, and the page is the first the bin's slow path collects
+ * from if it is the bin's first. The pages behind it are found here and retired as free()
+ * used to retire them: by the allocation slow path, at most every UM_SWEEP_MS (plus a little
+ * per page walked last time, so a heap with very many pages spends at most ~1% of its time
+ * here), and at once when forced (um_trim, malloc_trim). O(queued pages): full pages are out of
+ * the queues, and a free into one takes the slow path, which retires it there. */
+#define UM_SWEEP_MS 10
+#define UM_SWEEP_PAGES_PER_MS 100
+
+void _x_page_sweep(um_heap_t *heap, bool force) {
+    uint64_t now = _x_os_now_ms();
+    if (!force && now < heap->next_sweep_ms) return;
+    size_t walked = 0;
+    for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
+        um_page_t *next;
+        for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
+            next = page->next;
+            walked++;
+            /* used == 0: every carved block is on local_free (so `free` is empty too) */
+            if (page->free == NULL && UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
+        }
+    }
+    heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */
@@ -239,9 +273,12 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     unsigned epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
     if (UM_UNLIKELY(epoch != heap->purge_epoch)) {
         heap->purge_epoch = epoch;
+        _x_page_sweep(heap, true);
         _x_segment_purge(heap, true);
-    } else if (heap->dirty_pages > 0) {
-        _x_segment_purge(heap, false);
+    } else {
+        /* the clock is read on one slow path in 32 only: the sweep's pace needs no more */
+        if ((++heap->slow_calls & 31) == 0) _x_page_sweep(heap, false);
+        if (heap->dirty_pages > 0) _x_segment_purge(heap, false);
     }
 
     um_page_queue_t *q = &heap->queues[bin];

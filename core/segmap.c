@@ -15,14 +15,3 @@ void _x_segmap_clear(void *start, size_t size) {
     uintptr_t last = ((uintptr_t)start + size - 1) >> UM_SEGMENT_SHIFT;
     for (uintptr_t i = first; i <= last; i++) atomic_store_explicit(&_x_segmap[i], UM_MAP_NONE, UM_RELAXED);
 }
-
-um_segment_t *_x_segment_lookup(const void *p) {
-    uintptr_t u = (uintptr_t)p;
-    um_segment_t *seg;
-    unsigned entry = _x_segmap_get(u);
-    if (_x_map_is_segment(entry)) seg = _x_segment_of(p);
-    else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
-    else return NULL;
-    UM_CHECK(seg->cookie == ((uintptr_t)seg ^ _x_cookie));
-    return seg;
-}

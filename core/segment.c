@@ -3,13 +3,20 @@
  * before it is unmapped; a dead thread's segments are abandoned and adopted by the next thread
  * that needs a page. */
 #include <sched.h>
+#include <string.h>
 
 #include "core/internal.h"
 #include "hugepages/os.h"
+#include "hugepages/region.h"
 #include "numa/arena.h"
 #include "stats/stats.h"
 
+_Static_assert(UM_REGION_UNIT_SHIFT == UM_SEGMENT_SHIFT && UM_REGION_BITS == UM_REGION_SHIFT,
+               "the region is carved in segments, and free() knows its size");
+
 um_segment_t *_x_segment_registry;
+uintptr_t _x_small_region_hi = ~(uintptr_t)0;
+static bool small_in_region; /* small segments come from the region */
 
 static um_segment_t *abandoned_list;
 static _Atomic size_t abandoned_count; /* written under the lock, read without it as a hint */
@@ -55,8 +62,35 @@ static um_segment_t **heap_list_of(um_heap_t *heap, um_segment_t *seg) {
     return seg->used_pages == seg->page_count ? &heap->full_segments : &heap->segments[seg->kind];
 }
 
+/* ---- the small-page region --------------------------------------------------------------- */
+void _x_segment_init_process(void) {
+    uintptr_t base = _x_region_reserve(_x_cookie >> 12);
+    small_in_region = base != 0;
+    /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
+     * path tests for that (_x_page_local_free_slow), so every free takes it. */
+    if (base != 0 && _x_purge_delay_ms != 0) _x_small_region_hi = base >> UM_REGION_SHIFT;
+}
+
+/* A small segment at an address of the region, or NULL (then it is mapped like the others). */
+static um_segment_t *region_map(int *node) {
+    _x_lock(&_x_cache_lock);
+    void *at = _x_region_take();
+    _x_unlock(&_x_cache_lock);
+    if (at == NULL) return NULL;
+    um_segment_t *seg = _x_arena_commit(at, _x_arena_current_node(), node);
+    if (seg == NULL) {
+        _x_lock(&_x_cache_lock);
+        _x_region_put(at);
+        _x_unlock(&_x_cache_lock);
+    }
+    return seg;
+}
+
 /* ---- getting and dropping segments ------------------------------------------------------ */
+/* A small page's hot words need no writing: every slot is clean, and a clean slot reads zero,
+ * owner word included (fresh from the OS, or purged whole by slot_purge). */
 static void segment_format(um_segment_t *seg, um_kind_t kind) {
+    memset(seg->hot, 0, sizeof seg->hot); /* medium and large pages' */
     seg->kind = (uint8_t)kind;
     seg->page_shift = kind_shift[kind];
     seg->page_count = (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
@@ -67,14 +101,17 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
         page->index = (uint8_t)i;
         UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
         UM_SHARED_WRITE(page->block_size, 0);
-        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     }
     _x_segmap_set(seg, UM_SEGMENT_SIZE, seg->page_shift); /* the map entry carries the page shift */
 }
 
+/* A cached segment for `kind`: one in the region for small pages, one outside it for the others
+ * (free()'s fast path takes every pointer in the region for a small block). */
 static um_segment_t *segment_from_cache(um_kind_t kind) {
+    bool want_region = kind == UM_KIND_SMALL && small_in_region;
     _x_lock(&_x_cache_lock);
     um_segment_t *seg = cache_list;
+    while (seg != NULL && (_x_region_contains(seg) != 0) != want_region) seg = seg->next;
     if (seg) { list_remove(&cache_list, seg); cache_count--; }
     _x_unlock(&_x_cache_lock);
     if (seg == NULL) return NULL;
@@ -95,7 +132,8 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
     um_segment_t *seg = segment_from_cache(kind);
     if (seg == NULL) {
         int node;
-        seg = _x_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, _x_arena_current_node(), &node);
+        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(&node) : NULL;
+        if (seg == NULL) seg = _x_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, _x_arena_current_node(), &node);
         if (seg == NULL) return NULL;
         seg->node = (int16_t)node;
         seg->map_base = seg;
@@ -116,7 +154,16 @@ static void segment_unmap(um_segment_t *seg) {
     _x_segment_unregister(seg);
     _x_segmap_clear(seg, UM_SEGMENT_SIZE);
     UM_STAT_SEGMENT_UNMAPPED(seg);
-    _x_arena_unmap(seg->map_base, seg->map_size);
+    if (_x_region_contains(seg)) {
+        /* Read-only zeros again, not unmapped: free() may still read a stale pointer's owner
+         * word there (it reads 0: not this thread's, and the slow path finds no segment). */
+        _x_arena_decommit(seg);
+        _x_lock(&_x_cache_lock);
+        _x_region_put(seg);
+        _x_unlock(&_x_cache_lock);
+    } else {
+        _x_arena_unmap(seg->map_base, seg->map_size);
+    }
 }
 
 /* An empty segment leaves its heap for the cache; old cache entries are unmapped. */
@@ -200,7 +247,7 @@ um_page_t *_x_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
 static void slot_purge(um_segment_t *seg, um_page_t *page) {
     size_t size;
     uint8_t *area = _x_page_area(seg, page, &size);
-    _x_os_purge(area, size);
+    _x_os_purge(area, size + _x_page_tail(seg)); /* the whole slot: a clean slot reads zero */
     UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
     seg->dirty_pages--;
 }

@@ -4,8 +4,11 @@
  * any pointer is `p & ~(4 MiB - 1)`. A segment is cut into equal *pages* (64 KiB small pages,
  * 512 KiB medium pages, or one large page), and every page holds blocks of one size class. The
  * segment header holds the page descriptors, so pointer -> page is a mask, a shift and an index:
- * O(1), no lock, no search. Blocks of LARGE_THRESHOLD and more get a mapping of their own (a
- * "huge" segment with one page and one block).
+ * O(1), no lock, no search. The three words free() touches (owner, local free list, used count)
+ * are kept in the page itself, at its end (um_page_hot_t). Small segments are carved from one
+ * reserved 1 TiB region (hugepages/region.c), so that free() recognises a small block with one
+ * compare and reaches its page's hot words with one mask. Blocks of LARGE_THRESHOLD and more get
+ * a mapping of their own (a "huge" segment with one page and one block).
  *
  * Each thread owns a *heap*: per size class, a queue of pages it allocates from. Only the owner
  * touches a page's `free` and `local_free` lists (no lock, no atomic); other threads push the
@@ -25,7 +28,8 @@
 #define UM_SEGMENT_SHIFT 22
 #define UM_SEGMENT_SIZE ((size_t)1 << UM_SEGMENT_SHIFT) /* 4 MiB: two 2 MiB huge pages */
 #define UM_SEGMENT_MASK (UM_SEGMENT_SIZE - 1)
-#define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 8 KiB (>= 8 blocks a page) */
+#define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 8 KiB (>= 7 blocks a page) */
+#define UM_SMALL_PAGE_SIZE ((size_t)1 << UM_SMALL_PAGE_SHIFT)
 #define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks up to 64 KiB */
 #define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
 #define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
@@ -41,6 +45,10 @@
 #define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
+
+/* The small-page region: every SMALL segment lies in one 2^40-byte range aligned to 2^40
+ * (hugepages/region.c), so "is p in a small page?" is `p >> 40 == region number`. */
+#define UM_REGION_SHIFT 40
 
 /* ---- blocks --------------------------------------------------------------------------- */
 /* A free block. `key` marks it free: malloc clears it, free sets it, so a second free of the
@@ -77,14 +85,38 @@ struct um_heap_s;
 struct um_segment_s;
 
 /* ---- pages ---------------------------------------------------------------------------- */
-/* A page's descriptor. The three fields free() touches (owner, local free list, used count)
- * live in arrays in the segment header instead (see um_segment_t): indexed by page number with
- * an 8- or 4-byte stride, x86 addressing scales the index, where a 128-byte descriptor would
- * need a shift and an add on every free. Reach them with UM_PAGE_OWNER/LOCAL/USED(page). */
+/* A page's hot words: the three fields free() touches. A small page keeps them in the last 48
+ * bytes of its own memory, never inside a block: free() reaches them from the block pointer
+ * with one `or` (p | 0xfff0 is 16 bytes before the page's end) instead of a segment-map load,
+ * a shift and an index (docs/design.md, "Thread heaps and the fast path"). Medium and large
+ * pages, which free() reaches through the segment map anyway, keep theirs in the segment
+ * header (um_segment_t.hot), so that their power-of-two classes (16, 32, 64 KiB) keep every
+ * block of a page. Reach them with UM_PAGE_OWNER/LOCAL/USED(page). Huge segments have none.
+ *
+ * The guard makes free() reject a pointer that is not 16-byte aligned at no cost: the fast path
+ * keeps p's low 4 bits in the address it loads the owner from, so for a misaligned p it reads
+ * the owner word 1..15 bytes too high. Such a load always takes its top byte from the guard,
+ * 0xff, and no thread pointer has a nonzero top byte: the owner compare fails, and the slow path
+ * reports the pointer. A page's memory reads zero until the page is first set up (owner 0: no
+ * thread's), the guard is written before the owner, and a free page's owner is 0. */
+typedef struct um_page_hot_s {
+    uintptr_t spare;               /* unused: pads the struct to 48 bytes, a multiple of 16 */
+    struct um_block_s *local_free; /* blocks the owner freed, moved to `free` when it runs dry */
+    /* capacity - (blocks on local_free). malloc doesn't count; free decrements without a test,
+     * so 0 means exactly "every carved block is on local_free": the page is empty. Empty pages
+     * are found later by the slow paths (see _x_page_sweep). */
+    uint64_t used;
+    _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
+    uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above) */
+} um_page_hot_t;
+#define UM_PAGE_HOT_SIZE 48        /* sizeof(um_page_hot_t): a small page's block area ends before it */
+#define UM_PAGE_GUARD (~(uintptr_t)0)
+
+/* A page's descriptor, in its segment's header. */
 typedef struct um_page_s {
     um_block_t *free;         /* blocks ready to hand out (owner only); first: malloc's one load */
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    uint32_t capacity;        /* blocks carved from the page so far (lazily, to touch less memory) */
+    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the last `capacity` of `reserved` */
     _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
@@ -93,6 +125,10 @@ typedef struct um_page_s {
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
     uint8_t is_zero;          /* blocks not yet carved are known to be zero (fresh from the OS) */
+    /* ~0 / block_size + 1: an offset below 2^32 is a multiple of block_size iff
+     * offset * block_div <= block_div - 1 (mod 2^64; Lemire's test), which spares the generic
+     * free path, where every medium and large block goes, a division. */
+    uint64_t block_div;
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
@@ -102,13 +138,6 @@ typedef struct um_page_s {
 typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_COUNT } um_kind_t;
 
 typedef struct um_segment_s {
-    /* The free path's fields of each page, by page number, first in the header and all 8 bytes
-     * wide: free() computes seg + 8 * index once and reaches all three at fixed offsets. */
-    _Atomic uintptr_t page_owner[UM_PAGES_MAX]; /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
-    um_block_t *page_local_free[UM_PAGES_MAX];  /* blocks the owner freed, moved to `free` when it runs dry */
-    /* capacity - (blocks on local_free). malloc doesn't count; free decrements, so reaching 0
-     * means exactly "every carved block is on local_free": the page is empty. */
-    uint64_t page_used[UM_PAGES_MAX];
     uint32_t page_shift;      /* log2 of the page size: pointer -> page index is one shift */
     uint8_t kind;             /* um_kind_t */
     uint8_t page_count;       /* page slots in this segment */
@@ -128,6 +157,9 @@ typedef struct um_segment_s {
     struct um_segment_s *all_prev;
     uint64_t cached_at_ms;    /* when it entered the segment cache */
     uintptr_t cookie;         /* segment address ^ process cookie: a sanity check in slow paths */
+    /* the hot words of medium and large pages, by page index (a small page keeps its own at its
+     * end); all zero in a fresh or reformatted segment */
+    um_page_hot_t hot[UM_SEGMENT_SIZE >> UM_MEDIUM_PAGE_SHIFT];
     um_page_t pages[UM_PAGES_MAX];
 } um_segment_t;
 
@@ -167,7 +199,8 @@ typedef struct um_heap_s {
     um_segment_t *full_segments;           /* owned segments with every slot in use */
     size_t dirty_pages;                    /* free-but-resident page slots, for the purge */
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
-    uint32_t slow_calls;                   /* slow-path entries, to pace housekeeping */
+    uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (_x_page_sweep) */
+    uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
     unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */

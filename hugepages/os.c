@@ -12,14 +12,14 @@
 
 um_os_stats_t _x_os_stats;
 
-static size_t os_page_size;
+static _Atomic size_t os_page_size; /* 0 until first asked; threads may race to set it (same value) */
 
 size_t _x_os_page_size(void) {
-    size_t ps = os_page_size;
+    size_t ps = atomic_load_explicit(&os_page_size, memory_order_relaxed);
     if (ps == 0) {
         ps = (size_t)getauxval(AT_PAGESZ);
         if (ps == 0) ps = 4096;
-        os_page_size = ps;
+        atomic_store_explicit(&os_page_size, ps, memory_order_relaxed);
     }
     return ps;
 }

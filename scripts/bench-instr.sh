@@ -4,7 +4,7 @@
 #
 #   scripts/bench-instr.sh           table for glibc, jemalloc, mimalloc, tcmalloc, umalloc
 #   scripts/bench-instr.sh --check   umalloc only: exit 1 if a malloc(32)+free pair costs more
-#                                    than 40 instructions (BENCH_INSTR_LIMIT), printing the count
+#                                    than 30 instructions (BENCH_INSTR_LIMIT), printing the count
 #
 # The tests (bench/instr.c), each under LD_PRELOAD of the allocator (glibc: none):
 #   pair  p = malloc(32); free(p)                      one op = one malloc + one free
@@ -18,7 +18,7 @@
 # (counter, index, store to a volatile, PLT stubs). --check uses the second.
 #
 # Environment:
-#   BENCH_INSTR_LIMIT=40       the --check limit
+#   BENCH_INSTR_LIMIT=30       the --check limit
 #   BENCH_INSTR_CHECK_LOOP=1   --check holds the whole loop iteration to the limit instead
 #   ALLOCS="..."               subset of the allocators; may add umalloc-nostats
 #                              (build/nostats/libumalloc.so)
@@ -30,7 +30,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 BIN=build/bench/bin
-LIMIT=${BENCH_INSTR_LIMIT:-40}
+LIMIT=${BENCH_INSTR_LIMIT:-30}
 CHECK=0
 case "${1:-}" in
     --check) CHECK=1 ;;

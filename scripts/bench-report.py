@@ -471,7 +471,7 @@ def main():
                  "free. *allocator* counts only instructions outside the test program (the allocator and "
                  "anything it calls); *loop* is the whole iteration, the test's own ~10 instructions included. "
                  "`scripts/bench-instr.sh --check` fails if umalloc's malloc(32)+free pair takes more than "
-                 "40 allocator instructions." % n)
+                 "30 allocator instructions." % n)
         L.append("")
         if "instr" in charts:
             L.append("![instructions per operation](%s/%s)" % (img_rel, charts["instr"]))

@@ -125,18 +125,20 @@ void _x_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, byte
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
 /* Length of a block list of `page`, read while its owner may be changing it. Every link is
- * checked to be a block of this page before it is followed, so a racing owner can make the
- * count wrong but never make us read outside the page; the segment cannot be unmapped meanwhile
- * (the caller holds the registry lock). */
-static uint32_t racy_list_length(const um_page_t *page, const um_block_t *b) {
-    const uint8_t *lo = page->start;
-    size_t bsize = UM_SHARED_READ(page->block_size);
-    uint32_t cap = UM_SHARED_READ(page->capacity), n = 0;
-    if (bsize == 0) return 0;
-    const uint8_t *hi = lo + (size_t)cap * bsize;
+ * checked to be a carved block of this page before it is followed (the carved blocks are the
+ * last `capacity` of the `reserved`, see page_extend), so a racing owner can make the count
+ * wrong but never make us read outside the page's block area; the segment cannot be unmapped
+ * meanwhile (the caller holds the registry lock). */
+static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
+    size_t bsize = UM_SHARED_READ(page->block_size), area_size;
+    uint32_t cap = UM_SHARED_READ(page->capacity), res = UM_SHARED_READ(page->reserved), n = 0;
+    if (bsize == 0 || cap > res) return 0;
+    const uint8_t *area = _x_page_area(_x_segment_of(page), page, &area_size);
+    const uint8_t *lo = area + (size_t)(res - cap) * bsize, *hi = area + (size_t)res * bsize;
+    if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
     while (b != NULL && n < cap) {
         const uint8_t *at = (const uint8_t *)b;
-        if (at < lo || at >= hi || (size_t)(at - lo) % bsize != 0) break;
+        if (at < lo || at >= hi || (size_t)(at - area) % bsize != 0) break;
         n++;
         b = __atomic_load_n(&b->next, __ATOMIC_RELAXED);
     }

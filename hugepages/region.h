@@ -1,0 +1,31 @@
+/* The small-page region: one reservation of 2^40 bytes aligned to 2^40, from which the core
+ * carves its small segments, so that free() tells a small block of ours by `p >> 40` alone
+ * (docs/design.md, "Memory layout" and "Thread heaps and the fast path"). The whole range is
+ * mapped readable (PROT_READ, no memory behind it): an unused part reads as zeros and never
+ * faults, which free() relies on when it reads a page's owner word for any pointer into the
+ * region. Segments in use are mapped read-write over it, and read-only again when given back. */
+#ifndef UM_REGION_H
+#define UM_REGION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UM_REGION_BITS 40       /* log2 of its size and alignment: UM_REGION_SHIFT in core/types.h */
+#define UM_REGION_UNIT_SHIFT 22 /* what it is carved in: segments (UM_SEGMENT_SHIFT) */
+
+/* Reserve the region, once, at process start-up; `seed` picks among the candidate places.
+ * Returns its base, or 0 when there is none: under ASan or TSan (they own fixed ranges of the
+ * address space), with a finite RLIMIT_AS (1 TiB of it would go), or when no candidate is free. */
+uintptr_t _x_region_reserve(uintptr_t seed);
+int _x_region_contains(const void *p);
+/* The address of a unit nobody uses (the lowest given back, else the next never used), or NULL
+ * when the region is absent or full. No system call: the caller serialises _x_region_take and
+ * _x_region_put (the core holds its segment cache lock). */
+void *_x_region_take(void);
+void _x_region_put(void *p);
+/* Map a taken unit read-write (zeros). 0 on success; -1 on failure, errno preserved. */
+int _x_region_commit(void *p);
+/* Map a unit read-only again: zeros, no memory behind it. Then _x_region_put it. */
+void _x_region_decommit(void *p);
+
+#endif
