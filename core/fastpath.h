@@ -30,8 +30,9 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
  *    one compare reject NULL, every foreign pointer and every medium, large or huge block
  *    (those take _x_free_generic) without touching memory.
  *  - p | 0xfff0 is 16 bytes before the end of p's 64 KiB page, where the page's hot words are
- *    (um_page_hot_t): one `or` instead of a segment-map load, a shift and an index. The region
- *    is mapped readable all through (zeros where unused), so the owner load never faults.
+ *    (um_page_hot_t): one `or` instead of a segment-map load, a shift and an index. Every part
+ *    of the region ever handed out stays readable (zeros once released), so the owner load
+ *    never faults for a pointer we gave out, stale or not.
  *  - The `or` keeps p's low 4 bits: a pointer that is not 16-byte aligned (inside a block)
  *    loads the owner word from 1..15 bytes too high, gets the guard's 0xff in its top byte and
  *    fails the owner compare. No instruction of its own rejects it.

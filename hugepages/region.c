@@ -41,12 +41,11 @@ uintptr_t _x_region_reserve(uintptr_t seed) {
     int saved = errno;
     for (unsigned i = 0; i < CANDIDATES; i++) {
         uintptr_t at = (uintptr_t)(FIRST_K + (seed + i) % CANDIDATES) << UM_REGION_BITS;
-        void *p = mmap((void *)at, REGION_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        void *p = mmap((void *)at, REGION_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
         if (p == (void *)at) {
             region_base = at;
-            /* Not in core dumps: a dump of 1 TiB of zeros (written out in full through a pipe
-             * to a core handler) would help nobody. Segments in use are mappings of their own
-             * and are dumped. */
+            /* Not in core dumps: released units read as zeros and would help nobody there.
+             * Segments in use are mappings of their own and are dumped. */
             madvise(p, REGION_SIZE, MADV_DONTDUMP);
             break;
         }

@@ -1,9 +1,12 @@
 /* The small-page region: one reservation of 2^40 bytes aligned to 2^40, from which the core
  * carves its small segments, so that free() tells a small block of ours by `p >> 40` alone
- * (docs/design.md, "Memory layout" and "Thread heaps and the fast path"). The whole range is
- * mapped readable (PROT_READ, no memory behind it): an unused part reads as zeros and never
- * faults, which free() relies on when it reads a page's owner word for any pointer into the
- * region. Segments in use are mapped read-write over it, and read-only again when given back. */
+ * (docs/design.md, "Memory layout" and "Thread heaps and the fast path"). It is reserved
+ * PROT_NONE; a unit is mapped read-write when a segment is carved from it and read-only (zeros,
+ * no memory behind it) when given back, so every address we ever handed out stays readable and
+ * free() may read a page's owner word for any such pointer, stale ones included. Units never
+ * used stay PROT_NONE: only a made-up pointer reaches them, and mlockall(MCL_CURRENT) does not
+ * populate them (a readable 1 TiB would have it map the zero page into all of it: 2 GiB of page
+ * tables, minutes). */
 #ifndef UM_REGION_H
 #define UM_REGION_H
 

@@ -122,6 +122,22 @@ Test(preload, constructors_and_destructors, .timeout = 60) {
     su_result_free(&r);
 }
 
+/* mlockall(MCL_CURRENT) populates every readable mapping: umalloc's reservations must not be
+ * (the test's timeout is the check; a readable 1 TiB region took minutes). Root runs it for
+ * real; elsewhere the program may not be allowed to lock, and says SKIP loudly. */
+Test(preload, mlockall_program_runs, .timeout = 60) {
+    su_result r;
+    run_prog("preload_mlockall", 40, &r);
+    if (strstr(r.out, "SKIP") != NULL) {
+        fprintf(stderr, "[preload_mlockall] SKIPPED: %s", r.out);
+        cr_skip_test("mlockall not permitted here: %s", r.out);
+    }
+    assert_has(r.out, "preload_mlockall: all checks passed", "preload_mlockall", "stdout");
+    cr_assert_lt(r.secs, 20.0, "preload_mlockall took %.1f s", r.secs);
+    assert_no_umalloc_warning(&r, "preload_mlockall");
+    su_result_free(&r);
+}
+
 Test(preload, threads_random_ops, .timeout = 240) {
     su_result r;
     run_prog("preload_threads", 200, &r);
