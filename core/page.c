@@ -282,22 +282,31 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     }
 
     um_page_queue_t *q = &heap->queues[bin];
-    um_page_t *page = q->first;
-    /* Each full page leaves the queue as it is passed, so the walk is paid for once per page
-     * that fills up, not once per refill. */
+    um_page_t *page = q->first, *carvable = NULL;
+    /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh memory):
+     * pages that got frees back rejoin at the tail (page_unfull), so a page that can still be
+     * carved is only remembered while the walk goes on. Each full page leaves the queue as it
+     * is passed, so the walk is paid for once per page that fills up, not once per refill; a
+     * bin has one page being carved, at most a few. */
     while (page != NULL) {
         um_page_t *next = page->next;
         _x_page_collect(heap, page);
-        if (page->free == NULL && page->capacity < page->reserved) page_extend(heap, page);
-        if (page->free != NULL) {
-            if (page != q->first) { /* move it to the front: the fast path looks there */
-                _x_page_queue_remove(heap, page);
-                _x_page_queue_push(heap, page);
-            }
-            break;
+        if (page->free != NULL) break;
+        if (page->capacity < page->reserved) {
+            if (carvable == NULL) carvable = page;
+            page = next;
+            continue;
         }
         if (!page_to_full(heap, page)) continue; /* a remote free just came in: collect again */
         page = next;
+    }
+    if (page == NULL && carvable != NULL) {
+        page = carvable;
+        page_extend(heap, page);
+    }
+    if (page != NULL && page != q->first) { /* move it to the front: the fast path looks there */
+        _x_page_queue_remove(heap, page);
+        _x_page_queue_push(heap, page);
     }
     if (page == NULL) {
         page = _x_segment_page_alloc(heap, _x_bin_kind(bin));
