@@ -11,8 +11,14 @@
 um_page_t _x_page_empty;
 
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
- * so a thread that allocates three blocks of a class doesn't fault in 64 KiB. */
-#define UM_EXTEND_BYTES (4096 * 4)
+ * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
+ * that uses many classes a little (Larson's 8..1000 bytes: peak RSS -16%) touches 4 KiB a class
+ * rather than 16. Classes of 128 bytes and less get 16 KiB (at least 128 blocks): a loop that
+ * recycles a few such blocks then refills from its local list once per 128+ allocations, which
+ * keeps a malloc/free pair under 30 instructions. */
+#define UM_EXTEND_BYTES 4096
+#define UM_EXTEND_TINY_MAX 128
+#define UM_EXTEND_TINY_BYTES (4096 * 4)
 
 /* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
  * the hot words at the end (um_page_hot_t). The slot is [area, area + size + _x_page_tail). */
@@ -57,7 +63,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
  * extra 4 KiB page resident for those 48 bytes. */
 static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
-    size_t n = UM_EXTEND_BYTES / bsize;
+    size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
     size_t below = page->reserved - page->capacity; /* blocks not carved yet: [0, below) */
     if (n > below) n = below;

@@ -201,6 +201,7 @@ typedef struct um_heap_s {
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
     uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (_x_page_sweep) */
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
+    uint32_t refills;                      /* allocations served by taking back a page's local frees (see _x_malloc_generic) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
