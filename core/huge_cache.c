@@ -150,7 +150,10 @@ static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     _x_unlock(&_x_cache_lock);
 
     uint8_t *at = _x_os_grow_aligned(got.base, got.size, size, UM_SEGMENT_SIZE);
-    if (at == NULL) { leftover_put(&got, got.base, got.size); return false; }
+    /* Refused: most likely a piece cut from an assembled block, which spans two kernel
+     * mappings and so can never be grown or moved. Kept, it would be picked and refused again
+     * on every such allocation. */
+    if (at == NULL) { piece_unmap(&got); return false; }
     _x_stats_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = 0;

@@ -143,3 +143,37 @@ Test(large, calloc_of_reused_large_block_is_zero, .timeout = 120)
         }
     }
 }
+
+/* Freed large blocks are reused by blocks of other sizes: split in place, assembled from several
+ * freed ones by mremap, and such an assembled block grown by realloc (it is several kernel
+ * mappings, so that realloc copies once). Contents must survive every step, and calloc must
+ * still read zeros. */
+Test(large, reuse_across_sizes_keeps_contents, .timeout = 120)
+{
+    const size_t a_n = 20 * TU_MiB, b_n = 12 * TU_MiB, c_n = 30 * TU_MiB, d_n = 5 * TU_MiB;
+    unsigned char *a = um_malloc(a_n), *b = um_malloc(b_n);
+    cr_assert(a != NULL && b != NULL);
+    tu_fill(a, a_n, 1);
+    tu_fill(b, b_n, 2);
+    um_free(a);
+    um_free(b);
+    unsigned char *c = um_malloc(c_n); /* larger than either: assembled from both */
+    cr_assert_not_null(c);
+    tu_fill(c, c_n, 3);
+    unsigned char *d = um_malloc(d_n); /* smaller: in place, from what is left */
+    cr_assert_not_null(d);
+    tu_fill(d, d_n, 4);
+    cr_assert_eq(tu_check(c, c_n, 3), -1, "assembled block lost its contents");
+    unsigned char *c2 = um_realloc(c, 2 * c_n);
+    cr_assert_not_null(c2);
+    cr_assert_eq(tu_check(c2, c_n, 3), -1, "assembled block lost its contents in realloc");
+    tu_fill(c2, 2 * c_n, 5);
+    cr_assert_eq(tu_check(d, d_n, 4), -1, "in-place block was overwritten");
+    um_free(d);
+    unsigned char *z = um_calloc(d_n / 16, 16);
+    cr_assert_not_null(z);
+    cr_assert_eq(tu_check_byte(z, d_n, 0), -1, "calloc of a reused piece is not zero");
+    cr_assert_eq(tu_check(c2, 2 * c_n, 5), -1, "grown block lost its contents");
+    um_free(z);
+    um_free(c2);
+}
