@@ -134,16 +134,23 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     return true;
 }
 
+/* The largest resident (not purged) piece on `node` smaller than `below`, or SIZE_MAX. Under
+ * the lock. */
+static size_t piece_largest_resident(int node, size_t below) {
+    size_t bi = SIZE_MAX;
+    for (size_t i = 0; i < piece_count; i++)
+        if (!pieces[i].purged && pieces[i].node == node && pieces[i].size < below && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+    return bi;
+}
+
 /* 2. Growth: the largest resident piece, grown to the size by mremap (in place when it is
  * aligned and the address space after it is free, else moved by its page tables to a fresh
  * aligned place). Only one piece: a mapping made of several moved pieces would be several
  * kernel VMAs, and mremap, which grows and moves a huge block in realloc, works on one. */
 static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
-    size_t bi = SIZE_MAX;
     _x_lock(&_x_cache_lock);
-    for (size_t i = 0; i < piece_count; i++)
-        if (!pieces[i].purged && pieces[i].node == node && pieces[i].size < size && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+    size_t bi = piece_largest_resident(node, size);
     if (bi == SIZE_MAX) { _x_unlock(&_x_cache_lock); return false; }
     got = pieces[bi];
     piece_remove(bi);
@@ -170,9 +177,7 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     size_t nchunks = 0, covered = 0;
     _x_lock(&_x_cache_lock);
     while (covered < size && nchunks < MAX_CHUNKS) {
-        size_t bi = SIZE_MAX;
-        for (size_t i = 0; i < piece_count; i++)
-            if (!pieces[i].purged && pieces[i].node == node && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+        size_t bi = piece_largest_resident(node, SIZE_MAX);
         if (bi == SIZE_MAX) break;
         huge_piece_t *p = &pieces[bi];
         size_t want = size - covered;
@@ -208,7 +213,7 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     out->base = dst;
     out->is_zero = 0;
     out->page_kind = (uint8_t)page_kind;
-    out->multi_vma = nchunks > 1 || covered < size || chunk[0].size < size;
+    out->multi_vma = nchunks > 1 || chunk[0].size < size; /* one piece that covers it all replaced the fresh mapping */
     return true;
 }
 

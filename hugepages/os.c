@@ -110,22 +110,27 @@ void _x_os_purge(void *p, size_t size) {
     errno = saved;
 }
 
+/* Reserve an aligned destination, then let the kernel move the page tables there (growing or
+ * shrinking on the way): no byte is copied, whatever the size. */
+static void *move_to_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
+    void *dst = _x_os_map_aligned(new_size, align);
+    if (dst == NULL) return NULL;
+    void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    if (q == MAP_FAILED) {
+        _x_os_unmap(dst, new_size);
+        return NULL;
+    }
+    return q;
+}
+
 void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
     size_t ps = _x_os_page_size();
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
+    int saved = errno; /* realloc may still succeed by copying: a failed attempt leaves no trace */
     void *q = mremap(p, old_size, new_size, 0); /* in place first: no copy, no move */
-    if (q == MAP_FAILED) {
-        /* Reserve an aligned destination, then let the kernel move the page tables there:
-         * no byte is copied, whatever the size. */
-        void *dst = _x_os_map_aligned(new_size, align);
-        if (dst == NULL) return NULL;
-        q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-        if (q == MAP_FAILED) {
-            _x_os_unmap(dst, new_size);
-            return NULL;
-        }
-    }
+    if (q == MAP_FAILED) q = move_to_aligned(p, old_size, new_size, align);
+    errno = saved;
     return q;
 }
 
@@ -137,16 +142,9 @@ int _x_os_move(void *from, size_t size, void *dst) {
 }
 
 void *_x_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
+    if (((uintptr_t)p & (align - 1)) == 0) return _x_os_remap(p, old_size, new_size, align);
     int saved = errno;
-    void *q = NULL;
-    if (((uintptr_t)p & (align - 1)) == 0) q = _x_os_remap(p, old_size, new_size, align);
-    else {
-        void *dst = _x_os_map_aligned(new_size, align);
-        if (dst != NULL) {
-            q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-            if (q == MAP_FAILED) { _x_os_unmap(dst, new_size); q = NULL; }
-        }
-    }
+    void *q = move_to_aligned(p, old_size, new_size, align); /* in place it would stay unaligned */
     errno = saved;
     return q;
 }
