@@ -458,6 +458,29 @@ Test(semantics, totals_live_counts_are_exact)
                  base.live_bytes);
 }
 
+/* Above the direct sizes, the block a thread freed last is the next one of its class it gets:
+ * it is the one still in cache (core/alloc.c). The statistics must count it handed out again. */
+Test(semantics, last_freed_block_goes_out_first_and_counts)
+{
+    static const size_t sizes[] = {1100, 1500, 3000, 6000, 20000, 50000, 200000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t s = sizes[i];
+        void *keep = um_malloc(s); /* the class's page stays in use throughout */
+        um_totals_t base = tu_totals();
+        void *x = um_malloc(s);
+        cr_assert_not_null(x);
+        memset(x, 0x5a, s);
+        um_free(x);
+        void *y = um_malloc(s);
+        cr_assert_eq(y, x, "size %zu: got %p after freeing %p, not the block freed last", s, y, x);
+        um_totals_t t = tu_totals();
+        cr_assert_eq(t.live_blocks, base.live_blocks + 1, "size %zu: live_blocks %zu -> %zu with one block out", s,
+                     base.live_blocks, t.live_blocks);
+        um_free(y);
+        um_free(keep);
+    }
+}
+
 Test(semantics, version_string)
 {
     cr_assert_not_null(um_version());
