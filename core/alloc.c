@@ -11,8 +11,9 @@
 
 void *_x_malloc(size_t size) { return _x_fast_malloc(size); }
 
-static inline void *pop_block(um_page_t *page, um_block_t *b) {
-    page->free = b->next;
+static inline void *pop_block(um_page_hot_t *hot, um_block_t *b) {
+    hot->free = b->next;
+    UM_OWNER_ADD(hot->allocs, 1);
     b->key = 0;
     return b;
 }
@@ -29,35 +30,9 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
     }
     size_t bin = _x_bin_of(size);
     um_page_t *page = heap->queues[bin].first;
-    if (page != NULL) {
-        /* Above the direct sizes, the block the thread freed last goes out first. The program
-         * will write over all of a 1..512 KiB block, and the last-freed one is the likeliest to
-         * be in cache and in the TLB; the free list holds blocks taken back earlier, which have
-         * gone cold. churn-medium (1..64 KiB, lifetimes a power law): a third fewer misses in a
-         * simulated 2 MiB L2 (cachegrind), 10-15% less time. Sizes up to UM_DIRECT_MAX keep the
-         * fast path's single list: their blocks are a line or a few. */
-        if (size > UM_DIRECT_MAX) {
-            um_page_hot_t *hot = _x_page_hot(page);
-            um_block_t *b = hot->local_free;
-            if (b != NULL) {
-                hot->local_free = b->next;
-                UM_OWNER_ADD(hot->used, 1); /* used = capacity - |local_free| */
-                UM_STAT_ADD(heap->stats.collected[bin], 1); /* as if collected, then popped */
-                UM_STAT_ADD(heap->stats.installed[bin], 1);
-                b->key = 0;
-                return b;
-            }
-        }
-        if (page->free != NULL) return pop_block(page, page->free);
-        /* The bin's page ran dry, usually because its blocks went round to its local list: take
-         * them back here, without the slow path's housekeeping (purge, sweep, delayed frees),
-         * which runs on one refill in 32 all the same. Pages are carved 4 KiB at a time so that
-         * a class a program barely uses touches little memory; this keeps the many refills that
-         * short free lists cause cheap (a malloc/free pair stays under 30 instructions). */
-        if ((++heap->refills & 31) != 0) {
-            _x_page_collect(heap, page);
-            if (page->free != NULL) return pop_block(page, page->free);
-        }
+    if (page != NULL) { /* sizes above the direct table: the fast path's pop, one lookup later */
+        um_page_hot_t *hot = _x_page_hot(page);
+        if (hot->free != NULL) return pop_block(hot, hot->free);
     }
     return _x_page_alloc_slow(heap, bin);
 }

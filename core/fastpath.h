@@ -9,14 +9,15 @@
 
 #define UM_INLINE static inline __attribute__((always_inline))
 
-/* malloc: thread's heap -> page for this size -> pop its free list. */
+/* malloc: thread's heap -> hot words of the page for this size -> pop its free list. */
 UM_INLINE void *_x_fast_malloc(size_t size) {
     um_heap_t *heap = _x_tl_heap;
     if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
-        um_page_t *page = heap->direct[size];
-        um_block_t *b = page->free;
+        um_page_hot_t *hot = heap->direct[size];
+        um_block_t *b = hot->free;
         if (UM_LIKELY(b != NULL)) {
-            page->free = b->next;
+            hot->free = b->next;
+            UM_OWNER_ADD(hot->allocs, 1);
             b->key = 0; /* not free any more: a later free of it is legitimate */
             return b;
         }
@@ -24,8 +25,8 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
     return _x_malloc_generic(size, heap);
 }
 
-/* free: a small block of ours? -> its page owned by this thread? -> push on the page's local
- * list. 17 instructions (docs/design.md, "Thread heaps and the fast path"):
+/* free: a small block of ours? -> its page owned by this thread? -> push on the page's free
+ * list, where malloc takes it next. 17 instructions (docs/design.md, "Thread heaps and the fast path"):
  *  - Every small page lies in the small-page region, 2^40 bytes aligned to 2^40: one shift and
  *    one compare reject NULL, every foreign pointer and every medium, large or huge block
  *    (those take _x_free_generic) without touching memory.
@@ -36,7 +37,7 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
  *  - The `or` keeps p's low 4 bits: a pointer that is not 16-byte aligned (inside a block)
  *    loads the owner word from 1..15 bytes too high, gets the guard's 0xff in its top byte and
  *    fails the owner compare. No instruction of its own rejects it.
- *  - used-- has no test: a page emptied here stays queued until a slow path finds it
+ *  - frees++ has no test: a page emptied here stays queued until a slow path finds it
  *    (_x_page_sweep), which saves a compare and a branch on every free. */
 UM_INLINE void _x_fast_free(void *p) {
     uintptr_t u = (uintptr_t)p;
@@ -46,16 +47,16 @@ UM_INLINE void _x_fast_free(void *p) {
         uint8_t *end16 = (uint8_t *)(u | (UM_SMALL_PAGE_SIZE - 16));
 #define UM_HOT_AT(field) (end16 + offsetof(um_page_hot_t, field) + 16 - UM_PAGE_HOT_SIZE)
         _Atomic uintptr_t *owner = (_Atomic uintptr_t *)UM_HOT_AT(owner);
-        um_block_t **local = (um_block_t **)UM_HOT_AT(local_free);
-        uint64_t *used = (uint64_t *)UM_HOT_AT(used);
+        um_block_t **list = (um_block_t **)UM_HOT_AT(free);
+        uint64_t *frees = (uint64_t *)UM_HOT_AT(frees);
 #undef UM_HOT_AT
         if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == _x_thread_id())) {
             um_block_t *b = p;
             if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { _x_warn_ptr("double free of", p); return; }
             b->key = UM_FREE_MARK;
-            b->next = *local;
-            *local = b;
-            UM_OWNER_ADD(*used, -1);
+            b->next = *list;
+            *list = b;
+            UM_OWNER_ADD(*frees, 1);
             return;
         }
     }

@@ -1,5 +1,5 @@
 /* free. The fast path: a small block whose page belongs to the calling thread and has no flags
- * goes on the page's local list with no lock and no atomic read-modify-write. Anything else
+ * goes on the page's free list with no lock and no atomic read-modify-write. Anything else
  * (another thread's page, a full page, an aligned block, a medium, large or huge block, a
  * pointer that is not ours, every free when the small-page region is missing) takes
  * _x_free_generic. */
@@ -31,7 +31,7 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
 
 /* Medium and large blocks come here on every free (they are outside the small-page region), so
  * the owner's plain case is finished inline, with no call and no division: the fast path's
- * push, after a check that p starts a block, and with the test of `used` the fast path leaves
+ * push, after a check that p starts a block, and with the emptiness test the fast path leaves
  * out (a page emptied here is retired at once). */
 UM_NOINLINE void _x_free_generic(void *p) {
     um_segment_t *seg = _x_segment_lookup(p);
@@ -52,10 +52,10 @@ UM_NOINLINE void _x_free_generic(void *p) {
         if (UM_LIKELY(off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1 &&
                       b->key != UM_FREE_MARK)) {
             b->key = UM_FREE_MARK;
-            b->next = hot->local_free;
-            hot->local_free = b;
-            UM_OWNER_ADD(hot->used, -1);
-            if (UM_UNLIKELY(hot->used == 0)) _x_page_retire(_x_tl_heap, page);
+            b->next = hot->free;
+            hot->free = b;
+            UM_OWNER_ADD(hot->frees, 1);
+            if (UM_UNLIKELY(_x_hot_used(hot) == 0)) _x_page_retire(_x_tl_heap, page);
             return;
         }
     }

@@ -98,8 +98,10 @@ static inline um_page_hot_t *_x_page_hot(const um_page_t *page) { return _x_page
 /* Bytes at the end of each page of `seg` that are no block's (a small page's hot words). */
 static inline size_t _x_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
 #define UM_PAGE_OWNER(page) (_x_page_hot(page)->owner)
-#define UM_PAGE_LOCAL(page) (_x_page_hot(page)->local_free)
-#define UM_PAGE_USED(page) (_x_page_hot(page)->used)
+#define UM_PAGE_FREE(page) (_x_page_hot(page)->free)
+/* Blocks of the page in use (remote frees not yet collected count as in use). */
+static inline uint64_t _x_hot_used(const um_page_hot_t *hot) { return hot->allocs - hot->frees; }
+#define UM_PAGE_USED(page) _x_hot_used(_x_page_hot(page))
 static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
@@ -166,10 +168,9 @@ extern size_t _x_heap_count;
 extern um_heap_t *_x_heap_registry;
 
 /* ---- page.c ----------------------------------------------------------------------------- */
-extern um_page_t _x_page_empty;
+extern um_page_hot_t _x_hot_empty; /* what an empty heap's direct[] points at: no free block */
 void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
-void _x_page_collect(um_heap_t *heap, um_page_t *page); /* gather local and remote frees */
-uint32_t _x_page_live(um_page_t *page);                 /* blocks handed out, after a collect */
+void _x_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);
 void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */

@@ -6,16 +6,15 @@
 #include "hugepages/os.h"
 #include "stats/stats.h"
 
-/* The page every empty heap points at. Its free list is NULL, so the fast path falls through
- * to the slow path without a separate "is this thread initialised?" test. */
-um_page_t _x_page_empty;
+/* The hot words every empty heap's direct[] points at. Its free list is NULL, so the fast path
+ * falls through to the slow path without a separate "is this thread initialised?" test. */
+um_page_hot_t _x_hot_empty;
 
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
  * that uses many classes a little (Larson's 8..1000 bytes: peak RSS -16%) touches 4 KiB a class
- * rather than 16. Classes of 128 bytes and less get 16 KiB (at least 128 blocks): a loop that
- * recycles a few such blocks then refills from its local list once per 128+ allocations, which
- * keeps a malloc/free pair under 30 instructions. */
+ * rather than 16. Classes of 128 bytes and less get 16 KiB (at least 128 blocks), so that the
+ * tiny classes a program allocates in bulk take the slow path once per 128+ blocks. */
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
 #define UM_EXTEND_TINY_BYTES (4096 * 4)
@@ -45,11 +44,11 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
-    page->free = NULL;
     um_page_hot_t *hot = _x_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
-    hot->local_free = NULL;
-    UM_SHARED_WRITE(hot->used, 0);
+    hot->free = NULL;
+    UM_SHARED_WRITE(hot->allocs, 0);
+    UM_SHARED_WRITE(hot->frees, 0);
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
     atomic_store_explicit(&page->heap, heap, UM_RELAXED);
@@ -68,58 +67,30 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t below = page->reserved - page->capacity; /* blocks not carved yet: [0, below) */
     if (n > below) n = below;
     uint8_t *first = page->start + (below - n) * bsize;
+    um_page_hot_t *hot = _x_page_hot(page);
     for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
-    ((um_block_t *)(first + (n - 1) * bsize))->next = page->free;
-    page->free = (um_block_t *)first;
+    ((um_block_t *)(first + (n - 1) * bsize))->next = hot->free; /* after any freed ones: cold */
+    hot->free = (um_block_t *)first;
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
-    UM_OWNER_ADD(UM_PAGE_USED(page), (uint32_t)n); /* used = capacity - |local_free| */
-    UM_STAT_ADD(heap->stats.installed[page->bin], n);
     _x_stats_carved(n * bsize);
 }
 
-/* Move blocks freed by the owner and by other threads onto the free list. The usual case, a
- * drained free list, costs O(1) for the local frees and one walk of the remote ones. */
+/* Move the blocks other threads freed onto the free list: one exchange and one walk. */
 void _x_page_collect(um_heap_t *heap, um_page_t *page) {
-    um_page_hot_t *hot = _x_page_hot(page); /* once: GCC can't keep it across the stores below */
-    um_block_t *local = hot->local_free;
-    if (local != NULL) {
-        uint64_t freed = page->capacity - hot->used; /* blocks on local_free */
-        (void)freed;                                   /* without statistics, nothing reads it */
-        UM_STAT_ADD(heap->stats.installed[page->bin], freed);
-        UM_STAT_ADD(heap->stats.collected[page->bin], freed);
-        if (page->free != NULL) {
-            um_block_t *tail = local;
-            while (tail->next != NULL) tail = tail->next;
-            tail->next = page->free;
-        }
-        page->free = local;
-        hot->local_free = NULL;
-        UM_SHARED_WRITE(hot->used, page->capacity);
-    }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    if ((tf & ~(uintptr_t)3) != 0) {
-        /* Take the whole remote list at once, keeping the delay state bits. */
-        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
-        um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
-        um_block_t *tail = list;
-        size_t count = 1;
-        while (tail->next != NULL) { tail = tail->next; count++; }
-        UM_CHECK(count <= page->capacity);
-        tail->next = page->free;
-        page->free = list;
-        UM_STAT_ADD(heap->stats.installed[page->bin], count);
-        UM_STAT_ADD(heap->stats.collected[page->bin], count);
-        UM_STAT_ADD(heap->stats.remote_frees, count);
-    }
-}
-
-/* Blocks still handed out, for a page whose lists were just collected (owner only). Remote frees
- * racing in can only make the true count lower, so 0 here is a safe "empty". */
-uint32_t _x_page_live(um_page_t *page) {
-    uint32_t n = 0;
-    for (um_block_t *b = page->free; b != NULL; b = b->next) n++;
-    UM_CHECK(n <= page->capacity);
-    return page->capacity - n;
+    if ((tf & ~(uintptr_t)3) == 0) return;
+    /* Take the whole remote list at once, keeping the delay state bits. */
+    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
+    um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
+    um_block_t *tail = list;
+    size_t count = 1;
+    while (tail->next != NULL) { tail = tail->next; count++; }
+    UM_CHECK(count <= page->capacity);
+    um_page_hot_t *hot = _x_page_hot(page);
+    tail->next = hot->free;
+    hot->free = list;
+    UM_OWNER_ADD(hot->frees, count);
+    UM_STAT_ADD(heap->stats.remote_frees, count);
 }
 
 /* ---- bin queues ------------------------------------------------------------------------ */
@@ -224,14 +195,14 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
     b->key = key;
     um_page_hot_t *hot = _x_page_hot(page);
-    b->next = hot->local_free;
-    hot->local_free = b;
-    UM_OWNER_ADD(hot->used, -1);
+    b->next = hot->free;
+    hot->free = b;
+    UM_OWNER_ADD(hot->frees, 1);
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
-    if (hot->used == 0) _x_page_retire(heap, page);
+    if (_x_hot_used(hot) == 0) _x_page_retire(heap, page);
 }
 
-/* Every carved block of the page is on its local list (used == 0). Keep the page if it is its
+/* No block of the page is in use (allocs == frees). Keep the page if it is its
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
  * purge a page each time); otherwise give the slot back to the segment. */
 void _x_page_retire(um_heap_t *heap, um_page_t *page) {
@@ -244,11 +215,11 @@ void _x_page_retire(um_heap_t *heap, um_page_t *page) {
     _x_segment_page_free(heap, page);
 }
 
-/* free()'s fast path decrements a page's used count without testing it (a compare and a
+/* free()'s fast path counts a page's frees without testing for emptiness (a compare and a
  * branch less on every free), so a page it empties stays in its bin queue. Its blocks are not
- * lost: they are all on local_free, and the page is the first the bin's slow path collects
- * from if it is the bin's first. The pages behind it are found here and retired as free()
- * used to retire them: by the allocation slow path, at most every UM_SWEEP_MS (plus a little
+ * lost: they are all on its free list, ready for malloc if it is the bin's first page. The
+ * pages behind it are found here and retired as free() used to retire them: by the allocation
+ * slow path, at most every UM_SWEEP_MS (plus a little
  * per page walked last time, so a heap with very many pages spends at most ~1% of its time
  * here), and at once when forced (um_trim, malloc_trim). O(queued pages): full pages are out of
  * the queues, and a free into one takes the slow path, which retires it there. */
@@ -264,16 +235,15 @@ void _x_page_sweep(um_heap_t *heap, bool force) {
         for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
             next = page->next;
             walked++;
-            /* used == 0: every carved block is on local_free (so `free` is empty too) */
-            if (page->free == NULL && UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
+            if (UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
         }
     }
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */
-/* The bin's first page ran dry: collect frees into it, try the other pages of the bin (moving
- * full ones out of the queue), else start a fresh page. */
+/* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
+ * (moving full ones out of the queue), else carve, else start a fresh page. */
 void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) _x_heap_collect_delayed(heap);
     unsigned epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
@@ -297,7 +267,7 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     while (page != NULL) {
         um_page_t *next = page->next;
         _x_page_collect(heap, page);
-        if (page->free != NULL) break;
+        if (UM_PAGE_FREE(page) != NULL) break;
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
             page = next;
@@ -321,8 +291,10 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
         page_extend(heap, page);
         _x_page_queue_push(heap, page);
     }
-    um_block_t *b = page->free;
-    page->free = b->next;
+    um_page_hot_t *hot = _x_page_hot(page);
+    um_block_t *b = hot->free;
+    hot->free = b->next;
+    UM_OWNER_ADD(hot->allocs, 1);
     b->key = 0;
     return b;
 }

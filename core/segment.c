@@ -323,7 +323,7 @@ void _x_segment_abandon_all(um_heap_t *heap) {
                     um_page_t *page = &seg->pages[i];
                     if (page->slot != UM_SLOT_USED) continue;
                     _x_page_collect(heap, page);
-                    if (_x_page_live(page) != 0) continue;
+                    if (UM_PAGE_USED(page) != 0) continue;
                     if (!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL)) _x_page_queue_remove(heap, page);
                     bool last = seg->used_pages == 1;
                     _x_segment_page_free(heap, page);
@@ -388,7 +388,7 @@ bool _x_segment_reclaim_one(um_heap_t *heap) {
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
         while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
         _x_page_collect(heap, page);
-        if (_x_page_live(page) == 0) {
+        if (UM_PAGE_USED(page) == 0) {
             bool last = seg->used_pages == 1;
             _x_segment_page_free(heap, page);
             if (last) return true; /* the whole segment was free: it went to the cache */

@@ -79,8 +79,8 @@ void _x_stats_mapped(const um_segment_t *seg, int sign) {
     _x_stats_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
 }
 
-/* A page slot leaves its heap: what was still on its lists is settled now, or it would vanish
- * from the counts. Unused blocks on the free list were never handed out; pending frees count. */
+/* A page slot leaves its heap: its counts go to the heap's, or they would vanish (the slot's
+ * next page starts from zero). Remote frees not yet collected count as frees. */
 static uint32_t list_length(const um_block_t *b) {
     uint32_t n = 0;
     for (; b != NULL; b = b->next) n++;
@@ -88,11 +88,10 @@ static uint32_t list_length(const um_block_t *b) {
 }
 
 void _x_stats_page_gone(um_heap_t *heap, um_page_t *page) {
-    uint64_t pending = page->capacity - UM_PAGE_USED(page);
+    um_page_hot_t *hot = _x_page_hot(page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
-    pending += list_length((const um_block_t *)tf);
-    UM_OWNER_ADD(heap->stats.collected[page->bin], pending);
-    UM_OWNER_ADD(heap->stats.installed[page->bin], (uint64_t)0 - list_length(page->free));
+    UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
+    UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf));
     _x_stats_uncarved((size_t)page->capacity * page->block_size);
 }
 
@@ -153,10 +152,10 @@ static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
 #define UM_WALK_OTHERS 1
 #endif
 
-static void add_heap(uint64_t *installed, uint64_t *collected, um_stats_t *out, const um_heap_stats_t *h, uint64_t *ia, uint64_t *ifr) {
+static void add_heap(uint64_t *mallocs, uint64_t *frees, um_stats_t *out, const um_heap_stats_t *h, uint64_t *ia, uint64_t *ifr) {
     for (size_t b = 0; b < UM_BIN_COUNT; b++) {
-        installed[b] += UM_SHARED_READ(h->installed[b]);
-        collected[b] += UM_SHARED_READ(h->collected[b]);
+        mallocs[b] += UM_SHARED_READ(h->mallocs[b]);
+        frees[b] += UM_SHARED_READ(h->frees[b]);
     }
     out->remote_frees += UM_SHARED_READ(h->remote_frees);
     for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += UM_SHARED_READ(h->calls[c]);
@@ -168,18 +167,18 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     if (in_signal && _x_locks_held_by_me()) return -1;
     memset(out, 0, sizeof *out);
     out->version = UM_STATS_VERSION;
-    uint64_t installed[UM_BIN_COUNT] = {0}, collected[UM_BIN_COUNT] = {0}, on_free[UM_BIN_COUNT] = {0};
+    uint64_t mallocs[UM_BIN_COUNT] = {0}, frees[UM_BIN_COUNT] = {0};
     uint64_t internal_allocs = 0, internal_frees = 0;
     size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
     um_heap_t *self = _x_tl_heap;
 
     _x_lock(&_x_registry_lock);
-    for (um_heap_t *h = _x_heap_registry; h; h = h->reg_next) add_heap(installed, collected, out, &h->stats, &internal_allocs, &internal_frees);
-    add_heap(installed, collected, out, &exited, &internal_allocs, &internal_frees);
+    for (um_heap_t *h = _x_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
+    add_heap(mallocs, frees, out, &exited, &internal_allocs, &internal_frees);
     out->threads = _x_heap_count;
     out->threads_exited = exited_threads;
     _x_unlock(&_x_registry_lock);
-    add_heap(installed, collected, out, &_x_heap_backup.stats, &internal_allocs, &internal_frees);
+    add_heap(mallocs, frees, out, &_x_heap_backup.stats, &internal_allocs, &internal_frees);
     size_t heaps = atomic_load_explicit(&_x_heap_mapped_bytes, UM_RELAXED); /* pooled ones too: never unmapped */
     out->metadata_bytes += heaps;
     out->mapped_bytes += heaps;
@@ -212,23 +211,20 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
             if (bsize == 0 || slot != UM_SLOT_USED) continue;
             out->pages++;
             out->committed_bytes += area;
-            uint64_t used = UM_SHARED_READ(UM_PAGE_USED(page));
-            uint64_t cap = UM_SHARED_READ(page->capacity);
-            uint64_t pending = cap > used ? cap - used : 0, free_len = 0;
+            um_page_hot_t *hot = _x_page_hot_in(seg, page);
+            uint64_t allocs = UM_SHARED_READ(hot->allocs), freed = UM_SHARED_READ(hot->frees);
             if (walk) {
                 /* acquire: the pushers' links were written before their releasing CAS */
                 uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire) & ~(uintptr_t)3;
                 uint64_t remote = racy_list_length(page, (const um_block_t *)tf);
-                pending += remote;
+                freed += remote;
                 out->remote_frees += remote;
-                free_len = racy_list_length(page, UM_SHARED_READ(page->free));
             }
             size_t bin = UM_SHARED_READ(page->bin);
-            collected[bin] += pending;
-            on_free[bin] += free_len;
-            uint64_t idle = pending + free_len;
-            uint64_t live = cap > idle ? cap - idle : 0;
-            out->free_bytes += area - live * bsize;
+            mallocs[bin] += allocs;
+            frees[bin] += freed;
+            uint64_t live = allocs > freed ? allocs - freed : 0;
+            out->free_bytes += area > live * bsize ? area - live * bsize : 0;
         }
     }
     _x_unlock(&_x_segments_lock);
@@ -238,8 +234,8 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     for (size_t b = 1; b < UM_BIN_COUNT; b++) {
         um_stats_class_t *c = &out->classes[b];
         c->size = _x_bin_size(b);
-        c->mallocs = installed[b] > on_free[b] ? installed[b] - on_free[b] : 0;
-        c->frees = collected[b] < c->mallocs ? collected[b] : c->mallocs; /* racy reads: never negative live */
+        c->mallocs = mallocs[b];
+        c->frees = frees[b] < c->mallocs ? frees[b] : c->mallocs; /* racy reads: never negative live */
         c->live_blocks = c->mallocs - c->frees;
         c->live_bytes = c->live_blocks * c->size;
         out->mallocs += c->mallocs;
