@@ -50,6 +50,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SHARED_WRITE(hot->allocs, 0);
     UM_SHARED_WRITE(hot->frees, 0);
     page->next = page->prev = NULL;
+    page->swept_allocs = ~(uint64_t)0;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
     atomic_store_explicit(&page->heap, heap, UM_RELAXED);
     /* release: whoever sees the owner sees the guard (see um_page_hot_t) */
@@ -235,7 +236,11 @@ void _x_page_sweep(um_heap_t *heap, bool force) {
         for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
             next = page->next;
             walked++;
-            if (UM_PAGE_USED(page) == 0) _x_page_retire(heap, page);
+            /* empty, and idle since the last sweep: a page that empties and fills up again all
+             * the time (a producer's, whose blocks other threads free) keeps its carved blocks */
+            um_page_hot_t *hot = _x_page_hot(page);
+            if (_x_hot_used(hot) == 0 && (force || page->swept_allocs == hot->allocs)) _x_page_retire(heap, page);
+            else page->swept_allocs = hot->allocs;
         }
     }
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;

@@ -138,6 +138,7 @@ typedef struct um_page_s {
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
+    uint64_t swept_allocs;    /* hot allocs at the last sweep: unchanged = idle since (_x_page_sweep) */
 } um_page_t;
 
 /* ---- segments ------------------------------------------------------------------------- */
@@ -207,6 +208,7 @@ typedef struct um_heap_s {
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
     uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (_x_page_sweep) */
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
+    uint32_t refills;                      /* allocations that found the bin's first page dry (see _x_malloc_generic) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
