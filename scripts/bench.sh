@@ -2,8 +2,9 @@
 # The allocator benchmark suite (`make bench`, `make bench QUICK=1`).
 #
 # Runs every workload under glibc, jemalloc, mimalloc, tcmalloc and umalloc -- the same binaries,
-# the allocator swapped in with LD_PRELOAD (glibc: no preload) -- interleaved run by run
-# (A B C D E, A B C D E, ...) so that drift on this noisy machine hits all alike, and records
+# the allocator swapped in with LD_PRELOAD (glibc: no preload) -- interleaved run by run, each
+# round starting one allocator later (A B C D E, B C D E A, C D E A B, ...) so that drift on this
+# noisy machine hits all alike and no allocator always follows the same one, and records
 # wall time, CPU time (user+sys) and peak RSS of every run as measured by bench/runner.c
 # (fork/exec + wait4). Then counts instructions per operation (scripts/bench-instr.sh) and writes
 # docs/benchmarks.md with charts in docs/img/ (scripts/bench-report.py).
@@ -249,7 +250,14 @@ for w in "${WL_NAMES[@]}"; do
     fi
     declare -A BROKEN=()
     for ((k = 1; k <= RUNS; k++)); do
-        for a in "${ALLOC_LIST[@]}"; do
+        # Round k starts at the k-th allocator. Who ran just before matters on this VM: the
+        # guest reports freed memory to the host (virtio-balloon free page reporting), and a
+        # process that needs more fresh memory than its predecessor freed faults it back in
+        # from the host, several times slower (large-1t: 0.04 s after a run that left 2 MiB
+        # blocks free, 0.10-0.28 s after one that freed 4 KiB pages). In a fixed order one
+        # allocator would always follow the same neighbour.
+        for ((ai = 0; ai < NA; ai++)); do
+            a=${ALLOC_LIST[$(((ai + k - 1) % NA))]}
             DONE=$((DONE + 1))
             if [ -n "${BROKEN[$a]:-}" ]; then
                 echo "$w,${WL_THREADS[$w]},$a,$k,skipped,,,,," >>"$CSV"
