@@ -1,7 +1,8 @@
 /* Statistics: the counters every allocation path feeds, and the snapshot that sums them.
  *
- * Nothing here runs on malloc's or free's fast path. Per-class counts come from the slow paths
- * (blocks installed on free lists, frees gathered back; see um_heap_stats_t), per-entry-point
+ * Nothing here runs on malloc's or free's fast path. Per-class counts are each page's own
+ * allocation and free counts, which the fast paths keep anyway (um_page_hot_t), folded into the
+ * heap's when a page leaves it (see um_heap_stats_t); per-entry-point
  * calls from the entry points that are not malloc/free (those two are derived: all blocks
  * handed out or given back, less the ones other entry points made), and the rest from the OS
  * layer's and the huge-block path's own atomics. The dumps (text, JSON, on a signal, at exit)
