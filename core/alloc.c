@@ -35,8 +35,7 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
         if (hot->free != NULL) return pop_block(hot, hot->free);
         /* The page ran dry. Blocks other threads freed into it (a producer's, in a producer /
          * consumer pair) are taken back here without the slow path's housekeeping (purge,
-         * sweep, delayed frees), which runs on one refill in 32 all the same: xmalloc-2t is
-         * 15-20% faster for it. */
+         * sweep, delayed frees), which runs on one refill in 32 all the same. */
         if ((++heap->refills & 31) != 0) {
             _x_page_collect(heap, page);
             if (hot->free != NULL) return pop_block(hot, hot->free);

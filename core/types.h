@@ -97,7 +97,7 @@ struct um_segment_s;
  * One list, last in first out, for malloc and the owner's free: the block freed last is the next
  * one handed out, and it is the one still in cache and in the TLB. (With a separate list for
  * frees, taken over only when the allocation list runs dry, a program gets back blocks freed
- * long ago: python ran 12% slower, churn-medium 15%.) The price is one count on malloc, `allocs`:
+ * long ago: python ran 9% slower, churn-medium 10-15%.) The price is one count on malloc, `allocs`:
  * emptiness is allocs == frees, and both counts are the statistics' per-class mallocs and frees.
  *
  * The guard makes free() reject a pointer that is not 16-byte aligned at no cost: the fast path

@@ -458,11 +458,11 @@ Test(semantics, totals_live_counts_are_exact)
                  base.live_bytes);
 }
 
-/* Above the direct sizes, the block a thread freed last is the next one of its class it gets:
- * it is the one still in cache (core/alloc.c). The statistics must count it handed out again. */
+/* The block a thread freed last is the next one of its class it gets: it is the one still in
+ * cache (um_page_hot_t in core/types.h). The statistics must count it handed out again. */
 Test(semantics, last_freed_block_goes_out_first_and_counts)
 {
-    static const size_t sizes[] = {1100, 1500, 3000, 6000, 20000, 50000, 200000};
+    static const size_t sizes[] = {32, 500, 1100, 1500, 3000, 6000, 20000, 50000, 200000};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t s = sizes[i];
         void *keep = um_malloc(s); /* the class's page stays in use throughout */
