@@ -11,13 +11,6 @@
 
 void *_x_malloc(size_t size) { return _x_fast_malloc(size); }
 
-static inline void *pop_block(um_page_hot_t *hot, um_block_t *b) {
-    hot->free = b->next;
-    UM_OWNER_ADD(hot->allocs, 1);
-    b->key = 0;
-    return b;
-}
-
 UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
     if (UM_UNLIKELY(heap == &_x_heap_empty || heap == &_x_heap_dead)) {
         if (heap == &_x_heap_dead) return _x_heap_malloc_backup(size);
@@ -32,13 +25,13 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL) { /* sizes above the direct table: the fast path's pop, one lookup later */
         um_page_hot_t *hot = _x_page_hot(page);
-        if (hot->free != NULL) return pop_block(hot, hot->free);
+        if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
         /* The page ran dry. Blocks other threads freed into it (a producer's, in a producer /
          * consumer pair) are taken back here without the slow path's housekeeping (purge,
          * sweep, delayed frees), which runs on one refill in 32 all the same. */
         if ((++heap->refills & 31) != 0) {
             _x_page_collect(heap, page);
-            if (hot->free != NULL) return pop_block(hot, hot->free);
+            if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
         }
     }
     return _x_page_alloc_slow(heap, bin);

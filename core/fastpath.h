@@ -15,12 +15,7 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
     if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
         um_page_hot_t *hot = heap->direct[size];
         um_block_t *b = hot->free;
-        if (UM_LIKELY(b != NULL)) {
-            hot->free = b->next;
-            UM_OWNER_ADD(hot->allocs, 1);
-            b->key = 0; /* not free any more: a later free of it is legitimate */
-            return b;
-        }
+        if (UM_LIKELY(b != NULL)) return _x_hot_pop(hot, b);
     }
     return _x_malloc_generic(size, heap);
 }

@@ -102,6 +102,14 @@ static inline size_t _x_page_tail(const um_segment_t *seg) { return seg->kind ==
 /* Blocks of the page in use (remote frees not yet collected count as in use). */
 static inline uint64_t _x_hot_used(const um_page_hot_t *hot) { return hot->allocs - hot->frees; }
 #define UM_PAGE_USED(page) _x_hot_used(_x_page_hot(page))
+/* Hand out b, the head of hot's free list (owner only): malloc's fast path, its generic path and
+ * the refill all end here. */
+static inline __attribute__((always_inline)) void *_x_hot_pop(um_page_hot_t *hot, um_block_t *b) {
+    hot->free = b->next;
+    UM_OWNER_ADD(hot->allocs, 1);
+    b->key = 0; /* not free any more: a later free of it is legitimate */
+    return b;
+}
 static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }

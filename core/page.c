@@ -297,11 +297,7 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
         _x_page_queue_push(heap, page);
     }
     um_page_hot_t *hot = _x_page_hot(page);
-    um_block_t *b = hot->free;
-    hot->free = b->next;
-    UM_OWNER_ADD(hot->allocs, 1);
-    b->key = 0;
-    return b;
+    return _x_hot_pop(hot, hot->free);
 }
 
 /* For a pointer into a page with aligned blocks: the start of the block holding it. */
