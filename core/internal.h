@@ -37,17 +37,27 @@ UM_COLD void _x_fatal(const char *file, int line, const char *what);
 UM_COLD void _x_warn_ptr(const char *what, const void *p);
 
 /* ---- size classes ----------------------------------------------------------------------- */
+/* (see UM_BIN_COUNT) Above 128 a size lies in the doubling (2^b, 2^(b+1)], cut in eighths by the
+ * three bits below the highest; above UM_SMALL_MAX only the top two of them count. */
+#define UM_SMALL_SHIFT 13 /* log2(UM_SMALL_MAX) */
 static inline size_t _x_bin_of(size_t size) {
     if (size <= 128) return size <= 16 ? 1 : (size + 15) >> 4;
     size_t w = size - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(w); /* highest bit: the doubling */
-    return 8u * (b - 6u) + ((w >> (b - 3u)) & 7u) + 1u;
+    size_t eighth = (w >> (b - 3u)) & 7u;
+    if (b < UM_SMALL_SHIFT) return 8u * (b - 6u) + eighth + 1u;
+    return UM_BIN_SMALL_LAST + 4u * (b - UM_SMALL_SHIFT) + (eighth >> 1) + 1u;
 }
 static inline size_t _x_bin_size(size_t bin) {
     if (bin <= 8) return bin << 4;
-    size_t b = (bin - 1) / 8 + 6, m = (bin - 1) % 8;
-    return (8 + m + 1) << (b - 3);
+    if (bin <= UM_BIN_SMALL_LAST) {
+        size_t b = (bin - 1) / 8 + 6, eighth = (bin - 1) % 8;
+        return (8 + eighth + 1) << (b - 3);
+    }
+    size_t b = (bin - UM_BIN_SMALL_LAST - 1) / 4 + UM_SMALL_SHIFT, quarter = (bin - UM_BIN_SMALL_LAST - 1) % 4;
+    return (4 + quarter + 1) << (b - 2);
 }
+_Static_assert(((size_t)1 << UM_SMALL_SHIFT) == UM_SMALL_MAX, "UM_SMALL_SHIFT");
 static inline um_kind_t _x_bin_kind(size_t bin) {
     size_t size = _x_bin_size(bin);
     return size <= UM_SMALL_MAX ? UM_KIND_SMALL : size <= UM_MEDIUM_MAX ? UM_KIND_MEDIUM : UM_KIND_LARGE;
