@@ -11,7 +11,11 @@
 
 void *_x_malloc(size_t size) { return _x_fast_malloc(size); }
 
-UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
+/* Everything but popping a block from the bin's first page: making the thread's heap, huge
+ * blocks, and a first page that ran dry. Blocks other threads freed into that page (a
+ * producer's, in a producer / consumer pair) are taken back here without the slow path's
+ * housekeeping (purge, sweep, delayed frees), which runs on one refill in 32 all the same. */
+static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
     if (UM_UNLIKELY(heap == &_x_heap_empty || heap == &_x_heap_dead)) {
         if (heap == &_x_heap_dead) return _x_heap_malloc_backup(size);
         heap = _x_heap_for_thread();
@@ -22,19 +26,28 @@ UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
         return _x_huge_alloc(size, 16);
     }
     size_t bin = _x_bin_of(size);
+    um_page_hot_t *hot = heap->bin_hot[bin];
+    if (hot->free != NULL) return _x_hot_pop(hot, hot->free); /* the heap was just made */
     um_page_t *page = heap->queues[bin].first;
-    if (page != NULL) { /* sizes above the direct table: the fast path's pop, one lookup later */
-        um_page_hot_t *hot = _x_page_hot(page);
+    if (page != NULL && (++heap->refills & 31) != 0) {
+        _x_page_collect(heap, page);
         if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
-        /* The page ran dry. Blocks other threads freed into it (a producer's, in a producer /
-         * consumer pair) are taken back here without the slow path's housekeeping (purge,
-         * sweep, delayed frees), which runs on one refill in 32 all the same. */
-        if ((++heap->refills & 31) != 0) {
-            _x_page_collect(heap, page);
-            if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
-        }
     }
     return _x_page_alloc_slow(heap, bin);
+}
+
+/* Sizes above the direct table, and any size whose direct page ran dry: the fast path's pop,
+ * after rounding the size to its bin. Kept to that alone, it saves and restores no register
+ * (the refill's register pressure made every medium malloc push and pop six). Bins at or
+ * above the large threshold never get a page, so their bin_hot stays empty and they reach
+ * malloc_refill, which maps them. */
+UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
+    if (UM_LIKELY(size <= UM_LARGE_MAX)) {
+        um_page_hot_t *hot = heap->bin_hot[_x_bin_of(size)];
+        um_block_t *b = hot->free;
+        if (UM_LIKELY(b != NULL)) return _x_hot_pop(hot, b);
+    }
+    return malloc_refill(size, heap);
 }
 
 /* The entry points below allocate and free through malloc's own paths; they count those

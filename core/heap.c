@@ -9,12 +9,16 @@
 #include "hugepages/os.h"
 #include "stats/stats.h"
 
-#define EMPTY_HEAP_INIT { .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty } }
+#define EMPTY_HEAP_INIT \
+    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &_x_hot_empty} }
 um_heap_t _x_heap_empty = EMPTY_HEAP_INIT;
 um_heap_t _x_heap_dead = EMPTY_HEAP_INIT;
 /* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
  * every free into them takes the remote path, which needs no lock. */
-um_heap_t _x_heap_backup = { .tid = (uintptr_t)&_x_heap_backup, .direct = { [0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty }, .is_backup = 1 };
+um_heap_t _x_heap_backup = {.tid = (uintptr_t)&_x_heap_backup,
+                             .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty},
+                             .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &_x_hot_empty},
+                             .is_backup = 1};
 __thread um_heap_t *_x_tl_heap __attribute__((tls_model("initial-exec"))) = &_x_heap_empty;
 
 um_heap_t *_x_heap_registry;
@@ -24,12 +28,13 @@ _Atomic size_t _x_heap_mapped_bytes;  /* all heap structures ever mapped: metada
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
 
-/* The direct[] slots that sizes of `bin` map to now point at `page`. */
+/* bin_hot[bin], and the direct[] slots that sizes of `bin` map to, now point at `page`. */
 void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
+    um_page_hot_t *target = page ? _x_page_hot(page) : &_x_hot_empty;
+    heap->bin_hot[bin] = target;
     size_t size = _x_bin_size(bin);
     if (size > UM_DIRECT_MAX) return;
     size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) + 1, hi = size;
-    um_page_hot_t *target = page ? _x_page_hot(page) : &_x_hot_empty;
     if (heap->direct[hi] == target) return; /* the slots of a bin always change together */
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
 }
@@ -37,6 +42,7 @@ void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
 static void heap_reset(um_heap_t *heap) {
     memset(heap, 0, sizeof(*heap));
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &_x_hot_empty;
+    for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &_x_hot_empty;
 }
 
 static um_heap_t *heap_new(void) {

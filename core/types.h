@@ -205,6 +205,10 @@ typedef struct um_heap_s {
      * thread; the sizes a program uses touch a few lines of it). Never NULL: an empty heap points
      * every slot at _x_hot_empty, whose free list is NULL. */
     um_page_hot_t *direct[UM_DIRECT_SLOTS];
+    /* bin_hot[bin] is the hot words of queues[bin].first, or _x_hot_empty: the same one load for
+     * sizes above UM_DIRECT_MAX, after rounding the size to its bin. Without it malloc reaches a
+     * medium block through the page descriptor in the segment header, one more cache line. */
+    um_page_hot_t *bin_hot[UM_BIN_COUNT];
     um_page_queue_t queues[UM_BIN_COUNT];  /* pages of each bin that may have free blocks */
     _Atomic(um_block_t *) delayed_free;    /* blocks freed remotely into full pages (wakes them) */
     um_segment_t *segments[UM_KIND_COUNT]; /* owned segments of each kind with a free page slot */
@@ -213,7 +217,7 @@ typedef struct um_heap_s {
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
     uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (_x_page_sweep) */
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
-    uint32_t refills;                      /* allocations that found the bin's first page dry (see _x_malloc_generic) */
+    uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
