@@ -160,6 +160,9 @@ typedef struct um_segment_s {
     uint8_t abandoned;        /* on the abandoned list */
     uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so
                                * mremap can't resize it (realloc copies it once, to one mapping) */
+    uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside
+                               * the small-page fast path, so kept in the header's first cache
+                               * line with kind and page_shift, which that free reads anyway */
     size_t map_size;          /* bytes mapped from map_base (a huge segment is larger than 4 MiB) */
     void *map_base;           /* what to unmap (differs from the segment for aligned huge blocks) */
     _Atomic(struct um_heap_s *) heap; /* owning heap; NULL when abandoned or huge */
@@ -168,7 +171,6 @@ typedef struct um_segment_s {
     struct um_segment_s *all_next; /* in the registry of all segments (for statistics, trim) */
     struct um_segment_s *all_prev;
     uint64_t cached_at_ms;    /* when it entered the segment cache */
-    uintptr_t cookie;         /* segment address ^ process cookie: a sanity check in slow paths */
     /* the hot words of medium and large pages, by page index (a small page keeps its own at its
      * end); all zero in a fresh or reformatted segment */
     um_page_hot_t hot[UM_SEGMENT_SIZE >> UM_MEDIUM_PAGE_SHIFT];
