@@ -26,10 +26,9 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
         return _x_huge_alloc(size, 16);
     }
     size_t bin = _x_bin_of(size);
-    um_page_hot_t *hot = heap->bin_hot[bin];
-    if (hot->free != NULL) return _x_hot_pop(hot, hot->free); /* the heap was just made */
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL && (++heap->refills & 31) != 0) {
+        um_page_hot_t *hot = heap->bin_hot[bin];
         _x_page_collect(heap, page);
         if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
     }

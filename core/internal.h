@@ -39,7 +39,6 @@ UM_COLD void _x_warn_ptr(const char *what, const void *p);
 /* ---- size classes ----------------------------------------------------------------------- */
 /* (see UM_BIN_COUNT) Above 128 a size lies in the doubling (2^b, 2^(b+1)], cut in eighths by the
  * three bits below the highest; above UM_SMALL_MAX only the top two of them count. */
-#define UM_SMALL_SHIFT 13 /* log2(UM_SMALL_MAX) */
 static inline size_t _x_bin_of(size_t size) {
     if (size <= 128) return size <= 16 ? 1 : (size + 15) >> 4;
     size_t w = size - 1;
@@ -57,7 +56,6 @@ static inline size_t _x_bin_size(size_t bin) {
     size_t b = (bin - UM_BIN_SMALL_LAST - 1) / 4 + UM_SMALL_SHIFT, quarter = (bin - UM_BIN_SMALL_LAST - 1) % 4;
     return (4 + quarter + 1) << (b - 2);
 }
-_Static_assert(((size_t)1 << UM_SMALL_SHIFT) == UM_SMALL_MAX, "UM_SMALL_SHIFT");
 static inline um_kind_t _x_bin_kind(size_t bin) {
     size_t size = _x_bin_size(bin);
     return size <= UM_SMALL_MAX ? UM_KIND_SMALL : size <= UM_MEDIUM_MAX ? UM_KIND_MEDIUM : UM_KIND_LARGE;

@@ -34,7 +34,8 @@
 #define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
 #define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
 
-#define UM_SMALL_MAX ((size_t)8 << 10)
+#define UM_SMALL_SHIFT 13
+#define UM_SMALL_MAX ((size_t)1 << UM_SMALL_SHIFT) /* 8 KiB */
 #define UM_MEDIUM_MAX ((size_t)64 << 10)
 #define UM_LARGE_MAX ((size_t)512 << 10) /* largest pooled block; above: mapped on its own */
 
