@@ -179,6 +179,14 @@ echo "==== summary"
 for i in "${!names[@]}"; do
     line=$(printf '  %-4s  %-11s  %8s  %s' "${results[$i]}" "${names[$i]}" "${times[$i]}" "${notes[$i]}")
     echo "${line%"${line##*[![:space:]]}"}"
+    # A CI page often shows only the tail of this output: name what failed, and why, here.
+    if [[ ${results[$i]} == FAIL && -f $logdir/${names[$i]}.log ]]; then
+        sed 's/\x1b\[[0-9;]*m//g' "$logdir/${names[$i]}.log" |
+            awk '/Assertion Failed/ { msg = 3 }
+                 /^\[FAIL\]|Timed out|[Cc]rash|signal|Sanitizer|runtime error/ { print; next }
+                 msg > 0 && /^\[----\] *[^ ]/ { print; msg--; next }' |
+            head -n 12 | sed 's/^/        /'
+    fi
 done
 echo "total: $(fmt_dur $(($(now_us) - t_all))); full logs in $logdir/"
 echo "$npass passed, $nfail failed"

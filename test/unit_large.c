@@ -118,10 +118,16 @@ Test(large, repeated_large_blocks_do_not_accumulate, .timeout = 120)
             tu_mib(end.mapped_bytes), tu_mib(rss0), tu_mib(rss1));
     cr_assert_leq(end.mapped_bytes, base.mapped_bytes + 128 * TU_MiB, "mapped_bytes grew by %.1f MiB",
                   tu_mib(end.mapped_bytes - base.mapped_bytes));
-    /* TSan keeps several bytes of shadow per byte of resident memory, so the freed blocks kept
-     * for reuse (up to the cache's 64 MiB, purged after UMALLOC_PURGE_DELAY_MS) weigh more there. */
-    size_t rss_slack = tu_pick(128, 128, 5 * 128) * TU_MiB;
-    cr_assert_leq(rss1, rss0 + rss_slack, "RSS grew by %.1f MiB", tu_mib(rss1 - rss0));
+    /* The allocator's own count of what may be resident: at most the huge-block cache's cap
+     * (128 MiB, core/huge_cache.c) is kept for reuse until the purge delay. */
+    cr_assert_leq(end.committed_bytes, base.committed_bytes + 128 * TU_MiB, "committed_bytes grew by %.1f MiB",
+                  tu_mib(end.committed_bytes - base.committed_bytes));
+    /* RSS: the same bound, times what the sanitizer adds per resident byte. TSan keeps 4 bytes
+     * of shadow and some metadata per byte of application memory, so the 128 MiB a full cache
+     * may keep resident show as up to ~700 MiB there (measured: 661 MiB). */
+    size_t rss_slack = tu_pick(128, 128, 6 * 128) * TU_MiB;
+    cr_assert_leq(rss1, rss0 + rss_slack, "RSS grew by %.1f MiB (committed_bytes grew by %.1f MiB)",
+                  tu_mib(rss1 - rss0), tu_mib(end.committed_bytes - base.committed_bytes));
 }
 
 /* A dirty large block freed and calloc'ed again must read as zero (cached large blocks). */
