@@ -102,8 +102,8 @@ UM_API int um_owns(const void *p) {
     const um_block_t *b = _x_block_start(seg, page, p);
     if (b == NULL) return 0;
     if ((const void *)b != p && !(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
-    /* never carved: page_extend carves the last `capacity` of the `reserved` blocks */
-    if ((size_t)((const uint8_t *)b - page->start) < (size_t)(page->reserved - page->capacity) * page->block_size) return 0;
+    /* never carved: page_extend carves the first `capacity` of the `reserved` blocks */
+    if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0;
     return b->key != _x_block_key(b); /* a free block carries its key */
 }
 

@@ -125,7 +125,7 @@ void _x_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, byte
 /* ---- the snapshot ----------------------------------------------------------------------- */
 /* Length of a block list of `page`, read while its owner may be changing it. Every link is
  * checked to be a carved block of this page before it is followed (the carved blocks are the
- * last `capacity` of the `reserved`, see page_extend), so a racing owner can make the count
+ * first `capacity` of the `reserved`, see page_extend), so a racing owner can make the count
  * wrong but never make us read outside the page's block area; the segment cannot be unmapped
  * meanwhile (the caller holds the registry lock). */
 static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
@@ -133,7 +133,7 @@ static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
     uint32_t cap = UM_SHARED_READ(page->capacity), res = UM_SHARED_READ(page->reserved), n = 0;
     if (bsize == 0 || cap > res) return 0;
     const uint8_t *area = _x_page_area(_x_segment_of(page), page, &area_size);
-    const uint8_t *lo = area + (size_t)(res - cap) * bsize, *hi = area + (size_t)res * bsize;
+    const uint8_t *lo = area, *hi = area + (size_t)cap * bsize;
     if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
     while (b != NULL && n < cap) {
         const uint8_t *at = (const uint8_t *)b;
