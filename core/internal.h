@@ -189,7 +189,7 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page 
 void _x_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
 void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void _x_page_remote_free(um_page_t *page, um_block_t *b);
-void _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment */
+bool _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
 void _x_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
 void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void _x_page_queue_push(um_heap_t *heap, um_page_t *page);

@@ -80,6 +80,20 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     _x_stats_carved(n * bsize);
 }
 
+/* An empty page's free list holds its blocks in the order they were freed, which after a
+ * program drops a whole structure is often no order at all (a sorted copy of a list freed last,
+ * a hash table's). Forget the list and carve the page again, so the next blocks go out in address
+ * order. Done where the slow path's walk or the sweep finds such a page: python's benchmark,
+ * which builds and drops such structures each round, ran 5% faster and the tree benchmark 7%
+ * (churn-small 6% more with the sweep's share). A block's free mark (um_block_t.key) stays until
+ * it is handed out again, so a double free of it is still caught meanwhile. */
+static void page_recarve(um_heap_t *heap, um_page_t *page) {
+    _x_page_hot(page)->free = NULL;
+    _x_stats_uncarved((size_t)page->capacity * page->block_size);
+    UM_SHARED_WRITE(page->capacity, 0);
+    page_extend(heap, page);
+}
+
 /* Move the blocks other threads freed onto the free list: one exchange and one walk. */
 void _x_page_collect(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
@@ -209,15 +223,16 @@ void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
 
 /* No block of the page is in use (allocs == frees). Keep the page if it is its
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
- * purge a page each time); otherwise give the slot back to the segment. */
-void _x_page_retire(um_heap_t *heap, um_page_t *page) {
+ * purge a page each time); otherwise give the slot back to the segment, and say so. */
+bool _x_page_retire(um_heap_t *heap, um_page_t *page) {
     /* Both callers come with the page in its queue: the sweep walks the queues (a page there has
      * no IN_FULL flag), _x_page_local_free_slow takes it out of "full" first. */
     UM_CHECK(!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL));
     um_page_queue_t *q = &heap->queues[page->bin];
-    if (q->first == page && page->next == NULL) return;
+    if (q->first == page && page->next == NULL) return false;
     _x_page_queue_remove(heap, page);
     _x_segment_page_free(heap, page);
+    return true;
 }
 
 /* free()'s fast path counts a page's frees without testing for emptiness (a compare and a
@@ -240,29 +255,21 @@ void _x_page_sweep(um_heap_t *heap, bool force) {
         for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
             next = page->next;
             walked++;
-            /* empty, and idle since the last sweep: a page that empties and fills up again all
-             * the time (a producer's, whose blocks other threads free) keeps its carved blocks */
+            /* empty, and idle since the last sweep: retired; a page that empties and fills up
+             * again all the time (a producer's, whose blocks other threads free), or its bin's
+             * only one, stays and is carved again (page_recarve) */
             um_page_hot_t *hot = _x_page_hot(page);
-            if (_x_hot_used(hot) == 0 && (force || page->swept_allocs == hot->allocs)) _x_page_retire(heap, page);
-            else page->swept_allocs = hot->allocs;
+            if (_x_hot_used(hot) == 0) {
+                if ((force || page->swept_allocs == hot->allocs) && _x_page_retire(heap, page)) continue;
+                if (hot->free != NULL) page_recarve(heap, page);
+            }
+            page->swept_allocs = hot->allocs;
         }
     }
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */
-/* An empty page's free list holds its blocks in the order they were freed, which after a
- * program drops a whole structure is often no order at all (a sorted copy of a list freed last,
- * a hash table's). Forget the list and carve the page again, so the next blocks go out in address
- * order: python's benchmark, which builds and drops such structures each round, ran 5% faster
- * and the tree benchmark 7%. A block's free mark (um_block_t.key) stays until it is handed out
- * again, so a double free of it is still caught meanwhile. */
-static void page_recarve(um_heap_t *heap, um_page_t *page) {
-    _x_page_hot(page)->free = NULL;
-    _x_stats_uncarved((size_t)page->capacity * page->block_size);
-    UM_SHARED_WRITE(page->capacity, 0);
-    page_extend(heap, page);
-}
 /* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
  * (moving full ones out of the queue), else carve, else start a fresh page. */
 void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {

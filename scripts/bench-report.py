@@ -340,11 +340,21 @@ def main():
              "jemalloc, mimalloc, tcmalloc and umalloc are loaded with `LD_PRELOAD`. "
              "(redis-server is linked with jemalloc, so for its glibc runs libc.so.6 itself is preloaded to put "
              "glibc's malloc first.)")
-    L.append("- Runs are interleaved allocator by allocator, each round starting one allocator later (%s, %s, ...), "
-             "so that drift on this shared machine hits all alike and no allocator always runs right after the same one "
+    n = len(allocs)
+    williams = [0]
+    i = 1
+    while len(williams) < n:
+        williams.append(i)
+        if len(williams) < n:
+            williams.append(n - i)
+        i += 1
+    order = lambda k: " ".join(allocs[(w + k) % n] for w in williams)
+    L.append("- Runs are interleaved allocator by allocator, in an order that changes each round (%s; then %s; ...: "
+             "a Williams design, in which each allocator runs right after each other one once in %d rounds), "
+             "so that drift on this shared machine hits all alike and no allocator always follows the same one "
              "(on this VM a run's page faults cost more or less depending on what the previous process freed: "
              "see scripts/bench.sh); each workload first gets one unrecorded warm-up run. Every number is the **median of %s runs**." % (
-                 " ".join(allocs), " ".join(allocs[1:] + allocs[:1]), runs))
+                 order(0), order(1), n, runs))
     L.append("- `bench/runner.c` forks and execs each run and reads `wait4()`'s rusage: wall time (monotonic clock, "
              "fork to reap), CPU time = user + sys, peak RSS = `ru_maxrss`. For redis the wall time is the "
              "redis-benchmark client's run; CPU time and peak RSS are the server's.")

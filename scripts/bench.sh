@@ -2,9 +2,9 @@
 # The allocator benchmark suite (`make bench`, `make bench QUICK=1`).
 #
 # Runs every workload under glibc, jemalloc, mimalloc, tcmalloc and umalloc -- the same binaries,
-# the allocator swapped in with LD_PRELOAD (glibc: no preload) -- interleaved run by run, each
-# round starting one allocator later (A B C D E, B C D E A, C D E A B, ...) so that drift on this
-# noisy machine hits all alike and no allocator always follows the same one, and records
+# the allocator swapped in with LD_PRELOAD (glibc: no preload) -- interleaved run by run, in an
+# order that changes each round so that every allocator follows each other one once (A B E C D,
+# B C A D E, ...: see "Williams" below) and drift on this noisy machine hits all alike, and records
 # wall time, CPU time (user+sys) and peak RSS of every run as measured by bench/runner.c
 # (fork/exec + wait4). Then counts instructions per operation (scripts/bench-instr.sh) and writes
 # docs/benchmarks.md with charts in docs/img/ (scripts/bench-report.py).
@@ -199,6 +199,11 @@ run_cmd() { # workload allocator output-file
 CSV=$OUT/results.csv
 echo "workload,threads,allocator,run,status,wall_s,user_s,sys_s,cpu_s,maxrss_kb" >"$CSV"
 NA=${#ALLOC_LIST[@]}
+WILLIAMS=(0) # 0, 1, NA-1, 2, NA-2, ... (see the measured loop)
+for ((i = 1; ${#WILLIAMS[@]} < NA; i++)); do
+    WILLIAMS+=("$i")
+    ((${#WILLIAMS[@]} < NA)) && WILLIAMS+=($((NA - i)))
+done
 NW=${#WL_NAMES[@]}
 TOTAL=$((NW * NA * RUNS))
 DONE=0
@@ -250,14 +255,17 @@ for w in "${WL_NAMES[@]}"; do
     fi
     declare -A BROKEN=()
     for ((k = 1; k <= RUNS; k++)); do
-        # Round k starts at the k-th allocator. Who ran just before matters on this VM: the
-        # guest reports freed memory to the host (virtio-balloon free page reporting), and a
-        # process that needs more fresh memory than its predecessor freed faults it back in
-        # from the host, several times slower (large-1t: 0.04 s after a run that left 2 MiB
-        # blocks free, 0.10-0.28 s after one that freed 4 KiB pages). In a fixed order one
-        # allocator would always follow the same neighbour.
+        # Who ran just before matters on this VM: the guest reports freed memory to the host
+        # (virtio-balloon free page reporting), and a process that faults in fresh memory
+        # right after another freed a lot can pay host faults, several times slower (umalloc's
+        # large-1t, measured by hand: 0.04-0.13 s after glibc, jemalloc, mimalloc or itself,
+        # 0.29-0.31 s in two runs of three after tcmalloc). So no allocator may always follow
+        # the same one. Rotating one order (A B C, B C A, ...) keeps every neighbour, which is
+        # what earlier versions of this script did; round k instead runs the allocators in the
+        # order W + k (mod n) of a Williams design, W = 0, 1, n-1, 2, n-2, ..., in which every
+        # ordered pair is adjacent once in n rounds.
         for ((ai = 0; ai < NA; ai++)); do
-            a=${ALLOC_LIST[$(((ai + k - 1) % NA))]}
+            a=${ALLOC_LIST[$(((WILLIAMS[ai] + k - 1) % NA))]}
             DONE=$((DONE + 1))
             if [ -n "${BROKEN[$a]:-}" ]; then
                 echo "$w,${WL_THREADS[$w]},$a,$k,skipped,,,,," >>"$CSV"
