@@ -82,16 +82,16 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
 
 /* An empty page's free list holds its blocks in the order they were freed, which after a
  * program drops a whole structure is often no order at all (a sorted copy of a list freed last,
- * a hash table's). Forget the list and carve the page again, so the next blocks go out in address
- * order. Done where the slow path's walk or the sweep finds such a page: python's benchmark,
- * which builds and drops such structures each round, ran 5% faster and the tree benchmark 7%
- * (churn-small 6% more with the sweep's share). A block's free mark (um_block_t.key) stays until
- * it is handed out again, so a double free of it is still caught meanwhile. */
-static void page_recarve(um_heap_t *heap, um_page_t *page) {
+ * a hash table's). Forget the list: the page is then as if new, carved again from its start
+ * when it is next needed, so its blocks go out in address order. Done where the slow path's
+ * walk or the sweep finds such a page: python's benchmark, which builds and drops such
+ * structures each round, ran 5% faster and the tree benchmark 7% (churn-small 6% more with the
+ * sweep's share). A block's free mark (um_block_t.key) stays until it is handed out again, so a
+ * double free of it is still caught meanwhile. */
+static void page_forget_free_list(um_page_t *page) {
     _x_page_hot(page)->free = NULL;
     _x_stats_uncarved((size_t)page->capacity * page->block_size);
     UM_SHARED_WRITE(page->capacity, 0);
-    page_extend(heap, page);
 }
 
 /* Move the blocks other threads freed onto the free list: one exchange and one walk. */
@@ -257,11 +257,11 @@ void _x_page_sweep(um_heap_t *heap, bool force) {
             walked++;
             /* empty, and idle since the last sweep: retired; a page that empties and fills up
              * again all the time (a producer's, whose blocks other threads free), or its bin's
-             * only one, stays and is carved again (page_recarve) */
+             * only one, stays, and is carved again when next needed (page_forget_free_list) */
             um_page_hot_t *hot = _x_page_hot(page);
             if (_x_hot_used(hot) == 0) {
                 if ((force || page->swept_allocs == hot->allocs) && _x_page_retire(heap, page)) continue;
-                if (hot->free != NULL) page_recarve(heap, page);
+                if (hot->free != NULL) page_forget_free_list(page);
             }
             page->swept_allocs = hot->allocs;
         }
@@ -295,10 +295,11 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     while (page != NULL) {
         um_page_t *next = page->next;
         _x_page_collect(heap, page);
-        if (UM_PAGE_FREE(page) != NULL) {
-            if (UM_PAGE_USED(page) == 0) page_recarve(heap, page);
-            break;
-        }
+        /* An empty page counts as a new one: carved only if no page has freed blocks, and only
+         * the first such, so that a queue of emptied pages is not handed out a chunk each
+         * (which kept them all resident: the realloc benchmark's peak RSS went up by 7%). */
+        if (UM_PAGE_FREE(page) != NULL && UM_PAGE_USED(page) == 0) page_forget_free_list(page);
+        if (UM_PAGE_FREE(page) != NULL) break;
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
             page = next;
