@@ -11,7 +11,8 @@
 #
 # Environment:
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
-#   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported
+#   RUNS=N         runs per workload and allocator (default 6, QUICK 3); the median is reported.
+#                  6 is one round per allocator: each then follows each other one once
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc (the default), and
 #                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out: what counting costs)
 #   WORKLOADS="..." subset of workload names, shell patterns allowed ("churn-* redis")
@@ -32,7 +33,7 @@ TMP=$OUT/tmp
 QUICK=${QUICK:-0}
 [ "$QUICK" = 0 ] || [ "$QUICK" = 1 ] || QUICK=1
 RUNS_ENV=${RUNS:-}
-if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; TIMEOUT=60; else RUNS=${RUNS:-5}; TIMEOUT=180; fi
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; TIMEOUT=60; else RUNS=${RUNS:-6}; TIMEOUT=180; fi
 START=$(date +%s)
 
 say() { printf '%s\n' "$*"; }
