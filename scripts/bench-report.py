@@ -314,7 +314,8 @@ def main():
     L.append("")
     L.append("Made by `%s` on %s, in %s. "
              "Regenerate with `make bench` (6 runs per pair, one per round of the run order below: "
-             "about 10 minutes on this 2-core machine, counting instructions included) or `make bench QUICK=1` (smaller sizes, 3 runs, under 2 minutes; "
+             "about 10 minutes on this 2-core machine, counting instructions included) "
+             "or `make bench QUICK=1` (smaller sizes, 3 runs, under 2 minutes; "
              "rougher numbers)." % (
                  meta.get("command", "make bench"), meta.get("date", "?"),
                  "%d:%02d" % divmod(int(meta.get("duration_s", "0")), 60)))
