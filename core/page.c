@@ -154,18 +154,27 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
     return true;
 }
 
-/* Back at the tail, not the front: the bin's first page keeps serving (its free list is warm),
- * and the size-indexed direct table, up to 128 slots a bin, is only rewritten when the queue
- * was empty. Pushed to the front, a churn of 1 KiB blocks spent a quarter of its allocator
- * instructions rewriting it. */
+/* Back second in the queue, right behind the first page:
+ *  - Not first: the bin's first page keeps serving (its free list is warm), and the
+ *    size-indexed direct table, up to 128 slots a bin, is only rewritten when the queue was
+ *    empty. Pushed to the front, a churn of 1 KiB blocks spent a quarter of its allocator
+ *    instructions rewriting it.
+ *  - Not last: the block just freed is the most recently used one of its class, and the next
+ *    refill's walk should find it before the older frees of pages further back. At the tail,
+ *    churn-medium reused blocks freed thousands of allocations earlier more often (17% of its
+ *    mallocs against 11.5%; tcmalloc, LIFO by class, 7%), and ran 10% slower (0.420 against
+ *    0.375 s, tcmalloc 0.373: medians of 9 rounds); its peak RSS went down 2%, the realloc
+ *    benchmark's up 3%. */
 static void page_unfull(um_heap_t *heap, um_page_t *page) {
     atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
     um_page_queue_t *q = &heap->queues[page->bin];
-    if (q->last == NULL) { _x_page_queue_push(heap, page); return; }
-    page->next = NULL;
-    page->prev = q->last;
-    q->last->next = page;
-    q->last = page;
+    um_page_t *first = q->first;
+    if (first == NULL) { _x_page_queue_push(heap, page); return; }
+    page->prev = first;
+    page->next = first->next;
+    if (first->next) first->next->prev = page;
+    else q->last = page;
+    first->next = page;
 }
 
 /* Set the delay state to NEVER, waiting out a remote thread in the middle of a delayed free.
@@ -288,8 +297,8 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     um_page_queue_t *q = &heap->queues[bin];
     um_page_t *page = q->first, *carvable = NULL;
     /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh memory):
-     * pages that got frees back rejoin at the tail (page_unfull), so a page that can still be
-     * carved is only remembered while the walk goes on. Each full page leaves the queue as it
+     * pages that got frees back rejoin right behind the first (page_unfull), so a page that can
+     * still be carved is only remembered while the walk goes on. Each full page leaves the queue as it
      * is passed, so the walk is paid for once per page that fills up, not once per refill; a
      * bin has one page being carved, at most a few. */
     while (page != NULL) {

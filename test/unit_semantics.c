@@ -556,6 +556,36 @@ Test(semantics, blocks_go_out_in_address_order)
         um_free(p[i]);
 }
 
+/* A block freed into a full page is reused before blocks freed earlier into other full pages:
+ * the page rejoins its class's queue right behind the page malloc is serving, not at the end. */
+Test(semantics, block_freed_last_into_full_pages_goes_out_first)
+{
+    enum { N = 300, SIZE = 1000 }; /* ~65 blocks a 64 KiB page: the first pages fill up */
+    void *p[N];
+    for (size_t i = 0; i < N; i++)
+        cr_assert_not_null(p[i] = um_malloc(SIZE));
+    uintptr_t first_page = (uintptr_t)p[0] >> 16, last_page = (uintptr_t)p[N - 1] >> 16;
+    size_t ia = 0, ib = N;
+    for (size_t i = 0; i < N; i++) /* b: in a full page other than a's */
+        if ((uintptr_t)p[i] >> 16 != first_page && (uintptr_t)p[i] >> 16 != last_page) {
+            ib = i;
+            break;
+        }
+    cr_assert_lt(ib, N, "no second full page among %d blocks of %d bytes", N, SIZE);
+    void *a = p[ia], *b = p[ib];
+    um_free(a); /* freed first, into a full page */
+    um_free(b); /* freed last, into another full page */
+    void *got = NULL;
+    for (size_t i = 0; i < 200 && got == NULL; i++) {
+        void *q = um_malloc(SIZE);
+        cr_assert_not_null(q);
+        if (q == a || q == b)
+            got = q;
+    }
+    cr_assert_eq(got, b, "the block freed last into a full page (%p) should go out before the one freed earlier "
+                 "(%p); got %p", b, a, got);
+}
+
 Test(semantics, version_string)
 {
     cr_assert_not_null(um_version());
