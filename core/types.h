@@ -128,7 +128,7 @@ typedef struct um_page_hot_s {
 /* A page's descriptor, in its segment's header. */
 typedef struct um_page_s {
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the last `capacity` of `reserved` */
+    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the first `capacity` of `reserved` */
     _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
