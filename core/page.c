@@ -65,7 +65,7 @@ void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
  *    shared the page's last 4 KiB, and with it L1 sets and low address bits, with the hot
  *    words of every small page. Larson (40 classes in use, few blocks each) ran 24% faster
  *    upwards with two threads (0.150 -> 0.116 s), python 4%. */
-static void page_extend(um_heap_t *heap, um_page_t *page) {
+static void page_extend(um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
@@ -296,19 +296,20 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
 
     um_page_queue_t *q = &heap->queues[bin];
     um_page_t *page = q->first, *carvable = NULL;
-    /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh memory):
-     * pages that got frees back rejoin right behind the first (page_unfull), so a page that can
-     * still be carved is only remembered while the walk goes on. Each full page leaves the queue as it
-     * is passed, so the walk is paid for once per page that fills up, not once per refill; a
-     * bin has one page being carved, at most a few. */
+    /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh
+     * memory), and a page with freed blocks may lie behind one that can still be carved: that
+     * one is only remembered while the walk goes on. Each full page leaves the queue as it is
+     * passed, so the walk is paid for once per page that fills up, not once per refill; a bin
+     * has one page being carved, at most a few. */
     while (page != NULL) {
         um_page_t *next = page->next;
         _x_page_collect(heap, page);
+        um_page_hot_t *hot = _x_page_hot(page);
         /* An empty page counts as a new one: carved only if no page has freed blocks, and only
          * the first such, so that a queue of emptied pages is not handed out a chunk each
          * (which kept them all resident: the realloc benchmark's peak RSS went up by 7%). */
-        if (UM_PAGE_FREE(page) != NULL && UM_PAGE_USED(page) == 0) page_forget_free_list(page);
-        if (UM_PAGE_FREE(page) != NULL) break;
+        if (hot->free != NULL && _x_hot_used(hot) == 0) page_forget_free_list(page);
+        if (hot->free != NULL) break;
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
             page = next;
@@ -319,7 +320,7 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
     }
     if (page == NULL && carvable != NULL) {
         page = carvable;
-        page_extend(heap, page);
+        page_extend(page);
     }
     if (page != NULL && page != q->first) { /* move it to the front: the fast path looks there */
         _x_page_queue_remove(heap, page);
@@ -329,7 +330,7 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
         page = _x_segment_page_alloc(heap, _x_bin_kind(bin));
         if (page == NULL) { errno = ENOMEM; _x_stats_failed(); return NULL; }
         _x_page_init(heap, page, bin);
-        page_extend(heap, page);
+        page_extend(page);
         _x_page_queue_push(heap, page);
     }
     um_page_hot_t *hot = _x_page_hot(page);
