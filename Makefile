@@ -9,9 +9,9 @@ OPT     := -O2 -g -fno-semantic-interposition
 SAN_OPT := -O1 -g -fno-omit-frame-pointer
 
 # The library's own sources: every folder but preload/ makes the core.
-CORE_SRC    := $(sort $(wildcard core/*.c numa/*.c hugepages/*.c stats/*.c))
+CORE_SRC    := $(sort $(wildcard base/*.c os/*.c hugepages/*.c numa/*.c core/*.c stats/*.c))
 PRELOAD_SRC := $(sort $(wildcard preload/*.c))
-HEADERS     := $(wildcard include/*.h core/*.h numa/*.h hugepages/*.h stats/*.h preload/*.h)
+HEADERS     := $(wildcard include/*.h base/*.h os/*.h hugepages/*.h numa/*.h core/*.h stats/*.h preload/*.h)
 UNIT_SRC    := $(sort $(wildcard test/unit_*.c))
 SYS_SRC     := $(sort $(wildcard test/sys_*.c))
 TEST_HDR    := $(wildcard test/*.h)

@@ -1,38 +1,38 @@
-/* malloc and its aligned, zeroed and resized relatives. The fast path is inline in _x_malloc:
- * one TLS load, one table load, pop the page's free list. Everything else is _x_malloc_generic. */
+/* malloc and its aligned, zeroed and resized relatives. The fast path is inline in umi_malloc:
+ * one TLS load, one table load, pop the page's free list. Everything else is umi_malloc_generic. */
 #include <string.h>
 
 #include "core/fastpath.h"
 #include "stats/stats.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 
 /* Largest request we try at all: beyond it, size arithmetic (headers, alignment) could wrap. */
 #define UM_REQUEST_MAX (((size_t)1 << 62))
 
-void *_x_malloc(size_t size) { return _x_fast_malloc(size); }
+void *umi_malloc(size_t size) { return umi_fast_malloc(size); }
 
 /* Everything but popping a block from the bin's first page: making the thread's heap, huge
  * blocks, and a first page that ran dry. Blocks other threads freed into that page (a
  * producer's, in a producer / consumer pair) are taken back here without the slow path's
  * housekeeping (purge, sweep, delayed frees), which runs on one refill in 32 all the same. */
 static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
-    if (UM_UNLIKELY(heap == &_x_heap_empty || heap == &_x_heap_dead)) {
-        if (heap == &_x_heap_dead) return _x_heap_malloc_backup(size);
-        heap = _x_heap_for_thread();
-        if (heap == NULL) return _x_heap_malloc_backup(size); /* recursion while making it */
+    if (UM_UNLIKELY(heap == &umi_heap_empty || heap == &umi_heap_dead)) {
+        if (heap == &umi_heap_dead) return umi_heap_malloc_backup(size);
+        heap = umi_heap_for_thread();
+        if (heap == NULL) return umi_heap_malloc_backup(size); /* recursion while making it */
     }
-    if (UM_UNLIKELY(size >= _x_large_threshold)) {
-        if (size > UM_REQUEST_MAX) { errno = ENOMEM; _x_stats_failed(); return NULL; }
-        return _x_huge_alloc(size, 16);
+    if (UM_UNLIKELY(size >= umi_large_threshold)) {
+        if (size > UM_REQUEST_MAX) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+        return umi_huge_alloc(size, 16);
     }
-    size_t bin = _x_bin_of(size);
+    size_t bin = umi_bin_of(size);
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL && (++heap->refills & 31) != 0) {
         um_page_hot_t *hot = heap->bin_hot[bin];
-        _x_page_collect(heap, page);
-        if (hot->free != NULL) return _x_hot_pop(hot, hot->free);
+        umi_page_collect(heap, page);
+        if (hot->free != NULL) return umi_hot_pop(hot, hot->free);
     }
-    return _x_page_alloc_slow(heap, bin);
+    return umi_page_alloc_slow(heap, bin);
 }
 
 /* Sizes above the direct table, and any size whose direct page ran dry: the fast path's pop,
@@ -40,34 +40,34 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
  * (the refill's register pressure made every medium malloc push and pop six). Bins at or
  * above the large threshold never get a page, so their bin_hot stays empty and they reach
  * malloc_refill, which maps them. */
-UM_NOINLINE void *_x_malloc_generic(size_t size, um_heap_t *heap) {
+UM_NOINLINE void *umi_malloc_generic(size_t size, um_heap_t *heap) {
     if (UM_LIKELY(size <= UM_LARGE_MAX)) {
-        um_page_hot_t *hot = heap->bin_hot[_x_bin_of(size)];
+        um_page_hot_t *hot = heap->bin_hot[umi_bin_of(size)];
         um_block_t *b = hot->free;
-        if (UM_LIKELY(b != NULL)) return _x_hot_pop(hot, b);
+        if (UM_LIKELY(b != NULL)) return umi_hot_pop(hot, b);
     }
     return malloc_refill(size, heap);
 }
 
 /* The entry points below allocate and free through malloc's own paths; they count those
- * blocks as theirs (_x_stats_internal) so that malloc's and free's call counts come out right. */
+ * blocks as theirs (umi_stats_internal) so that malloc's and free's call counts come out right. */
 static void *internal_malloc(size_t size) {
-    void *p = _x_malloc(size);
-    if (p != NULL) _x_stats_internal(1, 0);
+    void *p = umi_malloc(size);
+    if (p != NULL) umi_stats_internal(1, 0);
     return p;
 }
 static void internal_free(void *p) {
-    _x_stats_internal(0, 1);
-    _x_free(p);
+    umi_stats_internal(0, 1);
+    umi_free(p);
 }
 
-void *_x_calloc(size_t count, size_t size) {
-    _x_stats_call(UM_CALL_CALLOC);
+void *umi_calloc(size_t count, size_t size) {
+    umi_stats_call(UM_CALL_CALLOC);
     size_t total;
-    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; _x_stats_failed(); return NULL; }
+    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_stats_failed(); return NULL; }
     void *p = internal_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
-    um_segment_t *seg = _x_segment_of(p);
+    um_segment_t *seg = umi_segment_of(p);
     if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER && seg->pages[0].is_zero) return p; /* fresh or purged */
     memset(p, 0, total);
     return p;
@@ -76,22 +76,22 @@ void *_x_calloc(size_t count, size_t size) {
 /* Aligned blocks. Power-of-two size classes in pages that start aligned are aligned already;
  * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
  * that free() looks for the block start. */
-void *_x_malloc_aligned(size_t align, size_t size) {
-    _x_stats_call(UM_CALL_ALIGNED);
+void *umi_malloc_aligned(size_t align, size_t size) {
+    umi_stats_call(UM_CALL_ALIGNED);
     if (align <= 16) return internal_malloc(size);
-    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; _x_stats_failed(); return NULL; }
+    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_stats_failed(); return NULL; }
     if (size < align && align <= UM_SMALL_MAX) {
         /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
-        size_t bsize = _x_bin_size(_x_bin_of(align));
+        size_t bsize = umi_bin_size(umi_bin_of(align));
         if (bsize == align) size = align;
     }
-    if (size + align >= _x_large_threshold || align > UM_LARGE_MAX / 8) {
-        void *p = _x_huge_alloc(size, align);
-        if (p != NULL) _x_stats_internal(1, 0);
+    if (size + align >= umi_large_threshold || align > UM_LARGE_MAX / 8) {
+        void *p = umi_huge_alloc(size, align);
+        if (p != NULL) umi_stats_internal(1, 0);
         return p;
     }
-    size_t bin = _x_bin_of(size);
-    if ((_x_bin_size(bin) & (align - 1)) == 0) {
+    size_t bin = umi_bin_of(size);
+    if ((umi_bin_size(bin) & (align - 1)) == 0) {
         void *p = internal_malloc(size);
         if (p == NULL || ((uintptr_t)p & (align - 1)) == 0) return p;
         internal_free(p);
@@ -100,8 +100,8 @@ void *_x_malloc_aligned(size_t align, size_t size) {
     if (p == NULL) return NULL;
     uint8_t *q = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     if (q != p) {
-        um_segment_t *seg = _x_segment_of(p);
-        um_page_t *page = _x_page_of(seg, p);
+        um_segment_t *seg = umi_segment_of(p);
+        um_page_t *page = umi_page_of(seg, p);
         atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_HAS_ALIGNED, UM_RELAXED);
     }
     return q;
@@ -122,31 +122,31 @@ static size_t with_headroom(size_t size) {
     return size <= SIZE_MAX / 2 ? size + size / 4 : size;
 }
 
-void *_x_realloc(void *p, size_t size) {
-    _x_stats_call(UM_CALL_REALLOC);
+void *umi_realloc(void *p, size_t size) {
+    umi_stats_call(UM_CALL_REALLOC);
     if (p == NULL) return internal_malloc(size);
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
-    um_segment_t *seg = _x_segment_lookup(p);
-    if (UM_UNLIKELY(seg == NULL)) return _x_realloc_foreign(p, size);
+    um_segment_t *seg = umi_segment_lookup(p);
+    if (UM_UNLIKELY(seg == NULL)) return umi_realloc_foreign(p, size);
     size_t usable;
     if (seg->kind == UM_KIND_HUGE) {
-        usable = _x_huge_usable(seg, p);
+        usable = umi_huge_usable(seg, p);
         if (size <= usable && size >= usable / 2) return p;
         if (size >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
-            void *q = _x_huge_realloc(seg, p, size > usable ? with_headroom(size) : size); /* mremap: no copy */
+            void *q = umi_huge_realloc(seg, p, size > usable ? with_headroom(size) : size); /* mremap: no copy */
             if (q != NULL) return q;
         }
     } else {
-        usable = _x_usable_size(p);
+        usable = umi_usable_size(p);
         if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
     }
     void *q;
     size_t want = size > usable ? with_headroom(size) : size;
     if (size > usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
-        q = _x_huge_alloc_growable(want);
-        if (q != NULL) _x_stats_internal(1, 0);
+        q = umi_huge_alloc_growable(want);
+        if (q != NULL) umi_stats_internal(1, 0);
     } else {
-        if (want >= _x_large_threshold && size < _x_large_threshold) want = size;
+        if (want >= umi_large_threshold && size < umi_large_threshold) want = size;
         q = internal_malloc(want);
     }
     if (UM_UNLIKELY(q == NULL && want != size)) q = internal_malloc(size);

@@ -4,34 +4,34 @@
 #include <unistd.h>
 
 #include "core/fastpath.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "stats/stats.h"
 #include "umalloc.h"
 
 _Static_assert(offsetof(um_segment_t, pages) + sizeof(um_page_t) <= UM_HUGE_HEADER,
                "a huge block may overlap the unused page descriptors of its header, not the used one");
 
-_Atomic unsigned _x_purge_epoch;
+_Atomic unsigned umi_purge_epoch;
 
-UM_API void *um_malloc(size_t size) { return _x_fast_malloc(size); }
-UM_API void um_free(void *p) { _x_fast_free(p); }
-UM_API void *um_calloc(size_t count, size_t size) { return _x_calloc(count, size); }
-UM_API void *um_realloc(void *p, size_t size) { return _x_realloc(p, size); }
+UM_API void *um_malloc(size_t size) { return umi_fast_malloc(size); }
+UM_API void um_free(void *p) { umi_fast_free(p); }
+UM_API void *um_calloc(size_t count, size_t size) { return umi_calloc(count, size); }
+UM_API void *um_realloc(void *p, size_t size) { return umi_realloc(p, size); }
 
 UM_API void *um_reallocarray(void *p, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) { _x_stats_call(UM_CALL_REALLOC); _x_stats_failed(); errno = ENOMEM; return NULL; }
-    return _x_realloc(p, total);
+    if (__builtin_mul_overflow(count, size, &total)) { umi_stats_call(UM_CALL_REALLOC); umi_stats_failed(); errno = ENOMEM; return NULL; }
+    return umi_realloc(p, total);
 }
 
 /* free_sized: the size is a promise; checking it costs a lookup we already make, and a wrong
  * size is a bug worth one line rather than silent trust. */
 UM_API void um_free_sized(void *p, size_t size) {
-    _x_stats_call(UM_CALL_FREE_SIZED);
+    umi_stats_call(UM_CALL_FREE_SIZED);
     if (p == NULL) return;
-    if (size > _x_usable_size(p) && _x_segment_lookup(p) != NULL) _x_warn_ptr("free_sized with a size larger than the block:", p);
-    _x_stats_internal(0, 1);
-    _x_free(p);
+    if (size > umi_usable_size(p) && umi_segment_lookup(p) != NULL) umi_warn_ptr("free_sized with a size larger than the block:", p);
+    umi_stats_internal(0, 1);
+    umi_free(p);
 }
 UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
     (void)alignment;
@@ -41,9 +41,9 @@ UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
 static bool valid_alignment(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
-    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { _x_stats_call(UM_CALL_ALIGNED); return EINVAL; }
+    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { umi_stats_call(UM_CALL_ALIGNED); return EINVAL; }
     int saved = errno;
-    void *p = _x_malloc_aligned(alignment, size);
+    void *p = umi_malloc_aligned(alignment, size);
     if (p == NULL) { errno = saved; return ENOMEM; }
     *out = p;
     return 0;
@@ -51,85 +51,85 @@ UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
 
 /* C17 lets aligned_alloc fail for a non-power-of-two alignment; glibc 2.38 does (EINVAL). */
 UM_API void *um_aligned_alloc(size_t alignment, size_t size) {
-    if (!valid_alignment(alignment)) { _x_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
-    return _x_malloc_aligned(alignment, size);
+    if (!valid_alignment(alignment)) { umi_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
+    return umi_malloc_aligned(alignment, size);
 }
 
 /* memalign: glibc rounds a non-power-of-two alignment up to the next power of two. */
 UM_API void *um_memalign(size_t alignment, size_t size) {
     if (!valid_alignment(alignment)) {
-        if (alignment > ((size_t)1 << 62)) { _x_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
+        if (alignment > ((size_t)1 << 62)) { umi_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
         size_t a = 1;
         while (a < alignment) a <<= 1;
         alignment = a;
     }
-    return _x_malloc_aligned(alignment, size);
+    return umi_malloc_aligned(alignment, size);
 }
 
-UM_API void *um_valloc(size_t size) { return _x_malloc_aligned(_x_os_page_size(), size); }
+UM_API void *um_valloc(size_t size) { return umi_malloc_aligned(umi_os_page_size(), size); }
 
 UM_API void *um_pvalloc(size_t size) {
-    size_t ps = _x_os_page_size();
-    if (size > SIZE_MAX - ps) { _x_stats_call(UM_CALL_ALIGNED); _x_stats_failed(); errno = ENOMEM; return NULL; }
+    size_t ps = umi_os_page_size();
+    if (size > SIZE_MAX - ps) { umi_stats_call(UM_CALL_ALIGNED); umi_stats_failed(); errno = ENOMEM; return NULL; }
     size_t rounded = size == 0 ? ps : (size + ps - 1) & ~(ps - 1);
-    return _x_malloc_aligned(ps, rounded);
+    return umi_malloc_aligned(ps, rounded);
 }
 
-size_t _x_usable_size(const void *p) {
+size_t umi_usable_size(const void *p) {
     if (p == NULL) return 0;
-    um_segment_t *seg = _x_segment_lookup(p);
-    if (seg == NULL) return _x_usable_foreign(p);
-    if (seg->kind == UM_KIND_HUGE) return _x_huge_usable(seg, p);
-    um_page_t *page = _x_page_of(seg, p);
+    um_segment_t *seg = umi_segment_lookup(p);
+    if (seg == NULL) return umi_usable_foreign(p);
+    if (seg->kind == UM_KIND_HUGE) return umi_huge_usable(seg, p);
+    um_page_t *page = umi_page_of(seg, p);
     if (page->slot != UM_SLOT_USED) return 0;
-    const uint8_t *b = _x_block_start(seg, page, p);
+    const uint8_t *b = umi_block_start(seg, page, p);
     if (b == NULL) return 0;
     return page->block_size - (size_t)((const uint8_t *)p - b);
 }
 
 UM_API size_t um_malloc_usable_size(const void *p) {
-    _x_stats_call(UM_CALL_USABLE_SIZE);
-    return _x_usable_size(p);
+    umi_stats_call(UM_CALL_USABLE_SIZE);
+    return umi_usable_size(p);
 }
 
 UM_API int um_owns(const void *p) {
     if (p == NULL) return 0;
-    um_segment_t *seg = _x_segment_lookup(p);
+    um_segment_t *seg = umi_segment_lookup(p);
     if (seg == NULL) return 0;
     if (seg->kind == UM_KIND_HUGE) return p == seg->pages[0].start;
-    um_page_t *page = _x_page_of(seg, p);
+    um_page_t *page = umi_page_of(seg, p);
     if (UM_SHARED_READ(page->slot) != UM_SLOT_USED) return 0;
-    const um_block_t *b = _x_block_start(seg, page, p);
+    const um_block_t *b = umi_block_start(seg, page, p);
     if (b == NULL) return 0;
     if ((const void *)b != p && !(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
     /* never carved: page_extend carves the first `capacity` of the `reserved` blocks */
     if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0;
-    return b->key != _x_block_key(b); /* a free block carries its key */
+    return b->key != umi_block_key(b); /* a free block carries its key */
 }
 
 /* Purge what this thread can reach now; other threads purge on their next slow path. */
 UM_API int um_trim(size_t pad) {
     (void)pad;
-    _x_stats_call(UM_CALL_TRIM);
-    size_t before = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
-    size_t unmapped_before = atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED);
-    atomic_fetch_add_explicit(&_x_purge_epoch, 1, UM_RELAXED);
-    _x_segment_reclaim_all();
-    um_heap_t *heap = _x_heap_for_thread();
+    umi_stats_call(UM_CALL_TRIM);
+    size_t before = atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED);
+    size_t unmapped_before = atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED);
+    atomic_fetch_add_explicit(&umi_purge_epoch, 1, UM_RELAXED);
+    umi_segment_reclaim_all();
+    um_heap_t *heap = umi_heap_for_thread();
     if (heap != NULL) {
-        _x_page_sweep(heap, true); /* pages free() emptied, still queued */
-        _x_segment_purge(heap, true);
+        umi_page_sweep(heap, true); /* pages free() emptied, still queued */
+        umi_segment_purge(heap, true);
     }
-    _x_segment_cache_trim(true);
-    return atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED) != before ||
-           atomic_load_explicit(&_x_os_stats.unmaps, UM_RELAXED) != unmapped_before;
+    umi_segment_cache_trim(true);
+    return atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED) != before ||
+           atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED) != unmapped_before;
 }
 
 UM_API void um_thread_done(void) {
-    um_heap_t *heap = _x_tl_heap;
-    if (heap == &_x_heap_empty || heap == &_x_heap_dead) return;
-    _x_heap_thread_done(heap);
-    _x_tl_heap = &_x_heap_empty;
+    um_heap_t *heap = umi_tl_heap;
+    if (heap == &umi_heap_empty || heap == &umi_heap_dead) return;
+    umi_heap_thread_done(heap);
+    umi_tl_heap = &umi_heap_empty;
 }
 
 UM_API const char *um_version(void) { return UMALLOC_VERSION; }

@@ -10,21 +10,21 @@
 #define UM_INLINE static inline __attribute__((always_inline))
 
 /* malloc: thread's heap -> hot words of the page for this size -> pop its free list. */
-UM_INLINE void *_x_fast_malloc(size_t size) {
-    um_heap_t *heap = _x_tl_heap;
+UM_INLINE void *umi_fast_malloc(size_t size) {
+    um_heap_t *heap = umi_tl_heap;
     if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
         um_page_hot_t *hot = heap->direct[size];
         um_block_t *b = hot->free;
-        if (UM_LIKELY(b != NULL)) return _x_hot_pop(hot, b);
+        if (UM_LIKELY(b != NULL)) return umi_hot_pop(hot, b);
     }
-    return _x_malloc_generic(size, heap);
+    return umi_malloc_generic(size, heap);
 }
 
 /* free: a small block of ours? -> its page owned by this thread? -> push on the page's free
  * list, where malloc takes it next. 17 instructions (docs/design.md, "Thread heaps and the fast path"):
  *  - Every small page lies in the small-page region, 2^40 bytes aligned to 2^40: one shift and
  *    one compare reject NULL, every foreign pointer and every medium, large or huge block
- *    (those take _x_free_generic) without touching memory.
+ *    (those take umi_free_generic) without touching memory.
  *  - p | 0xfff0 is 16 bytes before the end of p's 64 KiB page, where the page's hot words are
  *    (um_page_hot_t): one `or` instead of a segment-map load, a shift and an index. Every part
  *    of the region ever handed out stays readable (zeros once released), so the owner load
@@ -33,10 +33,10 @@ UM_INLINE void *_x_fast_malloc(size_t size) {
  *    loads the owner word from 1..15 bytes too high, gets the guard's 0xff in its top byte and
  *    fails the owner compare. No instruction of its own rejects it.
  *  - frees++ has no test: a page emptied here stays queued until a slow path finds it
- *    (_x_page_sweep), which saves a compare and a branch on every free. */
-UM_INLINE void _x_fast_free(void *p) {
+ *    (umi_page_sweep), which saves a compare and a branch on every free. */
+UM_INLINE void umi_fast_free(void *p) {
     uintptr_t u = (uintptr_t)p;
-    if (UM_LIKELY((u >> UM_REGION_SHIFT) == _x_small_region_hi)) {
+    if (UM_LIKELY((u >> UM_REGION_SHIFT) == umi_small_region_hi)) {
         /* page end - 16 (+ p & 15); the hot words at fixed negative offsets from it (written
          * field by field: through an um_page_hot_t pointer GCC adds a `sub`) */
         uint8_t *end16 = (uint8_t *)(u | (UM_SMALL_PAGE_SIZE - 16));
@@ -45,9 +45,9 @@ UM_INLINE void _x_fast_free(void *p) {
         um_block_t **list = (um_block_t **)UM_HOT_AT(free);
         uint64_t *frees = (uint64_t *)UM_HOT_AT(frees);
 #undef UM_HOT_AT
-        if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == _x_thread_id())) {
+        if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == umi_thread_id())) {
             um_block_t *b = p;
-            if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { _x_warn_ptr("double free of", p); return; }
+            if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { umi_warn_ptr("double free of", p); return; }
             b->key = UM_FREE_MARK;
             b->next = *list;
             *list = b;
@@ -55,7 +55,7 @@ UM_INLINE void _x_fast_free(void *p) {
             return;
         }
     }
-    _x_free_generic(p);
+    umi_free_generic(p);
 }
 
 #endif

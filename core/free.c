@@ -2,49 +2,49 @@
  * goes on the page's free list with no lock and no atomic read-modify-write. Anything else
  * (another thread's page, a full page, an aligned block, a medium, large or huge block, a
  * pointer that is not ours, every free when the small-page region is missing) takes
- * _x_free_generic. */
+ * umi_free_generic. */
 #include "core/fastpath.h"
 #include "stats/stats.h"
 
-void _x_free(void *p) { _x_fast_free(p); }
+void umi_free(void *p) { umi_fast_free(p); }
 
-/* Everything _x_free_generic does not finish inline: reports, pages with aligned blocks or
+/* Everything umi_free_generic does not finish inline: reports, pages with aligned blocks or
  * flags, other threads' pages. */
 static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p) {
-    if (UM_UNLIKELY(page->slot != UM_SLOT_USED)) { _x_warn_ptr("free of a pointer into an unused page:", p); return; }
-    uintptr_t owner = atomic_load_explicit(&_x_page_hot_in(seg, page)->owner, UM_RELAXED);
+    if (UM_UNLIKELY(page->slot != UM_SLOT_USED)) { umi_warn_ptr("free of a pointer into an unused page:", p); return; }
+    uintptr_t owner = atomic_load_explicit(&umi_page_hot_in(seg, page)->owner, UM_RELAXED);
     um_block_t *b = p;
     if (owner & UM_PAGE_HAS_ALIGNED) {
-        b = _x_block_start(seg, page, p);
-        if (b == NULL) { _x_warn_ptr("free of a pointer outside any block:", p); return; }
+        b = umi_block_start(seg, page, p);
+        if (b == NULL) { umi_warn_ptr("free of a pointer outside any block:", p); return; }
     } else {
         size_t off = (size_t)((uint8_t *)p - page->start);
         if (UM_UNLIKELY(off >= (size_t)page->reserved * page->block_size)) { /* the header, the hot words */
-            _x_warn_ptr("free of a pointer outside any block:", p);
+            umi_warn_ptr("free of a pointer outside any block:", p);
             return;
         }
-        if (UM_UNLIKELY(off % page->block_size != 0)) { _x_warn_ptr("free of a pointer into the middle of a block:", p); return; }
+        if (UM_UNLIKELY(off % page->block_size != 0)) { umi_warn_ptr("free of a pointer into the middle of a block:", p); return; }
     }
-    if ((owner & ~UM_PAGE_FLAGS) == _x_thread_id()) _x_page_local_free_slow(_x_tl_heap, page, b);
-    else _x_page_remote_free(page, b);
+    if ((owner & ~UM_PAGE_FLAGS) == umi_thread_id()) umi_page_local_free_slow(umi_tl_heap, page, b);
+    else umi_page_remote_free(page, b);
 }
 
 /* Medium and large blocks come here on every free (they are outside the small-page region), so
  * the owner's plain case is finished inline, with no call and no division: the fast path's
  * push, after a check that p starts a block, and with the emptiness test the fast path leaves
  * out (a page emptied here is retired at once). */
-UM_NOINLINE void _x_free_generic(void *p) {
-    um_segment_t *seg = _x_segment_lookup(p);
+UM_NOINLINE void umi_free_generic(void *p) {
+    um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) {
-        if (p == NULL) _x_stats_null_free(); /* NULL has no map entry either: tested only here */
-        else _x_free_foreign(p);
+        if (p == NULL) umi_stats_null_free(); /* NULL has no map entry either: tested only here */
+        else umi_free_foreign(p);
         return;
     }
-    if (seg->kind == UM_KIND_HUGE) { _x_huge_free(seg, p); return; }
-    um_page_t *page = _x_page_of(seg, p);
-    um_page_hot_t *hot = _x_page_hot_in(seg, page);
+    if (seg->kind == UM_KIND_HUGE) { umi_huge_free(seg, p); return; }
+    um_page_t *page = umi_page_of(seg, p);
+    um_page_hot_t *hot = umi_page_hot_in(seg, page);
     /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
-    if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == _x_thread_id())) {
+    if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == umi_thread_id())) {
         um_block_t *b = p;
         size_t off = (size_t)((uint8_t *)p - page->start);
         uint64_t div = page->block_div;
@@ -55,7 +55,7 @@ UM_NOINLINE void _x_free_generic(void *p) {
             b->next = hot->free;
             hot->free = b;
             UM_OWNER_ADD(hot->frees, 1);
-            if (UM_UNLIKELY(_x_hot_used(hot) == 0)) _x_page_retire(_x_tl_heap, page);
+            if (UM_UNLIKELY(umi_hot_used(hot) == 0)) umi_page_retire(umi_tl_heap, page);
             return;
         }
     }

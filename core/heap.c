@@ -6,126 +6,126 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "stats/stats.h"
 
 #define EMPTY_HEAP_INIT \
-    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &_x_hot_empty} }
-um_heap_t _x_heap_empty = EMPTY_HEAP_INIT;
-um_heap_t _x_heap_dead = EMPTY_HEAP_INIT;
+    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty} }
+um_heap_t umi_heap_empty = EMPTY_HEAP_INIT;
+um_heap_t umi_heap_dead = EMPTY_HEAP_INIT;
 /* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
  * every free into them takes the remote path, which needs no lock. */
-um_heap_t _x_heap_backup = {.tid = (uintptr_t)&_x_heap_backup,
-                             .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &_x_hot_empty},
-                             .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &_x_hot_empty},
+um_heap_t umi_heap_backup = {.tid = (uintptr_t)&umi_heap_backup,
+                             .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty},
+                             .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty},
                              .is_backup = 1};
-__thread um_heap_t *_x_tl_heap __attribute__((tls_model("initial-exec"))) = &_x_heap_empty;
+__thread um_heap_t *umi_tl_heap __attribute__((tls_model("initial-exec"))) = &umi_heap_empty;
 
-um_heap_t *_x_heap_registry;
-size_t _x_heap_count;
+um_heap_t *umi_heap_registry;
+size_t umi_heap_count;
 static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (never unmapped) */
-_Atomic size_t _x_heap_mapped_bytes;  /* all heap structures ever mapped: metadata, for statistics */
+_Atomic size_t umi_heap_mapped_bytes;  /* all heap structures ever mapped: metadata, for statistics */
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
 
 /* bin_hot[bin], and the direct[] slots that sizes of `bin` map to, now point at `page`. */
-void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
-    um_page_hot_t *target = page ? _x_page_hot(page) : &_x_hot_empty;
+void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
+    um_page_hot_t *target = page ? umi_page_hot(page) : &umi_hot_empty;
     heap->bin_hot[bin] = target;
-    size_t size = _x_bin_size(bin);
+    size_t size = umi_bin_size(bin);
     if (size > UM_DIRECT_MAX) return;
-    size_t lo = bin == 1 ? 0 : _x_bin_size(bin - 1) + 1, hi = size;
+    size_t lo = bin == 1 ? 0 : umi_bin_size(bin - 1) + 1, hi = size;
     if (heap->direct[hi] == target) return; /* the slots of a bin always change together */
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
 }
 
 static void heap_reset(um_heap_t *heap) {
     memset(heap, 0, sizeof(*heap));
-    for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &_x_hot_empty;
-    for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &_x_hot_empty;
+    for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
+    for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }
 
 static um_heap_t *heap_new(void) {
-    _x_lock(&_x_registry_lock);
+    umi_lock(&umi_registry_lock);
     um_heap_t *heap = heap_pool;
     if (heap) heap_pool = heap->reg_next;
-    _x_unlock(&_x_registry_lock);
+    umi_unlock(&umi_registry_lock);
     if (heap == NULL) {
         size_t size = (sizeof(um_heap_t) + 63) & ~(size_t)63;
-        heap = _x_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
+        heap = umi_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
         if (heap == NULL) return NULL;
-        atomic_fetch_add_explicit(&_x_heap_mapped_bytes, (size + 4095) & ~(size_t)4095, UM_RELAXED);
+        atomic_fetch_add_explicit(&umi_heap_mapped_bytes, (size + 4095) & ~(size_t)4095, UM_RELAXED);
     }
     heap_reset(heap);
-    heap->tid = _x_thread_id();
-    heap->purge_epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
-    _x_lock(&_x_registry_lock);
-    heap->reg_next = _x_heap_registry;
-    if (_x_heap_registry) _x_heap_registry->reg_prev = heap;
-    _x_heap_registry = heap;
-    _x_heap_count++;
-    _x_unlock(&_x_registry_lock);
+    heap->tid = umi_thread_id();
+    heap->purge_epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
+    umi_lock(&umi_registry_lock);
+    heap->reg_next = umi_heap_registry;
+    if (umi_heap_registry) umi_heap_registry->reg_prev = heap;
+    umi_heap_registry = heap;
+    umi_heap_count++;
+    umi_unlock(&umi_registry_lock);
     return heap;
 }
 
 static void thread_exit_hook(void *value) {
     um_heap_t *heap = value;
-    if (heap != NULL && heap == _x_tl_heap) {
-        _x_heap_thread_done(heap);
-        _x_tl_heap = &_x_heap_dead;
+    if (heap != NULL && heap == umi_tl_heap) {
+        umi_heap_thread_done(heap);
+        umi_tl_heap = &umi_heap_dead;
     }
 }
 
-void _x_heap_init_process(void) { pthread_key_create(&exit_key, thread_exit_hook); }
+void umi_heap_init_process(void) { pthread_key_create(&exit_key, thread_exit_hook); }
 
-um_heap_t *_x_heap_for_thread(void) {
-    um_heap_t *heap = _x_tl_heap;
-    if (heap == &_x_heap_dead) return NULL;
-    if (heap != &_x_heap_empty) return heap;
+um_heap_t *umi_heap_for_thread(void) {
+    um_heap_t *heap = umi_tl_heap;
+    if (heap == &umi_heap_dead) return NULL;
+    if (heap != &umi_heap_empty) return heap;
     if (tl_making_heap) return NULL; /* something below allocated: the caller uses the backup heap */
     tl_making_heap = 1;
-    _x_process_init();
+    umi_process_init();
     heap = heap_new();
     if (heap != NULL) {
-        _x_tl_heap = heap;
+        umi_tl_heap = heap;
         pthread_setspecific(exit_key, heap); /* key < 32: glibc stores it without allocating */
     }
     tl_making_heap = 0;
     return heap;
 }
 
-void _x_heap_thread_done(um_heap_t *heap) {
-    _x_segment_abandon_all(heap);
-    _x_lock(&_x_registry_lock);
+void umi_heap_thread_done(um_heap_t *heap) {
+    umi_segment_abandon_all(heap);
+    umi_lock(&umi_registry_lock);
     if (heap->reg_prev) heap->reg_prev->reg_next = heap->reg_next;
-    else _x_heap_registry = heap->reg_next;
+    else umi_heap_registry = heap->reg_next;
     if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
-    _x_heap_count--;
-    _x_stats_fold_exited(heap);
+    umi_heap_count--;
+    umi_stats_fold_exited(heap);
     heap_reset(heap);
     heap->reg_next = heap_pool;
     heap_pool = heap;
-    _x_unlock(&_x_registry_lock);
+    umi_unlock(&umi_registry_lock);
 }
 
 /* Blocks freed by other threads into pages that were full: free them here, as the owner. */
-void _x_heap_collect_delayed(um_heap_t *heap) {
+void umi_heap_collect_delayed(um_heap_t *heap) {
     um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
     while (b != NULL) {
         UM_STAT_ADD(heap->stats.remote_frees, 1);
         um_block_t *next = b->next;
-        um_segment_t *seg = _x_segment_of(b);
+        um_segment_t *seg = umi_segment_of(b);
         b->key = 0; /* it was keyed by the remote free; local free keys it again */
-        _x_page_local_free_slow(heap, _x_page_of(seg, b), b);
+        umi_page_local_free_slow(heap, umi_page_of(seg, b), b);
         b = next;
     }
 }
 
-void *_x_heap_malloc_backup(size_t size) {
-    _x_process_init();
-    _x_lock(&_x_backup_lock);
-    _x_heap_collect_delayed(&_x_heap_backup);
-    void *p = _x_malloc_generic(size, &_x_heap_backup);
-    _x_unlock(&_x_backup_lock);
+void *umi_heap_malloc_backup(size_t size) {
+    umi_process_init();
+    umi_lock(&umi_backup_lock);
+    umi_heap_collect_delayed(&umi_heap_backup);
+    void *p = umi_malloc_generic(size, &umi_heap_backup);
+    umi_unlock(&umi_backup_lock);
     return p;
 }

@@ -9,56 +9,56 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "numa/arena.h"
 #include "stats/stats.h"
 
-_Atomic size_t _x_huge_live_bytes;
+_Atomic size_t umi_huge_live_bytes;
 
 static size_t round_page(size_t n) {
-    size_t ps = _x_os_page_size();
+    size_t ps = umi_os_page_size();
     return (n + ps - 1) & ~(ps - 1);
 }
 
 static void huge_unmap(um_segment_t *seg) {
     UM_STAT_SEGMENT_UNMAPPED(seg);
-    _x_arena_unmap(seg->map_base, seg->map_size);
+    umi_arena_unmap(seg->map_base, seg->map_size);
 }
 
 static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
     if (offset >= UM_SEGMENT_SIZE) {
-        _x_segmap_set(seg->map_base, seg->map_size, UM_MAP_INTERIOR);
-        atomic_store_explicit(&_x_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
+        umi_segmap_set(seg->map_base, seg->map_size, UM_MAP_INTERIOR);
+        atomic_store_explicit(&umi_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
     } else {
-        _x_segmap_set(seg->map_base, seg->map_size, UM_SEGMENT_SHIFT);
+        umi_segmap_set(seg->map_base, seg->map_size, UM_SEGMENT_SHIFT);
     }
-    _x_segment_register(seg);
-    atomic_fetch_add_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, block), UM_RELAXED);
-    _x_stats_huge(1, _x_huge_usable(seg, block));
+    umi_segment_register(seg);
+    atomic_fetch_add_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, block), UM_RELAXED);
+    umi_stats_huge(1, umi_huge_usable(seg, block));
 }
 
 static void *huge_alloc(size_t size, size_t align, bool growable) {
-    _x_process_init();
+    umi_process_init();
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
-    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; _x_stats_failed(); return NULL; }
+    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_stats_failed(); return NULL; }
     size_t map_size = round_page(offset + size);
-    int want_node = _x_arena_current_node(), node = want_node;
+    int want_node = umi_arena_current_node(), node = want_node;
     um_huge_take_t got;
     uint8_t *base;
     unsigned page_kind;
     bool is_zero, multi_vma = false;
-    if (offset == UM_HUGE_HEADER && _x_huge_cache_take(map_size, want_node, growable, &got)) {
+    if (offset == UM_HUGE_HEADER && umi_huge_cache_take(map_size, want_node, growable, &got)) {
         base = got.base;
         page_kind = got.page_kind;
         is_zero = got.is_zero;
         multi_vma = got.multi_vma;
     } else {
-        base = _x_arena_map(map_size, map_align, want_node, &node);
-        if (base == NULL) { errno = ENOMEM; _x_stats_failed(); return NULL; }
+        base = umi_arena_map(map_size, map_align, want_node, &node);
+        if (base == NULL) { errno = ENOMEM; umi_stats_failed(); return NULL; }
         /* A big block is written through, typically: back it with transparent huge pages, one
          * fault per 2 MiB instead of 512 (a no-op where THP is off). */
-        page_kind = _x_os_advise_huge(base, map_size) ? UM_PAGES_THP : UM_PAGES_4K;
+        page_kind = umi_os_advise_huge(base, map_size) ? UM_PAGES_THP : UM_PAGES_4K;
         is_zero = true;
     }
     uint8_t *block = base + offset;
@@ -73,7 +73,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     seg->node = (int16_t)node;
     seg->map_base = base;
     seg->map_size = map_size;
-    seg->cookie = (uintptr_t)seg ^ _x_cookie;
+    seg->cookie = (uintptr_t)seg ^ umi_cookie;
     seg->page_kind = (uint8_t)page_kind;
     seg->multi_vma = multi_vma;
     um_page_t *page = &seg->pages[0];
@@ -86,26 +86,26 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     return block;
 }
 
-void *_x_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align, false); }
-void *_x_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true); }
+void *umi_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align, false); }
+void *umi_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true); }
 
-size_t _x_huge_usable(um_segment_t *seg, const void *p) {
+size_t umi_huge_usable(um_segment_t *seg, const void *p) {
     return (size_t)((uint8_t *)seg->map_base + seg->map_size - (const uint8_t *)p);
 }
 
-UM_NOINLINE void _x_huge_free(um_segment_t *seg, void *p) { /* not inlined: _x_free_generic stays frameless */
-    if (UM_UNLIKELY(p != seg->pages[0].start)) { _x_warn_ptr("free of a pointer inside a large block:", p); return; }
-    _x_stats_huge(-1, _x_huge_usable(seg, p));
-    atomic_fetch_sub_explicit(&_x_huge_live_bytes, _x_huge_usable(seg, p), UM_RELAXED);
-    _x_segment_unregister(seg);
-    _x_segmap_clear(seg->map_base, seg->map_size);
+UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
+    if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
+    umi_stats_huge(-1, umi_huge_usable(seg, p));
+    atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
+    umi_segment_unregister(seg);
+    umi_segmap_clear(seg->map_base, seg->map_size);
     /* The cache keeps counting the bytes as mapped on the segment's node and page kind. */
-    if (!_x_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind)) huge_unmap(seg);
-    _x_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
+    if (!umi_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind)) huge_unmap(seg);
+    umi_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
 }
 
 /* Grow or shrink in the kernel: mremap moves page tables, never bytes. */
-void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
+void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     size_t offset = (size_t)((uint8_t *)p - (uint8_t *)seg);
     /* Only a block whose header shares its 4 MiB unit: an over-aligned one (header in the unit
      * below, map entry UM_MAP_HUGE_PREV) is copied instead. */
@@ -113,25 +113,25 @@ void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     if (seg->multi_vma) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
     size_t new_size = round_page(offset + size), old_size = seg->map_size;
-    size_t old_usable = _x_huge_usable(seg, p);
-    _x_segment_unregister(seg);
-    _x_segmap_clear(seg, old_size);
+    size_t old_usable = umi_huge_usable(seg, p);
+    umi_segment_unregister(seg);
+    umi_segmap_clear(seg, old_size);
     UM_STAT_SEGMENT_UNMAPPED(seg);
-    um_segment_t *nseg = _x_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
+    um_segment_t *nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
     else {
         nseg->map_base = nseg;
         nseg->map_size = new_size;
-        nseg->cookie = (uintptr_t)nseg ^ _x_cookie;
+        nseg->cookie = (uintptr_t)nseg ^ umi_cookie;
         nseg->pages[0].start = (uint8_t *)nseg + offset;
     }
     UM_STAT_SEGMENT_MAPPED(nseg);
-    _x_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
-    _x_segment_register(nseg);
+    umi_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
+    umi_segment_register(nseg);
     if (failed) return NULL;
-    size_t new_usable = _x_huge_usable(nseg, nseg->pages[0].start);
-    atomic_fetch_add_explicit(&_x_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
-    if (new_usable > old_usable) _x_stats_huge(0, 0);
+    size_t new_usable = umi_huge_usable(nseg, nseg->pages[0].start);
+    atomic_fetch_add_explicit(&umi_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
+    if (new_usable > old_usable) umi_stats_huge(0, 0);
     return nseg->pages[0].start;
 }

@@ -16,12 +16,12 @@
  * Pieces are purged (MADV_DONTNEED) after UMALLOC_PURGE_DELAY_MS and unmapped UM_RETAIN_MS later,
  * or earlier when the cache is over its byte or count limit (oldest first).
  *
- * The cache is a small array under _x_cache_lock; system calls run outside the lock, on pieces
+ * The cache is a small array under umi_cache_lock; system calls run outside the lock, on pieces
  * taken out of the array first (so no other thread can use them meanwhile). */
 #include <sys/mman.h>
 
 #include "core/internal.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "numa/arena.h"
 #include "stats/stats.h"
 
@@ -43,21 +43,21 @@ typedef struct huge_piece_s {
     uint8_t purged;        /* purged since it was freed: reads as zero, nothing resident to move */
 } huge_piece_t;
 
-static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by _x_cache_lock */
+static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by umi_cache_lock */
 static size_t piece_count;
 static _Atomic size_t piece_hint; /* piece_count, readable without the lock */
-_Atomic size_t _x_huge_cached_bytes;
+_Atomic size_t umi_huge_cached_bytes;
 
 #define SEG_ALIGN(x) (((uintptr_t)(x) + UM_SEGMENT_MASK) & ~(uintptr_t)UM_SEGMENT_MASK)
 
 static void piece_unmap(const huge_piece_t *p) {
-    _x_stats_mapped_bytes(p->node, p->page_kind, p->size, -1);
-    _x_arena_unmap(p->base, p->size);
+    umi_stats_mapped_bytes(p->node, p->page_kind, p->size, -1);
+    umi_arena_unmap(p->base, p->size);
 }
 
 /* Array edits, all under the lock. */
 static void piece_remove(size_t i) {
-    atomic_fetch_sub_explicit(&_x_huge_cached_bytes, pieces[i].size, UM_RELAXED);
+    atomic_fetch_sub_explicit(&umi_huge_cached_bytes, pieces[i].size, UM_RELAXED);
     pieces[i] = pieces[--piece_count];
     atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
 }
@@ -65,7 +65,7 @@ static bool piece_add(const huge_piece_t *p) {
     if (piece_count == UM_HUGE_PIECES) return false;
     pieces[piece_count++] = *p;
     atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
-    atomic_fetch_add_explicit(&_x_huge_cached_bytes, p->size, UM_RELAXED);
+    atomic_fetch_add_explicit(&umi_huge_cached_bytes, p->size, UM_RELAXED);
     return true;
 }
 static size_t piece_oldest(void) {
@@ -83,31 +83,31 @@ static void leftover_put(const huge_piece_t *from, uint8_t *base, size_t size) {
     p.base = base;
     p.size = size;
     if (size >= UM_HUGE_PIECE_MIN) {
-        _x_lock(&_x_cache_lock);
+        umi_lock(&umi_cache_lock);
         bool ok = piece_add(&p);
-        _x_unlock(&_x_cache_lock);
+        umi_unlock(&umi_cache_lock);
         if (ok) return;
     }
     piece_unmap(&p);
 }
 
-bool _x_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
+bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
     if (size > UM_HUGE_CACHE_BYTES / 2) return false; /* one block would flush everything else */
-    huge_piece_t p = {.base = base, .size = size, .cached_at_ms = _x_os_now_ms(), .node = (int16_t)node,
+    huge_piece_t p = {.base = base, .size = size, .cached_at_ms = umi_os_now_ms(), .node = (int16_t)node,
                       .page_kind = (uint8_t)page_kind, .purged = 0};
     huge_piece_t evict[4];
     size_t nevict = 0;
-    _x_lock(&_x_cache_lock);
+    umi_lock(&umi_cache_lock);
     while (piece_count > 0 && nevict < 4 &&
            (piece_count == UM_HUGE_PIECES ||
-            atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED) + size > UM_HUGE_CACHE_BYTES)) {
+            atomic_load_explicit(&umi_huge_cached_bytes, UM_RELAXED) + size > UM_HUGE_CACHE_BYTES)) {
         size_t o = piece_oldest();
         evict[nevict++] = pieces[o];
         piece_remove(o);
     }
-    bool ok = piece_count < UM_HUGE_PIECES && atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED) + size <= UM_HUGE_CACHE_BYTES;
+    bool ok = piece_count < UM_HUGE_PIECES && atomic_load_explicit(&umi_huge_cached_bytes, UM_RELAXED) + size <= UM_HUGE_CACHE_BYTES;
     if (ok) piece_add(&p);
-    _x_unlock(&_x_cache_lock);
+    umi_unlock(&umi_cache_lock);
     for (size_t i = 0; i < nevict; i++) piece_unmap(&evict[i]);
     return ok;
 }
@@ -116,22 +116,22 @@ bool _x_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
 static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
     size_t best = SIZE_MAX, bi = 0;
-    _x_lock(&_x_cache_lock);
+    umi_lock(&umi_cache_lock);
     for (size_t i = 0; i < piece_count; i++) {
         const huge_piece_t *p = &pieces[i];
         uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
         if (p->node != node || at + size > end || at + size < at) continue;
         if (p->size < best) { best = p->size; bi = i; }
     }
-    if (best == SIZE_MAX) { _x_unlock(&_x_cache_lock); return false; }
+    if (best == SIZE_MAX) { umi_unlock(&umi_cache_lock); return false; }
     got = pieces[bi];
     piece_remove(bi);
-    _x_unlock(&_x_cache_lock);
+    umi_unlock(&umi_cache_lock);
 
     uint8_t *at = (uint8_t *)SEG_ALIGN(got.base);
     leftover_put(&got, got.base, (size_t)(at - got.base));
     leftover_put(&got, at + size, (size_t)(got.base + got.size - (at + size)));
-    _x_stats_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
+    umi_stats_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = got.purged;
     out->page_kind = got.page_kind;
@@ -153,33 +153,33 @@ static size_t piece_largest_resident(int node, size_t below) {
  * kernel VMAs, and mremap, which grows and moves a huge block in realloc, works on one. */
 static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
-    _x_lock(&_x_cache_lock);
+    umi_lock(&umi_cache_lock);
     size_t bi = piece_largest_resident(node, size);
-    if (bi == SIZE_MAX) { _x_unlock(&_x_cache_lock); return false; }
+    if (bi == SIZE_MAX) { umi_unlock(&umi_cache_lock); return false; }
     got = pieces[bi];
     piece_remove(bi);
-    _x_unlock(&_x_cache_lock);
+    umi_unlock(&umi_cache_lock);
 
-    uint8_t *at = _x_os_grow_aligned(got.base, got.size, size, UM_SEGMENT_SIZE);
+    uint8_t *at = umi_os_grow_aligned(got.base, got.size, size, UM_SEGMENT_SIZE);
     /* Refused: most likely a piece cut from an assembled block, which spans two kernel
      * mappings and so can never be grown or moved. Kept, it would be picked and refused again
      * on every such allocation. */
     if (at == NULL) { piece_unmap(&got); return false; }
-    _x_stats_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
+    umi_stats_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = 0;
-    out->page_kind = _x_os_advise_huge(at, size) ? UM_PAGES_THP : got.page_kind;
+    out->page_kind = umi_os_advise_huge(at, size) ? UM_PAGES_THP : got.page_kind;
     return true;
 }
 
 /* 3. Assembly: move resident pieces into a fresh mapping, largest first, until they cover it
  * (what they don't cover is faulted in fresh). The block is then several kernel VMAs, which
- * only matters to mremap: a realloc of it copies once (see _x_huge_realloc). */
+ * only matters to mremap: a realloc of it copies once (see umi_huge_realloc). */
 static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     enum { MAX_CHUNKS = 8 };
     huge_piece_t chunk[MAX_CHUNKS];
     size_t nchunks = 0, covered = 0;
-    _x_lock(&_x_cache_lock);
+    umi_lock(&umi_cache_lock);
     while (covered < size && nchunks < MAX_CHUNKS) {
         size_t bi = piece_largest_resident(node, SIZE_MAX);
         if (bi == SIZE_MAX) break;
@@ -192,26 +192,26 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
             chunk[nchunks].base = p->base + p->size - want;
             chunk[nchunks].size = want;
             p->size -= want;
-            atomic_fetch_sub_explicit(&_x_huge_cached_bytes, want, UM_RELAXED);
+            atomic_fetch_sub_explicit(&umi_huge_cached_bytes, want, UM_RELAXED);
         }
         covered += chunk[nchunks++].size;
     }
-    _x_unlock(&_x_cache_lock);
+    umi_unlock(&umi_cache_lock);
     if (nchunks == 0) return false;
 
     int got_node;
-    uint8_t *dst = _x_arena_map(size, UM_SEGMENT_SIZE, node, &got_node);
+    uint8_t *dst = umi_arena_map(size, UM_SEGMENT_SIZE, node, &got_node);
     if (dst == NULL) {
         for (size_t i = 0; i < nchunks; i++) leftover_put(&chunk[i], chunk[i].base, chunk[i].size);
         return false;
     }
-    unsigned page_kind = _x_os_advise_huge(dst, size) ? UM_PAGES_THP : UM_PAGES_4K;
+    unsigned page_kind = umi_os_advise_huge(dst, size) ? UM_PAGES_THP : UM_PAGES_4K;
     size_t off = 0;
     for (size_t i = 0; i < nchunks; i++) {
-        _x_stats_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
+        umi_stats_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
         /* A piece that spans two VMAs (cut from an assembled block) can't move: drop it; the
          * fresh memory stays in its place. */
-        if (_x_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) _x_arena_unmap(chunk[i].base, chunk[i].size);
+        if (umi_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) umi_arena_unmap(chunk[i].base, chunk[i].size);
         off += chunk[i].size;
     }
     out->base = dst;
@@ -221,7 +221,7 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     return true;
 }
 
-bool _x_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out) {
+bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
     out->multi_vma = 0;
     if (take_in_place(size, node, out)) return true;
@@ -229,28 +229,28 @@ bool _x_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out
 }
 
 /* Purge pieces older than the purge delay, unmap those older than the retain time. */
-void _x_huge_cache_trim(bool force) {
+void umi_huge_cache_trim(bool force) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return;
-    uint64_t now = _x_os_now_ms();
+    uint64_t now = umi_os_now_ms();
     for (;;) {
         huge_piece_t p;
         bool unmap = false, purge = false;
-        _x_lock(&_x_cache_lock);
+        umi_lock(&umi_cache_lock);
         for (size_t i = 0; i < piece_count; i++) {
             uint64_t age = now - pieces[i].cached_at_ms;
-            unmap = force || age >= UM_RETAIN_MS + _x_purge_delay_ms;
-            purge = !unmap && !pieces[i].purged && age >= _x_purge_delay_ms;
+            unmap = force || age >= UM_RETAIN_MS + umi_purge_delay_ms;
+            purge = !unmap && !pieces[i].purged && age >= umi_purge_delay_ms;
             if (unmap || purge) { p = pieces[i]; piece_remove(i); break; }
         }
-        _x_unlock(&_x_cache_lock);
+        umi_unlock(&umi_cache_lock);
         if (unmap) {
             piece_unmap(&p);
         } else if (purge) {
-            _x_os_purge(p.base, p.size);
+            umi_os_purge(p.base, p.size);
             p.purged = 1;
-            _x_lock(&_x_cache_lock);
+            umi_lock(&umi_cache_lock);
             bool ok = piece_add(&p); /* cached_at unchanged: it still expires on time */
-            _x_unlock(&_x_cache_lock);
+            umi_unlock(&umi_cache_lock);
             if (!ok) piece_unmap(&p);
         } else {
             return;

@@ -2,7 +2,7 @@
  *
  * malloc may be called before any constructor of ours has run (ld.so and libc allocate first,
  * and so do other libraries' constructors), so nothing here relies on being called from a
- * constructor: the first allocation's slow path calls _x_process_init(). It allocates nothing
+ * constructor: the first allocation's slow path calls umi_process_init(). It allocates nothing
  * itself and calls nothing that could (no dlsym, no stdio). */
 #include <pthread.h>
 #include <sched.h>
@@ -10,33 +10,33 @@
 #include <unistd.h>
 
 #include "core/internal.h"
-#include "core/options.h"
-#include "hugepages/os.h"
+#include "base/options.h"
+#include "os/os.h"
 #include "stats/stats.h"
 
-uintptr_t _x_cookie = 0x9e3779b97f4a7c15u;
-size_t _x_large_threshold = UM_LARGE_MAX;
-uint64_t _x_purge_delay_ms = 10;
-_Atomic int _x_initialized;
+uintptr_t umi_cookie = 0x9e3779b97f4a7c15u;
+size_t umi_large_threshold = UM_LARGE_MAX;
+uint64_t umi_purge_delay_ms = 10;
+_Atomic int umi_initialized;
 
-um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
+um_lock_t umi_init_lock, umi_registry_lock, umi_backup_lock, umi_abandoned_lock, umi_cache_lock, umi_segments_lock;
 
 /* Locks this thread holds or is acquiring: counted before the attempt, so that a signal handler
  * that interrupts the attempt itself knows to keep off (stats/signal.c). */
 static __thread int tl_locks __attribute__((tls_model("initial-exec")));
 
-int _x_locks_held_by_me(void) { return __atomic_load_n(&tl_locks, __ATOMIC_RELAXED) != 0; }
+int umi_locks_held_by_me(void) { return __atomic_load_n(&tl_locks, __ATOMIC_RELAXED) != 0; }
 
-void _x_unlock(um_lock_t *l) {
+void umi_unlock(um_lock_t *l) {
     atomic_store_explicit(&l->held, 0, memory_order_release);
     __atomic_store_n(&tl_locks, tl_locks - 1, __ATOMIC_RELAXED);
     /* A statistics dump asked for by a signal that arrived while we held a lock runs now. */
-    if (UM_UNLIKELY(tl_locks == 0 && atomic_load_explicit(&_x_stats_deferred, UM_RELAXED)) &&
-        atomic_exchange_explicit(&_x_stats_deferred, 0, UM_RELAXED))
-        _x_stats_run_deferred();
+    if (UM_UNLIKELY(tl_locks == 0 && atomic_load_explicit(&umi_stats_deferred, UM_RELAXED)) &&
+        atomic_exchange_explicit(&umi_stats_deferred, 0, UM_RELAXED))
+        umi_stats_run_deferred();
 }
 
-void _x_lock(um_lock_t *l) {
+void umi_lock(um_lock_t *l) {
     __atomic_store_n(&tl_locks, tl_locks + 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* counted before the attempt, as a handler sees it */
     for (unsigned spins = 0;; spins++) {
@@ -47,45 +47,45 @@ void _x_lock(um_lock_t *l) {
 }
 
 /* The locks, in the documented order; fork takes them all so the child sees consistent lists. */
-static um_lock_t *const lock_order[] = {&_x_init_lock, &_x_registry_lock, &_x_backup_lock, &_x_abandoned_lock, &_x_cache_lock, &_x_segments_lock};
+static um_lock_t *const lock_order[] = {&umi_init_lock, &umi_registry_lock, &umi_backup_lock, &umi_abandoned_lock, &umi_cache_lock, &umi_segments_lock};
 #define LOCK_COUNT (sizeof(lock_order) / sizeof(lock_order[0]))
 
 static void fork_prepare(void) {
-    for (size_t i = 0; i < LOCK_COUNT; i++) _x_lock(lock_order[i]);
+    for (size_t i = 0; i < LOCK_COUNT; i++) umi_lock(lock_order[i]);
 }
 static void fork_parent(void) {
-    for (size_t i = LOCK_COUNT; i-- > 0;) _x_unlock(lock_order[i]);
+    for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
 }
 static void fork_child(void) {
     /* Only this thread exists in the child, and it holds every lock. Other threads' heaps stay
      * in the registry, their memory unreachable, as with every thread-caching allocator. */
-    for (size_t i = LOCK_COUNT; i-- > 0;) _x_unlock(lock_order[i]);
+    for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
 }
 
 static uintptr_t random_cookie(void) {
     uintptr_t r = 0;
     const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM); /* 16 bytes the kernel gave us */
     if (rnd) for (int i = 0; i < 8; i++) r = (r << 8) | rnd[i + 8]; /* glibc uses the first 8 for its stack guard */
-    r ^= (uintptr_t)&r ^ ((uintptr_t)_x_os_now_ms() << 32);
+    r ^= (uintptr_t)&r ^ ((uintptr_t)umi_os_now_ms() << 32);
     return r | 1;
 }
 
-void _x_heap_init_process(void);
+void umi_heap_init_process(void);
 
-void _x_process_init(void) {
-    if (atomic_load_explicit(&_x_initialized, memory_order_acquire)) return;
-    _x_lock(&_x_init_lock);
-    if (!atomic_load_explicit(&_x_initialized, UM_RELAXED)) {
-        _x_cookie = random_cookie();
-        _x_options_init();
-        _x_large_threshold = (size_t)_x_option(UM_OPT_LARGE_THRESHOLD);
-        if (_x_large_threshold > UM_LARGE_MAX) _x_large_threshold = UM_LARGE_MAX;
-        _x_purge_delay_ms = (uint64_t)_x_option(UM_OPT_PURGE_DELAY_MS);
-        _x_segment_init_process();
-        _x_heap_init_process();
+void umi_process_init(void) {
+    if (atomic_load_explicit(&umi_initialized, memory_order_acquire)) return;
+    umi_lock(&umi_init_lock);
+    if (!atomic_load_explicit(&umi_initialized, UM_RELAXED)) {
+        umi_cookie = random_cookie();
+        umi_options_init();
+        umi_large_threshold = (size_t)umi_option(UM_OPT_LARGE_THRESHOLD);
+        if (umi_large_threshold > UM_LARGE_MAX) umi_large_threshold = UM_LARGE_MAX;
+        umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
+        umi_segment_init_process();
+        umi_heap_init_process();
         pthread_atfork(fork_prepare, fork_parent, fork_child);
-        atomic_store_explicit(&_x_initialized, 1, memory_order_release);
-        _x_stats_init();
+        atomic_store_explicit(&umi_initialized, 1, memory_order_release);
+        umi_stats_init();
     }
-    _x_unlock(&_x_init_lock);
+    umi_unlock(&umi_init_lock);
 }

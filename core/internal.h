@@ -1,4 +1,4 @@
-/* The core's face to itself: names shared between core files (prefix _x_), the inline helpers
+/* The core's face to itself: names shared between core files (prefix umi_), the inline helpers
  * the fast paths need, and the cheap invariant checks that stay on in release builds. */
 #ifndef UM_INTERNAL_H
 #define UM_INTERNAL_H
@@ -31,15 +31,15 @@
 /* An invariant that must hold; checked in release builds too (it costs a compare on slow paths
  * only). A broken one means heap corruption: say where and stop before it spreads. */
 #define UM_CHECK(cond) \
-    do { if (UM_UNLIKELY(!(cond))) _x_fatal(__FILE__, __LINE__, #cond); } while (0)
-UM_COLD void _x_fatal(const char *file, int line, const char *what);
+    do { if (UM_UNLIKELY(!(cond))) umi_fatal(__FILE__, __LINE__, #cond); } while (0)
+UM_COLD void umi_fatal(const char *file, int line, const char *what);
 /* One line on stderr: "umalloc: <what> <pointer>". */
-UM_COLD void _x_warn_ptr(const char *what, const void *p);
+UM_COLD void umi_warn_ptr(const char *what, const void *p);
 
 /* ---- size classes ----------------------------------------------------------------------- */
 /* (see UM_BIN_COUNT) Above 128 a size lies in the doubling (2^b, 2^(b+1)], cut in eighths by the
  * three bits below the highest; above UM_SMALL_MAX only the top two of them count. */
-static inline size_t _x_bin_of(size_t size) {
+static inline size_t umi_bin_of(size_t size) {
     if (size <= 128) return size <= 16 ? 1 : (size + 15) >> 4;
     size_t w = size - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(w); /* highest bit: the doubling */
@@ -47,7 +47,7 @@ static inline size_t _x_bin_of(size_t size) {
     if (b < UM_SMALL_SHIFT) return 8u * (b - 6u) + eighth + 1u;
     return UM_BIN_SMALL_LAST + 4u * (b - UM_SMALL_SHIFT) + (eighth >> 1) + 1u;
 }
-static inline size_t _x_bin_size(size_t bin) {
+static inline size_t umi_bin_size(size_t bin) {
     if (bin <= 8) return bin << 4;
     if (bin <= UM_BIN_SMALL_LAST) {
         size_t b = (bin - 1) / 8 + 6, eighth = (bin - 1) % 8;
@@ -56,8 +56,8 @@ static inline size_t _x_bin_size(size_t bin) {
     size_t b = (bin - UM_BIN_SMALL_LAST - 1) / 4 + UM_SMALL_SHIFT, quarter = (bin - UM_BIN_SMALL_LAST - 1) % 4;
     return (4 + quarter + 1) << (b - 2);
 }
-static inline um_kind_t _x_bin_kind(size_t bin) {
-    size_t size = _x_bin_size(bin);
+static inline um_kind_t umi_bin_kind(size_t bin) {
+    size_t size = umi_bin_size(bin);
     return size <= UM_SMALL_MAX ? UM_KIND_SMALL : size <= UM_MEDIUM_MAX ? UM_KIND_MEDIUM : UM_KIND_LARGE;
 }
 
@@ -74,150 +74,176 @@ enum {
     UM_MAP_INTERIOR = 3,  /* inside a huge block of ours, not a block start */
     UM_MAP_MIN_SHIFT = UM_SMALL_PAGE_SHIFT, /* entries >= this are segment starts */
 };
-extern _Atomic uint8_t _x_segmap[UM_SEGMAP_ENTRIES];
+extern _Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
 
-static inline unsigned _x_segmap_get(uintptr_t u) {
+static inline unsigned umi_segmap_get(uintptr_t u) {
     uintptr_t idx = u >> UM_SEGMENT_SHIFT;
     if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
-    return atomic_load_explicit(&_x_segmap[idx], UM_RELAXED);
+    return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
 }
 /* The same for a pointer that must also be 16-byte aligned (as every block start is): the low 4
  * bits are rotated up next to the segment number, so one range check rejects both a pointer
  * above the user address space and a misaligned one (a pointer into the middle of a block). */
-static inline unsigned _x_segmap_get_block(uintptr_t u) {
+static inline unsigned umi_segmap_get_block(uintptr_t u) {
     uintptr_t m = u & ~(uintptr_t)(UM_SEGMENT_MASK & ~(uintptr_t)15);
     uintptr_t idx = (m >> UM_SEGMENT_SHIFT) | (m << (64 - UM_SEGMENT_SHIFT));
     if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
-    return atomic_load_explicit(&_x_segmap[idx], UM_RELAXED);
+    return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
 }
-static inline um_segment_t *_x_segment_of(const void *p) {
+static inline um_segment_t *umi_segment_of(const void *p) {
     return (um_segment_t *)((uintptr_t)p & ~(uintptr_t)UM_SEGMENT_MASK);
 }
-static inline um_page_t *_x_page_of(um_segment_t *seg, const void *p) {
+static inline um_page_t *umi_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
 /* A page's hot words (see um_page_hot_t): the last UM_PAGE_HOT_SIZE bytes of a small page,
  * the segment header's for a medium or large one. Not for huge segments: they have none. */
-static inline um_page_hot_t *_x_page_hot_in(um_segment_t *seg, const um_page_t *page) {
+static inline um_page_hot_t *umi_page_hot_in(um_segment_t *seg, const um_page_t *page) {
     if (seg->kind != UM_KIND_SMALL) return &seg->hot[page->index];
     return (um_page_hot_t *)((uint8_t *)seg + ((size_t)(page->index + 1) << UM_SMALL_PAGE_SHIFT) - UM_PAGE_HOT_SIZE);
 }
-static inline um_page_hot_t *_x_page_hot(const um_page_t *page) { return _x_page_hot_in(_x_segment_of(page), page); }
+static inline um_page_hot_t *umi_page_hot(const um_page_t *page) { return umi_page_hot_in(umi_segment_of(page), page); }
 /* Bytes at the end of each page of `seg` that are no block's (a small page's hot words). */
-static inline size_t _x_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
-#define UM_PAGE_OWNER(page) (_x_page_hot(page)->owner)
-#define UM_PAGE_FREE(page) (_x_page_hot(page)->free)
+static inline size_t umi_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
+#define UM_PAGE_OWNER(page) (umi_page_hot(page)->owner)
+#define UM_PAGE_FREE(page) (umi_page_hot(page)->free)
 /* Blocks of the page in use (remote frees not yet collected count as in use). */
-static inline uint64_t _x_hot_used(const um_page_hot_t *hot) { return hot->allocs - hot->frees; }
-#define UM_PAGE_USED(page) _x_hot_used(_x_page_hot(page))
+static inline uint64_t umi_hot_used(const um_page_hot_t *hot) { return hot->allocs - hot->frees; }
+#define UM_PAGE_USED(page) umi_hot_used(umi_page_hot(page))
 /* Hand out b, the head of hot's free list (owner only): malloc's fast path, its generic path and
  * the refill all end here. */
-static inline __attribute__((always_inline)) void *_x_hot_pop(um_page_hot_t *hot, um_block_t *b) {
+static inline __attribute__((always_inline)) void *umi_hot_pop(um_page_hot_t *hot, um_block_t *b) {
     hot->free = b->next;
     UM_OWNER_ADD(hot->allocs, 1);
     b->key = 0; /* not free any more: a later free of it is legitimate */
     return b;
 }
-static inline bool _x_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
+static inline bool umi_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
-static inline uintptr_t _x_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
-void _x_segmap_set(void *start, size_t size, unsigned first_entry);
-void _x_segmap_clear(void *start, size_t size);
+static inline uintptr_t umi_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
+void umi_segmap_set(void *start, size_t size, unsigned first_entry);
+void umi_segmap_clear(void *start, size_t size);
 
 /* ---- globals ---------------------------------------------------------------------------- */
-extern uintptr_t _x_cookie;            /* random, never 0: segment header checks */
-extern um_heap_t _x_heap_empty;        /* every thread starts here: its pages have no free blocks */
-extern um_heap_t _x_heap_dead;         /* a thread after its exit hook ran */
-extern __thread um_heap_t *_x_tl_heap; /* initial-exec TLS: one %fs-relative load */
-extern size_t _x_large_threshold;      /* blocks of this size or more get their own mapping */
-extern uint64_t _x_purge_delay_ms;     /* how long a free page stays resident */
+extern uintptr_t umi_cookie;            /* random, never 0: segment header checks */
+extern um_heap_t umi_heap_empty;        /* every thread starts here: its pages have no free blocks */
+extern um_heap_t umi_heap_dead;         /* a thread after its exit hook ran */
+extern __thread um_heap_t *umi_tl_heap; /* initial-exec TLS: one %fs-relative load */
+extern size_t umi_large_threshold;      /* blocks of this size or more get their own mapping */
+extern uint64_t umi_purge_delay_ms;     /* how long a free page stays resident */
 /* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000
-extern _Atomic unsigned _x_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
+extern _Atomic unsigned umi_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 /* free()'s fast path takes pointers with p >> UM_REGION_SHIFT equal to this: the number of the
  * small-page region (core/segment.c). Until the region is reserved, when it cannot be, and when
  * memory must go back at the free that empties a page (UMALLOC_PURGE_DELAY_MS=0), it is ~0,
- * which no pointer produces: every free then takes _x_free_generic. */
-extern uintptr_t _x_small_region_hi;
+ * which no pointer produces: every free then takes umi_free_generic. */
+extern uintptr_t umi_small_region_hi;
 
 /* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours (NULL
  * included: it has no map entry). Inline: every medium and large free starts here. */
-static inline um_segment_t *_x_segment_lookup(const void *p) {
+static inline um_segment_t *umi_segment_lookup(const void *p) {
     uintptr_t u = (uintptr_t)p;
     um_segment_t *seg;
-    unsigned entry = _x_segmap_get(u);
-    if (UM_LIKELY(_x_map_is_segment(entry))) seg = _x_segment_of(p);
+    unsigned entry = umi_segmap_get(u);
+    if (UM_LIKELY(umi_map_is_segment(entry))) seg = umi_segment_of(p);
     else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
     else return NULL;
-    UM_CHECK(seg->cookie == ((uintptr_t)seg ^ _x_cookie));
+    UM_CHECK(seg->cookie == ((uintptr_t)seg ^ umi_cookie));
     return seg;
 }
 
 /* The mark of a free block (see um_block_t). */
-static inline uintptr_t _x_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
+static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
 
 /* ---- locks (lock order, outermost first; see docs/design.md "Locks"):
  *   init -> heap registry -> backup heap -> abandoned segments -> segment cache -> segment registry
  * Every lock guards a slow path only; none is ever taken by malloc/free's fast paths. */
 typedef struct { _Atomic int held; } um_lock_t;
-void _x_lock(um_lock_t *l);
-void _x_unlock(um_lock_t *l);
+void umi_lock(um_lock_t *l);
+void umi_unlock(um_lock_t *l);
 /* Nonzero while the calling thread holds or is acquiring an umalloc lock: a signal handler that
- * interrupted it must not take any (it defers its work to the last _x_unlock instead). */
-int _x_locks_held_by_me(void);
-extern um_lock_t _x_init_lock, _x_registry_lock, _x_backup_lock, _x_abandoned_lock, _x_cache_lock, _x_segments_lock;
+ * interrupted it must not take any (it defers its work to the last umi_unlock instead). */
+int umi_locks_held_by_me(void);
+extern um_lock_t umi_init_lock, umi_registry_lock, umi_backup_lock, umi_abandoned_lock, umi_cache_lock, umi_segments_lock;
 
 /* ---- init.c ----------------------------------------------------------------------------- */
-void _x_process_init(void);
-extern _Atomic int _x_initialized;
+void umi_process_init(void);
+extern _Atomic int umi_initialized;
 
 /* ---- heap.c ----------------------------------------------------------------------------- */
-um_heap_t *_x_heap_for_thread(void);  /* the calling thread's heap, made on first use */
-void _x_heap_thread_done(um_heap_t *heap);
-void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
-void *_x_heap_malloc_backup(size_t size);
-void _x_heap_collect_delayed(um_heap_t *heap);
-extern um_heap_t _x_heap_backup;
-extern _Atomic size_t _x_heap_mapped_bytes;
-extern size_t _x_heap_count;
-extern um_heap_t *_x_heap_registry;
+um_heap_t *umi_heap_for_thread(void);  /* the calling thread's heap, made on first use */
+void umi_heap_thread_done(um_heap_t *heap);
+void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
+void *umi_heap_malloc_backup(size_t size);
+void umi_heap_collect_delayed(um_heap_t *heap);
+extern um_heap_t umi_heap_backup;
+extern _Atomic size_t umi_heap_mapped_bytes;
+extern size_t umi_heap_count;
+extern um_heap_t *umi_heap_registry;
 
 /* ---- page.c ----------------------------------------------------------------------------- */
-extern um_page_hot_t _x_hot_empty; /* what an empty heap's direct[] points at: no free block */
-void *_x_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
-void _x_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
-void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
-void _x_page_remote_free(um_page_t *page, um_block_t *b);
-bool _x_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
-void _x_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
-void _x_page_queue_remove(um_heap_t *heap, um_page_t *page);
-void _x_page_queue_push(um_heap_t *heap, um_page_t *page);
-void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
-void _x_page_set_never_delayed(um_page_t *page);
-uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
-void *_x_block_start(um_segment_t *seg, um_page_t *page, const void *p);
+extern um_page_hot_t umi_hot_empty; /* what an empty heap's direct[] points at: no free block */
+void *umi_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
+void umi_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
+void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
+void umi_page_remote_free(um_page_t *page, um_block_t *b);
+bool umi_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
+void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
+void umi_page_queue_remove(um_heap_t *heap, um_page_t *page);
+void umi_page_queue_push(um_heap_t *heap, um_page_t *page);
+void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page);
+void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
+void umi_page_set_never_delayed(um_page_t *page);
+uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
+void *umi_block_start(um_segment_t *seg, um_page_t *page, const void *p);
 
 /* ---- segment.c -------------------------------------------------------------------------- */
-um_page_t *_x_segment_page_alloc(um_heap_t *heap, um_kind_t kind); /* a free page slot */
-void _x_segment_page_free(um_heap_t *heap, um_page_t *page);
-void _x_segment_purge(um_heap_t *heap, bool force);
-void _x_segment_abandon_all(um_heap_t *heap);
-bool _x_segment_reclaim_one(um_heap_t *heap);
-void _x_segment_cache_trim(bool force);
-size_t _x_segment_reclaim_all(void);
-void _x_segment_init_process(void);    /* reserve the small-page region */
-void _x_segment_register(um_segment_t *seg);
-void _x_segment_unregister(um_segment_t *seg);
-extern um_segment_t *_x_segment_registry;
+/* Segment lists (a heap's, the abandoned list, the cache): intrusive, doubly linked through
+ * seg->next / seg->prev, guarded by whoever owns the list. */
+static inline void umi_seg_list_push(um_segment_t **head, um_segment_t *seg) {
+    seg->prev = NULL;
+    seg->next = *head;
+    if (*head) (*head)->prev = seg;
+    *head = seg;
+}
+static inline void umi_seg_list_remove(um_segment_t **head, um_segment_t *seg) {
+    if (seg->prev) seg->prev->next = seg->next;
+    else *head = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+}
+/* The list of `heap` that `seg` belongs on: full, or with a free slot of its kind. */
+static inline um_segment_t **umi_segment_heap_list(um_heap_t *heap, um_segment_t *seg) {
+    return seg->used_pages == seg->page_count ? &heap->full_segments : &heap->segments[seg->kind];
+}
+um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind); /* a free page slot */
+void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
+void umi_segment_purge(um_heap_t *heap, bool force);
+void umi_segment_cache_trim(bool force);
+void umi_segment_init_process(void);    /* reserve the small-page region */
+void umi_segment_register(um_segment_t *seg);
+void umi_segment_unregister(um_segment_t *seg);
+extern um_segment_t *umi_segment_registry;
+
+/* ---- abandon.c -------------------------------------------------------------------------- */
+void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
+/* Adopt abandoned segments into `heap`, at most `budget`, stopping early once `bin` (0: none)
+ * has a page with room or `kind` (UM_KIND_COUNT: none) has a segment with a free slot.
+ * Returns how many were taken off the abandoned list. */
+size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t budget);
+size_t umi_segment_reclaim_all(void);           /* adopt every abandoned segment (um_trim) */
+/* Segments on the abandoned list: read without the lock, as a hint that adopting may pay. */
+extern _Atomic size_t umi_abandoned_count;
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
-void *_x_huge_alloc(size_t size, size_t align);
-void *_x_huge_alloc_growable(size_t size); /* for realloc: a block mremap can grow */
-void _x_huge_free(um_segment_t *seg, void *p);
-void *_x_huge_realloc(um_segment_t *seg, void *p, size_t size);
-size_t _x_huge_usable(um_segment_t *seg, const void *p);
-extern _Atomic size_t _x_huge_live_bytes;
+void *umi_huge_alloc(size_t size, size_t align);
+void *umi_huge_alloc_growable(size_t size); /* for realloc: a block mremap can grow */
+void umi_huge_free(um_segment_t *seg, void *p);
+void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size);
+size_t umi_huge_usable(um_segment_t *seg, const void *p);
+extern _Atomic size_t umi_huge_live_bytes;
 
 /* ---- huge_cache.c ----------------------------------------------------------------------- */
 typedef struct um_huge_take_s {
@@ -229,26 +255,26 @@ typedef struct um_huge_take_s {
 /* A mapping of `size` bytes for a huge block on `node`, made of cached memory; false if the
  * cache has nothing for it (the caller maps fresh memory). one_vma: the block will be grown
  * with mremap, so it must be one kernel mapping. */
-bool _x_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out);
+bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out);
 /* Keep a freed huge mapping for reuse; false if it doesn't fit (the caller unmaps it). */
-bool _x_huge_cache_put(void *base, size_t size, int node, unsigned page_kind);
-void _x_huge_cache_trim(bool force);
-extern _Atomic size_t _x_huge_cached_bytes;
+bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind);
+void umi_huge_cache_trim(bool force);
+extern _Atomic size_t umi_huge_cached_bytes;
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
-void *_x_malloc(size_t size);
-void _x_free(void *p);
-void *_x_malloc_generic(size_t size, um_heap_t *heap);
-void *_x_malloc_aligned(size_t align, size_t size);
-void _x_free_generic(void *p);
-size_t _x_usable_size(const void *p);
-void *_x_realloc(void *p, size_t size);
-void *_x_calloc(size_t count, size_t size);
+void *umi_malloc(size_t size);
+void umi_free(void *p);
+void *umi_malloc_generic(size_t size, um_heap_t *heap);
+void *umi_malloc_aligned(size_t align, size_t size);
+void umi_free_generic(void *p);
+size_t umi_usable_size(const void *p);
+void *umi_realloc(void *p, size_t size);
+void *umi_calloc(size_t count, size_t size);
 
 /* The core calls this for a pointer that is not ours. The static library says so on stderr and
  * leaves the heap alone; the preload library overrides it to hand the pointer to glibc. */
-void _x_free_foreign(void *p);
-size_t _x_usable_foreign(const void *p);
-void *_x_realloc_foreign(void *p, size_t size);
+void umi_free_foreign(void *p);
+size_t umi_usable_foreign(const void *p);
+void *umi_realloc_foreign(void *p, size_t size);
 
 #endif

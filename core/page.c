@@ -3,12 +3,12 @@
 #include <sched.h>
 
 #include "core/internal.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "stats/stats.h"
 
 /* The hot words every empty heap's direct[] points at. Its free list is NULL, so the fast path
  * falls through to the slow path without a separate "is this thread initialised?" test. */
-um_page_hot_t _x_hot_empty;
+um_page_hot_t umi_hot_empty;
 
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
@@ -20,8 +20,8 @@ um_page_hot_t _x_hot_empty;
 #define UM_EXTEND_TINY_BYTES (4096 * 4)
 
 /* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
- * the hot words at the end (um_page_hot_t). The slot is [area, area + size + _x_page_tail). */
-uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
+ * the hot words at the end (um_page_hot_t). The slot is [area, area + size + umi_page_tail). */
+uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
     size_t psize = (size_t)1 << seg->page_shift;
     uint8_t *area = (uint8_t *)seg + (size_t)page->index * psize;
     if (page->index == 0) { /* the first page shares its slot with the segment header */
@@ -29,22 +29,22 @@ uint8_t *_x_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
         area += hdr;
         psize -= hdr;
     }
-    *size = psize - _x_page_tail(seg);
+    *size = psize - umi_page_tail(seg);
     return area;
 }
 
-void _x_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
-    um_segment_t *seg = _x_segment_of(page);
+void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
+    um_segment_t *seg = umi_segment_of(page);
     size_t area_size;
-    uint8_t *area = _x_page_area(seg, page, &area_size);
-    size_t bsize = _x_bin_size(bin);
+    uint8_t *area = umi_page_area(seg, page, &area_size);
+    size_t bsize = umi_bin_size(bin);
     page->start = area;
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
     UM_SHARED_WRITE(page->bin, (uint16_t)bin);
     UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
-    um_page_hot_t *hot = _x_page_hot(page);
+    um_page_hot_t *hot = umi_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
     UM_SHARED_WRITE(hot->allocs, 0);
@@ -72,12 +72,12 @@ static void page_extend(um_page_t *page) {
     size_t left = page->reserved - page->capacity; /* blocks not carved yet */
     if (n > left) n = left;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
-    um_page_hot_t *hot = _x_page_hot(page);
+    um_page_hot_t *hot = umi_page_hot(page);
     for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
     ((um_block_t *)(first + (n - 1) * bsize))->next = hot->free; /* after any freed ones: cold */
     hot->free = (um_block_t *)first;
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
-    _x_stats_carved(n * bsize);
+    umi_stats_carved(n * bsize);
 }
 
 /* An empty page's free list holds its blocks in the order they were freed, which after a
@@ -89,13 +89,13 @@ static void page_extend(um_page_t *page) {
  * sweep's share). A block's free mark (um_block_t.key) stays until it is handed out again, so a
  * double free of it is still caught meanwhile. */
 static void page_forget_free_list(um_page_t *page) {
-    _x_page_hot(page)->free = NULL;
-    _x_stats_uncarved((size_t)page->capacity * page->block_size);
+    umi_page_hot(page)->free = NULL;
+    umi_stats_uncarved((size_t)page->capacity * page->block_size);
     UM_SHARED_WRITE(page->capacity, 0);
 }
 
 /* Move the blocks other threads freed onto the free list: one exchange and one walk. */
-void _x_page_collect(um_heap_t *heap, um_page_t *page) {
+void umi_page_collect(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     if ((tf & ~(uintptr_t)3) == 0) return;
     /* Take the whole remote list at once, keeping the delay state bits. */
@@ -105,7 +105,7 @@ void _x_page_collect(um_heap_t *heap, um_page_t *page) {
     size_t count = 1;
     while (tail->next != NULL) { tail = tail->next; count++; }
     UM_CHECK(count <= page->capacity);
-    um_page_hot_t *hot = _x_page_hot(page);
+    um_page_hot_t *hot = umi_page_hot(page);
     tail->next = hot->free;
     hot->free = list;
     UM_OWNER_ADD(hot->frees, count);
@@ -113,24 +113,39 @@ void _x_page_collect(um_heap_t *heap, um_page_t *page) {
 }
 
 /* ---- bin queues ------------------------------------------------------------------------ */
-void _x_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
+void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
 
-void _x_page_queue_push(um_heap_t *heap, um_page_t *page) {
+void umi_page_queue_push(um_heap_t *heap, um_page_t *page) {
     um_page_queue_t *q = &heap->queues[page->bin];
     page->prev = NULL;
     page->next = q->first;
     if (q->first) q->first->prev = page;
     else q->last = page;
     q->first = page;
-    _x_heap_set_bin_first(heap, page->bin, page);
+    umi_heap_set_bin_first(heap, page->bin, page);
 }
 
-void _x_page_queue_remove(um_heap_t *heap, um_page_t *page) {
+/* An adopted page (core/abandon.c) joins the queue: first if it has a block to give, so that
+ * the next malloc of its class reuses it; last otherwise, where the refill walk finds it and
+ * moves it to "full" as it would any page of ours. */
+void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page) {
+    um_page_queue_t *q = &heap->queues[page->bin];
+    if (q->first == NULL || umi_page_hot(page)->free != NULL || page->capacity < page->reserved) {
+        umi_page_queue_push(heap, page);
+        return;
+    }
+    page->next = NULL;
+    page->prev = q->last;
+    q->last->next = page;
+    q->last = page;
+}
+
+void umi_page_queue_remove(um_heap_t *heap, um_page_t *page) {
     um_page_queue_t *q = &heap->queues[page->bin];
     if (page->prev) page->prev->next = page->next;
     else {
         q->first = page->next;
-        _x_heap_set_bin_first(heap, page->bin, q->first);
+        umi_heap_set_bin_first(heap, page->bin, q->first);
     }
     if (page->next) page->next->prev = page->prev;
     else q->last = page->prev;
@@ -149,7 +164,7 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
         if ((tf & 3) != UM_DELAY_NORMAL) break; /* FREEING: a block is on its way to our list */
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
     }
-    _x_page_queue_remove(heap, page);
+    umi_page_queue_remove(heap, page);
     atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_IN_FULL, UM_RELAXED);
     return true;
 }
@@ -169,7 +184,7 @@ static void page_unfull(um_heap_t *heap, um_page_t *page) {
     atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
     um_page_queue_t *q = &heap->queues[page->bin];
     um_page_t *first = q->first;
-    if (first == NULL) { _x_page_queue_push(heap, page); return; }
+    if (first == NULL) { umi_page_queue_push(heap, page); return; }
     page->prev = first;
     page->next = first->next;
     if (first->next) first->next->prev = page;
@@ -179,7 +194,7 @@ static void page_unfull(um_heap_t *heap, um_page_t *page) {
 
 /* Set the delay state to NEVER, waiting out a remote thread in the middle of a delayed free.
  * After this no remote free will touch the owning heap. */
-void _x_page_set_never_delayed(um_page_t *page) {
+void umi_page_set_never_delayed(um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     for (;;) {
         if ((tf & 3) == UM_DELAY_FREEING) {
@@ -192,9 +207,9 @@ void _x_page_set_never_delayed(um_page_t *page) {
     }
 }
 
-void _x_page_remote_free(um_page_t *page, um_block_t *b) {
-    uintptr_t key = _x_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
+void umi_page_remote_free(um_page_t *page, um_block_t *b) {
+    uintptr_t key = umi_block_key(b);
+    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
     b->key = key;
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED), next;
     do {
@@ -218,29 +233,29 @@ void _x_page_remote_free(um_page_t *page, um_block_t *b) {
 }
 
 /* The owner frees into a page that is full, has aligned blocks, or just became empty. */
-void _x_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
-    uintptr_t key = _x_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { _x_warn_ptr("double free of", b); return; }
+void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
+    uintptr_t key = umi_block_key(b);
+    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
     b->key = key;
-    um_page_hot_t *hot = _x_page_hot(page);
+    um_page_hot_t *hot = umi_page_hot(page);
     b->next = hot->free;
     hot->free = b;
     UM_OWNER_ADD(hot->frees, 1);
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
-    if (_x_hot_used(hot) == 0) _x_page_retire(heap, page);
+    if (umi_hot_used(hot) == 0) umi_page_retire(heap, page);
 }
 
 /* No block of the page is in use (allocs == frees). Keep the page if it is its
  * bin's only one (a thread that frees and reallocates one block in a loop must not map and
  * purge a page each time); otherwise give the slot back to the segment, and say so. */
-bool _x_page_retire(um_heap_t *heap, um_page_t *page) {
+bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
     /* Both callers come with the page in its queue: the sweep walks the queues (a page there has
-     * no IN_FULL flag), _x_page_local_free_slow takes it out of "full" first. */
+     * no IN_FULL flag), umi_page_local_free_slow takes it out of "full" first. */
     UM_CHECK(!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL));
     um_page_queue_t *q = &heap->queues[page->bin];
     if (q->first == page && page->next == NULL) return false;
-    _x_page_queue_remove(heap, page);
-    _x_segment_page_free(heap, page);
+    umi_page_queue_remove(heap, page);
+    umi_segment_page_free(heap, page);
     return true;
 }
 
@@ -253,10 +268,13 @@ bool _x_page_retire(um_heap_t *heap, um_page_t *page) {
  * here), and at once when forced (um_trim, malloc_trim). O(queued pages): full pages are out of
  * the queues, and a free into one takes the slow path, which retires it there. */
 #define UM_SWEEP_MS 10
+/* Abandoned segments one slow path may adopt looking for blocks of its class: a bound on the
+ * time it takes, not on what can be reused (the next slow path adopts more). */
+#define UM_ADOPT_BUDGET 8
 #define UM_SWEEP_PAGES_PER_MS 100
 
-void _x_page_sweep(um_heap_t *heap, bool force) {
-    uint64_t now = _x_os_now_ms();
+void umi_page_sweep(um_heap_t *heap, bool force) {
+    uint64_t now = umi_os_now_ms();
     if (!force && now < heap->next_sweep_ms) return;
     size_t walked = 0;
     for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
@@ -267,34 +285,40 @@ void _x_page_sweep(um_heap_t *heap, bool force) {
             /* empty, and idle since the last sweep: retired; a page that empties and fills up
              * again all the time (a producer's, whose blocks other threads free), or its bin's
              * only one, stays, and is carved again when next needed (page_forget_free_list) */
-            um_page_hot_t *hot = _x_page_hot(page);
-            if (_x_hot_used(hot) == 0) {
-                if ((force || page->swept_allocs == hot->allocs) && _x_page_retire(heap, page)) continue;
+            umi_page_collect(heap, page); /* blocks other threads gave back count too */
+            um_page_hot_t *hot = umi_page_hot(page);
+            if (umi_hot_used(hot) == 0) {
+                if ((force || page->swept_allocs == hot->allocs) && umi_page_retire(heap, page)) continue;
                 if (hot->free != NULL) page_forget_free_list(page);
             }
             page->swept_allocs = hot->allocs;
         }
     }
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
+    /* Segments that exited threads left: a couple each time, the oldest first, so that their
+     * memory comes back even when no thread runs short of pages (core/abandon.c). */
+    if (!heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) umi_segment_adopt(heap, 0, UM_KIND_COUNT, 2);
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */
 /* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
  * (moving full ones out of the queue), else carve, else start a fresh page. */
-void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
-    if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) _x_heap_collect_delayed(heap);
-    unsigned epoch = atomic_load_explicit(&_x_purge_epoch, UM_RELAXED);
+void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
+    if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) umi_heap_collect_delayed(heap);
+    unsigned epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
     if (UM_UNLIKELY(epoch != heap->purge_epoch)) {
         heap->purge_epoch = epoch;
-        _x_page_sweep(heap, true);
-        _x_segment_purge(heap, true);
+        umi_page_sweep(heap, true);
+        umi_segment_purge(heap, true);
     } else {
         /* the clock is read on one slow path in 32 only: the sweep's pace needs no more */
-        if ((++heap->slow_calls & 31) == 0) _x_page_sweep(heap, false);
-        if (heap->dirty_pages > 0) _x_segment_purge(heap, false);
+        if ((++heap->slow_calls & 31) == 0) umi_page_sweep(heap, false);
+        if (heap->dirty_pages > 0) umi_segment_purge(heap, false);
     }
 
     um_page_queue_t *q = &heap->queues[bin];
+    bool adopted = false;
+walk:;
     um_page_t *page = q->first, *carvable = NULL;
     /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh
      * memory), and a page with freed blocks may lie behind one that can still be carved: that
@@ -303,12 +327,12 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
      * has one page being carved, at most a few. */
     while (page != NULL) {
         um_page_t *next = page->next;
-        _x_page_collect(heap, page);
-        um_page_hot_t *hot = _x_page_hot(page);
+        umi_page_collect(heap, page);
+        um_page_hot_t *hot = umi_page_hot(page);
         /* An empty page counts as a new one: carved only if no page has freed blocks, and only
          * the first such, so that a queue of emptied pages is not handed out a chunk each
          * (which kept them all resident: the realloc benchmark's peak RSS went up by 7%). */
-        if (hot->free != NULL && _x_hot_used(hot) == 0) page_forget_free_list(page);
+        if (hot->free != NULL && umi_hot_used(hot) == 0) page_forget_free_list(page);
         if (hot->free != NULL) break;
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
@@ -318,27 +342,33 @@ void *_x_page_alloc_slow(um_heap_t *heap, size_t bin) {
         if (!page_to_full(heap, page)) continue; /* a remote free just came in: collect again */
         page = next;
     }
+    /* No freed block in the bin: blocks that exited threads left (and whatever was freed into
+     * their pages since) go before carving new ones. */
+    if (page == NULL && !adopted && !heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
+        adopted = true;
+        if (umi_segment_adopt(heap, bin, UM_KIND_COUNT, UM_ADOPT_BUDGET) != 0) goto walk;
+    }
     if (page == NULL && carvable != NULL) {
         page = carvable;
         page_extend(page);
     }
     if (page != NULL && page != q->first) { /* move it to the front: the fast path looks there */
-        _x_page_queue_remove(heap, page);
-        _x_page_queue_push(heap, page);
+        umi_page_queue_remove(heap, page);
+        umi_page_queue_push(heap, page);
     }
     if (page == NULL) {
-        page = _x_segment_page_alloc(heap, _x_bin_kind(bin));
-        if (page == NULL) { errno = ENOMEM; _x_stats_failed(); return NULL; }
-        _x_page_init(heap, page, bin);
+        page = umi_segment_page_alloc(heap, umi_bin_kind(bin));
+        if (page == NULL) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+        umi_page_init(heap, page, bin);
         page_extend(page);
-        _x_page_queue_push(heap, page);
+        umi_page_queue_push(heap, page);
     }
-    um_page_hot_t *hot = _x_page_hot(page);
-    return _x_hot_pop(hot, hot->free);
+    um_page_hot_t *hot = umi_page_hot(page);
+    return umi_hot_pop(hot, hot->free);
 }
 
 /* For a pointer into a page with aligned blocks: the start of the block holding it. */
-void *_x_block_start(um_segment_t *seg, um_page_t *page, const void *p) {
+void *umi_block_start(um_segment_t *seg, um_page_t *page, const void *p) {
     size_t off = (size_t)((const uint8_t *)p - page->start);
     if ((const uint8_t *)p < page->start || off >= (size_t)page->reserved * page->block_size) return NULL;
     return page->start + off - off % page->block_size;

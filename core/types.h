@@ -6,7 +6,7 @@
  * segment header holds the page descriptors, so pointer -> page is a mask, a shift and an index:
  * O(1), no lock, no search. The words malloc and free() touch (free list, counts, owner) are
  * kept in the page itself, at its end (um_page_hot_t). Small segments are carved from one
- * reserved 1 TiB region (hugepages/region.c), so that free() recognises a small block with one
+ * reserved 1 TiB region (os/region.c), so that free() recognises a small block with one
  * compare and reaches its page's hot words with one mask. Blocks of LARGE_THRESHOLD and more get
  * a mapping of their own (a "huge" segment with one page and one block).
  *
@@ -53,7 +53,7 @@
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
 
 /* The small-page region: every SMALL segment lies in one 2^40-byte range aligned to 2^40
- * (hugepages/region.c), so "is p in a small page?" is `p >> 40 == region number`. */
+ * (os/region.c), so "is p in a small page?" is `p >> 40 == region number`. */
 #define UM_REGION_SHIFT 40
 
 /* ---- blocks --------------------------------------------------------------------------- */
@@ -116,7 +116,7 @@ typedef struct um_page_hot_s {
     struct um_block_s *free;       /* blocks to hand out, the last freed first (owner only) */
     /* Blocks handed out and given back since the page was set up (owner only; remote frees
      * count once collected). allocs - frees is the blocks in use: free() decrements nothing and
-     * tests nothing, so a page it empties stays queued until a slow path finds it (_x_page_sweep). */
+     * tests nothing, so a page it empties stays queued until a slow path finds it (umi_page_sweep). */
     uint64_t allocs;
     uint64_t frees;
     _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
@@ -144,7 +144,7 @@ typedef struct um_page_s {
     struct um_page_s *next;   /* bin queue links (owner only) */
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
-    uint64_t swept_allocs;    /* hot allocs at the last sweep: unchanged = idle since (_x_page_sweep) */
+    uint64_t swept_allocs;    /* hot allocs at the last sweep: unchanged = idle since (umi_page_sweep) */
 } um_page_t;
 
 /* ---- segments ------------------------------------------------------------------------- */
@@ -206,9 +206,9 @@ typedef struct um_heap_s {
     /* direct[size] is the hot words of the page to allocate `size` bytes from, for sizes up to
      * UM_DIRECT_MAX: one load from size to free list, with no rounding arithmetic (8 KiB a
      * thread; the sizes a program uses touch a few lines of it). Never NULL: an empty heap points
-     * every slot at _x_hot_empty, whose free list is NULL. */
+     * every slot at umi_hot_empty, whose free list is NULL. */
     um_page_hot_t *direct[UM_DIRECT_SLOTS];
-    /* bin_hot[bin] is the hot words of queues[bin].first, or _x_hot_empty: the same one load for
+    /* bin_hot[bin] is the hot words of queues[bin].first, or umi_hot_empty: the same one load for
      * sizes above UM_DIRECT_MAX, after rounding the size to its bin. Without it malloc reaches a
      * medium block through the page descriptor in the segment header, one more cache line. */
     um_page_hot_t *bin_hot[UM_BIN_COUNT];
@@ -218,10 +218,10 @@ typedef struct um_heap_s {
     um_segment_t *full_segments;           /* owned segments with every slot in use */
     size_t dirty_pages;                    /* free-but-resident page slots, for the purge */
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
-    uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (_x_page_sweep) */
+    uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (umi_page_sweep) */
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
-    unsigned purge_epoch;                  /* last um_trim request honoured (see _x_purge_epoch) */
+    unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
     struct um_heap_s *reg_next;            /* registry of live heaps (statistics) */

@@ -17,7 +17,7 @@ static uintptr_t brk_start;
 
 __attribute__((constructor(101))) static void remember_brk(void) { brk_start = (uintptr_t)sbrk(0); }
 
-const um_libc_t *_x_libc(void) {
+const um_libc_t *umi_libc(void) {
     int expected = 0;
     if (atomic_compare_exchange_strong(&libc_state, &expected, 1)) {
         /* dlsym may call malloc: fine here, we are not inside our own initialisation. */
@@ -38,29 +38,29 @@ static bool from_glibc_heap(const void *p) {
     return brk_start != 0 && u >= brk_start && u < (uintptr_t)sbrk(0) && (u & 15) == 0;
 }
 
-void _x_free_foreign(void *p) {
-    if (_x_segmap_get((uintptr_t)p) == UM_MAP_INTERIOR) { _x_warn_ptr("free of a pointer inside a large block:", p); return; }
-    const um_libc_t *libc = from_glibc_heap(p) ? _x_libc() : NULL;
+void umi_free_foreign(void *p) {
+    if (umi_segmap_get((uintptr_t)p) == UM_MAP_INTERIOR) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
+    const um_libc_t *libc = from_glibc_heap(p) ? umi_libc() : NULL;
     if (libc != NULL && libc->free != NULL) { libc->free(p); return; }
-    _x_warn_ptr("free of a pointer umalloc did not allocate:", p);
+    umi_warn_ptr("free of a pointer umalloc did not allocate:", p);
 }
 
-size_t _x_usable_foreign(const void *p) {
-    const um_libc_t *libc = from_glibc_heap(p) ? _x_libc() : NULL;
+size_t umi_usable_foreign(const void *p) {
+    const um_libc_t *libc = from_glibc_heap(p) ? umi_libc() : NULL;
     if (libc != NULL && libc->usable_size != NULL) return libc->usable_size((void *)p);
     return 0;
 }
 
-void *_x_realloc_foreign(void *p, size_t size) {
-    size_t old = _x_usable_foreign(p);
+void *umi_realloc_foreign(void *p, size_t size) {
+    size_t old = umi_usable_foreign(p);
     if (old == 0) {
-        _x_warn_ptr("realloc of a pointer umalloc did not allocate:", p);
+        umi_warn_ptr("realloc of a pointer umalloc did not allocate:", p);
         errno = EINVAL;
         return NULL;
     }
-    void *q = _x_malloc(size);
+    void *q = umi_malloc(size);
     if (q == NULL) return NULL;
     __builtin_memcpy(q, p, old < size ? old : size);
-    _x_free_foreign(p);
+    umi_free_foreign(p);
     return q;
 }

@@ -2,7 +2,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "core/fmt.h"
+#include "base/fmt.h"
 #include "core/internal.h"
 #include "preload/glue.h"
 #include "umalloc.h"
@@ -43,8 +43,8 @@ UM_EXPORT int mallopt(int param, int value) {
     switch (param) {
     case M_MMAP_THRESHOLD:
         if (value < 4096) value = 4096;
-        _x_process_init();
-        _x_large_threshold = (size_t)value > UM_LARGE_MAX ? UM_LARGE_MAX : (size_t)value;
+        umi_process_init();
+        umi_large_threshold = (size_t)value > UM_LARGE_MAX ? UM_LARGE_MAX : (size_t)value;
         return 1;
     case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX: case M_ARENA_MAX: case M_ARENA_TEST:
     case M_PERTURB: case M_CHECK_ACTION: case M_MXFAST:
@@ -58,7 +58,7 @@ UM_EXPORT int mallopt(int param, int value) {
 UM_EXPORT void malloc_stats(void) {
     um_totals_t t;
     um_get_totals(&t);
-    _x_dprintf(2, "umalloc %s\nsystem bytes     = %10zu\nin use bytes     = %10zu\nTotal (incl. mmap):\n"
+    umi_dprintf(2, "umalloc %s\nsystem bytes     = %10zu\nin use bytes     = %10zu\nTotal (incl. mmap):\n"
                   "system bytes     = %10zu\nin use bytes     = %10zu\nmax mmap regions = %10zu\nmax mmap bytes   = %10zu\n",
                UMALLOC_VERSION, t.mapped_bytes - t.large_bytes, t.live_bytes - t.large_bytes, t.mapped_bytes,
                t.live_bytes, t.segments, t.large_bytes);

@@ -13,7 +13,7 @@ typedef struct um_libc_s {
     void (*free)(void *);
     size_t (*usable_size)(void *);
 } um_libc_t;
-const um_libc_t *_x_libc(void);
+const um_libc_t *umi_libc(void);
 void __libc_free(void *p); /* ours: preload/override.c */
 
 #endif

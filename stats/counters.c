@@ -2,10 +2,10 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "hugepages/os.h"
+#include "os/os.h"
 #include "stats/stats.h"
 
-_Atomic int _x_stats_deferred;
+_Atomic int umi_stats_deferred;
 
 /* Counters with no owning heap: global atomics, touched on slow paths only. */
 static struct {
@@ -32,42 +32,42 @@ static void peak_raise(uint64_t live) {
 #if !(defined(UM_NO_STATS) && UM_NO_STATS)
 
 static um_heap_t *own_heap(void) {
-    um_heap_t *h = _x_tl_heap;
-    return (h == &_x_heap_empty || h == &_x_heap_dead) ? NULL : h;
+    um_heap_t *h = umi_tl_heap;
+    return (h == &umi_heap_empty || h == &umi_heap_dead) ? NULL : h;
 }
 
-void _x_stats_call(unsigned call) {
+void umi_stats_call(unsigned call) {
     um_heap_t *h = own_heap();
     if (h) UM_OWNER_ADD(h->stats.calls[call], 1);
     else ADD(g.calls[call], 1);
 }
 
-void _x_stats_internal(int allocs, int frees) {
+void umi_stats_internal(int allocs, int frees) {
     um_heap_t *h = own_heap();
     if (h) { UM_OWNER_ADD(h->stats.internal_allocs, (uint64_t)allocs); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)frees); }
     else { ADD(g.internal_allocs, (uint64_t)allocs); ADD(g.internal_frees, (uint64_t)frees); }
 }
 
-void _x_stats_failed(void) { ADD(g.failed, 1); }
-void _x_stats_invalid(void) { ADD(g.invalid, 1); }
-void _x_stats_null_free(void) { ADD(g.null_frees, 1); }
+void umi_stats_failed(void) { ADD(g.failed, 1); }
+void umi_stats_invalid(void) { ADD(g.invalid, 1); }
+void umi_stats_null_free(void) { ADD(g.null_frees, 1); }
 
 /* Huge blocks need no walk: their live bytes are an exact atomic. A new or grown one raises the
  * peak to (pooled live at the last snapshot + huge live now), without the cost of a snapshot.
  * sign: +1 handed out, -1 freed, 0 resized. */
-void _x_stats_huge(int sign, size_t usable) {
+void umi_stats_huge(int sign, size_t usable) {
     if (sign == 0) {
-        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&_x_huge_live_bytes, UM_RELAXED));
+        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&umi_huge_live_bytes, UM_RELAXED));
     } else if (sign > 0) {
         ADD(g.huge_allocs, 1);
         ADD(g.huge_usable_total, usable);
-        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&_x_huge_live_bytes, UM_RELAXED));
+        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&umi_huge_live_bytes, UM_RELAXED));
     } else {
         ADD(g.huge_frees, 1);
     }
 }
 
-void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
+void umi_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
     node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
     unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
     uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
@@ -75,8 +75,8 @@ void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign)
     ADD(g.kind_mapped[kind], n);
 }
 
-void _x_stats_mapped(const um_segment_t *seg, int sign) {
-    _x_stats_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
+void umi_stats_mapped(const um_segment_t *seg, int sign) {
+    umi_stats_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
 }
 
 /* A page slot leaves its heap: its counts go to the heap's, or they would vanish (the slot's
@@ -87,15 +87,15 @@ static uint32_t list_length(const um_block_t *b) {
     return n;
 }
 
-void _x_stats_page_gone(um_heap_t *heap, um_page_t *page) {
-    um_page_hot_t *hot = _x_page_hot(page);
+void umi_stats_page_gone(um_heap_t *heap, um_page_t *page) {
+    um_page_hot_t *hot = umi_page_hot(page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
     UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
     UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf));
-    _x_stats_uncarved((size_t)page->capacity * page->block_size);
+    umi_stats_uncarved((size_t)page->capacity * page->block_size);
 }
 
-void _x_stats_fold_exited(um_heap_t *heap) { /* caller holds the registry lock */
+void umi_stats_fold_exited(um_heap_t *heap) { /* caller holds the registry lock */
     const uint64_t *src = (const uint64_t *)&heap->stats;
     uint64_t *dst = (uint64_t *)&exited;
     for (size_t i = 0; i < sizeof(um_heap_stats_t) / sizeof(uint64_t); i++) dst[i] += src[i];
@@ -103,7 +103,7 @@ void _x_stats_fold_exited(um_heap_t *heap) { /* caller holds the registry lock *
 }
 
 /* Peak sampling: take an exact snapshot each time carved bytes reach 9/8 of the last sample. */
-void _x_stats_carved(size_t bytes) {
+void umi_stats_carved(size_t bytes) {
     uint64_t now = ADD(g.carved, bytes) + bytes;
     uint64_t next = atomic_load_explicit(&g.next_sample, UM_RELAXED);
     if (now < next) return;
@@ -115,11 +115,11 @@ void _x_stats_carved(size_t bytes) {
     static um_stats_t sample;
     static _Atomic int sampling;
     if (atomic_exchange_explicit(&sampling, 1, memory_order_acquire)) return;
-    _x_stats_snapshot(&sample, 0);
+    umi_stats_snapshot(&sample, 0);
     atomic_store_explicit(&sampling, 0, memory_order_release);
 }
 
-void _x_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, bytes, UM_RELAXED); }
+void umi_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, bytes, UM_RELAXED); }
 #endif /* !UM_NO_STATS */
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
@@ -132,7 +132,7 @@ static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
     size_t bsize = UM_SHARED_READ(page->block_size), area_size;
     uint32_t cap = UM_SHARED_READ(page->capacity), res = UM_SHARED_READ(page->reserved), n = 0;
     if (bsize == 0 || cap > res) return 0;
-    const uint8_t *area = _x_page_area(_x_segment_of(page), page, &area_size);
+    const uint8_t *area = umi_page_area(umi_segment_of(page), page, &area_size);
     const uint8_t *lo = area, *hi = area + (size_t)cap * bsize;
     if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
     while (b != NULL && n < cap) {
@@ -163,34 +163,34 @@ static void add_heap(uint64_t *mallocs, uint64_t *frees, um_stats_t *out, const 
     *ifr += UM_SHARED_READ(h->internal_frees);
 }
 
-int _x_stats_snapshot(um_stats_t *out, int in_signal) {
-    if (in_signal && _x_locks_held_by_me()) return -1;
+int umi_stats_snapshot(um_stats_t *out, int in_signal) {
+    if (in_signal && umi_locks_held_by_me()) return -1;
     memset(out, 0, sizeof *out);
     out->version = UM_STATS_VERSION;
     uint64_t mallocs[UM_BIN_COUNT] = {0}, frees[UM_BIN_COUNT] = {0};
     uint64_t internal_allocs = 0, internal_frees = 0;
     size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
-    um_heap_t *self = _x_tl_heap;
+    um_heap_t *self = umi_tl_heap;
 
-    _x_lock(&_x_registry_lock);
-    for (um_heap_t *h = _x_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
+    umi_lock(&umi_registry_lock);
+    for (um_heap_t *h = umi_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
     add_heap(mallocs, frees, out, &exited, &internal_allocs, &internal_frees);
-    out->threads = _x_heap_count;
+    out->threads = umi_heap_count;
     out->threads_exited = exited_threads;
-    _x_unlock(&_x_registry_lock);
-    add_heap(mallocs, frees, out, &_x_heap_backup.stats, &internal_allocs, &internal_frees);
-    size_t heaps = atomic_load_explicit(&_x_heap_mapped_bytes, UM_RELAXED); /* pooled ones too: never unmapped */
+    umi_unlock(&umi_registry_lock);
+    add_heap(mallocs, frees, out, &umi_heap_backup.stats, &internal_allocs, &internal_frees);
+    size_t heaps = atomic_load_explicit(&umi_heap_mapped_bytes, UM_RELAXED); /* pooled ones too: never unmapped */
     out->metadata_bytes += heaps;
     out->mapped_bytes += heaps;
     out->committed_bytes += heaps;
 
-    _x_lock(&_x_abandoned_lock);
-    _x_lock(&_x_segments_lock);
-    for (um_segment_t *seg = _x_segment_registry; seg; seg = seg->all_next) {
+    umi_lock(&umi_abandoned_lock);
+    umi_lock(&umi_segments_lock);
+    for (um_segment_t *seg = umi_segment_registry; seg; seg = seg->all_next) {
         out->segments++;
         out->mapped_bytes += seg->map_size;
         if (seg->kind == UM_KIND_HUGE) {
-            size_t usable = _x_huge_usable(seg, seg->pages[0].start);
+            size_t usable = umi_huge_usable(seg, seg->pages[0].start);
             out->large_blocks++;
             out->large_bytes += usable;
             out->metadata_bytes += UM_HUGE_HEADER;
@@ -211,7 +211,7 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
             if (bsize == 0 || slot != UM_SLOT_USED) continue;
             out->pages++;
             out->committed_bytes += area;
-            um_page_hot_t *hot = _x_page_hot_in(seg, page);
+            um_page_hot_t *hot = umi_page_hot_in(seg, page);
             uint64_t allocs = UM_SHARED_READ(hot->allocs), freed = UM_SHARED_READ(hot->frees);
             if (walk) {
                 /* acquire: the pushers' links were written before their releasing CAS */
@@ -227,13 +227,13 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
             out->free_bytes += area > live * bsize ? area - live * bsize : 0;
         }
     }
-    _x_unlock(&_x_segments_lock);
-    _x_unlock(&_x_abandoned_lock);
+    umi_unlock(&umi_segments_lock);
+    umi_unlock(&umi_abandoned_lock);
 
     /* Per class, then totals. */
     for (size_t b = 1; b < UM_BIN_COUNT; b++) {
         um_stats_class_t *c = &out->classes[b];
-        c->size = _x_bin_size(b);
+        c->size = umi_bin_size(b);
         c->mallocs = mallocs[b];
         c->frees = frees[b] < c->mallocs ? frees[b] : c->mallocs; /* racy reads: never negative live */
         c->live_blocks = c->mallocs - c->frees;
@@ -251,11 +251,11 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
     out->live_bytes += out->large_bytes;
     out->usable_bytes += atomic_load_explicit(&g.huge_usable_total, UM_RELAXED);
 
-    size_t cached = atomic_load_explicit(&_x_huge_cached_bytes, UM_RELAXED);
+    size_t cached = atomic_load_explicit(&umi_huge_cached_bytes, UM_RELAXED);
     out->mapped_bytes += cached; /* freed huge blocks kept for reuse */
     out->free_bytes += cached;
     out->committed_bytes += cached; /* resident until their purge */
-    out->purged_bytes = atomic_load_explicit(&_x_os_stats.purged_total, UM_RELAXED);
+    out->purged_bytes = atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED);
     out->failed_allocs = atomic_load_explicit(&g.failed, UM_RELAXED);
     out->invalid_frees = atomic_load_explicit(&g.invalid, UM_RELAXED);
     for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += atomic_load_explicit(&g.calls[c], UM_RELAXED);
@@ -284,15 +284,15 @@ int _x_stats_snapshot(um_stats_t *out, int in_signal) {
 
 UM_API void um_stats_get(um_stats_t *out) {
     if (out == NULL) return;
-    _x_process_init();
-    _x_stats_snapshot(out, 0);
+    umi_process_init();
+    umi_stats_snapshot(out, 0);
 }
 
 /* um_get_totals: the same walk, fewer fields. */
 UM_API void um_get_totals(um_totals_t *out) {
     if (out == NULL) return;
     um_stats_t s;
-    _x_stats_snapshot(&s, 0);
+    umi_stats_snapshot(&s, 0);
     memset(out, 0, sizeof *out);
     out->mapped_bytes = s.mapped_bytes;
     out->committed_bytes = s.committed_bytes;

@@ -2,7 +2,7 @@
  * to a file descriptor; and um_stats_print. See docs/stats.md for the formats.
  *
  * Everything here is async-signal-safe: no malloc, no stdio, no locks; numbers are formatted with
- * _x_fmt (core/fmt.h) and written with write(2). The only state is um_stats_print's static
+ * umi_fmt (base/fmt.h) and written with write(2). The only state is um_stats_print's static
  * buffer, taken with an atomic flag (a caller that finds it busy formats on its stack instead).
  *
  * Output is made of records (one line of text, or one member / one array element of JSON). A
@@ -18,21 +18,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fmt.h"
+#include "base/fmt.h"
 #include "stats/stats.h"
 #include "umalloc.h"
 
 /* From the lead's stats side (stats/stats.h); repeated here so that this file states exactly
  * what it relies on. */
-int _x_stats_snapshot(um_stats_t *out, int in_signal);
+int umi_stats_snapshot(um_stats_t *out, int in_signal);
 
 /* From stats/signal.c: the dump bookkeeping shown in every dump. meta[0] = sequence number of
  * this dump (taken if take_seq), [1] signals received, [2] dumps deferred, [3] deferred requests
  * merged into another dump, [4] dumps skipped. */
-void _x_stats_dump_meta(uint64_t meta[5], int take_seq);
+void umi_stats_dump_meta(uint64_t meta[5], int take_seq);
 
 /* Defined below; used by stats/signal.c. */
-size_t _x_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
+size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
                        const char *reason, int sig, const uint64_t meta[5], int *failed);
 
 /* ---- the record sink ------------------------------------------------------------------------ */
@@ -52,7 +52,7 @@ typedef struct {
 
 static void sink_flush(um_sink *k) {
     if (k->fd < 0 || k->len == 0) return;
-    if (_x_write_all(k->fd, k->buf, k->len) != 0) k->failed = 1;
+    if (umi_write_all(k->fd, k->buf, k->len) != 0) k->failed = 1;
     else k->written += k->len;
     k->len = 0;
 }
@@ -65,7 +65,7 @@ static int sink_put(um_sink *k, const char *s, size_t n, int final) {
         if (k->fd >= 0) sink_flush(k);
         if (k->len + n + reserve > k->cap) {
             if (k->fd >= 0 && !final && n + reserve > k->cap) { /* bigger than the buffer: write it directly */
-                if (_x_write_all(k->fd, s, n) != 0) k->failed = 1;
+                if (umi_write_all(k->fd, s, n) != 0) k->failed = 1;
                 else k->written += n;
                 return 1;
             }
@@ -85,7 +85,7 @@ __attribute__((format(printf, 2, 3))) static int rec(um_sink *k, const char *fmt
     char tmp[UM_DUMP_RECORD];
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(tmp, sizeof tmp, fmt, ap);
+    size_t n = umi_vfmt(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     return sink_put(k, tmp, n, 0);
 }
@@ -94,7 +94,7 @@ __attribute__((format(printf, 2, 3))) static void rec_final(um_sink *k, const ch
     char tmp[UM_DUMP_RECORD];
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(tmp, sizeof tmp, fmt, ap);
+    size_t n = umi_vfmt(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     sink_put(k, tmp, n, 1);
 }
@@ -108,7 +108,7 @@ typedef unsigned long long ull;
 static const char *human(char *b, size_t cap, uint64_t v) {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     if (v < 1024) {
-        _x_fmt(b, cap, "%llu B", (ull)v);
+        umi_fmt(b, cap, "%llu B", (ull)v);
         return b;
     }
     unsigned u = 0;
@@ -128,7 +128,7 @@ static const char *human(char *b, size_t cap, uint64_t v) {
         tenth = 0;
         u++;
     }
-    _x_fmt(b, cap, "%llu.%llu %s", (ull)whole, (ull)tenth, units[u]);
+    umi_fmt(b, cap, "%llu.%llu %s", (ull)whole, (ull)tenth, units[u]);
     return b;
 }
 
@@ -172,7 +172,7 @@ static void render_text(um_sink *k, const um_stats_t *s, const char *reason, int
     long long uncommitted = mapped - committed;
     rec(k, "summary: where the mapped address space goes (live + free + metadata + idle + not committed = mapped)\n");
     char note[160];
-    _x_fmt(note, sizeof note, "%llu blocks handed out and not freed (of them large: %llu, %s)",
+    umi_fmt(note, sizeof note, "%llu blocks handed out and not freed (of them large: %llu, %s)",
            (ull)s->live_blocks, (ull)s->large_blocks, human(h1, sizeof h1, s->large_bytes));
     text_row(k, " ", "live", live, note);
     text_row(k, "+", "free in pages", freeb, "cached in pages in use, ready for reuse");
@@ -180,7 +180,7 @@ static void render_text(um_sink *k, const um_stats_t *s, const char *reason, int
     text_row(k, "+", "idle committed", other,
              "empty pages kept for reuse, large-block rounding (committed, not in use)");
     text_row(k, "+", "not committed", uncommitted, "not resident: purged or never touched");
-    _x_fmt(note, sizeof note, "in %llu segments and large mappings", (ull)s->segments);
+    umi_fmt(note, sizeof note, "in %llu segments and large mappings", (ull)s->segments);
     text_row(k, "=", "mapped", mapped, note);
     rec(k, "  mapped = live + free + metadata + idle + not committed: %lld = %lld + %lld + %lld + %lld + %lld bytes\n",
         mapped, live, freeb, meta_b, other, uncommitted);
@@ -253,8 +253,8 @@ static void render_json(um_sink *k, const um_stats_t *s, const char *reason, int
         UM_STATS_VERSION, UMALLOC_VERSION, pid, now, reason, sig, (ull)meta[0], (ull)meta[1],
         (ull)meta[2], (ull)meta[3], (ull)meta[4], (ull)s->threads);
     char req[32];
-    if (s->requested_counted) _x_fmt(req, sizeof req, "%llu", (ull)s->requested_bytes);
-    else _x_fmt(req, sizeof req, "null");
+    if (s->requested_counted) umi_fmt(req, sizeof req, "%llu", (ull)s->requested_bytes);
+    else umi_fmt(req, sizeof req, "null");
     rec(k, ",\"totals\":{\"mallocs\":%llu,\"frees\":%llu,\"live_blocks\":%llu,\"live_bytes\":%llu,"
            "\"peak_live_bytes\":%llu,\"usable_bytes\":%llu,\"requested_bytes\":%s,\"mapped_bytes\":%llu,"
            "\"committed_bytes\":%llu,\"free_bytes\":%llu,\"metadata_bytes\":%llu,\"purged_bytes\":%llu,"
@@ -298,7 +298,7 @@ static void render_json(um_sink *k, const um_stats_t *s, const char *reason, int
  * does not fit) and its length returned (at most cap - 1; no NUL is written). fd >= 0: buf is a staging area, written to fd whenever
  * it fills and at the end; returns the bytes written, and sets *failed if a write failed.
  * reason: "signal", "deferred", "exit", "api", "request"; sig: the signal, or 0. */
-size_t _x_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
+size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
                        const char *reason, int sig, const uint64_t meta[5], int *failed) {
     if (buf == NULL || cap < 2) return 0;
     /* Buffer mode leaves room for a NUL (the caller may want a string). */
@@ -329,12 +329,12 @@ static __attribute__((noinline)) int print_on_stack(int fd, int format) {
     char buf[4096];
     uint64_t meta[5];
     int failed = 0;
-    if (_x_stats_snapshot(&s, 1) < 0) {
+    if (umi_stats_snapshot(&s, 1) < 0) {
         errno = EAGAIN;
         return -1;
     }
-    _x_stats_dump_meta(meta, 1);
-    _x_stats_render(buf, sizeof buf, fd, &s, format, "api", 0, meta, &failed);
+    umi_stats_dump_meta(meta, 1);
+    umi_stats_render(buf, sizeof buf, fd, &s, format, "api", 0, meta, &failed);
     if (failed) errno = EIO;
     return failed ? -1 : 0;
 }
@@ -355,12 +355,12 @@ UM_API int um_stats_print(int fd, int format) {
     uint64_t meta[5];
     /* in_signal = 1: if a signal handler of the program calls us while its thread holds an
      * umalloc lock, the snapshot says so instead of deadlocking. Elsewhere it is never refused. */
-    int r = _x_stats_snapshot(&print_snap, 1);
+    int r = umi_stats_snapshot(&print_snap, 1);
     if (r == 0) {
-        _x_stats_dump_meta(meta, 1);
-        size_t n = _x_stats_render(print_buf, sizeof print_buf, -1, &print_snap, format, "api", 0, meta, NULL);
-        r = _x_write_all(fd, print_buf, n);
-        if (r != 0) errno = EIO; /* _x_write_all keeps errno: the write's own reason is lost */
+        umi_stats_dump_meta(meta, 1);
+        size_t n = umi_stats_render(print_buf, sizeof print_buf, -1, &print_snap, format, "api", 0, meta, NULL);
+        r = umi_write_all(fd, print_buf, n);
+        if (r != 0) errno = EIO; /* umi_write_all keeps errno: the write's own reason is lost */
     } else {
         errno = EAGAIN;
     }

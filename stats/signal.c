@@ -1,11 +1,11 @@
 /* Statistics dumps that happen by themselves: on a signal (UMALLOC_STATS_SIGNAL), at exit
  * (UMALLOC_STATS_AT_EXIT), and deferred ones; where they go (UMALLOC_STATS_FILE, stderr, or the
- * file scripts/umalloc-stat asks for); and _x_stats_init. See docs/stats.md, "Signals".
+ * file scripts/umalloc-stat asks for); and umi_stats_init. See docs/stats.md, "Signals".
  *
  * The signal handler is async-signal-safe: no malloc, no stdio, no lock the interrupted thread
- * could hold. It asks _x_stats_snapshot(.., in_signal = 1) for the numbers; if the interrupted
+ * could hold. It asks umi_stats_snapshot(.., in_signal = 1) for the numbers; if the interrupted
  * thread holds an umalloc lock, the snapshot refuses (-1) and the dump is deferred: the handler
- * sets _x_stats_deferred and the core calls _x_stats_run_deferred when that thread releases its
+ * sets umi_stats_deferred and the core calls umi_stats_run_deferred when that thread releases its
  * last lock. The dump is formatted into a static buffer and written with one write(2).
  *
  * One dump at a time: a flag (dump_busy) guards the static snapshot and buffer. A thread that
@@ -25,21 +25,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fmt.h"
-#include "core/options.h"
+#include "base/fmt.h"
+#include "base/options.h"
 #include "stats/stats.h"
 #include "umalloc.h"
 
 /* From the lead's side (stats/stats.h, core/); repeated so this file states what it relies on. */
-int _x_stats_snapshot(um_stats_t *out, int in_signal);
-extern _Atomic int _x_stats_deferred;
-void _x_stats_run_deferred(void);
-extern _Atomic int _x_initialized;
+int umi_stats_snapshot(um_stats_t *out, int in_signal);
+extern _Atomic int umi_stats_deferred;
+void umi_stats_run_deferred(void);
+extern _Atomic int umi_initialized;
 
 /* stats/dump.c */
-size_t _x_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
+size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
                        const char *reason, int sig, const uint64_t meta[5], int *failed);
-void _x_stats_dump_meta(uint64_t meta[5], int take_seq);
+void umi_stats_dump_meta(uint64_t meta[5], int take_seq);
 
 #define UM_DUMP_BUF (64 * 1024) /* a dump is ~3-20 KiB; larger ones are cut, saying so */
 #define UM_DUMP_WAIT_MS 2000    /* how long a dump waits for another thread's dump to finish */
@@ -60,7 +60,7 @@ static int installed_signal;       /* the signal our handler is installed for, o
 enum { WHY_SIGNAL, WHY_DEFERRED, WHY_EXIT };
 static const char *const why_names[] = {"signal", "deferred", "exit"};
 
-void _x_stats_dump_meta(uint64_t meta[5], int take_seq) {
+void umi_stats_dump_meta(uint64_t meta[5], int take_seq) {
     meta[0] = take_seq ? atomic_fetch_add(&n_seq, 1) + 1 : atomic_load(&n_seq);
     meta[1] = atomic_load(&n_signals);
     meta[2] = atomic_load(&n_deferred);
@@ -99,7 +99,7 @@ static const char *err_text(int e, char *buf, size_t cap) {
     case EEXIST: return "File exists";
     case EOVERFLOW: return "Value too large for defined data type";
     case EBUSY: return "Device or resource busy";
-    default: _x_fmt(buf, cap, "error %d", e); return buf;
+    default: umi_fmt(buf, cap, "error %d", e); return buf;
     }
 }
 
@@ -119,12 +119,12 @@ static int open_append(const char *path, int create) {
 /* The UMALLOC_STATS_FILE path for this process: %p is the pid (now: a forked child gets its own
  * file), %% a '%'. Returns dump_path, or NULL for stderr. */
 static const char *dest_path(void) {
-    const char *f = _x_option_str(UM_OPT_STATS_FILE);
+    const char *f = umi_option_str(UM_OPT_STATS_FILE);
     if (f == NULL || f[0] == '\0') return NULL;
     size_t o = 0, cap = sizeof dump_path;
     for (const char *c = f; *c && o + 1 < cap; c++) {
         if (c[0] == '%' && c[1] == 'p') {
-            o += _x_fmt(dump_path + o, cap - o, "%ld", (long)getpid());
+            o += umi_fmt(dump_path + o, cap - o, "%ld", (long)getpid());
             c++;
         } else if (c[0] == '%' && c[1] == '%') {
             dump_path[o++] = '%';
@@ -142,8 +142,8 @@ static void file_error(const char *what, const char *path, int e) {
     int me = (int)getpid();
     if (atomic_exchange(&file_error_pid, me) == me) return;
     char eb[32];
-    _x_dprintf(2, "umalloc: UMALLOC_STATS_FILE=%.400s: cannot %s %.400s (%s); the statistics go to stderr instead\n",
-               _x_option_str(UM_OPT_STATS_FILE), what, path, err_text(e, eb, sizeof eb));
+    umi_dprintf(2, "umalloc: UMALLOC_STATS_FILE=%.400s: cannot %s %.400s (%s); the statistics go to stderr instead\n",
+               umi_option_str(UM_OPT_STATS_FILE), what, path, err_text(e, eb, sizeof eb));
 }
 
 /* The file scripts/umalloc-stat asks for: /tmp/umalloc-stat.PID.req holds the absolute path of
@@ -152,7 +152,7 @@ static void file_error(const char *what, const char *path, int e) {
  * same user; the request is removed once read. Returns the output's fd, or -1. */
 static int take_request(void) {
     char req[64];
-    _x_fmt(req, sizeof req, "/tmp/umalloc-stat.%ld.req", (long)getpid());
+    umi_fmt(req, sizeof req, "/tmp/umalloc-stat.%ld.req", (long)getpid());
     int fd = open(req, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return -1;
     struct stat st;
@@ -190,32 +190,32 @@ static void emit(const um_stats_t *s, int why, int sig) {
     if (why != WHY_EXIT) {
         int out = take_request();
         if (out >= 0) {
-            _x_stats_dump_meta(meta, 1);
-            size_t n = _x_stats_render(dump_buf, sizeof dump_buf, -1, s, UM_STATS_JSON, "request", sig, meta, NULL);
-            _x_write_all(out, dump_buf, n);
+            umi_stats_dump_meta(meta, 1);
+            size_t n = umi_stats_render(dump_buf, sizeof dump_buf, -1, s, UM_STATS_JSON, "request", sig, meta, NULL);
+            umi_write_all(out, dump_buf, n);
             close(out);
             return;
         }
     }
-    int format = _x_option(UM_OPT_STATS_FORMAT) == UM_STATS_FORMAT_JSON ? UM_STATS_JSON : UM_STATS_TEXT;
-    _x_stats_dump_meta(meta, 1);
-    size_t n = _x_stats_render(dump_buf, sizeof dump_buf, -1, s, format, why_names[why], sig, meta, NULL);
+    int format = umi_option(UM_OPT_STATS_FORMAT) == UM_STATS_FORMAT_JSON ? UM_STATS_JSON : UM_STATS_TEXT;
+    umi_stats_dump_meta(meta, 1);
+    size_t n = umi_stats_render(dump_buf, sizeof dump_buf, -1, s, format, why_names[why], sig, meta, NULL);
     const char *path = dest_path();
     if (path == NULL) {
-        _x_write_all(err_fd, dump_buf, n);
+        umi_write_all(err_fd, dump_buf, n);
         return;
     }
     int fd = open_append(path, 1);
     if (fd < 0) {
         file_error("open", path, errno);
-        _x_write_all(err_fd, dump_buf, n);
+        umi_write_all(err_fd, dump_buf, n);
         return;
     }
-    /* _x_write_all keeps errno; a failed write is rare enough to ask again for the reason. */
-    if (_x_write_all(fd, dump_buf, n) != 0) {
+    /* umi_write_all keeps errno; a failed write is rare enough to ask again for the reason. */
+    if (umi_write_all(fd, dump_buf, n) != 0) {
         ssize_t w = write(fd, "", 0);
         file_error("write", path, w < 0 ? errno : EIO);
-        _x_write_all(err_fd, dump_buf, n);
+        umi_write_all(err_fd, dump_buf, n);
     }
     close(fd);
 }
@@ -223,7 +223,7 @@ static void emit(const um_stats_t *s, int why, int sig) {
 static void defer_dump(void) {
     atomic_fetch_add(&n_deferred, 1);
     atomic_fetch_add(&n_pending, 1);
-    atomic_store(&_x_stats_deferred, 1);
+    atomic_store(&umi_stats_deferred, 1);
 }
 
 static int ms_since(const struct timespec *t0) {
@@ -269,7 +269,7 @@ static void give_back_pending(unsigned n) {
 /* The other thread's dump is running: snapshot on our stack, then wait for the buffer. */
 static __attribute__((noinline)) void dump_when_busy(int why, int sig, int in_signal, unsigned merged) {
     um_stats_t s;
-    if (_x_stats_snapshot(&s, in_signal) < 0) {
+    if (umi_stats_snapshot(&s, in_signal) < 0) {
         give_back_pending(merged);
         defer_dump();
         return;
@@ -295,10 +295,10 @@ static void dump(int why, int sig, int in_signal) {
         dump_when_busy(why, sig, in_signal, merged);
         return;
     }
-    if (_x_stats_snapshot(&dump_snap, in_signal) < 0) {
+    if (umi_stats_snapshot(&dump_snap, in_signal) < 0) {
         release_busy();
         give_back_pending(merged + (why == WHY_DEFERRED));
-        if (why == WHY_DEFERRED) atomic_store(&_x_stats_deferred, 1); /* try again later */
+        if (why == WHY_DEFERRED) atomic_store(&umi_stats_deferred, 1); /* try again later */
         else defer_dump();
         return;
     }
@@ -332,13 +332,13 @@ static void run_pending(void) {
     for (int i = 0; i < 4 && atomic_load(&n_pending); i++) dump(WHY_DEFERRED, 0, 1);
 }
 
-/* The core calls this when a thread releases its last umalloc lock and finds _x_stats_deferred
+/* The core calls this when a thread releases its last umalloc lock and finds umi_stats_deferred
  * set (the core has cleared it). */
-void _x_stats_run_deferred(void) {
+void umi_stats_run_deferred(void) {
     if (tl_in_dump) {
         /* Released a lock inside our own dump (the snapshot's): the dump under way is older than
          * the request, so ask again; the next lock release anywhere makes it. */
-        if (atomic_load(&n_pending)) atomic_store(&_x_stats_deferred, 1);
+        if (atomic_load(&n_pending)) atomic_store(&umi_stats_deferred, 1);
         return;
     }
     if (atomic_load(&n_pending) == 0) return;
@@ -354,12 +354,12 @@ void _x_stats_run_deferred(void) {
  * runs after the program's own destructors and atexit handlers (the preloaded library is
  * finalised after the program), so their frees are counted. */
 __attribute__((destructor)) static void stats_at_exit(void) {
-    if (!atomic_load_explicit(&_x_initialized, memory_order_acquire)) return; /* never allocated */
+    if (!atomic_load_explicit(&umi_initialized, memory_order_acquire)) return; /* never allocated */
     if (tl_in_dump) return;
     int saved = errno;
     tl_in_dump = 1;
     run_pending();
-    if (_x_option(UM_OPT_STATS_AT_EXIT)) dump(WHY_EXIT, 0, 1);
+    if (umi_option(UM_OPT_STATS_AT_EXIT)) dump(WHY_EXIT, 0, 1);
     run_pending(); /* signals that came during the at-exit dump */
     tl_in_dump = 0;
     errno = saved;
@@ -367,17 +367,17 @@ __attribute__((destructor)) static void stats_at_exit(void) {
 
 /* Called once by the core, from process initialisation (options are read; possibly before libc
  * is initialised: only system calls here). */
-void _x_stats_init(void) {
-    int sig = (int)_x_option(UM_OPT_STATS_SIGNAL);
+void umi_stats_init(void) {
+    int sig = (int)umi_option(UM_OPT_STATS_SIGNAL);
     if (sig <= 0 || installed_signal) return;
     struct sigaction old;
     memset(&old, 0, sizeof old);
     if (sigaction(sig, NULL, &old) != 0) return;
     if ((old.sa_flags & SA_SIGINFO) ? old.sa_sigaction != NULL : old.sa_handler != SIG_DFL) {
-        if (_x_option(UM_OPT_VERBOSE)) {
+        if (umi_option(UM_OPT_VERBOSE)) {
             char name[64];
-            _x_option_format(&_x_option_table[UM_OPT_STATS_SIGNAL], sig, NULL, name, sizeof name);
-            _x_dprintf(2, "umalloc: UMALLOC_STATS_SIGNAL=%s: the program already %s signal %d; umalloc leaves "
+            umi_option_format(&umi_option_table[UM_OPT_STATS_SIGNAL], sig, NULL, name, sizeof name);
+            umi_dprintf(2, "umalloc: UMALLOC_STATS_SIGNAL=%s: the program already %s signal %d; umalloc leaves "
                           "it alone (no statistics dumps on this signal)\n",
                        name, (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN) ? "ignores" : "handles",
                        sig);

@@ -20,8 +20,8 @@ _Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size 
 
 /* Fill *out. Never allocates. With in_signal set it refuses (returns -1, touching nothing) when
  * the calling thread holds, or is acquiring, an umalloc lock: the interrupted code would never
- * release it. The caller then sets _x_stats_deferred, and the dump runs when that thread
- * releases its last lock (_x_stats_run_deferred). Returns 0 on success.
+ * release it. The caller then sets umi_stats_deferred, and the dump runs when that thread
+ * releases its last lock (umi_stats_run_deferred). Returns 0 on success.
  *
  * peak_live_bytes is exact live bytes at sampled moments: every snapshot, and every time the
  * bytes carved into pooled blocks (a bound on live bytes that only slow paths move) pass 9/8 of
@@ -29,46 +29,46 @@ _Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size 
  * the pooled live bytes of the last sample plus the huge bytes live now. Live bytes can only reach a new high by carving new blocks or
  * by reusing ones carved before, so the true peak is at most 9/8 of the reported one plus what
  * was reused between samples; in practice the two agree to a few percent. */
-int _x_stats_snapshot(um_stats_t *out, int in_signal);
-extern _Atomic int _x_stats_deferred;
-void _x_stats_run_deferred(void);        /* stats/signal.c */
-void _x_stats_init(void);                /* stats/signal.c: signal handler, at-exit dump */
+int umi_stats_snapshot(um_stats_t *out, int in_signal);
+extern _Atomic int umi_stats_deferred;
+void umi_stats_run_deferred(void);        /* stats/signal.c */
+void umi_stats_init(void);                /* stats/signal.c: signal handler, at-exit dump */
 
 /* ---- counting points (slow paths only) ---------------------------------------------------- */
 /* Built with -DUM_NO_STATS=1 (make build/nostats/libumalloc.so) they compile to nothing, so the
  * benchmarks can show what counting costs (docs/benchmarks.md). */
 #if defined(UM_NO_STATS) && UM_NO_STATS
 #define UM_STAT_ADD(field, n) ((void)0)
-static inline void _x_stats_page_gone(um_heap_t *heap, um_page_t *page) { (void)heap; (void)page; }
-static inline void _x_stats_carved(size_t bytes) { (void)bytes; }
-static inline void _x_stats_uncarved(size_t bytes) { (void)bytes; }
-static inline void _x_stats_fold_exited(um_heap_t *heap) { (void)heap; }
-static inline void _x_stats_call(unsigned call) { (void)call; }
-static inline void _x_stats_internal(int allocs, int frees) { (void)allocs; (void)frees; }
-static inline void _x_stats_failed(void) {}
-static inline void _x_stats_invalid(void) {}
-static inline void _x_stats_null_free(void) {}
-static inline void _x_stats_huge(int sign, size_t usable) { (void)sign; (void)usable; }
-static inline void _x_stats_mapped(const um_segment_t *seg, int sign) { (void)seg; (void)sign; }
-static inline void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) { (void)node; (void)page_kind; (void)bytes; (void)sign; }
+static inline void umi_stats_page_gone(um_heap_t *heap, um_page_t *page) { (void)heap; (void)page; }
+static inline void umi_stats_carved(size_t bytes) { (void)bytes; }
+static inline void umi_stats_uncarved(size_t bytes) { (void)bytes; }
+static inline void umi_stats_fold_exited(um_heap_t *heap) { (void)heap; }
+static inline void umi_stats_call(unsigned call) { (void)call; }
+static inline void umi_stats_internal(int allocs, int frees) { (void)allocs; (void)frees; }
+static inline void umi_stats_failed(void) {}
+static inline void umi_stats_invalid(void) {}
+static inline void umi_stats_null_free(void) {}
+static inline void umi_stats_huge(int sign, size_t usable) { (void)sign; (void)usable; }
+static inline void umi_stats_mapped(const um_segment_t *seg, int sign) { (void)seg; (void)sign; }
+static inline void umi_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) { (void)node; (void)page_kind; (void)bytes; (void)sign; }
 #else
 #define UM_STAT_ADD(field, n) UM_OWNER_ADD(field, n)
-void _x_stats_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
-void _x_stats_carved(size_t bytes);      /* bytes newly carved into blocks */
-void _x_stats_uncarved(size_t bytes);
-void _x_stats_fold_exited(um_heap_t *heap); /* a thread's counters outlive its heap */
-void _x_stats_call(unsigned call);       /* an entry point other than malloc/free ran */
-void _x_stats_internal(int allocs, int frees); /* blocks an entry point made or freed itself */
-void _x_stats_failed(void);              /* an allocation returned NULL */
-void _x_stats_invalid(void);             /* a free of something that is not a live block */
-void _x_stats_null_free(void);
-void _x_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1), freed (-1) or resized (0) */
-void _x_stats_mapped(const um_segment_t *seg, int sign);
+void umi_stats_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
+void umi_stats_carved(size_t bytes);      /* bytes newly carved into blocks */
+void umi_stats_uncarved(size_t bytes);
+void umi_stats_fold_exited(um_heap_t *heap); /* a thread's counters outlive its heap */
+void umi_stats_call(unsigned call);       /* an entry point other than malloc/free ran */
+void umi_stats_internal(int allocs, int frees); /* blocks an entry point made or freed itself */
+void umi_stats_failed(void);              /* an allocation returned NULL */
+void umi_stats_invalid(void);             /* a free of something that is not a live block */
+void umi_stats_null_free(void);
+void umi_stats_huge(int sign, size_t usable); /* a huge block was handed out (+1), freed (-1) or resized (0) */
+void umi_stats_mapped(const um_segment_t *seg, int sign);
 /* The same for memory that is not a segment (cached huge pieces). */
-void _x_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign);
+void umi_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign);
 #endif
 
-#define UM_STAT_SEGMENT_MAPPED(seg) _x_stats_mapped((seg), 1)
-#define UM_STAT_SEGMENT_UNMAPPED(seg) _x_stats_mapped((seg), -1)
+#define UM_STAT_SEGMENT_MAPPED(seg) umi_stats_mapped((seg), 1)
+#define UM_STAT_SEGMENT_UNMAPPED(seg) umi_stats_mapped((seg), -1)
 
 #endif

@@ -21,7 +21,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "core/options.h"
+#include "base/options.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -858,7 +858,7 @@ Test(options, setuid_program_ignores_umalloc_variables) {
     cr_expect_eq(so_exit_code(&p), 5, "%s %s", p.outbuf, p.errbuf);
     cr_expect(strstr(p.outbuf, "secure=1\n") != NULL, "AT_SECURE is not set: %s", p.outbuf);
     char want_default[64]; /* the table's default, whatever it is */
-    long long def = _x_option_table[UM_OPT_PURGE_DELAY_MS].def;
+    long long def = umi_option_table[UM_OPT_PURGE_DELAY_MS].def;
     snprintf(want_default, sizeof want_default, "UMALLOC_PURGE_DELAY_MS=%lld (%lld)\n", def, def);
     cr_expect(strstr(p.outbuf, want_default) != NULL, "%s", p.outbuf);
     cr_expect(strstr(p.outbuf, "UMALLOC_VERBOSE=0 (0)\n") != NULL, "%s", p.outbuf);

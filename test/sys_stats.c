@@ -877,7 +877,7 @@ Test(stats_script, other_signal, .timeout = 60) {
 
 /* ---- the formatter, in this process (build/libumalloc.a) ---------------------------------------- */
 
-size_t _x_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format, const char *reason, int sig,
+size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format, const char *reason, int sig,
                        const uint64_t meta[5], int *failed);
 
 static void fake_stats(um_stats_t *s) {
@@ -902,7 +902,7 @@ Test(stats_format, cut_at_a_boundary_and_still_valid) {
     uint64_t meta[5] = {1, 2, 3, 4, 5};
     static char buf[65536];
     /* The whole thing fits 64 KiB. */
-    size_t full = _x_stats_render(buf, sizeof buf, -1, &s, UM_STATS_JSON, "api", 0, meta, NULL);
+    size_t full = umi_stats_render(buf, sizeof buf, -1, &s, UM_STATS_JSON, "api", 0, meta, NULL);
     cr_assert(full > 0 && full < sizeof buf - 1 && buf[full - 1] == '\n', "JSON dump of %zu bytes", full);
     buf[full] = 0;
     jv *d = jparse(buf, NULL, NULL);
@@ -911,12 +911,12 @@ Test(stats_format, cut_at_a_boundary_and_still_valid) {
     cr_expect_eq(jget(d, "nodes")->n, UM_STATS_NODES);
     jfree(d);
     static char text[65536];
-    size_t text_full = _x_stats_render(text, sizeof text, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
+    size_t text_full = umi_stats_render(text, sizeof text, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
     cr_assert(text_full > 0 && text_full < sizeof text - 1);
     /* Smaller buffers: cut, closed properly, and marked. */
     for (size_t cap = 1024; cap <= full; cap += 397) {
         static char small[65536];
-        size_t n = _x_stats_render(small, cap, -1, &s, UM_STATS_JSON, "api", 0, meta, NULL);
+        size_t n = umi_stats_render(small, cap, -1, &s, UM_STATS_JSON, "api", 0, meta, NULL);
         cr_assert(n < cap, "wrote %zu bytes into %zu", n, cap);
         small[n] = 0;
         const char *err = NULL;
@@ -928,7 +928,7 @@ Test(stats_format, cut_at_a_boundary_and_still_valid) {
         cr_expect(small[n - 1] == '\n');
         jfree(d);
         if (cap > text_full) continue;
-        n = _x_stats_render(small, cap, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
+        n = umi_stats_render(small, cap, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
         small[n] = 0;
         cr_expect(n < cap && strstr(small, "\numalloc: dump cut here: ") != NULL && small[n - 1] == '\n',
                   "cut text (cap %zu) does not say so: %s", cap, su_tail(small, 300));
@@ -940,7 +940,7 @@ Test(stats_format, cut_at_a_boundary_and_still_valid) {
     cr_assert(fd >= 0);
     static char stage[1024];
     int failed = 1;
-    size_t w = _x_stats_render(stage, sizeof stage, fd, &s, UM_STATS_JSON, "api", 0, meta, &failed);
+    size_t w = umi_stats_render(stage, sizeof stage, fd, &s, UM_STATS_JSON, "api", 0, meta, &failed);
     close(fd);
     cr_expect(!failed && w == full, "streamed %zu bytes, want %zu", w, full);
     char *got = su_read_file(path, NULL);
@@ -958,7 +958,7 @@ Test(stats_format, extreme_values_stay_valid) {
     s.node_count = UM_STATS_NODES;
     uint64_t meta[5] = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
     static char buf[65536];
-    size_t n = _x_stats_render(buf, sizeof buf, -1, &s, UM_STATS_JSON, "deferred", 64, meta, NULL);
+    size_t n = umi_stats_render(buf, sizeof buf, -1, &s, UM_STATS_JSON, "deferred", 64, meta, NULL);
     buf[n] = 0;
     const char *err = NULL;
     size_t pos = 0;
@@ -970,7 +970,7 @@ Test(stats_format, extreme_values_stay_valid) {
     jv *t = jget(d, "truncated");
     cr_expect(t && !t->b, "a maximal dump must still fit 64 KiB");
     jfree(d);
-    n = _x_stats_render(buf, sizeof buf, -1, &s, UM_STATS_TEXT, "deferred", 64, meta, NULL);
+    n = umi_stats_render(buf, sizeof buf, -1, &s, UM_STATS_TEXT, "deferred", 64, meta, NULL);
     buf[n] = 0;
     cr_expect(strstr(buf, "\nend of umalloc statistics (pid ") != NULL, "text with maximal values: %s", su_tail(buf, 500));
     cr_expect(strstr(buf, "16.0 EiB") != NULL, "UINT64_MAX bytes should read 16.0 EiB");
@@ -987,7 +987,7 @@ Test(stats_format, human_units) {
     s.node_count = 1;
     uint64_t meta[5] = {0};
     static char buf[65536];
-    size_t n = _x_stats_render(buf, sizeof buf, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
+    size_t n = umi_stats_render(buf, sizeof buf, -1, &s, UM_STATS_TEXT, "api", 0, meta, NULL);
     buf[n] = 0;
     char *q = squeeze(buf);
     cr_expect(strstr(q, "= mapped 4.0 MiB 4194304 B") != NULL, "%s", buf);

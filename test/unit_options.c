@@ -1,6 +1,6 @@
-/* Unit tests of the options module (core/options.c) and the formatter (core/fmt.c), linked
+/* Unit tests of the options module (base/options.c) and the formatter (base/fmt.c), linked
  * with build/libumalloc.a (plain, ASan+UBSan, TSan). The parsers and the environment reader are
- * called directly; the environment is passed as an array to _x_options_load, so nothing here
+ * called directly; the environment is passed as an array to umi_options_load, so nothing here
  * depends on the environment the tests run in. Behaviour in real processes (LD_PRELOAD,
  * setuid, /bin/true) is tested by test/sys_options.c.
  *
@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/fmt.h"
-#include "core/options.h"
+#include "base/fmt.h"
+#include "base/options.h"
 #include "umalloc.h"
 
 /* The public API, until include/umalloc.h declares it. */
@@ -63,7 +63,7 @@ static int uo_lines(const char *s) {
 /* Load envp (NULL-terminated), capturing what is printed. */
 static const char *uo_load(char *const *envp, int secure) {
     uo_capture_begin();
-    _x_options_load(envp, secure);
+    umi_options_load(envp, secure);
     return uo_capture_end();
 }
 
@@ -72,7 +72,7 @@ static const char *uo_load(char *const *envp, int secure) {
 #define UO_FMT_EQ(expect, ...)                                                                   \
     do {                                                                                         \
         char b_[256];                                                                            \
-        size_t n_ = _x_fmt(b_, sizeof b_, __VA_ARGS__);                                          \
+        size_t n_ = umi_fmt(b_, sizeof b_, __VA_ARGS__);                                          \
         cr_expect_str_eq(b_, expect);                                                            \
         cr_expect_eq(n_, strlen(expect));                                                        \
     } while (0)
@@ -80,7 +80,7 @@ static const char *uo_load(char *const *envp, int secure) {
 static size_t uo_fmt_raw(char *buf, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(buf, cap, fmt, ap);
+    size_t n = umi_vfmt(buf, cap, fmt, ap);
     va_end(ap);
     return n;
 }
@@ -130,14 +130,14 @@ Test(options_fmt, matches_snprintf) {
         for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
             char a[64], b[64];
             int x = (int)vals[v];
-            _x_fmt(a, sizeof a, fmts[f], x);
+            umi_fmt(a, sizeof a, fmts[f], x);
             snprintf(b, sizeof b, fmts[f], x);
             cr_expect_str_eq(a, b, "format %s, value %d", fmts[f], x);
         }
     }
     for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
         char a[64], b[64];
-        _x_fmt(a, sizeof a, "%lld|%llx|%20lld|%-20llu|", vals[v], (unsigned long long)vals[v],
+        umi_fmt(a, sizeof a, "%lld|%llx|%20lld|%-20llu|", vals[v], (unsigned long long)vals[v],
                vals[v], (unsigned long long)vals[v]);
         snprintf(b, sizeof b, "%lld|%llx|%20lld|%-20llu|", vals[v], (unsigned long long)vals[v],
                  vals[v], (unsigned long long)vals[v]);
@@ -148,16 +148,16 @@ Test(options_fmt, matches_snprintf) {
 Test(options_fmt, truncation_and_odd_input) {
     char b[16];
     memset(b, 'Z', sizeof b);
-    cr_expect_eq(_x_fmt(b, 5, "hello world"), 4);
+    cr_expect_eq(umi_fmt(b, 5, "hello world"), 4);
     cr_expect_str_eq(b, "hell");
     cr_expect_eq(b[5], 'Z', "wrote past cap");
-    cr_expect_eq(_x_fmt(b, 1, "abc"), 0);
+    cr_expect_eq(umi_fmt(b, 1, "abc"), 0);
     cr_expect_str_eq(b, "");
     b[0] = 'Q';
-    cr_expect_eq(_x_fmt(b, 0, "abc"), 0);
+    cr_expect_eq(umi_fmt(b, 0, "abc"), 0);
     cr_expect_eq(b[0], 'Q');
-    cr_expect_eq(_x_fmt(NULL, 10, "abc"), 0);
-    cr_expect_eq(_x_fmt(b, 8, "%d", -1234567890), 7);
+    cr_expect_eq(umi_fmt(NULL, 10, "abc"), 0);
+    cr_expect_eq(umi_fmt(b, 8, "%d", -1234567890), 7);
     cr_expect_str_eq(b, "-123456");
     /* Formats the compiler would warn about, through a wrapper without format checking. */
     cr_expect_eq(uo_fmt_raw(b, sizeof b, "%q"), 2);
@@ -171,9 +171,9 @@ Test(options_fmt, writers_preserve_errno) {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     errno = 1234;
-    cr_expect_eq(_x_write_all(fds[1], "hello", 5), 0);
+    cr_expect_eq(umi_write_all(fds[1], "hello", 5), 0);
     cr_expect_eq(errno, 1234);
-    cr_expect_eq(_x_dprintf(fds[1], " %d-%s\n", 42, "x"), 6);
+    cr_expect_eq(umi_dprintf(fds[1], " %d-%s\n", 42, "x"), 6);
     cr_expect_eq(errno, 1234);
     char buf[32] = {0};
     cr_expect_eq(read(fds[0], buf, sizeof buf), 11);
@@ -181,10 +181,10 @@ Test(options_fmt, writers_preserve_errno) {
     close(fds[0]);
     close(fds[1]);
     errno = 77;
-    cr_expect_eq(_x_write_all(fds[1], "x", 1), -1); /* closed: EBADF, not reported in errno */
+    cr_expect_eq(umi_write_all(fds[1], "x", 1), -1); /* closed: EBADF, not reported in errno */
     cr_expect_eq(errno, 77);
     uo_capture_begin();
-    _x_write_err("to stderr\n", 10);
+    umi_write_err("to stderr\n", 10);
     cr_expect_str_eq(uo_capture_end(), "to stderr\n");
 }
 
@@ -192,7 +192,7 @@ static volatile sig_atomic_t uo_sig_ok;
 
 static void uo_handler(int sig) {
     char buf[64];
-    size_t n = _x_fmt(buf, sizeof buf, "sig %d %s %x", sig, "in handler", 255u);
+    size_t n = umi_fmt(buf, sizeof buf, "sig %d %s %x", sig, "in handler", 255u);
     uo_sig_ok = n == strlen("sig 10 in handler ff") && memcmp(buf, "sig 10 in handler ff", n) == 0;
 }
 
@@ -203,7 +203,7 @@ Test(options_fmt, usable_in_a_signal_handler) {
     sigaction(SIGUSR1, &sa, NULL);
     char buf[128];
     for (int i = 0; i < 100; i++) {
-        _x_fmt(buf, sizeof buf, "%s %d", "outer", i);
+        umi_fmt(buf, sizeof buf, "%s %d", "outer", i);
         if (i == 50) raise(SIGUSR1);
         char want[32];
         snprintf(want, sizeof want, "outer %d", i);
@@ -216,7 +216,7 @@ static void *uo_fmt_thread(void *arg) {
     long id = (long)(intptr_t)arg;
     for (int i = 0; i < 2000; i++) {
         char a[64], b[64];
-        _x_fmt(a, sizeof a, "%ld:%d:%s:%x", id, i, "t", (unsigned)i);
+        umi_fmt(a, sizeof a, "%ld:%d:%s:%x", id, i, "t", (unsigned)i);
         snprintf(b, sizeof b, "%ld:%d:%s:%x", id, i, "t", (unsigned)i);
         if (strcmp(a, b) != 0) return (void *)1;
     }
@@ -237,20 +237,20 @@ Test(options_fmt, reentrant_across_threads) {
 
 static int uo_parse(um_option_id id, const char *text, long long *v) {
     char err[256];
-    return _x_option_parse(id, text, v, err, sizeof err);
+    return umi_option_parse(id, text, v, err, sizeof err);
 }
 
 static void uo_ok(um_option_id id, const char *text, long long want) {
     long long v = -999;
     int rc = uo_parse(id, text, &v);
-    cr_expect_eq(rc, 0, "%s=\"%s\" was rejected", _x_option_table[id].name, text);
-    if (rc == 0) cr_expect_eq(v, want, "%s=\"%s\" gave %lld, not %lld", _x_option_table[id].name, text, v, want);
+    cr_expect_eq(rc, 0, "%s=\"%s\" was rejected", umi_option_table[id].name, text);
+    if (rc == 0) cr_expect_eq(v, want, "%s=\"%s\" gave %lld, not %lld", umi_option_table[id].name, text, v, want);
 }
 
 static void uo_bad(um_option_id id, const char *text) {
     long long v = -999;
     cr_expect_eq(uo_parse(id, text, &v), -1, "%s=\"%s\" was accepted (%lld)",
-                 _x_option_table[id].name, text, v);
+                 umi_option_table[id].name, text, v);
     cr_expect_eq(v, -999, "a rejected value changed the output");
 }
 
@@ -259,12 +259,12 @@ static const um_option_desc uo_int = {"UMALLOC_TEST_INT", UM_OT_INT, 0, -100, 10
 static const um_option_desc uo_wide_size = {"UMALLOC_TEST_SIZE", UM_OT_SIZE, 0, 0, LLONG_MAX, NULL, "size"};
 
 static int uo_parse_d(const um_option_desc *d, const char *text, long long *v) {
-    return _x_option_parse_desc(d, text, strlen(text), v, NULL, 0);
+    return umi_option_parse_desc(d, text, strlen(text), v, NULL, 0);
 }
 
 Test(options_parse, table_is_consistent) {
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const um_option_desc *d = &_x_option_table[i];
+        const um_option_desc *d = &umi_option_table[i];
         cr_assert_not_null(d->name, "row %d", i);
         cr_expect_eq(strncmp(d->name, "UMALLOC_", 8), 0, "%s", d->name);
         cr_expect_lt(strlen(d->name), 64);
@@ -272,9 +272,9 @@ Test(options_parse, table_is_consistent) {
         cr_expect_null(strchr(d->help, '|'), "%s: '|' in help breaks docs/tuning.md", d->name);
         cr_expect_null(strchr(d->help, '\n'), "%s: help is one line", d->name);
         char acc[512];
-        _x_option_accepted(d, acc, sizeof acc);
+        umi_option_accepted(d, acc, sizeof acc);
         cr_expect_null(strchr(acc, '|'), "%s: '|' in accepted values", d->name);
-        for (int j = 0; j < i; j++) cr_expect_str_neq(d->name, _x_option_table[j].name);
+        for (int j = 0; j < i; j++) cr_expect_str_neq(d->name, umi_option_table[j].name);
         if (d->type == UM_OT_ENUM) cr_expect_not_null(d->extra, "%s: enum without names", d->name);
         if (d->type == UM_OT_STRING) cr_expect_not_null(d->extra, "%s: no default string", d->name);
         if (d->type == UM_OT_INT || d->type == UM_OT_SIZE || d->type == UM_OT_DURATION) {
@@ -283,30 +283,30 @@ Test(options_parse, table_is_consistent) {
         }
         /* The default, printed, parses back to itself. */
         char text[UM_OPTION_TEXT_MAX];
-        _x_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, text, sizeof text);
+        umi_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, text, sizeof text);
         long long v = -1;
         char str[UM_OPTION_TEXT_MAX];
-        cr_expect_eq(_x_option_parse_desc(d, text, strlen(text), &v, str, sizeof str), 0,
+        cr_expect_eq(umi_option_parse_desc(d, text, strlen(text), &v, str, sizeof str), 0,
                      "%s: default \"%s\" does not parse", d->name, text);
         if (d->type == UM_OT_STRING) cr_expect_str_eq(str, d->extra);
         else cr_expect_eq(v, d->def, "%s: default \"%s\" parses to %lld", d->name, text, v);
         /* Before any init, the values are the defaults. */
-        cr_expect(_x_option_find(d->name, strlen(d->name)) == d);
+        cr_expect(umi_option_find(d->name, strlen(d->name)) == d);
     }
 }
 
 Test(options_parse, defaults_of_this_issue) {
-    cr_expect_eq(_x_option_table[UM_OPT_VERBOSE].def, 0);
-    cr_expect_eq(_x_option_table[UM_OPT_HELP].def, 0);
-    cr_expect_eq(_x_option_table[UM_OPT_PURGE_DELAY_MS].def, 25);
-    cr_expect_eq(_x_option_table[UM_OPT_PURGE_DELAY_MS].max, 3600000);
-    cr_expect_eq(_x_option_table[UM_OPT_LARGE_THRESHOLD].def, 512 * 1024);
-    cr_expect_eq(_x_option_table[UM_OPT_LARGE_THRESHOLD].min, 4 * 1024);
-    cr_expect_eq(_x_option_table[UM_OPT_LARGE_THRESHOLD].max, 512 * 1024);
-    cr_expect_eq(_x_option_table[UM_OPT_STATS_SIGNAL].def, SIGUSR1);
-    cr_expect_eq(_x_option_table[UM_OPT_STATS_AT_EXIT].def, 0);
-    cr_expect_str_eq(_x_option_table[UM_OPT_STATS_FILE].extra, "");
-    cr_expect_eq(_x_option_table[UM_OPT_STATS_FORMAT].def, UM_STATS_FORMAT_TEXT);
+    cr_expect_eq(umi_option_table[UM_OPT_VERBOSE].def, 0);
+    cr_expect_eq(umi_option_table[UM_OPT_HELP].def, 0);
+    cr_expect_eq(umi_option_table[UM_OPT_PURGE_DELAY_MS].def, 25);
+    cr_expect_eq(umi_option_table[UM_OPT_PURGE_DELAY_MS].max, 3600000);
+    cr_expect_eq(umi_option_table[UM_OPT_LARGE_THRESHOLD].def, 512 * 1024);
+    cr_expect_eq(umi_option_table[UM_OPT_LARGE_THRESHOLD].min, 4 * 1024);
+    cr_expect_eq(umi_option_table[UM_OPT_LARGE_THRESHOLD].max, 512 * 1024);
+    cr_expect_eq(umi_option_table[UM_OPT_STATS_SIGNAL].def, SIGUSR1);
+    cr_expect_eq(umi_option_table[UM_OPT_STATS_AT_EXIT].def, 0);
+    cr_expect_str_eq(umi_option_table[UM_OPT_STATS_FILE].extra, "");
+    cr_expect_eq(umi_option_table[UM_OPT_STATS_FORMAT].def, UM_STATS_FORMAT_TEXT);
 }
 
 Test(options_parse, booleans) {
@@ -379,17 +379,17 @@ Test(options_parse, durations) {
 Test(options_parse, accepted_text_is_the_documented_one) {
     char err[256];
     long long v;
-    cr_expect_eq(_x_option_parse(UM_OPT_PURGE_DELAY_MS, "abc", &v, err, sizeof err), -1);
+    cr_expect_eq(umi_option_parse(UM_OPT_PURGE_DELAY_MS, "abc", &v, err, sizeof err), -1);
     cr_expect_str_eq(err, "a duration in ms (0..3600000, suffix ms or s)");
-    _x_option_parse(UM_OPT_STATS_FORMAT, "xml", &v, err, sizeof err);
+    umi_option_parse(UM_OPT_STATS_FORMAT, "xml", &v, err, sizeof err);
     cr_expect_str_eq(err, "one of text, json");
-    _x_option_parse(UM_OPT_VERBOSE, "2", &v, err, sizeof err);
+    umi_option_parse(UM_OPT_VERBOSE, "2", &v, err, sizeof err);
     cr_expect_str_eq(err, "a boolean (1/0, true/false, yes/no, on/off)");
-    _x_option_parse(UM_OPT_LARGE_THRESHOLD, "1", &v, err, sizeof err);
+    umi_option_parse(UM_OPT_LARGE_THRESHOLD, "1", &v, err, sizeof err);
     cr_expect_str_eq(err, "a size (4KiB..512KiB; bytes, or suffix K, M, G, KiB, MiB, GiB)");
-    _x_option_accepted(&uo_int, err, sizeof err);
+    umi_option_accepted(&uo_int, err, sizeof err);
     cr_expect_str_eq(err, "an integer (-100..1000)");
-    cr_expect_eq(_x_option_parse((um_option_id)UM_OPT__COUNT, "1", &v, err, sizeof err), -1);
+    cr_expect_eq(umi_option_parse((um_option_id)UM_OPT__COUNT, "1", &v, err, sizeof err), -1);
 }
 
 Test(options_parse, enums) {
@@ -400,7 +400,7 @@ Test(options_parse, enums) {
     const char *bad[] = {"", "xml", "jso", "jsonl", "0", "1", "text,json", "te xt", ","};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) uo_bad(UM_OPT_STATS_FORMAT, bad[i]);
     char buf[32];
-    _x_option_format(&_x_option_table[UM_OPT_STATS_FORMAT], 1, NULL, buf, sizeof buf);
+    umi_option_format(&umi_option_table[UM_OPT_STATS_FORMAT], 1, NULL, buf, sizeof buf);
     cr_expect_str_eq(buf, "json");
 }
 
@@ -426,7 +426,7 @@ Test(options_parse, signals) {
                          "RTMIN+99", "RTMIN-1", "RTMAX+1", "RTMIN+", "1000000000000000000000"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) uo_bad(S, bad[i]);
 
-    const um_option_desc *d = &_x_option_table[S];
+    const um_option_desc *d = &umi_option_table[S];
     const struct {
         long long v;
         const char *t;
@@ -434,7 +434,7 @@ Test(options_parse, signals) {
                  {SIGRTMIN + 1, "RTMIN+1"}, {SIGRTMAX - 1, "RTMAX-1"}, {SIGRTMAX, "RTMAX"}};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char buf[32];
-        _x_option_format(d, names[i].v, NULL, buf, sizeof buf);
+        umi_option_format(d, names[i].v, NULL, buf, sizeof buf);
         cr_expect_str_eq(buf, names[i].t);
     }
     /* Every number that is accepted prints as something that parses back to it. */
@@ -444,7 +444,7 @@ Test(options_parse, signals) {
         snprintf(num, sizeof num, "%lld", sig);
         if (uo_parse(S, num, &v) != 0) continue;
         cr_expect_eq(v, sig);
-        _x_option_format(d, sig, NULL, buf, sizeof buf);
+        umi_option_format(d, sig, NULL, buf, sizeof buf);
         cr_expect_eq(uo_parse(S, buf, &w), 0, "%lld printed as %s, which is rejected", sig, buf);
         cr_expect_eq(w, sig, "%lld printed as %s, which parses to %lld", sig, buf, w);
     }
@@ -469,7 +469,7 @@ Test(options_parse, node_lists) {
         cr_expect_eq(uo_parse_d(&uo_nodes, ok[i].t, &v), 0, "\"%s\" rejected", ok[i].t);
         cr_expect_eq((unsigned long long)v, ok[i].mask, "\"%s\" gave %llx", ok[i].t, (unsigned long long)v);
         char buf[256];
-        _x_option_format(&uo_nodes, (long long)ok[i].mask, NULL, buf, sizeof buf);
+        umi_option_format(&uo_nodes, (long long)ok[i].mask, NULL, buf, sizeof buf);
         cr_expect_str_eq(buf, ok[i].canon);
     }
     const char *bad[] = {"", ",", "1,", ",1", "1,,2", "3-1", "64", "0-64", "100", "a", "1-",
@@ -477,7 +477,7 @@ Test(options_parse, node_lists) {
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_expect_eq(uo_parse_d(&uo_nodes, bad[i], &v), -1, "\"%s\" accepted", bad[i]);
     char acc[128];
-    _x_option_accepted(&uo_nodes, acc, sizeof acc);
+    umi_option_accepted(&uo_nodes, acc, sizeof acc);
     cr_expect_str_eq(acc, "a list of NUMA nodes 0..63 (like 0-3,6)");
 }
 
@@ -504,33 +504,33 @@ Test(options_parse, integers) {
 }
 
 Test(options_parse, strings) {
-    const um_option_desc *d = &_x_option_table[UM_OPT_STATS_FILE];
+    const um_option_desc *d = &umi_option_table[UM_OPT_STATS_FILE];
     char str[UM_OPTION_TEXT_MAX];
     long long v;
     const char *ok[] = {"", "/tmp/x.%p", "stats.txt", "a b/c d", "100%%", "/tmp/ünï",
                         " leading and trailing spaces are kept "};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
-        cr_expect_eq(_x_option_parse_desc(d, ok[i], strlen(ok[i]), &v, str, sizeof str), 0, "\"%s\"", ok[i]);
+        cr_expect_eq(umi_option_parse_desc(d, ok[i], strlen(ok[i]), &v, str, sizeof str), 0, "\"%s\"", ok[i]);
         cr_expect_str_eq(str, ok[i]);
         cr_expect_eq(v, (long long)strlen(ok[i]));
     }
     static char longest[UM_OPTION_TEXT_MAX], toolong[UM_OPTION_TEXT_MAX + 1];
     memset(longest, 'a', UM_OPTION_TEXT_MAX - 1);
     memset(toolong, 'a', UM_OPTION_TEXT_MAX);
-    cr_expect_eq(_x_option_parse_desc(d, longest, strlen(longest), &v, str, sizeof str), 0);
+    cr_expect_eq(umi_option_parse_desc(d, longest, strlen(longest), &v, str, sizeof str), 0);
     cr_expect_eq(strlen(str), UM_OPTION_TEXT_MAX - 1);
     const char *bad[] = {toolong, "a\nb", "tab\there", "\x7f", "/tmp/x.%d", "100%", "%",
                          "/tmp/dir/", "/"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        cr_expect_eq(_x_option_parse_desc(d, bad[i], strlen(bad[i]), &v, str, sizeof str), -1,
+        cr_expect_eq(umi_option_parse_desc(d, bad[i], strlen(bad[i]), &v, str, sizeof str), -1,
                      "\"%.40s\" accepted", bad[i]);
     /* Text that is not NUL-terminated: only len bytes count. */
-    cr_expect_eq(_x_option_parse_desc(d, "abc/", 3, &v, str, sizeof str), 0);
+    cr_expect_eq(umi_option_parse_desc(d, "abc/", 3, &v, str, sizeof str), 0);
     cr_expect_str_eq(str, "abc");
 }
 
 Test(options_parse, formats_parse_back) {
-    const um_option_desc *d = &_x_option_table[UM_OPT_LARGE_THRESHOLD];
+    const um_option_desc *d = &umi_option_table[UM_OPT_LARGE_THRESHOLD];
     const struct {
         long long v;
         const char *t;
@@ -538,25 +538,25 @@ Test(options_parse, formats_parse_back) {
                  {3LL << 30, "3GiB"}, {1536, "1536"}, {0, "0"}, {5120, "5KiB"}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         char buf[32];
-        _x_option_format(d, sizes[i].v, NULL, buf, sizeof buf);
+        umi_option_format(d, sizes[i].v, NULL, buf, sizeof buf);
         cr_expect_str_eq(buf, sizes[i].t);
         long long v;
         cr_expect_eq(uo_parse_d(&uo_wide_size, buf, &v), 0);
         cr_expect_eq(v, sizes[i].v);
     }
     char buf[8];
-    cr_expect_eq(_x_option_format(d, 4096, NULL, buf, 3), 2); /* cut, NUL-terminated */
+    cr_expect_eq(umi_option_format(d, 4096, NULL, buf, 3), 2); /* cut, NUL-terminated */
     cr_expect_str_eq(buf, "4K");
 }
 
 Test(options_parse, find_and_suggest) {
-    const um_option_desc *T = _x_option_table;
-    cr_expect(_x_option_find("UMALLOC_VERBOSE", 15) == &T[UM_OPT_VERBOSE]);
-    cr_expect(_x_option_find("verbose", 7) == &T[UM_OPT_VERBOSE]);
-    cr_expect(_x_option_find("umalloc_purge_delay_ms", 22) == &T[UM_OPT_PURGE_DELAY_MS]);
-    cr_expect_null(_x_option_find("VERBOS", 6));
-    cr_expect_null(_x_option_find("UMALLOC_", 8));
-    cr_expect_null(_x_option_find(NULL, 0));
+    const um_option_desc *T = umi_option_table;
+    cr_expect(umi_option_find("UMALLOC_VERBOSE", 15) == &T[UM_OPT_VERBOSE]);
+    cr_expect(umi_option_find("verbose", 7) == &T[UM_OPT_VERBOSE]);
+    cr_expect(umi_option_find("umalloc_purge_delay_ms", 22) == &T[UM_OPT_PURGE_DELAY_MS]);
+    cr_expect_null(umi_option_find("VERBOS", 6));
+    cr_expect_null(umi_option_find("UMALLOC_", 8));
+    cr_expect_null(umi_option_find(NULL, 0));
     const struct {
         const char *typo;
         um_option_id want;
@@ -572,17 +572,17 @@ Test(options_parse, find_and_suggest) {
              {"UMALLOC_STATS_AT_EXITT", UM_OPT_STATS_AT_EXIT},
              {"UMALLOC_PURGE_DELAY_MS_", UM_OPT_PURGE_DELAY_MS}};
     for (size_t i = 0; i < sizeof s / sizeof *s; i++) {
-        const um_option_desc *g = _x_option_suggest(s[i].typo, strlen(s[i].typo));
+        const um_option_desc *g = umi_option_suggest(s[i].typo, strlen(s[i].typo));
         cr_expect(g == &T[s[i].want], "%s: suggested %s", s[i].typo, g ? g->name : "nothing");
     }
     const char *none[] = {"UMALLOC_XYZZY", "UMALLOC_", "UMALLOC_A", "UMALLOC_COMPLETELY_DIFFERENT_THING"};
     for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
-        const um_option_desc *g = _x_option_suggest(none[i], strlen(none[i]));
+        const um_option_desc *g = umi_option_suggest(none[i], strlen(none[i]));
         cr_expect_null(g, "%s: suggested %s", none[i], g ? g->name : "");
     }
     static char huge[300];
     memset(huge, 'V', sizeof huge - 1);
-    cr_expect_null(_x_option_suggest(huge, strlen(huge)));
+    cr_expect_null(umi_option_suggest(huge, strlen(huge)));
 }
 
 /* ---- options_load --------------------------------------------------------------------------- */
@@ -593,24 +593,24 @@ Test(options_load, good_values_are_taken_silently) {
                    "UMALLOC_STATS_FILE=/tmp/s.%p", "UMALLOC_STATS_FORMAT=json", "OTHER=1", NULL};
     const char *out = uo_load(env, 0);
     cr_expect_str_empty(out);
-    cr_expect_eq(_x_option(UM_OPT_PURGE_DELAY_MS), 2000);
-    cr_expect_eq(_x_option(UM_OPT_LARGE_THRESHOLD), 65536);
-    cr_expect_eq(_x_option(UM_OPT_STATS_SIGNAL), SIGUSR2);
-    cr_expect_eq(_x_option(UM_OPT_STATS_AT_EXIT), 1);
-    cr_expect_str_eq(_x_option_str(UM_OPT_STATS_FILE), "/tmp/s.%p");
-    cr_expect_eq(_x_option(UM_OPT_STATS_FORMAT), UM_STATS_FORMAT_JSON);
-    cr_expect_eq(_x_option(UM_OPT_VERBOSE), 0);
-    cr_expect_eq(_x_option_source(UM_OPT_PURGE_DELAY_MS), UM_SRC_ENV);
-    cr_expect_eq(_x_option_source(UM_OPT_VERBOSE), UM_SRC_DEFAULT);
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 2000);
+    cr_expect_eq(umi_option(UM_OPT_LARGE_THRESHOLD), 65536);
+    cr_expect_eq(umi_option(UM_OPT_STATS_SIGNAL), SIGUSR2);
+    cr_expect_eq(umi_option(UM_OPT_STATS_AT_EXIT), 1);
+    cr_expect_str_eq(umi_option_str(UM_OPT_STATS_FILE), "/tmp/s.%p");
+    cr_expect_eq(umi_option(UM_OPT_STATS_FORMAT), UM_STATS_FORMAT_JSON);
+    cr_expect_eq(umi_option(UM_OPT_VERBOSE), 0);
+    cr_expect_eq(umi_option_source(UM_OPT_PURGE_DELAY_MS), UM_SRC_ENV);
+    cr_expect_eq(umi_option_source(UM_OPT_VERBOSE), UM_SRC_DEFAULT);
 
     /* Loading again resets what is not set any more. */
     char *empty[] = {NULL};
     cr_expect_str_empty(uo_load(empty, 0));
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        cr_expect_eq(_x_option((um_option_id)i), _x_option_table[i].def);
-        cr_expect_eq(_x_option_source((um_option_id)i), UM_SRC_DEFAULT);
+        cr_expect_eq(umi_option((um_option_id)i), umi_option_table[i].def);
+        cr_expect_eq(umi_option_source((um_option_id)i), UM_SRC_DEFAULT);
     }
-    cr_expect_str_eq(_x_option_str(UM_OPT_STATS_FILE), "");
+    cr_expect_str_eq(umi_option_str(UM_OPT_STATS_FILE), "");
 }
 
 Test(options_load, a_bad_value_gets_one_line_and_the_default) {
@@ -618,8 +618,8 @@ Test(options_load, a_bad_value_gets_one_line_and_the_default) {
     const char *out = uo_load(env, 0);
     cr_expect_str_eq(out, "umalloc: UMALLOC_PURGE_DELAY_MS=abc is not valid: expected a duration "
                           "in ms (0..3600000, suffix ms or s); using the default 25\n");
-    cr_expect_eq(_x_option(UM_OPT_PURGE_DELAY_MS), 25);
-    cr_expect_eq(_x_option_source(UM_OPT_PURGE_DELAY_MS), UM_SRC_REJECTED);
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 25);
+    cr_expect_eq(umi_option_source(UM_OPT_PURGE_DELAY_MS), UM_SRC_REJECTED);
 
     const struct {
         char *var;
@@ -663,7 +663,7 @@ Test(options_load, long_values_are_cut_in_the_message) {
     strcpy(want + 200, "... is not valid");
     cr_expect(strstr(out, want) != NULL, "%.300s", out);
     cr_expect_lt(strlen(out), 600);
-    cr_expect_str_eq(_x_option_str(UM_OPT_STATS_FILE), "");
+    cr_expect_str_eq(umi_option_str(UM_OPT_STATS_FILE), "");
 }
 
 Test(options_load, unknown_names_get_one_line) {
@@ -677,17 +677,17 @@ Test(options_load, unknown_names_get_one_line) {
     /* Not NAME=VALUE, or not ours: nothing. */
     char *env3[] = {"UMALLOC_NOEQUALS", "umalloc_verbose=1", "XUMALLOC_VERBOSE=1", "UMALLO=1", NULL};
     cr_expect_str_empty(uo_load(env3, 0));
-    cr_expect_eq(_x_option(UM_OPT_VERBOSE), 0);
+    cr_expect_eq(umi_option(UM_OPT_VERBOSE), 0);
 }
 
 Test(options_load, first_definition_wins) {
     char *env[] = {"UMALLOC_PURGE_DELAY_MS=5", "UMALLOC_PURGE_DELAY_MS=abc",
                    "UMALLOC_PURGE_DELAY_MS=7", NULL};
     cr_expect_str_empty(uo_load(env, 0));
-    cr_expect_eq(_x_option(UM_OPT_PURGE_DELAY_MS), 5);
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 5);
     char *env2[] = {"UMALLOC_PURGE_DELAY_MS=abc", "UMALLOC_PURGE_DELAY_MS=7", NULL};
     cr_expect_eq(uo_lines(uo_load(env2, 0)), 1);
-    cr_expect_eq(_x_option(UM_OPT_PURGE_DELAY_MS), 25);
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 25);
 }
 
 Test(options_load, secure_processes_ignore_everything_silently) {
@@ -695,12 +695,12 @@ Test(options_load, secure_processes_ignore_everything_silently) {
                    "UMALLOC_LARGE_THRESHOLD=64K", "UMALLOC_TYPO=1", NULL};
     cr_expect_str_empty(uo_load(env, 1));
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        cr_expect_eq(_x_option((um_option_id)i), _x_option_table[i].def, "%s",
-                     _x_option_table[i].name);
-        cr_expect_eq(_x_option_source((um_option_id)i), UM_SRC_DEFAULT);
+        cr_expect_eq(umi_option((um_option_id)i), umi_option_table[i].def, "%s",
+                     umi_option_table[i].name);
+        cr_expect_eq(umi_option_source((um_option_id)i), UM_SRC_DEFAULT);
     }
     /* These tests run as a normal process. */
-    cr_expect_eq(_x_options_secure(), 0);
+    cr_expect_eq(umi_options_secure(), 0);
 }
 
 Test(options_load, help_lists_every_option) {
@@ -709,9 +709,9 @@ Test(options_load, help_lists_every_option) {
     cr_expect(strstr(out, "umalloc " UMALLOC_VERSION) != NULL);
     cr_expect_eq(uo_lines(out), 1 + 3 * UM_OPT__COUNT, "%s", out);
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const um_option_desc *d = &_x_option_table[i];
+        const um_option_desc *d = &umi_option_table[i];
         char want[256], def[128], acc[512];
-        _x_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, def, sizeof def);
+        umi_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, def, sizeof def);
         if (!def[0]) strcpy(def, "\"\"");
         const char *type = d->type == UM_OT_BOOL       ? "bool"
                            : d->type == UM_OT_SIZE     ? "size"
@@ -725,7 +725,7 @@ Test(options_load, help_lists_every_option) {
         cr_expect(strstr(out, want) != NULL, "no \"%s\" in HELP", want);
         snprintf(want, sizeof want, "umalloc:       %s\n", d->help);
         cr_expect(strstr(out, want) != NULL, "no \"%s\" in HELP", want);
-        _x_option_accepted(d, acc, sizeof acc);
+        umi_option_accepted(d, acc, sizeof acc);
         snprintf(want, sizeof want, "umalloc:       accepted: %.200s\n", acc);
         cr_expect(strstr(out, want) != NULL, "no \"%s\" in HELP", want);
     }
@@ -773,9 +773,9 @@ Test(options_load, environ_null_reads_proc_self_environ) {
         int fd = open("/dev/null", O_WRONLY);
         dup2(fd, 2);
         environ = NULL;
-        _x_options_init();
+        umi_options_init();
         long long got[UM_OPT__COUNT];
-        for (int i = 0; i < UM_OPT__COUNT; i++) got[i] = _x_option((um_option_id)i);
+        for (int i = 0; i < UM_OPT__COUNT; i++) got[i] = umi_option((um_option_id)i);
         _exit(write(fds[1], got, sizeof got) == (ssize_t)sizeof got ? 0 : 1);
     }
     close(fds[1]);
@@ -788,10 +788,10 @@ Test(options_load, environ_null_reads_proc_self_environ) {
     cr_assert_eq(n, (ssize_t)sizeof got);
     /* What reading environ gives (this process changed no UMALLOC_ variable). */
     uo_capture_begin();
-    _x_options_load(environ, 0);
+    umi_options_load(environ, 0);
     uo_capture_end();
     for (int i = 0; i < UM_OPT__COUNT; i++)
-        cr_expect_eq(got[i], _x_option((um_option_id)i), "%s", _x_option_table[i].name);
+        cr_expect_eq(got[i], umi_option((um_option_id)i), "%s", umi_option_table[i].name);
 }
 
 /* ---- options_api ---------------------------------------------------------------------------- */
@@ -856,7 +856,7 @@ static void *uo_get_thread(void *arg) {
         char b[64];
         if (um_option_get_string("UMALLOC_STATS_FORMAT", b, sizeof b) != 0) return (void *)1;
     }
-    return sum == 1000LL * _x_option(UM_OPT_LARGE_THRESHOLD) ? NULL : (void *)2;
+    return sum == 1000LL * umi_option(UM_OPT_LARGE_THRESHOLD) ? NULL : (void *)2;
 }
 
 Test(options_api, concurrent_first_use) {
@@ -868,8 +868,8 @@ Test(options_api, concurrent_first_use) {
         cr_expect_null(r);
     }
     /* Init is idempotent. */
-    long long before = _x_option(UM_OPT_PURGE_DELAY_MS);
-    _x_options_init();
-    _x_options_init();
-    cr_expect_eq(_x_option(UM_OPT_PURGE_DELAY_MS), before);
+    long long before = umi_option(UM_OPT_PURGE_DELAY_MS);
+    umi_options_init();
+    umi_options_init();
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), before);
 }

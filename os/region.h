@@ -19,16 +19,16 @@
 /* Reserve the region, once, at process start-up; `seed` picks among the candidate places.
  * Returns its base, or 0 when there is none: under ASan or TSan (they own fixed ranges of the
  * address space), with a finite RLIMIT_AS (1 TiB of it would go), or when no candidate is free. */
-uintptr_t _x_region_reserve(uintptr_t seed);
-int _x_region_contains(const void *p);
+uintptr_t umi_region_reserve(uintptr_t seed);
+int umi_region_contains(const void *p);
 /* The address of a unit nobody uses (the lowest given back, else the next never used), or NULL
- * when the region is absent or full. No system call: the caller serialises _x_region_take and
- * _x_region_put (the core holds its segment cache lock). */
-void *_x_region_take(void);
-void _x_region_put(void *p);
+ * when the region is absent or full. No system call: the caller serialises umi_region_take and
+ * umi_region_put (the core holds its segment cache lock). */
+void *umi_region_take(void);
+void umi_region_put(void *p);
 /* Map a taken unit read-write (zeros). 0 on success; -1 on failure, errno preserved. */
-int _x_region_commit(void *p);
-/* Map a unit read-only again: zeros, no memory behind it. Then _x_region_put it. */
-void _x_region_decommit(void *p);
+int umi_region_commit(void *p);
+/* Map a unit read-only again: zeros, no memory behind it. Then umi_region_put it. */
+void umi_region_decommit(void *p);
 
 #endif

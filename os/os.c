@@ -1,7 +1,7 @@
 /* The OS layer: anonymous mappings, aligned by over-mapping and trimming, purge with
  * MADV_DONTNEED (not MADV_FREE: RSS must drop now, not under memory pressure, or users who
  * watch RSS see no difference), and a coarse clock for the purge delay. */
-#include "hugepages/os.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -10,11 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-um_os_stats_t _x_os_stats;
+um_os_stats_t umi_os_stats;
 
 static _Atomic size_t os_page_size; /* 0 until first asked; threads may race to set it (same value) */
 
-size_t _x_os_page_size(void) {
+size_t umi_os_page_size(void) {
     size_t ps = atomic_load_explicit(&os_page_size, memory_order_relaxed);
     if (ps == 0) {
         ps = (size_t)getauxval(AT_PAGESZ);
@@ -48,7 +48,7 @@ static void *map_plain(void *hint, size_t size, int extra) {
 static void *map_at_hint(size_t size, size_t align) {
     uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
     if (hint == 0) {
-        uintptr_t start = UM_HINT_BASE + ((((uintptr_t)&hint >> 12) ^ _x_os_now_ms()) & 0xff) * ((uintptr_t)1 << 30);
+        uintptr_t start = UM_HINT_BASE + ((((uintptr_t)&hint >> 12) ^ umi_os_now_ms()) & 0xff) * ((uintptr_t)1 << 30);
         atomic_compare_exchange_strong(&os_hint, &hint, start);
         hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
     }
@@ -68,8 +68,8 @@ static void *map_at_hint(size_t size, size_t align) {
     return NULL;
 }
 
-void *_x_os_map_aligned(size_t size, size_t align) {
-    size_t ps = _x_os_page_size();
+void *umi_os_map_aligned(size_t size, size_t align) {
+    size_t ps = umi_os_page_size();
     if (align < ps) align = ps;
     size = (size + ps - 1) & ~(ps - 1);
     void *p = UM_USE_HINT ? map_at_hint(size, align) : NULL;
@@ -86,15 +86,15 @@ void *_x_os_map_aligned(size_t size, size_t align) {
     return p;
 }
 
-void _x_os_unmap(void *p, size_t size) {
-    size_t ps = _x_os_page_size();
+void umi_os_unmap(void *p, size_t size) {
+    size_t ps = umi_os_page_size();
     size = (size + ps - 1) & ~(ps - 1);
     if (munmap(p, size) == 0) {
-        atomic_fetch_add_explicit(&_x_os_stats.unmaps, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     }
 }
 
-int _x_os_advise_huge(void *p, size_t size) {
+int umi_os_advise_huge(void *p, size_t size) {
     if (size < ((size_t)2 << 20)) return 0;
     int saved = errno;
     int ok = madvise(p, size, MADV_HUGEPAGE) == 0;
@@ -102,29 +102,29 @@ int _x_os_advise_huge(void *p, size_t size) {
     return ok;
 }
 
-void _x_os_purge(void *p, size_t size) {
+void umi_os_purge(void *p, size_t size) {
     if (size == 0) return;
     int saved = errno; /* purge runs inside free(), which must preserve errno */
     if (madvise(p, size, MADV_DONTNEED) == 0)
-        atomic_fetch_add_explicit(&_x_os_stats.purged_total, size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&umi_os_stats.purged_total, size, memory_order_relaxed);
     errno = saved;
 }
 
 /* Reserve an aligned destination, then let the kernel move the page tables there (growing or
  * shrinking on the way): no byte is copied, whatever the size. */
 static void *move_to_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
-    void *dst = _x_os_map_aligned(new_size, align);
+    void *dst = umi_os_map_aligned(new_size, align);
     if (dst == NULL) return NULL;
     void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     if (q == MAP_FAILED) {
-        _x_os_unmap(dst, new_size);
+        umi_os_unmap(dst, new_size);
         return NULL;
     }
     return q;
 }
 
-void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
-    size_t ps = _x_os_page_size();
+void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
+    size_t ps = umi_os_page_size();
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
     int saved = errno; /* realloc may still succeed by copying: a failed attempt leaves no trace */
@@ -134,22 +134,22 @@ void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
     return q;
 }
 
-int _x_os_move(void *from, size_t size, void *dst) {
+int umi_os_move(void *from, size_t size, void *dst) {
     int saved = errno;
     void *q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     errno = saved;
     return q == dst ? 0 : -1;
 }
 
-void *_x_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
-    if (((uintptr_t)p & (align - 1)) == 0) return _x_os_remap(p, old_size, new_size, align);
+void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
+    if (((uintptr_t)p & (align - 1)) == 0) return umi_os_remap(p, old_size, new_size, align);
     int saved = errno;
     void *q = move_to_aligned(p, old_size, new_size, align); /* in place it would stay unaligned */
     errno = saved;
     return q;
 }
 
-uint64_t _x_os_now_ms(void) {
+uint64_t umi_os_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, ~20 ns */
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;

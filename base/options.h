@@ -7,12 +7,12 @@
  * docs/tuning.md lists the same names, types and defaults as UMALLOC_HELP prints.
  *
  * For the core:
- *  - call _x_options_init() once at process initialisation, before anything else reads an
+ *  - call umi_options_init() once at process initialisation, before anything else reads an
  *    option. It never allocates, does not need libc to be initialised, is idempotent and
  *    thread-safe. It reads the environment, prints one warning line per bad value or unknown
  *    UMALLOC_* name, and prints the UMALLOC_HELP / UMALLOC_VERBOSE listings if asked.
- *  - read a value with _x_option(UM_OPT_X) (an array load: fine on slow paths, even hot ones)
- *    and a string with _x_option_str(UM_OPT_X). Before _x_options_init() they hold the defaults.
+ *  - read a value with umi_option(UM_OPT_X) (an array load: fine on slow paths, even hot ones)
+ *    and a string with umi_option_str(UM_OPT_X). Before umi_options_init() they hold the defaults.
  */
 #ifndef UM_OPTIONS_H
 #define UM_OPTIONS_H
@@ -20,7 +20,7 @@
 #include <signal.h>
 #include <stddef.h>
 
-#include "core/fmt.h"
+#include "base/fmt.h"
 
 #ifndef UM_OPTION_TEXT_MAX
 #define UM_OPTION_TEXT_MAX 4096 /* a string option's value is at most UM_OPTION_TEXT_MAX-1 bytes */
@@ -64,7 +64,7 @@ typedef enum um_option_type {
  * EXTRA    ENUM: the names, comma-separated, in index order ("text,json");
  *          STRING: the default string ("" for none); NULL otherwise
  * HELP     one line, shown by UMALLOC_HELP and docs/tuning.md (no '|' characters)
- * To add an option: add a row here, use _x_option(UM_OPT_<NAME>) where it has its effect, add
+ * To add an option: add a row here, use umi_option(UM_OPT_<NAME>) where it has its effect, add
  * its row to the table in docs/tuning.md (test/sys_options.c fails until the two agree) and
  * its tests to test/sys_options.c. Only add rows for options that have an effect. */
 #define UM_OPTIONS(X)                                                                            \
@@ -115,53 +115,53 @@ typedef enum um_option_source {
     UM_SRC_REJECTED = 2, /* set, but not valid (or ignored in a setuid program): the default */
 } um_option_source;
 
-extern const um_option_desc _x_option_table[UM_OPT__COUNT];
+extern const um_option_desc umi_option_table[UM_OPT__COUNT];
 /* Effective values, indexed by um_option_id; statically initialised to the defaults. */
-extern long long _x_option_values[UM_OPT__COUNT];
+extern long long umi_option_values[UM_OPT__COUNT];
 
-static inline long long _x_option(um_option_id id) {
-    return _x_option_values[id];
+static inline long long umi_option(um_option_id id) {
+    return umi_option_values[id];
 }
 
 /* A STRING option's value (never NULL; "" if empty). Valid for the life of the process. */
-const char *_x_option_str(um_option_id id);
-um_option_source _x_option_source(um_option_id id);
+const char *umi_option_str(um_option_id id);
+um_option_source umi_option_source(um_option_id id);
 
 /* Read the environment and set every option (see above). Idempotent and thread-safe: a second
  * caller waits until the first has finished. Preserves errno. */
-void _x_options_init(void);
-/* The listings UMALLOC_HELP=1 and UMALLOC_VERBOSE=1 print (_x_options_init prints them when
+void umi_options_init(void);
+/* The listings UMALLOC_HELP=1 and UMALLOC_VERBOSE=1 print (umi_options_init prints them when
  * asked; these print them unconditionally, to stderr, with write(2) only). */
-void _x_options_print_help(void);
-void _x_options_print_verbose(void);
+void umi_options_print_help(void);
+void umi_options_print_verbose(void);
 
 /* ---- for the tests ------------------------------------------------------------------------- */
 /* Reset every option to its default, then read envp (NULL-terminated "NAME=VALUE" strings) as
- * _x_options_init reads the environment: warnings and listings are printed the same way. If
+ * umi_options_init reads the environment: warnings and listings are printed the same way. If
  * secure is non-zero, the process is treated as setuid: UMALLOC_* is ignored silently. Not
  * thread-safe against concurrent readers; marks the options as initialised. */
-void _x_options_load(char *const *envp, int secure);
+void umi_options_load(char *const *envp, int secure);
 /* Nonzero if the process runs setuid/setgid (AT_SECURE), when options are ignored. */
-int _x_options_secure(void);
+int umi_options_secure(void);
 
 /* Parse text (len bytes, need not be NUL-terminated) as option d would. On success returns 0
  * and sets *out (and for STRING copies the text into str, of strcap bytes, NUL-terminated; str
  * may be NULL to only validate). On failure returns -1. */
-int _x_option_parse_desc(const um_option_desc *d, const char *text, size_t len, long long *out,
+int umi_option_parse_desc(const um_option_desc *d, const char *text, size_t len, long long *out,
                          char *str, size_t strcap);
 /* Same, by id, with a NUL-terminated text; on failure writes into err (errlen bytes) what is
  * accepted, as the warning shows it ("a duration in ms (0..3600000, suffix ms or s)"). */
-int _x_option_parse(um_option_id id, const char *text, long long *out, char *err, size_t errlen);
+int umi_option_parse(um_option_id id, const char *text, long long *out, char *err, size_t errlen);
 /* What option d accepts, as in the warnings and UMALLOC_HELP. Returns the length written. */
-size_t _x_option_accepted(const um_option_desc *d, char *buf, size_t cap);
+size_t umi_option_accepted(const um_option_desc *d, char *buf, size_t cap);
 /* value v of option d as text (str: the string, for STRING), as UMALLOC_VERBOSE shows it; the
  * parser accepts it back. Returns the length written (cut to cap-1). */
-size_t _x_option_format(const um_option_desc *d, long long v, const char *str, char *buf,
+size_t umi_option_format(const um_option_desc *d, long long v, const char *str, char *buf,
                         size_t cap);
 /* The closest known option to an unknown name (with or without the UMALLOC_ prefix, n bytes),
  * or NULL if none is close. */
-const um_option_desc *_x_option_suggest(const char *name, size_t n);
+const um_option_desc *umi_option_suggest(const char *name, size_t n);
 /* The option with that name (with or without the UMALLOC_ prefix, any case), or NULL. */
-const um_option_desc *_x_option_find(const char *name, size_t n);
+const um_option_desc *umi_option_find(const char *name, size_t n);
 
 #endif /* UM_OPTIONS_H */

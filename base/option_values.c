@@ -1,15 +1,15 @@
-/* umalloc: parsing and formatting of option values. See core/options.h; the table, lookup,
- * reading the environment and the listings are in core/options.c.
+/* umalloc: parsing and formatting of option values. See base/options.h; the table, lookup,
+ * reading the environment and the listings are in base/options.c.
  *
- * Constraints: as core/options.c, this code runs at the very start of the process, possibly
+ * Constraints: as base/options.c, this code runs at the very start of the process, possibly
  * before libc's own initialisation. So: no malloc, no stdio, no locale-dependent functions.
- * Text is formatted with core/fmt.c into the caller's buffers.
+ * Text is formatted with base/fmt.c into the caller's buffers.
  */
-#include "core/options.h"
+#include "base/options.h"
 
 #include <limits.h>
 
-#include "core/option_text.h"
+#include "base/option_text.h"
 
 /* ---- small string helpers (no libc: nothing here may depend on libc being initialised) ---- */
 
@@ -118,18 +118,18 @@ static int o_parse_signal(const char *s, size_t n, long long *out) {
 }
 
 static size_t o_format_signal(long long v, char *buf, size_t cap) {
-    if (v == 0) return _x_fmt(buf, cap, "none");
+    if (v == 0) return umi_fmt(buf, cap, "none");
     for (size_t i = 0; i < sizeof o_signals / sizeof o_signals[0]; i++) {
-        if (o_signals[i].sig == v) return _x_fmt(buf, cap, "%s", o_signals[i].name);
+        if (o_signals[i].sig == v) return umi_fmt(buf, cap, "%s", o_signals[i].name);
     }
     int lo = o_rtmin(), hi = o_rtmax();
     if (v >= lo && v <= hi) {
-        if (v == lo) return _x_fmt(buf, cap, "RTMIN");
-        if (v == hi) return _x_fmt(buf, cap, "RTMAX");
-        if (v - lo <= hi - v) return _x_fmt(buf, cap, "RTMIN+%lld", v - lo);
-        return _x_fmt(buf, cap, "RTMAX-%lld", hi - v);
+        if (v == lo) return umi_fmt(buf, cap, "RTMIN");
+        if (v == hi) return umi_fmt(buf, cap, "RTMAX");
+        if (v - lo <= hi - v) return umi_fmt(buf, cap, "RTMIN+%lld", v - lo);
+        return umi_fmt(buf, cap, "RTMAX-%lld", hi - v);
     }
-    return _x_fmt(buf, cap, "%lld", v);
+    return umi_fmt(buf, cap, "%lld", v);
 }
 
 /* ---- node lists ------------------------------------------------------------------------------ */
@@ -168,8 +168,8 @@ static size_t o_format_nodes(unsigned long long mask, char *buf, size_t cap) {
         while (j + 1 < 64 && (mask & (1ULL << (j + 1)))) j++;
         const char *sep = len > 0 ? "," : "";
         if (cap > len) {
-            if (j == i) len += _x_fmt(buf + len, cap - len, "%s%d", sep, i);
-            else len += _x_fmt(buf + len, cap - len, "%s%d-%d", sep, i, j);
+            if (j == i) len += umi_fmt(buf + len, cap - len, "%s%d", sep, i);
+            else len += umi_fmt(buf + len, cap - len, "%s%d-%d", sep, i, j);
         }
         i = j + 1;
     }
@@ -291,7 +291,7 @@ static int o_parse_string(const char *s, size_t n, long long *out, char *str, si
     return 0;
 }
 
-int _x_option_parse_desc(const um_option_desc *d, const char *text, size_t len, long long *out,
+int umi_option_parse_desc(const um_option_desc *d, const char *text, size_t len, long long *out,
                          char *str, size_t strcap) {
     long long v = 0;
     int rc;
@@ -311,82 +311,82 @@ int _x_option_parse_desc(const um_option_desc *d, const char *text, size_t len, 
     return rc;
 }
 
-int _x_option_parse(um_option_id id, const char *text, long long *out, char *err, size_t errlen) {
+int umi_option_parse(um_option_id id, const char *text, long long *out, char *err, size_t errlen) {
     if ((unsigned)id >= UM_OPT__COUNT || text == NULL) {
         if (err && errlen) err[0] = '\0';
         return -1;
     }
-    const um_option_desc *d = &_x_option_table[id];
-    int rc = _x_option_parse_desc(d, text, o_strlen(text), out, NULL, 0);
-    if (rc != 0 && err && errlen) _x_option_accepted(d, err, errlen);
+    const um_option_desc *d = &umi_option_table[id];
+    int rc = umi_option_parse_desc(d, text, o_strlen(text), out, NULL, 0);
+    if (rc != 0 && err && errlen) umi_option_accepted(d, err, errlen);
     return rc;
 }
 
 /* ---- formatting ---------------------------------------------------------------------------- */
 
 static size_t o_format_size(long long v, char *buf, size_t cap) {
-    if (v != 0 && v % UM_GiB == 0) return _x_fmt(buf, cap, "%lldGiB", v / UM_GiB);
-    if (v != 0 && v % UM_MiB == 0) return _x_fmt(buf, cap, "%lldMiB", v / UM_MiB);
-    if (v != 0 && v % UM_KiB == 0) return _x_fmt(buf, cap, "%lldKiB", v / UM_KiB);
-    return _x_fmt(buf, cap, "%lld", v);
+    if (v != 0 && v % UM_GiB == 0) return umi_fmt(buf, cap, "%lldGiB", v / UM_GiB);
+    if (v != 0 && v % UM_MiB == 0) return umi_fmt(buf, cap, "%lldMiB", v / UM_MiB);
+    if (v != 0 && v % UM_KiB == 0) return umi_fmt(buf, cap, "%lldKiB", v / UM_KiB);
+    return umi_fmt(buf, cap, "%lld", v);
 }
 
-size_t _x_option_format(const um_option_desc *d, long long v, const char *str, char *buf,
+size_t umi_option_format(const um_option_desc *d, long long v, const char *str, char *buf,
                         size_t cap) {
     if (cap == 0) return 0;
     switch (d->type) {
-    case UM_OT_BOOL: return _x_fmt(buf, cap, "%d", v != 0);
+    case UM_OT_BOOL: return umi_fmt(buf, cap, "%d", v != 0);
     case UM_OT_INT:
-    case UM_OT_DURATION: return _x_fmt(buf, cap, "%lld", v);
+    case UM_OT_DURATION: return umi_fmt(buf, cap, "%lld", v);
     case UM_OT_SIZE: return o_format_size(v, buf, cap);
     case UM_OT_ENUM: {
         const char *p = d->extra ? d->extra : "";
         for (long long i = 0; *p; i++) {
             const char *e = p;
             while (*e && *e != ',') e++;
-            if (i == v) return _x_fmt(buf, cap, "%.*s", (int)(e - p), p);
+            if (i == v) return umi_fmt(buf, cap, "%.*s", (int)(e - p), p);
             p = *e ? e + 1 : e;
         }
-        return _x_fmt(buf, cap, "%lld", v);
+        return umi_fmt(buf, cap, "%lld", v);
     }
     case UM_OT_SIGNAL: return o_format_signal(v, buf, cap);
     case UM_OT_NODES: return o_format_nodes((unsigned long long)v, buf, cap);
-    case UM_OT_STRING: return _x_fmt(buf, cap, "%s", str ? str : "");
+    case UM_OT_STRING: return umi_fmt(buf, cap, "%s", str ? str : "");
     }
     buf[0] = '\0';
     return 0;
 }
 
-size_t _x_option_accepted(const um_option_desc *d, char *buf, size_t cap) {
+size_t umi_option_accepted(const um_option_desc *d, char *buf, size_t cap) {
     char lo[32], hi[32];
     switch (d->type) {
-    case UM_OT_BOOL: return _x_fmt(buf, cap, "a boolean (1/0, true/false, yes/no, on/off)");
-    case UM_OT_INT: return _x_fmt(buf, cap, "an integer (%lld..%lld)", d->min, d->max);
+    case UM_OT_BOOL: return umi_fmt(buf, cap, "a boolean (1/0, true/false, yes/no, on/off)");
+    case UM_OT_INT: return umi_fmt(buf, cap, "an integer (%lld..%lld)", d->min, d->max);
     case UM_OT_SIZE:
         o_format_size(d->min, lo, sizeof lo);
         o_format_size(d->max, hi, sizeof hi);
-        return _x_fmt(buf, cap, "a size (%s..%s; bytes, or suffix K, M, G, KiB, MiB, GiB)", lo,
+        return umi_fmt(buf, cap, "a size (%s..%s; bytes, or suffix K, M, G, KiB, MiB, GiB)", lo,
                       hi);
     case UM_OT_DURATION:
-        return _x_fmt(buf, cap, "a duration in ms (%lld..%lld, suffix ms or s)", d->min, d->max);
+        return umi_fmt(buf, cap, "a duration in ms (%lld..%lld, suffix ms or s)", d->min, d->max);
     case UM_OT_ENUM: {
-        size_t n = _x_fmt(buf, cap, "one of ");
+        size_t n = umi_fmt(buf, cap, "one of ");
         const char *p = d->extra ? d->extra : "";
         while (*p && n + 1 < cap) {
             const char *e = p;
             while (*e && *e != ',') e++;
-            n += _x_fmt(buf + n, cap - n, "%.*s%s", (int)(e - p), p, *e ? ", " : "");
+            n += umi_fmt(buf + n, cap - n, "%.*s%s", (int)(e - p), p, *e ? ", " : "");
             p = *e ? e + 1 : e;
         }
         return n;
     }
     case UM_OT_SIGNAL:
-        return _x_fmt(buf, cap,
+        return umi_fmt(buf, cap,
                       "a signal name (USR1, SIGUSR2, RTMIN+1, ...), a number 1..64 but not 9, 19, "
                       "32 or 33, or none");
-    case UM_OT_NODES: return _x_fmt(buf, cap, "a list of NUMA nodes 0..63 (like 0-3,6)");
+    case UM_OT_NODES: return umi_fmt(buf, cap, "a list of NUMA nodes 0..63 (like 0-3,6)");
     case UM_OT_STRING:
-        return _x_fmt(buf, cap,
+        return umi_fmt(buf, cap,
                       "a file path (at most %d bytes, no control characters, %% only in %%p or "
                       "%%%%, not ending in /)",
                       UM_OPTION_TEXT_MAX - 1);

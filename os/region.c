@@ -1,13 +1,13 @@
-/* The small-page region (see hugepages/region.h): the reservation, and which of its 4 MiB units
+/* The small-page region (see os/region.h): the reservation, and which of its 4 MiB units
  * are in use. */
-#include "hugepages/region.h"
+#include "os/region.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
-#include "hugepages/os.h"
+#include "os/os.h"
 
 /* The sanitizers own fixed ranges of the low address space (ASan's shadow covers the first
  * 16 TiB); there the core maps small segments like the others and free() takes its slow path. */
@@ -28,13 +28,13 @@ static uint64_t given_back[WORDS];   /* bit set: a unit below bump that is free 
 static size_t given_back_count;
 static size_t given_back_hint;       /* no word below this has a bit set */
 
-/* Candidates: k << 40 for k = 2..7. That is below hugepages/os.c's hint area (8 TiB and up), far
+/* Candidates: k << 40 for k = 2..7. That is below os/os.c's hint area (8 TiB and up), far
  * from the kernel's top-down mappings near 128 TiB and from executables near 85 TiB, and leaves
  * the first 2 TiB to brk and to programs that map at fixed low addresses. */
 #define FIRST_K 2
 #define CANDIDATES 6
 
-uintptr_t _x_region_reserve(uintptr_t seed) {
+uintptr_t umi_region_reserve(uintptr_t seed) {
     if (!UM_USE_REGION || region_base != 0) return region_base;
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) return 0;
@@ -55,11 +55,11 @@ uintptr_t _x_region_reserve(uintptr_t seed) {
     return region_base;
 }
 
-int _x_region_contains(const void *p) {
+int umi_region_contains(const void *p) {
     return region_base != 0 && ((uintptr_t)p >> UM_REGION_BITS) == (region_base >> UM_REGION_BITS);
 }
 
-void *_x_region_take(void) {
+void *umi_region_take(void) {
     if (region_base == 0) return NULL;
     if (given_back_count > 0) {
         for (size_t w = given_back_hint; w < WORDS; w++) {
@@ -75,26 +75,26 @@ void *_x_region_take(void) {
     return (void *)(region_base + (bump++ << UM_REGION_UNIT_SHIFT));
 }
 
-void _x_region_put(void *p) {
+void umi_region_put(void *p) {
     size_t i = ((uintptr_t)p - region_base) >> UM_REGION_UNIT_SHIFT;
     given_back[i / 64] |= (uint64_t)1 << (i % 64);
     given_back_count++;
     if (i / 64 < given_back_hint) given_back_hint = i / 64;
 }
 
-int _x_region_commit(void *p) {
+int umi_region_commit(void *p) {
     int saved = errno;
     void *q = mmap(p, UNIT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     errno = saved;
     return q == p ? 0 : -1;
 }
 
-void _x_region_decommit(void *p) {
+void umi_region_decommit(void *p) {
     int saved = errno;
     void *q = mmap(p, UNIT_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     if (q == p) madvise(p, UNIT_SIZE, MADV_DONTDUMP); /* as the rest of the reservation */
     /* Out of mappings (vm.max_map_count)? Then it stays writable, but reads zero all the same. */
     else madvise(p, UNIT_SIZE, MADV_DONTNEED);
-    atomic_fetch_add_explicit(&_x_os_stats.unmaps, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     errno = saved;
 }

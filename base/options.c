@@ -1,14 +1,14 @@
-/* umalloc: run-time options (environment variables UMALLOC_*). See core/options.h.
+/* umalloc: run-time options (environment variables UMALLOC_*). See base/options.h.
  *
  * Constraints: this code runs at the very start of the process, possibly inside the first call
  * to malloc, possibly before libc's own initialisation (environ may still be NULL then). So:
  * no malloc, no stdio, no locale-dependent functions; only the system-call wrappers open, read,
  * close, write, getpid, getuid/geteuid/getgid/getegid and getauxval, which need nothing
- * initialised. Text is formatted with core/fmt.c into buffers on the stack.
+ * initialised. Text is formatted with base/fmt.c into buffers on the stack.
  *
- * The parsing and formatting of option values is in core/option_values.c.
+ * The parsing and formatting of option values is in base/option_values.c.
  */
-#include "core/options.h"
+#include "base/options.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "umalloc.h"
-#include "core/option_text.h"
+#include "base/option_text.h"
 
 #define UM_EXPORT __attribute__((visibility("default")))
 
@@ -25,11 +25,11 @@
 
 #define UM_OPT_DESC_ROW(NAME, TYPE, DEF, MIN, MAX, EXTRA, HELP) \
     [UM_OPT_##NAME] = {"UMALLOC_" #NAME, UM_OT_##TYPE, (DEF), (MIN), (MAX), (EXTRA), (HELP)},
-const um_option_desc _x_option_table[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DESC_ROW)};
+const um_option_desc umi_option_table[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DESC_ROW)};
 #undef UM_OPT_DESC_ROW
 
 #define UM_OPT_DEFAULT_ROW(NAME, TYPE, DEF, MIN, MAX, EXTRA, HELP) [UM_OPT_##NAME] = (DEF),
-long long _x_option_values[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DEFAULT_ROW)};
+long long umi_option_values[UM_OPT__COUNT] = {UM_OPTIONS(UM_OPT_DEFAULT_ROW)};
 #undef UM_OPT_DEFAULT_ROW
 
 static const char o_type_names[][10] = {
@@ -58,11 +58,11 @@ static void o_strip_prefix(const char **name, size_t *n) {
     }
 }
 
-const um_option_desc *_x_option_find(const char *name, size_t n) {
+const um_option_desc *umi_option_find(const char *name, size_t n) {
     if (name == NULL) return NULL;
     o_strip_prefix(&name, &n);
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        if (o_ieq(name, n, _x_option_table[i].name + UM_PREFIX_LEN)) return &_x_option_table[i];
+        if (o_ieq(name, n, umi_option_table[i].name + UM_PREFIX_LEN)) return &umi_option_table[i];
     }
     return NULL;
 }
@@ -70,7 +70,7 @@ const um_option_desc *_x_option_find(const char *name, size_t n) {
 /* Exact, case-sensitive lookup of a full variable name, as the environment is read. */
 static int o_find_exact(const char *name, size_t n) {
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const char *t = _x_option_table[i].name;
+        const char *t = umi_option_table[i].name;
         size_t j = 0;
         while (j < n && t[j] == name[j]) j++;
         if (j == n && t[j] == '\0') return i;
@@ -100,14 +100,14 @@ static size_t o_distance(const char *a, size_t an, const char *b, size_t bn) {
     return row[bn];
 }
 
-const um_option_desc *_x_option_suggest(const char *name, size_t n) {
+const um_option_desc *umi_option_suggest(const char *name, size_t n) {
     if (name == NULL) return NULL;
     o_strip_prefix(&name, &n);
     if (n == 0 || n > UM_NAME_MAX) return NULL;
     const um_option_desc *best = NULL;
     size_t best_d = (size_t)-1;
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const char *t = _x_option_table[i].name + UM_PREFIX_LEN;
+        const char *t = umi_option_table[i].name + UM_PREFIX_LEN;
         size_t tn = o_strlen(t);
         if (tn > UM_NAME_MAX) continue;
         size_t dist = o_distance(name, n, t, tn);
@@ -120,7 +120,7 @@ const um_option_desc *_x_option_suggest(const char *name, size_t n) {
         }
         if (dist < best_d) {
             best_d = dist;
-            best = &_x_option_table[i];
+            best = &umi_option_table[i];
         }
     }
     size_t limit = n / 3 > 2 ? n / 3 : 2;
@@ -130,10 +130,10 @@ const um_option_desc *_x_option_suggest(const char *name, size_t n) {
 /* ---- output -------------------------------------------------------------------------------- */
 
 /* The default as UMALLOC_HELP, the warnings and docs/tuning.md show it: like
- * _x_option_format, but an empty string shows as "". */
+ * umi_option_format, but an empty string shows as "". */
 static size_t o_format_default(const um_option_desc *d, char *buf, size_t cap) {
-    size_t n = _x_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, buf, cap);
-    if (n == 0) n = _x_fmt(buf, cap, "\"\"");
+    size_t n = umi_option_format(d, d->def, d->type == UM_OT_STRING ? d->extra : NULL, buf, cap);
+    if (n == 0) n = umi_fmt(buf, cap, "\"\"");
     return n;
 }
 
@@ -144,7 +144,7 @@ typedef struct {
 } o_line;
 
 static void o_line_flush(o_line *l) {
-    _x_write_err(l->buf, l->len);
+    umi_write_err(l->buf, l->len);
     l->len = 0;
 }
 
@@ -163,7 +163,7 @@ __attribute__((format(printf, 2, 3))) static void o_line_printf(o_line *l, const
     char tmp[256];
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(tmp, sizeof tmp, fmt, ap);
+    size_t n = umi_vfmt(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     o_line_put(l, tmp, n);
 }
@@ -196,7 +196,7 @@ static void o_warn_invalid(const um_option_desc *d, const char *val, size_t vn) 
     o_line_printf(&l, "umalloc: %s=", d->name);
     o_line_value(&l, val, vn, UM_ECHO_MAX);
     o_line_puts(&l, " is not valid: expected ");
-    _x_option_accepted(d, tmp, sizeof tmp);
+    umi_option_accepted(d, tmp, sizeof tmp);
     o_line_puts(&l, tmp);
     o_line_puts(&l, "; using the default ");
     o_format_default(d, tmp, sizeof tmp);
@@ -213,13 +213,13 @@ static void o_warn_unknown(const char *name, size_t nn, const char *val, size_t 
     o_line_puts(&l, "=");
     o_line_value(&l, val, vn, UM_ECHO_MAX);
     o_line_puts(&l, " is not a known option");
-    const um_option_desc *s = _x_option_suggest(name, nn);
+    const um_option_desc *s = umi_option_suggest(name, nn);
     if (s != NULL) o_line_printf(&l, ": did you mean %s?", s->name);
     o_line_puts(&l, " (UMALLOC_HELP=1 lists all options); ignored\n");
     o_line_flush(&l);
 }
 
-void _x_options_print_help(void) {
+void umi_options_print_help(void) {
     o_line l;
     char tmp[256];
     l.len = 0;
@@ -228,18 +228,18 @@ void _x_options_print_help(void) {
                      "values in effect):\n");
     o_line_flush(&l);
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const um_option_desc *d = &_x_option_table[i];
+        const um_option_desc *d = &umi_option_table[i];
         o_format_default(d, tmp, sizeof tmp);
         o_line_printf(&l, "umalloc:   %-26s %-9s default %s\n", d->name, o_type_names[d->type],
                        tmp);
         o_line_printf(&l, "umalloc:       %s\n", d->help);
-        _x_option_accepted(d, tmp, sizeof tmp);
+        umi_option_accepted(d, tmp, sizeof tmp);
         o_line_printf(&l, "umalloc:       accepted: %s\n", tmp);
         o_line_flush(&l);
     }
 }
 
-void _x_options_print_verbose(void) {
+void umi_options_print_verbose(void) {
     o_line l;
     char tmp[128];
     l.len = 0;
@@ -247,13 +247,13 @@ void _x_options_print_verbose(void) {
                    (int)getpid());
     o_line_flush(&l);
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        const um_option_desc *d = &_x_option_table[i];
+        const um_option_desc *d = &umi_option_table[i];
         o_line_printf(&l, "umalloc:   %s=", d->name);
         if (d->type == UM_OT_STRING) {
-            const char *s = _x_option_str((um_option_id)i);
+            const char *s = umi_option_str((um_option_id)i);
             o_line_value(&l, s, o_strlen(s), UM_OPTION_TEXT_MAX);
         } else {
-            _x_option_format(d, _x_option_values[i], NULL, tmp, sizeof tmp);
+            umi_option_format(d, umi_option_values[i], NULL, tmp, sizeof tmp);
             o_line_puts(&l, tmp);
         }
         switch ((um_option_source)o_source[i]) {
@@ -273,7 +273,7 @@ static unsigned char o_seen[UM_OPT__COUNT];
 
 static void o_reset(void) {
     for (int i = 0; i < UM_OPT__COUNT; i++) {
-        _x_option_values[i] = _x_option_table[i].def;
+        umi_option_values[i] = umi_option_table[i].def;
         o_source[i] = UM_SRC_DEFAULT;
         o_str_set[i] = 0;
         o_seen[i] = 0;
@@ -295,11 +295,11 @@ static void o_entry(const char *e, size_t n, int truncated) {
     }
     if (o_seen[id]) return; /* the first one counts, as for getenv */
     o_seen[id] = 1;
-    const um_option_desc *d = &_x_option_table[id];
+    const um_option_desc *d = &umi_option_table[id];
     long long v;
     if (!truncated &&
-        _x_option_parse_desc(d, val, vn, &v, o_str_storage[id], sizeof o_str_storage[id]) == 0) {
-        _x_option_values[id] = v;
+        umi_option_parse_desc(d, val, vn, &v, o_str_storage[id], sizeof o_str_storage[id]) == 0) {
+        umi_option_values[id] = v;
         o_source[id] = UM_SRC_ENV;
         if (d->type == UM_OT_STRING) o_str_set[id] = 1;
     } else {
@@ -359,7 +359,7 @@ static void o_scan_proc(void) {
     close(fd);
 }
 
-int _x_options_secure(void) {
+int umi_options_secure(void) {
     /* AT_SECURE is what ld.so and glibc's tunables go by (setuid, setgid, file capabilities);
      * the id comparison is a fallback should the aux vector not say. */
     if (getauxval(AT_SECURE) != 0) return 1;
@@ -372,11 +372,11 @@ static void o_load(char *const *envp, int use_proc, int secure) {
         if (envp != NULL) o_scan_envp(envp);
         else if (use_proc) o_scan_proc();
     }
-    if (_x_option_values[UM_OPT_HELP]) _x_options_print_help();
-    if (_x_option_values[UM_OPT_VERBOSE]) _x_options_print_verbose();
+    if (umi_option_values[UM_OPT_HELP]) umi_options_print_help();
+    if (umi_option_values[UM_OPT_VERBOSE]) umi_options_print_verbose();
 }
 
-void _x_options_load(char *const *envp, int secure) {
+void umi_options_load(char *const *envp, int secure) {
     int saved = errno;
     o_load(envp, 0, secure);
     __atomic_store_n(&o_init_state, 2, __ATOMIC_RELEASE);
@@ -385,14 +385,14 @@ void _x_options_load(char *const *envp, int secure) {
 
 extern char **environ;
 
-void _x_options_init(void) {
+void umi_options_init(void) {
     if (__atomic_load_n(&o_init_state, __ATOMIC_ACQUIRE) == 2) return;
     int expected = 0;
     if (__atomic_compare_exchange_n(&o_init_state, &expected, 1, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         int saved = errno;
         char **envp = __atomic_load_n(&environ, __ATOMIC_RELAXED);
-        o_load(envp, 1, _x_options_secure());
+        o_load(envp, 1, umi_options_secure());
         errno = saved;
         __atomic_store_n(&o_init_state, 2, __ATOMIC_RELEASE);
         return;
@@ -402,24 +402,24 @@ void _x_options_init(void) {
 }
 
 #if defined(UM_PRELOAD)
-/* The preload library reads its options when the process allocates first (_x_process_init);
+/* The preload library reads its options when the process allocates first (umi_process_init);
  * a program that never allocates (/bin/true) must still get its UMALLOC_HELP / UMALLOC_VERBOSE
  * listing and its warnings: read them at load time too, at the latest. Idempotent, so a
- * constructor of the core that runs _x_process_init makes this a no-op. Not in libumalloc.a,
+ * constructor of the core that runs umi_process_init makes this a no-op. Not in libumalloc.a,
  * whose users call um_* explicitly. */
 __attribute__((constructor)) static void o_options_ctor(void) {
-    _x_options_init();
+    umi_options_init();
 }
 #endif
 
-const char *_x_option_str(um_option_id id) {
+const char *umi_option_str(um_option_id id) {
     if ((unsigned)id >= UM_OPT__COUNT) return "";
     if (o_str_set[id]) return o_str_storage[id];
-    const um_option_desc *d = &_x_option_table[id];
+    const um_option_desc *d = &umi_option_table[id];
     return (d->type == UM_OT_STRING && d->extra != NULL) ? d->extra : "";
 }
 
-um_option_source _x_option_source(um_option_id id) {
+um_option_source umi_option_source(um_option_id id) {
     if ((unsigned)id >= UM_OPT__COUNT) return UM_SRC_DEFAULT;
     return (um_option_source)o_source[id];
 }
@@ -431,8 +431,8 @@ UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len);
 
 /* The option a public call names, or NULL with errno = ENOENT. */
 static const um_option_desc *o_lookup(const char *name) {
-    _x_options_init();
-    const um_option_desc *d = name ? _x_option_find(name, o_strlen(name)) : NULL;
+    umi_options_init();
+    const um_option_desc *d = name ? umi_option_find(name, o_strlen(name)) : NULL;
     if (d == NULL) errno = ENOENT;
     return d;
 }
@@ -440,10 +440,10 @@ static const um_option_desc *o_lookup(const char *name) {
 UM_EXPORT int um_option_get(const char *name, long long *value) {
     const um_option_desc *d = o_lookup(name);
     if (d == NULL) return -1;
-    um_option_id id = (um_option_id)(d - _x_option_table);
+    um_option_id id = (um_option_id)(d - umi_option_table);
     if (value != NULL) {
-        *value = d->type == UM_OT_STRING ? (long long)o_strlen(_x_option_str(id))
-                                         : _x_option_values[id];
+        *value = d->type == UM_OT_STRING ? (long long)o_strlen(umi_option_str(id))
+                                         : umi_option_values[id];
     }
     return 0;
 }
@@ -451,15 +451,15 @@ UM_EXPORT int um_option_get(const char *name, long long *value) {
 UM_EXPORT int um_option_get_string(const char *name, char *buf, size_t len) {
     const um_option_desc *d = o_lookup(name);
     if (d == NULL) return -1;
-    um_option_id id = (um_option_id)(d - _x_option_table);
+    um_option_id id = (um_option_id)(d - umi_option_table);
     char tmp[128];
     const char *text = tmp;
     size_t n;
     if (d->type == UM_OT_STRING) {
-        text = _x_option_str(id);
+        text = umi_option_str(id);
         n = o_strlen(text);
     } else {
-        n = _x_option_format(d, _x_option_values[id], NULL, tmp, sizeof tmp);
+        n = umi_option_format(d, umi_option_values[id], NULL, tmp, sizeof tmp);
     }
     if (buf == NULL || len == 0) {
         errno = ERANGE;

@@ -1,4 +1,4 @@
-/* umalloc: tiny string helpers shared by core/options.c and core/option_values.c (private to
+/* umalloc: tiny string helpers shared by base/options.c and base/option_values.c (private to
  * those two files). No libc: nothing here may depend on libc being initialised. */
 #ifndef UM_OPTION_TEXT_H
 #define UM_OPTION_TEXT_H

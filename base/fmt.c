@@ -1,6 +1,6 @@
-/* umalloc: a tiny printf subset into a caller's buffer, and write(2) helpers. See core/fmt.h.
+/* umalloc: a tiny printf subset into a caller's buffer, and write(2) helpers. See base/fmt.h.
  * No malloc, no stdio, no static or global data: reentrant and async-signal-safe. */
-#include "core/fmt.h"
+#include "base/fmt.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -50,7 +50,7 @@ static void out_num(um_out *o, unsigned long long v, unsigned base, int upper, i
     if (left) out_pad(o, ' ', pad);
 }
 
-size_t _x_vfmt(char *buf, size_t cap, const char *fmt, va_list ap) {
+size_t umi_vfmt(char *buf, size_t cap, const char *fmt, va_list ap) {
     if (buf == NULL || cap == 0) return 0;
     um_out o = {buf, cap - 1, 0};
     for (const char *f = fmt; *f; f++) {
@@ -158,15 +158,15 @@ size_t _x_vfmt(char *buf, size_t cap, const char *fmt, va_list ap) {
     return o.len;
 }
 
-size_t _x_fmt(char *buf, size_t cap, const char *fmt, ...) {
+size_t umi_fmt(char *buf, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(buf, cap, fmt, ap);
+    size_t n = umi_vfmt(buf, cap, fmt, ap);
     va_end(ap);
     return n;
 }
 
-int _x_write_all(int fd, const char *s, size_t n) {
+int umi_write_all(int fd, const char *s, size_t n) {
     int saved = errno;
     int rc = 0;
     while (n > 0) {
@@ -187,15 +187,15 @@ int _x_write_all(int fd, const char *s, size_t n) {
     return rc;
 }
 
-void _x_write_err(const char *s, size_t n) {
-    (void)_x_write_all(2, s, n);
+void umi_write_err(const char *s, size_t n) {
+    (void)umi_write_all(2, s, n);
 }
 
-long _x_dprintf(int fd, const char *fmt, ...) {
+long umi_dprintf(int fd, const char *fmt, ...) {
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    size_t n = _x_vfmt(buf, sizeof buf, fmt, ap);
+    size_t n = umi_vfmt(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    return _x_write_all(fd, buf, n) == 0 ? (long)n : -1;
+    return umi_write_all(fd, buf, n) == 0 ? (long)n : -1;
 }

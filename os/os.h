@@ -9,25 +9,25 @@
 
 /* Map `size` bytes of zeroed, read-write memory aligned to `align` (a power of two, at least the
  * OS page size). NULL on failure (errno as mmap left it). */
-void *_x_os_map_aligned(size_t size, size_t align);
-void _x_os_unmap(void *p, size_t size);
+void *umi_os_map_aligned(size_t size, size_t align);
+void umi_os_unmap(void *p, size_t size);
 /* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. */
-void _x_os_purge(void *p, size_t size);
+void umi_os_purge(void *p, size_t size);
 /* Resize a mapping; moves it to a fresh `align`-aligned place if it cannot grow in place.
  * Returns the new address or NULL (the old mapping is then untouched). */
-void *_x_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
+void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
 /* Move the pages of [from, from + size) to dst (replacing what is mapped there): page tables
  * move, no byte is copied or cleared. 0 on success, -1 if the kernel refused (nothing moved). */
-int _x_os_move(void *from, size_t size, void *dst);
+int umi_os_move(void *from, size_t size, void *dst);
 /* Grow [p, p + old_size) to new_size bytes at an `align`-aligned address: in place if p is
  * aligned and the space after it is free, else moved by page tables (no byte copied). Returns
  * the new address, or NULL (the old mapping is then untouched). */
-void *_x_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align);
-size_t _x_os_page_size(void);
+void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align);
+size_t umi_os_page_size(void);
 /* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE): for mappings of 2 MiB and
  * more that will be written through. Returns 1 if the kernel took the advice. */
-int _x_os_advise_huge(void *p, size_t size);
-uint64_t _x_os_now_ms(void);
+int umi_os_advise_huge(void *p, size_t size);
+uint64_t umi_os_now_ms(void);
 
 /* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is
  * mapped is counted per segment by the statistics walk (stats/counters.c). */
@@ -35,6 +35,6 @@ typedef struct um_os_stats_s {
     _Atomic size_t purged_total; /* bytes purged since start */
     _Atomic size_t unmaps;       /* munmap calls (um_trim reports whether it released anything) */
 } um_os_stats_t;
-extern um_os_stats_t _x_os_stats;
+extern um_os_stats_t umi_os_stats;
 
 #endif

@@ -1,0 +1,160 @@
+/* Abandoned segments: what an exiting thread leaves behind, and how the threads after it find
+ * and reuse it.
+ *
+ * A thread that exits gives back what it can: pages with no block in use go back to their
+ * segments, and empty segments to the cache. Every segment that still holds live blocks goes on
+ * one process-wide list with no owner; blocks freed into it meanwhile wait on their pages'
+ * remote lists (delay state NEVER: there is no heap to wake). Living threads take such segments
+ * over ("adopt" them) on their allocation slow path:
+ *  - when a size class has no free block left, before carving new blocks or taking a fresh page
+ *    (umi_page_alloc_slow): what exited threads left is the memory to reuse first;
+ *  - when a heap needs a free page slot, before it maps a segment (umi_segment_page_alloc);
+ *  - a couple at a time from the periodic sweep (umi_page_sweep), so that a program whose other
+ *    threads have all exited (a main thread freeing its workers' results) gets memory back too.
+ * Adopting collects every page's remote frees, gives back the pages now empty (the segment goes
+ * to the cache when all are) and queues the rest in the adopter's heap. What exited threads
+ * leave is therefore bounded by the blocks still live in it, never by how many threads ran.
+ *
+ * The list is LIFO for adoption on need (the segment abandoned last is the one most likely
+ * still in cache, with free blocks of the classes in use now) and FIFO for the sweep's
+ * adoptions, so that no segment waits forever at the far end. */
+#include "core/internal.h"
+#include "stats/stats.h"
+
+static um_segment_t *abandoned_head, *abandoned_tail; /* umi_abandoned_lock */
+_Atomic size_t umi_abandoned_count;                   /* written under the lock */
+
+/* Call fn on every segment the heap owns. fn may move a segment between the heap's lists or
+ * release it: the next one is read first, and a segment moved to a list not walked yet is
+ * merely seen twice (fn must allow that). */
+static void each_segment(um_heap_t *heap, void (*fn)(um_heap_t *, um_segment_t *)) {
+    um_segment_t **lists[UM_KIND_COUNT + 1] = {&heap->full_segments};
+    for (size_t k = 0; k < UM_KIND_COUNT; k++) lists[k + 1] = &heap->segments[k];
+    for (size_t l = 0; l <= UM_KIND_COUNT; l++) {
+        um_segment_t *next;
+        for (um_segment_t *seg = *lists[l]; seg != NULL; seg = next) {
+            next = seg->next;
+            fn(heap, seg);
+        }
+    }
+}
+
+static void pages_never_delayed(um_heap_t *heap, um_segment_t *seg) {
+    (void)heap;
+    for (size_t i = 0; i < seg->page_count; i++)
+        if (seg->pages[i].slot == UM_SLOT_USED) umi_page_set_never_delayed(&seg->pages[i]);
+}
+
+/* Collect every page of seg and give back the empty ones. Returns false if that emptied the
+ * segment (it went to the cache and is no longer the heap's). */
+static bool give_back_empty_pages(um_heap_t *heap, um_segment_t *seg) {
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        umi_page_collect(heap, page);
+        if (UM_PAGE_USED(page) != 0) continue;
+        if (!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL)) umi_page_queue_remove(heap, page);
+        bool last = seg->used_pages == 1;
+        umi_segment_page_free(heap, page);
+        if (last) return false;
+    }
+    return true;
+}
+static void give_back_empty(um_heap_t *heap, um_segment_t *seg) { (void)give_back_empty_pages(heap, seg); }
+
+static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
+    umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
+    heap->dirty_pages -= seg->dirty_pages;
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        uintptr_t keep = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
+        atomic_store_explicit(&UM_PAGE_OWNER(page), keep, UM_RELAXED); /* no thread's: every free is remote */
+        atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
+        page->next = page->prev = NULL;
+    }
+    atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
+    seg->abandoned = 1;
+    umi_lock(&umi_abandoned_lock);
+    umi_seg_list_push(&abandoned_head, seg);
+    if (abandoned_tail == NULL) abandoned_tail = seg;
+    atomic_fetch_add_explicit(&umi_abandoned_count, 1, UM_RELAXED);
+    umi_unlock(&umi_abandoned_lock);
+}
+
+void umi_segment_abandon_all(um_heap_t *heap) {
+    /* 1. No remote free may use the heap's delayed list from now on; take in what is there. */
+    each_segment(heap, pages_never_delayed);
+    umi_heap_collect_delayed(heap);
+    /* 2. Give back every page with no block in use, and the segments that leaves empty. */
+    each_segment(heap, give_back_empty);
+    /* 3. Purge the free slots whose delay has passed (the adopter purges the others on its own
+     *    schedule), and leave what holds live blocks to the threads that come later. */
+    umi_segment_purge(heap, false);
+    each_segment(heap, abandon_one);
+    heap->dirty_pages = 0;
+}
+
+/* Take seg over for heap (seg is off the abandoned list, seg->heap already set). Returns false
+ * if nothing in it was live any more: it went to the cache. */
+static bool adopt_one(um_heap_t *heap, um_segment_t *seg) {
+    seg->abandoned = 0;
+    heap->dirty_pages += seg->dirty_pages;
+    umi_seg_list_push(umi_segment_heap_list(heap, seg), seg);
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        uintptr_t aligned = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
+        atomic_store_explicit(&page->heap, heap, UM_RELAXED);
+        atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | aligned, memory_order_release);
+        /* NEVER -> NORMAL: remote frees push onto the page again; the heap wakes it when full */
+        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
+        umi_page_collect(heap, page);
+        if (UM_PAGE_USED(page) == 0) {
+            bool last = seg->used_pages == 1;
+            umi_segment_page_free(heap, page);
+            if (last) return false;
+        } else {
+            umi_page_queue_adopt(heap, page);
+        }
+    }
+    return true;
+}
+
+/* Room for one more block of bin in the heap without a new page: the queue's first page has
+ * free blocks or blocks left to carve (an adopted page with either goes first). */
+static bool bin_has_room(um_heap_t *heap, size_t bin) {
+    um_page_t *first = heap->queues[bin].first;
+    return first != NULL && (umi_page_hot(first)->free != NULL || first->capacity < first->reserved);
+}
+
+size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t budget) {
+    size_t taken = 0;
+    bool lifo = bin != 0 || kind != UM_KIND_COUNT; /* on need: the newest; from the sweep: the oldest */
+    while (taken < budget && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
+        umi_lock(&umi_abandoned_lock);
+        um_segment_t *seg = lifo ? abandoned_head : abandoned_tail;
+        if (seg != NULL) {
+            if (seg == abandoned_tail) abandoned_tail = seg->prev;
+            umi_seg_list_remove(&abandoned_head, seg);
+            atomic_fetch_sub_explicit(&umi_abandoned_count, 1, UM_RELAXED);
+            /* Owned before the lock drops: a statistics walk (which holds this lock) must never
+             * take a segment being changed for an ownerless one. */
+            atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
+        }
+        umi_unlock(&umi_abandoned_lock);
+        if (seg == NULL) break;
+        taken++;
+        if (!adopt_one(heap, seg)) continue;
+        if (bin != 0 && bin_has_room(heap, bin)) break;
+        if (kind != UM_KIND_COUNT && heap->segments[kind] != NULL) break;
+    }
+    return taken;
+}
+
+size_t umi_segment_reclaim_all(void) {
+    um_heap_t *heap = umi_heap_for_thread();
+    if (heap == NULL) return 0;
+    return umi_segment_adopt(heap, 0, UM_KIND_COUNT, SIZE_MAX);
+}
