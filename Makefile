@@ -34,16 +34,23 @@ $(B)/obj/nostats/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(OPT) -flto -fPIC -DUM_PRELOAD=1 -DUM_NO_STATS=1 -c $< -o $@
 
+# The tests' builds of the core are debug builds (-DUM_DEBUG=1): the lock order is checked at
+# every acquisition, and tests can pause a thread between the steps of a protocol (UM_TEST_HOOK).
+$(B)/obj/debug/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -fPIC -DUM_DEBUG=1 -c $< -o $@
+
 $(B)/obj/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -fsanitize=address,undefined -fno-sanitize-recover=undefined -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -DUM_DEBUG=1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -c $< -o $@
 
 $(B)/obj/tsan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -fsanitize=thread -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) $(SAN_OPT) -DUM_DEBUG=1 -fsanitize=thread -c $< -o $@
 
 SO_OBJ   := $(patsubst %.c,$(B)/obj/so/%.o,$(CORE_SRC) $(PRELOAD_SRC))
 A_OBJ    := $(patsubst %.c,$(B)/obj/a/%.o,$(CORE_SRC))
+DEBUG_OBJ := $(patsubst %.c,$(B)/obj/debug/%.o,$(CORE_SRC))
 ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
 TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
 
@@ -57,6 +64,9 @@ $(B)/nostats/libumalloc.so: $(NOSTATS_OBJ)
 
 $(B)/libumalloc.a: $(A_OBJ)
 	@rm -f $@; ar rcs $@ $^
+
+$(B)/debug/libumalloc.a: $(DEBUG_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
 $(B)/asan/libumalloc.a: $(ASAN_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
@@ -73,17 +83,17 @@ all: $(B)/libumalloc.so $(B)/libumalloc.a
 # real ones) under LD_PRELOAD=build/libumalloc.so and compares them with plain runs.
 TEST_LIBS := -lcriterion -pthread -ldl -lm
 
-$(B)/test/unit: $(UNIT_SRC) $(TEST_HDR) $(B)/libumalloc.a $(PROGS) $(B)/libumalloc.so
+$(B)/test/unit: $(UNIT_SRC) $(TEST_HDR) $(B)/debug/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -DUM_TEST_VARIANT='"plain"' -o $@ $(UNIT_SRC) $(B)/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -DUM_DEBUG=1 -DUM_TEST_VARIANT='"plain"' -o $@ $(UNIT_SRC) $(B)/debug/libumalloc.a $(TEST_LIBS)
 
 $(B)/test/unit-asan: $(UNIT_SRC) $(TEST_HDR) $(B)/asan/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=address,undefined -DUM_TEST_VARIANT='"asan"' -o $@ $(UNIT_SRC) $(B)/asan/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=address,undefined -DUM_DEBUG=1 -DUM_TEST_VARIANT='"asan"' -o $@ $(UNIT_SRC) $(B)/asan/libumalloc.a $(TEST_LIBS)
 
 $(B)/test/unit-tsan: $(UNIT_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B)/libumalloc.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_TEST_VARIANT='"tsan"' -o $@ $(UNIT_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
+	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_DEBUG=1 -DUM_TEST_VARIANT='"tsan"' -o $@ $(UNIT_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
 
 $(B)/test/progs/%: test/progs/%.c include/umalloc.h
 	@mkdir -p $(dir $@)

@@ -19,7 +19,7 @@
  * still in cache, with free blocks of the classes in use now) and FIFO for the sweep's
  * adoptions, so that no segment waits forever at the far end. */
 #include "core/internal.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 static um_segment_t *abandoned_head, *abandoned_tail; /* umi_abandoned_lock */
 _Atomic size_t umi_abandoned_count;                   /* written under the lock */
@@ -94,6 +94,50 @@ void umi_segment_abandon_all(um_heap_t *heap) {
     each_segment(heap, abandon_one);
     heap->dirty_pages = 0;
 }
+
+/* After fork, a heap whose thread does not exist in the child (umi_heap_orphan_others): its
+ * segments are abandoned as they are, without umi_segment_abandon_all's collecting and giving
+ * back, since its thread may have been changing them when fork came; adoption rebuilds what it
+ * relies on (owners, queues, delay states). A remote free the fork cut short (FREEING) has no
+ * thread to finish it here. Blocks on the heap's delayed list go back to their pages. */
+static void orphan_pages(um_heap_t *heap, um_segment_t *seg) {
+    (void)heap;
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+        atomic_store_explicit(&page->thread_free, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, UM_RELAXED);
+    }
+}
+
+void umi_segment_abandon_orphaned(um_heap_t *heap) {
+    each_segment(heap, orphan_pages);
+    um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire), *next;
+    for (; b != NULL; b = next) {
+        next = b->next;
+        um_segment_t *seg = umi_segment_of(b);
+        um_page_t *page = umi_page_of(seg, b);
+        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+        b->next = (um_block_t *)(tf & ~(uintptr_t)3);
+        atomic_store_explicit(&page->thread_free, (uintptr_t)b | (tf & 3), UM_RELAXED);
+    }
+    each_segment(heap, abandon_one);
+    heap->dirty_pages = 0;
+}
+
+/* After fork, a heap that lives on in the child (the forking thread's, the backup heap): a
+ * remote free that a parent thread had begun (FREEING) will never finish here. USE again sends
+ * the next remote free to the owner, as for any full page. */
+static void forget_freeing(um_heap_t *heap, um_segment_t *seg) {
+    (void)heap;
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+        if (page->slot == UM_SLOT_USED && (tf & 3) == UM_DELAY_FREEING)
+            atomic_store_explicit(&page->thread_free, (tf & ~(uintptr_t)3) | UM_DELAY_USE, UM_RELAXED);
+    }
+}
+void umi_segment_forget_freeing(um_heap_t *heap) { each_segment(heap, forget_freeing); }
 
 /* Take seg over for heap (seg is off the abandoned list, seg->heap already set). Returns false
  * if nothing in it was live any more: it went to the cache. */

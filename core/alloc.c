@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "core/fastpath.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 #include "os/os.h"
 
 /* Largest request we try at all: beyond it, size arithmetic (headers, alignment) could wrap. */
@@ -22,7 +22,7 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
         if (heap == NULL) return umi_heap_malloc_backup(size); /* recursion while making it */
     }
     if (UM_UNLIKELY(size >= umi_large_threshold)) {
-        if (size > UM_REQUEST_MAX) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+        if (size > UM_REQUEST_MAX) { errno = ENOMEM; umi_count_failed(); return NULL; }
         return umi_huge_alloc(size, 16);
     }
     size_t bin = umi_bin_of(size);
@@ -50,21 +50,21 @@ UM_NOINLINE void *umi_malloc_generic(size_t size, um_heap_t *heap) {
 }
 
 /* The entry points below allocate and free through malloc's own paths; they count those
- * blocks as theirs (umi_stats_internal) so that malloc's and free's call counts come out right. */
+ * blocks as theirs (umi_count_internal) so that malloc's and free's call counts come out right. */
 static void *internal_malloc(size_t size) {
     void *p = umi_malloc(size);
-    if (p != NULL) umi_stats_internal(1, 0);
+    if (p != NULL) umi_count_internal(1, 0);
     return p;
 }
 static void internal_free(void *p) {
-    umi_stats_internal(0, 1);
+    umi_count_internal(0, 1);
     umi_free(p);
 }
 
 void *umi_calloc(size_t count, size_t size) {
-    umi_stats_call(UM_CALL_CALLOC);
+    umi_count_call(UM_CALL_CALLOC);
     size_t total;
-    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+    if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_count_failed(); return NULL; }
     void *p = internal_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
     um_segment_t *seg = umi_segment_of(p);
@@ -77,9 +77,9 @@ void *umi_calloc(size_t count, size_t size) {
  * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
  * that free() looks for the block start. */
 void *umi_malloc_aligned(size_t align, size_t size) {
-    umi_stats_call(UM_CALL_ALIGNED);
+    umi_count_call(UM_CALL_ALIGNED);
     if (align <= 16) return internal_malloc(size);
-    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+    if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
     if (size < align && align <= UM_SMALL_MAX) {
         /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
         size_t bsize = umi_bin_size(umi_bin_of(align));
@@ -87,7 +87,7 @@ void *umi_malloc_aligned(size_t align, size_t size) {
     }
     if (size + align >= umi_large_threshold || align > UM_LARGE_MAX / 8) {
         void *p = umi_huge_alloc(size, align);
-        if (p != NULL) umi_stats_internal(1, 0);
+        if (p != NULL) umi_count_internal(1, 0);
         return p;
     }
     size_t bin = umi_bin_of(size);
@@ -123,7 +123,7 @@ static size_t with_headroom(size_t size) {
 }
 
 void *umi_realloc(void *p, size_t size) {
-    umi_stats_call(UM_CALL_REALLOC);
+    umi_count_call(UM_CALL_REALLOC);
     if (p == NULL) return internal_malloc(size);
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
     um_segment_t *seg = umi_segment_lookup(p);
@@ -144,7 +144,7 @@ void *umi_realloc(void *p, size_t size) {
     size_t want = size > usable ? with_headroom(size) : size;
     if (size > usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
         q = umi_huge_alloc_growable(want);
-        if (q != NULL) umi_stats_internal(1, 0);
+        if (q != NULL) umi_count_internal(1, 0);
     } else {
         if (want >= umi_large_threshold && size < umi_large_threshold) want = size;
         q = internal_malloc(want);

@@ -5,7 +5,7 @@
 
 #include "core/fastpath.h"
 #include "os/os.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 #include "umalloc.h"
 
 _Static_assert(offsetof(um_segment_t, pages) + sizeof(um_page_t) <= UM_HUGE_HEADER,
@@ -20,17 +20,17 @@ UM_API void *um_realloc(void *p, size_t size) { return umi_realloc(p, size); }
 
 UM_API void *um_reallocarray(void *p, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) { umi_stats_call(UM_CALL_REALLOC); umi_stats_failed(); errno = ENOMEM; return NULL; }
+    if (__builtin_mul_overflow(count, size, &total)) { umi_count_call(UM_CALL_REALLOC); umi_count_failed(); errno = ENOMEM; return NULL; }
     return umi_realloc(p, total);
 }
 
 /* free_sized: the size is a promise; checking it costs a lookup we already make, and a wrong
  * size is a bug worth one line rather than silent trust. */
 UM_API void um_free_sized(void *p, size_t size) {
-    umi_stats_call(UM_CALL_FREE_SIZED);
+    umi_count_call(UM_CALL_FREE_SIZED);
     if (p == NULL) return;
     if (size > umi_usable_size(p) && umi_segment_lookup(p) != NULL) umi_warn_ptr("free_sized with a size larger than the block:", p);
-    umi_stats_internal(0, 1);
+    umi_count_internal(0, 1);
     umi_free(p);
 }
 UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
@@ -41,7 +41,7 @@ UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
 static bool valid_alignment(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
-    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { umi_stats_call(UM_CALL_ALIGNED); return EINVAL; }
+    if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { umi_count_call(UM_CALL_ALIGNED); return EINVAL; }
     int saved = errno;
     void *p = umi_malloc_aligned(alignment, size);
     if (p == NULL) { errno = saved; return ENOMEM; }
@@ -51,14 +51,14 @@ UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
 
 /* C17 lets aligned_alloc fail for a non-power-of-two alignment; glibc 2.38 does (EINVAL). */
 UM_API void *um_aligned_alloc(size_t alignment, size_t size) {
-    if (!valid_alignment(alignment)) { umi_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
+    if (!valid_alignment(alignment)) { umi_count_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
     return umi_malloc_aligned(alignment, size);
 }
 
 /* memalign: glibc rounds a non-power-of-two alignment up to the next power of two. */
 UM_API void *um_memalign(size_t alignment, size_t size) {
     if (!valid_alignment(alignment)) {
-        if (alignment > ((size_t)1 << 62)) { umi_stats_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
+        if (alignment > ((size_t)1 << 62)) { umi_count_call(UM_CALL_ALIGNED); errno = EINVAL; return NULL; }
         size_t a = 1;
         while (a < alignment) a <<= 1;
         alignment = a;
@@ -70,7 +70,7 @@ UM_API void *um_valloc(size_t size) { return umi_malloc_aligned(umi_os_page_size
 
 UM_API void *um_pvalloc(size_t size) {
     size_t ps = umi_os_page_size();
-    if (size > SIZE_MAX - ps) { umi_stats_call(UM_CALL_ALIGNED); umi_stats_failed(); errno = ENOMEM; return NULL; }
+    if (size > SIZE_MAX - ps) { umi_count_call(UM_CALL_ALIGNED); umi_count_failed(); errno = ENOMEM; return NULL; }
     size_t rounded = size == 0 ? ps : (size + ps - 1) & ~(ps - 1);
     return umi_malloc_aligned(ps, rounded);
 }
@@ -88,7 +88,7 @@ size_t umi_usable_size(const void *p) {
 }
 
 UM_API size_t um_malloc_usable_size(const void *p) {
-    umi_stats_call(UM_CALL_USABLE_SIZE);
+    umi_count_call(UM_CALL_USABLE_SIZE);
     return umi_usable_size(p);
 }
 
@@ -110,7 +110,7 @@ UM_API int um_owns(const void *p) {
 /* Purge what this thread can reach now; other threads purge on their next slow path. */
 UM_API int um_trim(size_t pad) {
     (void)pad;
-    umi_stats_call(UM_CALL_TRIM);
+    umi_count_call(UM_CALL_TRIM);
     size_t before = atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED);
     size_t unmapped_before = atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED);
     atomic_fetch_add_explicit(&umi_purge_epoch, 1, UM_RELAXED);

@@ -4,7 +4,7 @@
  * pointer that is not ours, every free when the small-page region is missing) takes
  * umi_free_generic. */
 #include "core/fastpath.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 void umi_free(void *p) { umi_fast_free(p); }
 
@@ -36,7 +36,7 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
 UM_NOINLINE void umi_free_generic(void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) {
-        if (p == NULL) umi_stats_null_free(); /* NULL has no map entry either: tested only here */
+        if (p == NULL) umi_count_null_free(); /* NULL has no map entry either: tested only here */
         else umi_free_foreign(p);
         return;
     }

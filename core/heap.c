@@ -7,7 +7,7 @@
 
 #include "core/internal.h"
 #include "os/os.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 #define EMPTY_HEAP_INIT \
     { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty} }
@@ -94,25 +94,49 @@ um_heap_t *umi_heap_for_thread(void) {
     return heap;
 }
 
-void umi_heap_thread_done(um_heap_t *heap) {
-    umi_segment_abandon_all(heap);
+/* The heap leaves the registry; its counters are kept, its structure goes to the pool. */
+static void heap_retire(um_heap_t *heap) {
     umi_lock(&umi_registry_lock);
     if (heap->reg_prev) heap->reg_prev->reg_next = heap->reg_next;
     else umi_heap_registry = heap->reg_next;
     if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
     umi_heap_count--;
-    umi_stats_fold_exited(heap);
+    umi_count_exited_heap(heap);
     heap_reset(heap);
     heap->reg_next = heap_pool;
     heap_pool = heap;
     umi_unlock(&umi_registry_lock);
 }
 
+void umi_heap_thread_done(um_heap_t *heap) {
+    umi_safe_point();
+    umi_segment_abandon_all(heap);
+    heap_retire(heap);
+}
+
+/* In a child after fork only the forking thread exists, but the heaps of the parent's other
+ * threads are still registered, and their pages still carry those threads' ids: thread
+ * pointers, which glibc hands again to the child's new threads (it reuses the dead threads'
+ * stacks, and the thread pointer lies in the stack). A new thread would then take such a page
+ * for its own and splice another heap's lists into its queues. So their segments are abandoned
+ * here, ownerless, and adopted like any exited thread's (core/abandon.c). Called by the fork
+ * handler in the child, single-threaded, with no lock held. */
+void umi_heap_orphan_others(void) {
+    um_heap_t *self = umi_tl_heap, *next;
+    umi_segment_forget_freeing(&umi_heap_backup);
+    for (um_heap_t *heap = umi_heap_registry; heap != NULL; heap = next) {
+        next = heap->reg_next;
+        if (heap == self) { umi_segment_forget_freeing(heap); continue; }
+        umi_segment_abandon_orphaned(heap);
+        heap_retire(heap);
+    }
+}
+
 /* Blocks freed by other threads into pages that were full: free them here, as the owner. */
 void umi_heap_collect_delayed(um_heap_t *heap) {
     um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
     while (b != NULL) {
-        UM_STAT_ADD(heap->stats.remote_frees, 1);
+        UM_COUNT_ADD(heap->stats.remote_frees, 1);
         um_block_t *next = b->next;
         um_segment_t *seg = umi_segment_of(b);
         b->key = 0; /* it was keyed by the remote free; local free keys it again */
@@ -127,5 +151,6 @@ void *umi_heap_malloc_backup(size_t size) {
     umi_heap_collect_delayed(&umi_heap_backup);
     void *p = umi_malloc_generic(size, &umi_heap_backup);
     umi_unlock(&umi_backup_lock);
+    umi_safe_point(); /* what the slow path could not run under the lock */
     return p;
 }

@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "hugepages/pagesize.h"
 #include "os/os.h"
 #include "numa/arena.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 _Atomic size_t umi_huge_live_bytes;
 
@@ -21,7 +22,7 @@ static size_t round_page(size_t n) {
 }
 
 static void huge_unmap(um_segment_t *seg) {
-    UM_STAT_SEGMENT_UNMAPPED(seg);
+    umi_count_mapped(seg, -1);
     umi_arena_unmap(seg->map_base, seg->map_size);
 }
 
@@ -34,14 +35,14 @@ static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
     }
     umi_segment_register(seg);
     atomic_fetch_add_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, block), UM_RELAXED);
-    umi_stats_huge(1, umi_huge_usable(seg, block));
+    umi_count_huge(1, umi_huge_usable(seg, block));
 }
 
 static void *huge_alloc(size_t size, size_t align, bool growable) {
     umi_process_init();
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
-    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+    if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_count_failed(); return NULL; }
     size_t map_size = round_page(offset + size);
     int want_node = umi_arena_current_node(), node = want_node;
     um_huge_take_t got;
@@ -55,10 +56,11 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
         multi_vma = got.multi_vma;
     } else {
         base = umi_arena_map(map_size, map_align, want_node, &node);
-        if (base == NULL) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+        if (base == NULL && umi_segment_release_reserve()) base = umi_arena_map(map_size, map_align, want_node, &node);
+        if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         /* A big block is written through, typically: back it with transparent huge pages, one
          * fault per 2 MiB instead of 512 (a no-op where THP is off). */
-        page_kind = umi_os_advise_huge(base, map_size) ? UM_PAGES_THP : UM_PAGES_4K;
+        page_kind = umi_pages_for_huge_block(base, map_size);
         is_zero = true;
     }
     uint8_t *block = base + offset;
@@ -82,7 +84,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1; /* no hot words (UM_PAGE_OWNER...): huge frees never need them */
     huge_publish(seg, block, offset);
-    UM_STAT_SEGMENT_MAPPED(seg);
+    umi_count_mapped(seg, 1);
     return block;
 }
 
@@ -95,7 +97,7 @@ size_t umi_huge_usable(um_segment_t *seg, const void *p) {
 
 UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
     if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
-    umi_stats_huge(-1, umi_huge_usable(seg, p));
+    umi_count_huge(-1, umi_huge_usable(seg, p));
     atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg->map_base, seg->map_size);
@@ -116,7 +118,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, old_size);
-    UM_STAT_SEGMENT_UNMAPPED(seg);
+    umi_count_mapped(seg, -1);
     um_segment_t *nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
@@ -126,12 +128,12 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
         nseg->cookie = (uintptr_t)nseg ^ umi_cookie;
         nseg->pages[0].start = (uint8_t *)nseg + offset;
     }
-    UM_STAT_SEGMENT_MAPPED(nseg);
+    umi_count_mapped(nseg, 1);
     umi_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
     umi_segment_register(nseg);
     if (failed) return NULL;
     size_t new_usable = umi_huge_usable(nseg, nseg->pages[0].start);
     atomic_fetch_add_explicit(&umi_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
-    if (new_usable > old_usable) umi_stats_huge(0, 0);
+    if (new_usable > old_usable) umi_count_huge(0, 0);
     return nseg->pages[0].start;
 }

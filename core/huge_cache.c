@@ -21,9 +21,10 @@
 #include <sys/mman.h>
 
 #include "core/internal.h"
+#include "hugepages/pagesize.h"
 #include "os/os.h"
 #include "numa/arena.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 #define UM_HUGE_PIECES 64
 /* Resident until purged (UMALLOC_PURGE_DELAY_MS), so it only adds to a peak for that long. 256
@@ -51,7 +52,7 @@ _Atomic size_t umi_huge_cached_bytes;
 #define SEG_ALIGN(x) (((uintptr_t)(x) + UM_SEGMENT_MASK) & ~(uintptr_t)UM_SEGMENT_MASK)
 
 static void piece_unmap(const huge_piece_t *p) {
-    umi_stats_mapped_bytes(p->node, p->page_kind, p->size, -1);
+    umi_count_mapped_bytes(p->node, p->page_kind, p->size, -1);
     umi_arena_unmap(p->base, p->size);
 }
 
@@ -131,7 +132,7 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     uint8_t *at = (uint8_t *)SEG_ALIGN(got.base);
     leftover_put(&got, got.base, (size_t)(at - got.base));
     leftover_put(&got, at + size, (size_t)(got.base + got.size - (at + size)));
-    umi_stats_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
+    umi_count_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = got.purged;
     out->page_kind = got.page_kind;
@@ -165,10 +166,10 @@ static bool take_grown(size_t size, int node, um_huge_take_t *out) {
      * mappings and so can never be grown or moved. Kept, it would be picked and refused again
      * on every such allocation. */
     if (at == NULL) { piece_unmap(&got); return false; }
-    umi_stats_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
+    umi_count_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = 0;
-    out->page_kind = umi_os_advise_huge(at, size) ? UM_PAGES_THP : got.page_kind;
+    out->page_kind = umi_pages_for_huge_block(at, size) == UM_PAGES_THP ? UM_PAGES_THP : got.page_kind;
     return true;
 }
 
@@ -205,10 +206,10 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
         for (size_t i = 0; i < nchunks; i++) leftover_put(&chunk[i], chunk[i].base, chunk[i].size);
         return false;
     }
-    unsigned page_kind = umi_os_advise_huge(dst, size) ? UM_PAGES_THP : UM_PAGES_4K;
+    unsigned page_kind = umi_pages_for_huge_block(dst, size);
     size_t off = 0;
     for (size_t i = 0; i < nchunks; i++) {
-        umi_stats_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
+        umi_count_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
         /* A piece that spans two VMAs (cut from an assembled block) can't move: drop it; the
          * fresh memory stays in its place. */
         if (umi_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) umi_arena_unmap(chunk[i].base, chunk[i].size);

@@ -1,4 +1,4 @@
-/* Process start-up, fork handling, and the lock primitive.
+/* Process start-up, fork handling, and the locks.
  *
  * malloc may be called before any constructor of ours has run (ld.so and libc allocate first,
  * and so do other libraries' constructors), so nothing here relies on being called from a
@@ -12,39 +12,22 @@
 #include "core/internal.h"
 #include "base/options.h"
 #include "os/os.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 uintptr_t umi_cookie = 0x9e3779b97f4a7c15u;
 size_t umi_large_threshold = UM_LARGE_MAX;
 uint64_t umi_purge_delay_ms = 10;
 _Atomic int umi_initialized;
+#if defined(UM_DEBUG) && UM_DEBUG
+void (*volatile umi_test_hook)(int point, void *arg);
+#endif
 
-um_lock_t umi_init_lock, umi_registry_lock, umi_backup_lock, umi_abandoned_lock, umi_cache_lock, umi_segments_lock;
-
-/* Locks this thread holds or is acquiring: counted before the attempt, so that a signal handler
- * that interrupts the attempt itself knows to keep off (stats/signal.c). */
-static __thread int tl_locks __attribute__((tls_model("initial-exec")));
-
-int umi_locks_held_by_me(void) { return __atomic_load_n(&tl_locks, __ATOMIC_RELAXED) != 0; }
-
-void umi_unlock(um_lock_t *l) {
-    atomic_store_explicit(&l->held, 0, memory_order_release);
-    __atomic_store_n(&tl_locks, tl_locks - 1, __ATOMIC_RELAXED);
-    /* A statistics dump asked for by a signal that arrived while we held a lock runs now. */
-    if (UM_UNLIKELY(tl_locks == 0 && atomic_load_explicit(&umi_stats_deferred, UM_RELAXED)) &&
-        atomic_exchange_explicit(&umi_stats_deferred, 0, UM_RELAXED))
-        umi_stats_run_deferred();
-}
-
-void umi_lock(um_lock_t *l) {
-    __atomic_store_n(&tl_locks, tl_locks + 1, __ATOMIC_RELAXED);
-    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* counted before the attempt, as a handler sees it */
-    for (unsigned spins = 0;; spins++) {
-        if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return;
-        if (spins < 64) __builtin_ia32_pause(); /* the holder is likely running: wait a little */
-        else sched_yield();                      /* it isn't: let it run */
-    }
-}
+um_lock_t umi_init_lock = UM_LOCK_INIT(UM_RANK_INIT, "init");
+um_lock_t umi_registry_lock = UM_LOCK_INIT(UM_RANK_REGISTRY, "heap registry");
+um_lock_t umi_backup_lock = UM_LOCK_INIT(UM_RANK_BACKUP, "backup heap");
+um_lock_t umi_abandoned_lock = UM_LOCK_INIT(UM_RANK_ABANDONED, "abandoned segments");
+um_lock_t umi_cache_lock = UM_LOCK_INIT(UM_RANK_CACHE, "segment cache");
+um_lock_t umi_segments_lock = UM_LOCK_INIT(UM_RANK_SEGMENTS, "segment registry");
 
 /* The locks, in the documented order; fork takes them all so the child sees consistent lists. */
 static um_lock_t *const lock_order[] = {&umi_init_lock, &umi_registry_lock, &umi_backup_lock, &umi_abandoned_lock, &umi_cache_lock, &umi_segments_lock};
@@ -57,9 +40,9 @@ static void fork_parent(void) {
     for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
 }
 static void fork_child(void) {
-    /* Only this thread exists in the child, and it holds every lock. Other threads' heaps stay
-     * in the registry, their memory unreachable, as with every thread-caching allocator. */
+    /* Only this thread exists in the child, and it holds every lock. */
     for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
+    umi_heap_orphan_others();
 }
 
 static uintptr_t random_cookie(void) {

@@ -9,14 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
 #include "core/types.h"
-
-#define UM_LIKELY(x) __builtin_expect(!!(x), 1)
-#define UM_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define UM_HIDDEN __attribute__((visibility("hidden")))
-#define UM_NOINLINE __attribute__((noinline))
-#define UM_COLD __attribute__((cold, noinline))
-#define UM_RELAXED memory_order_relaxed
 
 /* Counters the owner alone writes but other threads read for statistics. A plain increment is
  * one instruction; TSan must see an atomic to know the cross-thread read is intended. */
@@ -28,13 +22,18 @@
 #define UM_SHARED_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define UM_SHARED_WRITE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 
-/* An invariant that must hold; checked in release builds too (it costs a compare on slow paths
- * only). A broken one means heap corruption: say where and stop before it spreads. */
-#define UM_CHECK(cond) \
-    do { if (UM_UNLIKELY(!(cond))) umi_fatal(__FILE__, __LINE__, #cond); } while (0)
-UM_COLD void umi_fatal(const char *file, int line, const char *what);
 /* One line on stderr: "umalloc: <what> <pointer>". */
 UM_COLD void umi_warn_ptr(const char *what, const void *p);
+
+/* Test builds (UM_DEBUG) let a test pause a thread between the steps of a protocol, to force
+ * an interleaving that is otherwise a matter of luck; elsewhere the hooks compile to nothing. */
+enum { UM_HOOK_REMOTE_FREEING, UM_HOOK_REMOTE_PUSHED };
+#if defined(UM_DEBUG) && UM_DEBUG
+extern void (*volatile umi_test_hook)(int point, void *arg);
+#define UM_TEST_HOOK(point, arg) do { if (umi_test_hook) umi_test_hook((point), (arg)); } while (0)
+#else
+#define UM_TEST_HOOK(point, arg) ((void)0)
+#endif
 
 /* ---- size classes ----------------------------------------------------------------------- */
 /* (see UM_BIN_COUNT) Above 128 a size lies in the doubling (2^b, 2^(b+1)], cut in eighths by the
@@ -157,15 +156,19 @@ static inline um_segment_t *umi_segment_lookup(const void *p) {
 /* The mark of a free block (see um_block_t). */
 static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
 
-/* ---- locks (lock order, outermost first; see docs/design.md "Locks"):
- *   init -> heap registry -> backup heap -> abandoned segments -> segment cache -> segment registry
- * Every lock guards a slow path only; none is ever taken by malloc/free's fast paths. */
-typedef struct { _Atomic int held; } um_lock_t;
-void umi_lock(um_lock_t *l);
-void umi_unlock(um_lock_t *l);
-/* Nonzero while the calling thread holds or is acquiring an umalloc lock: a signal handler that
- * interrupted it must not take any (it defers its work to the last umi_unlock instead). */
-int umi_locks_held_by_me(void);
+/* ---- locks ------------------------------------------------------------------------------
+ * The hierarchy, outermost first: a thread holding one of these takes only locks further down
+ * the list (base/lock.h checks it in debug builds). Every lock guards a slow path only; none is
+ * ever taken by malloc's or free()'s fast path, and no lock is held while calling out of the
+ * allocator (statistics work waits for the safe point, core/counters.h).
+ *   init       process start-up (options, the region, the fork handlers)
+ *   registry   the registry of live heaps and the pool of exited heaps' structures
+ *   backup     the shared heap of threads past their exit hook
+ *   abandoned  the abandoned-segment list
+ *   cache      the segment cache, the small-page region's free units, the huge-piece cache
+ *   segments   the registry of all segments (the statistics walk) */
+#include "base/lock.h"
+enum { UM_RANK_INIT, UM_RANK_REGISTRY, UM_RANK_BACKUP, UM_RANK_ABANDONED, UM_RANK_CACHE, UM_RANK_SEGMENTS };
 extern um_lock_t umi_init_lock, umi_registry_lock, umi_backup_lock, umi_abandoned_lock, umi_cache_lock, umi_segments_lock;
 
 /* ---- init.c ----------------------------------------------------------------------------- */
@@ -175,6 +178,7 @@ extern _Atomic int umi_initialized;
 /* ---- heap.c ----------------------------------------------------------------------------- */
 um_heap_t *umi_heap_for_thread(void);  /* the calling thread's heap, made on first use */
 void umi_heap_thread_done(um_heap_t *heap);
+void umi_heap_orphan_others(void);   /* in a child after fork */
 void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
 void *umi_heap_malloc_backup(size_t size);
 void umi_heap_collect_delayed(um_heap_t *heap);
@@ -223,12 +227,15 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
 void umi_segment_purge(um_heap_t *heap, bool force);
 void umi_segment_cache_trim(bool force);
 void umi_segment_init_process(void);    /* reserve the small-page region */
+bool umi_segment_release_reserve(void); /* the OS refused memory: true if a retry may succeed */
 void umi_segment_register(um_segment_t *seg);
 void umi_segment_unregister(um_segment_t *seg);
 extern um_segment_t *umi_segment_registry;
 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
+void umi_segment_abandon_orphaned(um_heap_t *heap); /* after fork: the heap's thread is gone */
+void umi_segment_forget_freeing(um_heap_t *heap);   /* after fork: the heap lives on */
 /* Adopt abandoned segments into `heap`, at most `budget`, stopping early once `bin` (0: none)
  * has a page with room or `kind` (UM_KIND_COUNT: none) has a segment with a free slot.
  * Returns how many were taken off the abandoned list. */

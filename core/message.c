@@ -1,17 +1,10 @@
-/* Messages to stderr. They are printed from inside free(), so they go through base/fmt.c: no
- * stdio, no malloc, one write(2) per line, errno preserved. */
-#include <stdlib.h>
-
+/* A bad pointer, reported and counted. The report comes from inside free(), so it goes through
+ * base/fmt.c: no stdio, no malloc, one write(2), errno preserved. */
 #include "base/fmt.h"
 #include "core/internal.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 void umi_warn_ptr(const char *what, const void *p) {
-    umi_stats_invalid();
+    umi_count_invalid();
     umi_dprintf(2, "umalloc: %s %p: ignored, the heap is left as it was\n", what, p);
-}
-
-void umi_fatal(const char *file, int line, const char *what) {
-    umi_dprintf(2, "umalloc: heap corruption detected (%s) at %s:%d\n", what, file, line);
-    abort();
 }

@@ -4,7 +4,7 @@
 
 #include "core/internal.h"
 #include "os/os.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 /* The hot words every empty heap's direct[] points at. Its free list is NULL, so the fast path
  * falls through to the slow path without a separate "is this thread initialised?" test. */
@@ -77,7 +77,7 @@ static void page_extend(um_page_t *page) {
     ((um_block_t *)(first + (n - 1) * bsize))->next = hot->free; /* after any freed ones: cold */
     hot->free = (um_block_t *)first;
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
-    umi_stats_carved(n * bsize);
+    umi_count_carved(n * bsize);
 }
 
 /* An empty page's free list holds its blocks in the order they were freed, which after a
@@ -90,7 +90,7 @@ static void page_extend(um_page_t *page) {
  * double free of it is still caught meanwhile. */
 static void page_forget_free_list(um_page_t *page) {
     umi_page_hot(page)->free = NULL;
-    umi_stats_uncarved((size_t)page->capacity * page->block_size);
+    umi_count_uncarved((size_t)page->capacity * page->block_size);
     UM_SHARED_WRITE(page->capacity, 0);
 }
 
@@ -109,7 +109,7 @@ void umi_page_collect(um_heap_t *heap, um_page_t *page) {
     tail->next = hot->free;
     hot->free = list;
     UM_OWNER_ADD(hot->frees, count);
-    UM_STAT_ADD(heap->stats.remote_frees, count);
+    UM_COUNT_ADD(heap->stats.remote_frees, count);
 }
 
 /* ---- bin queues ------------------------------------------------------------------------ */
@@ -161,8 +161,16 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     for (;;) {
         if ((tf & ~(uintptr_t)3) != 0) return false;
-        if ((tf & 3) != UM_DELAY_NORMAL) break; /* FREEING: a block is on its way to our list */
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
+        if ((tf & 3) == UM_DELAY_USE) break;
+        if ((tf & 3) == UM_DELAY_FREEING) {
+            /* A remote free is waking us for an earlier stay in "full". When it is done it
+             * resets the state to NORMAL, which would leave this stay without a wake-up: wait
+             * for it, then ask for USE like any page that fills up. */
+            sched_yield();
+            tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
     }
     umi_page_queue_remove(heap, page);
     atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_IN_FULL, UM_RELAXED);
@@ -226,8 +234,13 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
      * state is FREEING (abandoning waits for it), so reading its heap is safe. */
     um_heap_t *heap = atomic_load_explicit(&page->heap, UM_RELAXED);
     UM_CHECK(heap != NULL);
+    UM_TEST_HOOK(UM_HOOK_REMOTE_FREEING, page);
     um_block_t *head = atomic_load_explicit(&heap->delayed_free, UM_RELAXED);
     do { b->next = head; } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
+    /* The owner may take b back at once, empty the page and retire it: the page slot stays in
+     * use until we are done here, because retiring waits for FREEING to clear
+     * (umi_segment_page_free). */
+    UM_TEST_HOOK(UM_HOOK_REMOTE_PUSHED, page);
     tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NORMAL, memory_order_release, UM_RELAXED)) {}
 }
@@ -358,13 +371,18 @@ walk:;
     }
     if (page == NULL) {
         page = umi_segment_page_alloc(heap, umi_bin_kind(bin));
-        if (page == NULL) { errno = ENOMEM; umi_stats_failed(); return NULL; }
+        if (page == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         umi_page_init(heap, page, bin);
         page_extend(page);
         umi_page_queue_push(heap, page);
     }
     um_page_hot_t *hot = umi_page_hot(page);
-    return umi_hot_pop(hot, hot->free);
+    void *block = umi_hot_pop(hot, hot->free);
+    /* Statistics work asked for meanwhile (a peak sample the carving above may have asked for, a
+     * deferred dump) runs here: the heap is consistent, and no lock is held but, for the backup
+     * heap, its own (then it runs after, umi_heap_malloc_backup). */
+    umi_safe_point();
+    return block;
 }
 
 /* For a pointer into a page with aligned blocks: the start of the block holding it. */

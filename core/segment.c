@@ -9,7 +9,7 @@
 #include "os/os.h"
 #include "os/region.h"
 #include "numa/arena.h"
-#include "stats/stats.h"
+#include "core/counters.h"
 
 _Static_assert(UM_REGION_UNIT_SHIFT == UM_SEGMENT_SHIFT && UM_REGION_BITS == UM_REGION_SHIFT,
                "the region is carved in segments, and free() knows its size");
@@ -51,6 +51,20 @@ void umi_segment_init_process(void) {
     /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
      * path tests for that (umi_page_local_free_slow), so every free takes it. */
     if (base != 0 && umi_purge_delay_ms != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
+}
+
+/* The OS refused memory. If the small-page region holds address space it never used, give
+ * that back (a program that lowered RLIMIT_AS after start-up has the whole reservation counted
+ * against its limit) and say that a retry may succeed. free() then finds small blocks through
+ * the segment map, as it does medium ones: the region's window is no longer ours alone. */
+bool umi_segment_release_reserve(void) {
+    if (!small_in_region) return false;
+    umi_lock(&umi_cache_lock);
+    size_t released = umi_region_shrink();
+    umi_unlock(&umi_cache_lock);
+    if (released == 0) return false;
+    __atomic_store_n(&umi_small_region_hi, ~(uintptr_t)0, __ATOMIC_RELAXED);
+    return true;
 }
 
 /* A small segment at an address of the region, or NULL (then it is mapped like the others). */
@@ -116,6 +130,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         int node;
         seg = kind == UM_KIND_SMALL && small_in_region ? region_map(&node) : NULL;
         if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
+        if (seg == NULL && umi_segment_release_reserve()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
         if (seg == NULL) return NULL;
         seg->node = (int16_t)node;
         seg->map_base = seg;
@@ -123,7 +138,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         seg->cookie = (uintptr_t)seg ^ umi_cookie;
         segment_format(seg, kind);
         umi_segment_register(seg);
-        UM_STAT_SEGMENT_MAPPED(seg);
+        umi_count_mapped(seg, 1);
     }
     seg->abandoned = 0;
     atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
@@ -135,7 +150,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
 static void segment_unmap(um_segment_t *seg) {
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, UM_SEGMENT_SIZE);
-    UM_STAT_SEGMENT_UNMAPPED(seg);
+    umi_count_mapped(seg, -1);
     if (umi_region_contains(seg)) {
         /* Read-only zeros again, not unmapped: free() may still read a stale pointer's owner
          * word there (it reads 0: not this thread's, and the slow path finds no segment). */
@@ -240,7 +255,8 @@ static void slot_purge(um_segment_t *seg, um_page_t *page) {
 void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     um_segment_t *seg = umi_segment_of(page);
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ umi_cookie));
-    umi_stats_page_gone(heap, page);
+    umi_page_set_never_delayed(page); /* a remote free still touching the page finishes first */
+    umi_count_page_gone(heap, page);
     bool was_full = seg->used_pages == seg->page_count;
     atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     UM_SHARED_WRITE(page->block_size, 0);

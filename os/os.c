@@ -95,7 +95,6 @@ void umi_os_unmap(void *p, size_t size) {
 }
 
 int umi_os_advise_huge(void *p, size_t size) {
-    if (size < ((size_t)2 << 20)) return 0;
     int saved = errno;
     int ok = madvise(p, size, MADV_HUGEPAGE) == 0;
     errno = saved;

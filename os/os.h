@@ -1,5 +1,5 @@
 /* The OS layer: every system call umalloc makes for memory goes through here, so the rest of
- * the allocator never names mmap or madvise. Huge-page backing (hugetlbfs, THP) is chosen here. */
+ * the allocator never names mmap or madvise. Which page size backs what is hugepages/' policy. */
 #ifndef UM_OS_H
 #define UM_OS_H
 
@@ -24,8 +24,8 @@ int umi_os_move(void *from, size_t size, void *dst);
  * the new address, or NULL (the old mapping is then untouched). */
 void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 size_t umi_os_page_size(void);
-/* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE): for mappings of 2 MiB and
- * more that will be written through. Returns 1 if the kernel took the advice. */
+/* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE); whether to is
+ * hugepages/pagesize.c's call. Returns 1 if the kernel took the advice. */
 int umi_os_advise_huge(void *p, size_t size);
 uint64_t umi_os_now_ms(void);
 

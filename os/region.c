@@ -24,6 +24,7 @@
 
 static uintptr_t region_base;        /* 0: no region */
 static size_t bump;                  /* units [0, bump) have been handed out at least once */
+static size_t limit = UNITS;         /* units [0, limit) are reserved (umi_region_shrink) */
 static uint64_t given_back[WORDS];   /* bit set: a unit below bump that is free again (32 KiB) */
 static size_t given_back_count;
 static size_t given_back_hint;       /* no word below this has a bit set */
@@ -56,7 +57,17 @@ uintptr_t umi_region_reserve(uintptr_t seed) {
 }
 
 int umi_region_contains(const void *p) {
-    return region_base != 0 && ((uintptr_t)p >> UM_REGION_BITS) == (region_base >> UM_REGION_BITS);
+    return region_base != 0 && (uintptr_t)p >= region_base && (uintptr_t)p - region_base < ((uintptr_t)limit << UM_REGION_UNIT_SHIFT);
+}
+
+size_t umi_region_shrink(void) {
+    if (region_base == 0 || bump == limit) return 0;
+    size_t bytes = (limit - bump) << UM_REGION_UNIT_SHIFT;
+    int saved = errno;
+    if (munmap((void *)(region_base + (bump << UM_REGION_UNIT_SHIFT)), bytes) != 0) bytes = 0;
+    else limit = bump;
+    errno = saved;
+    return bytes;
 }
 
 void *umi_region_take(void) {
@@ -71,7 +82,7 @@ void *umi_region_take(void) {
             return (void *)(region_base + ((w * 64 + b) << UM_REGION_UNIT_SHIFT));
         }
     }
-    if (bump == UNITS) return NULL;
+    if (bump == limit) return NULL;
     return (void *)(region_base + (bump++ << UM_REGION_UNIT_SHIFT));
 }
 

@@ -26,6 +26,12 @@ int umi_region_contains(const void *p);
  * umi_region_put (the core holds its segment cache lock). */
 void *umi_region_take(void);
 void umi_region_put(void *p);
+/* Give the never-used rest of the reservation back to the OS, for a program whose address
+ * space got tight (a lowered RLIMIT_AS): the region then ends after the last unit ever taken.
+ * Its window is no longer ours alone, so the core must stop telling small blocks by address.
+ * Returns the bytes released (0: nothing to release). The caller serialises it with
+ * umi_region_take. */
+size_t umi_region_shrink(void);
 /* Map a taken unit read-write (zeros). 0 on success; -1 on failure, errno preserved. */
 int umi_region_commit(void *p);
 /* Map a unit read-only again: zeros, no memory behind it. Then umi_region_put it. */

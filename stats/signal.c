@@ -5,8 +5,9 @@
  * The signal handler is async-signal-safe: no malloc, no stdio, no lock the interrupted thread
  * could hold. It asks umi_stats_snapshot(.., in_signal = 1) for the numbers; if the interrupted
  * thread holds an umalloc lock, the snapshot refuses (-1) and the dump is deferred: the handler
- * sets umi_stats_deferred and the core calls umi_stats_run_deferred when that thread releases its
- * last lock. The dump is formatted into a static buffer and written with one write(2).
+ * asks the core's safe point for it (UM_SAFE_DUMP), which the next allocation slow path that
+ * holds no lock runs (core/counters.h), or the at-exit destructor. The dump is formatted into a
+ * static buffer and written with one write(2).
  *
  * One dump at a time: a flag (dump_busy) guards the static snapshot and buffer. A thread that
  * finds it taken by another thread takes its snapshot on its own stack, then waits (bounded) for
@@ -30,11 +31,7 @@
 #include "stats/stats.h"
 #include "umalloc.h"
 
-/* From the lead's side (stats/stats.h, core/); repeated so this file states what it relies on. */
-int umi_stats_snapshot(um_stats_t *out, int in_signal);
-extern _Atomic int umi_stats_deferred;
-void umi_stats_run_deferred(void);
-extern _Atomic int umi_initialized;
+extern _Atomic int umi_initialized; /* core/init.c */
 
 /* stats/dump.c */
 size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int format,
@@ -223,7 +220,7 @@ static void emit(const um_stats_t *s, int why, int sig) {
 static void defer_dump(void) {
     atomic_fetch_add(&n_deferred, 1);
     atomic_fetch_add(&n_pending, 1);
-    atomic_store(&umi_stats_deferred, 1);
+    umi_safe_point_request(UM_SAFE_DUMP);
 }
 
 static int ms_since(const struct timespec *t0) {
@@ -298,7 +295,7 @@ static void dump(int why, int sig, int in_signal) {
     if (umi_stats_snapshot(&dump_snap, in_signal) < 0) {
         release_busy();
         give_back_pending(merged + (why == WHY_DEFERRED));
-        if (why == WHY_DEFERRED) atomic_store(&umi_stats_deferred, 1); /* try again later */
+        if (why == WHY_DEFERRED) umi_safe_point_request(UM_SAFE_DUMP); /* try again later */
         else defer_dump();
         return;
     }
@@ -332,13 +329,12 @@ static void run_pending(void) {
     for (int i = 0; i < 4 && atomic_load(&n_pending); i++) dump(WHY_DEFERRED, 0, 1);
 }
 
-/* The core calls this when a thread releases its last umalloc lock and finds umi_stats_deferred
- * set (the core has cleared it). */
-void umi_stats_run_deferred(void) {
+/* Deferred dumps, at the core's safe point (the caller holds no lock). */
+static void run_deferred(void) {
     if (tl_in_dump) {
-        /* Released a lock inside our own dump (the snapshot's): the dump under way is older than
-         * the request, so ask again; the next lock release anywhere makes it. */
-        if (atomic_load(&n_pending)) atomic_store(&umi_stats_deferred, 1);
+        /* A safe point inside our own dump (the snapshot's): the dump under way is older than
+         * the request, so ask again; the next safe point anywhere makes it. */
+        if (atomic_load(&n_pending)) umi_safe_point_request(UM_SAFE_DUMP);
         return;
     }
     if (atomic_load(&n_pending) == 0) return;
@@ -347,6 +343,21 @@ void umi_stats_run_deferred(void) {
     run_pending();
     tl_in_dump = 0;
     errno = saved;
+}
+
+/* A peak sample: a snapshot raises the peak of live bytes (stats/stats.h); the numbers are not
+ * kept. A snapshot is 5 KiB: too much for the stack of a thread that may have a small one. */
+static void sample_peak(void) {
+    static um_stats_t sample;
+    static _Atomic int sampling;
+    if (atomic_exchange_explicit(&sampling, 1, memory_order_acquire)) return; /* another thread samples */
+    umi_stats_snapshot(&sample, 0);
+    atomic_store_explicit(&sampling, 0, memory_order_release);
+}
+
+static void safe_point_work(unsigned what) {
+    if (what & UM_SAFE_SAMPLE) sample_peak();
+    if (what & UM_SAFE_DUMP) run_deferred();
 }
 
 /* At exit (and, in a static program, at the end of main): a deferred dump still owed, then the
@@ -368,6 +379,7 @@ __attribute__((destructor)) static void stats_at_exit(void) {
 /* Called once by the core, from process initialisation (options are read; possibly before libc
  * is initialised: only system calls here). */
 void umi_stats_init(void) {
+    umi_safe_point_register(safe_point_work);
     int sig = (int)umi_option(UM_OPT_STATS_SIGNAL);
     if (sig <= 0 || installed_signal) return;
     struct sigaction old;

@@ -1,126 +1,9 @@
-/* Statistics counters and the snapshot that sums them (see stats/stats.h). */
+/* The snapshot: what the core counts, summed on the reader's side (see stats/stats.h). */
 #include <string.h>
 
 #include "core/internal.h"
 #include "os/os.h"
 #include "stats/stats.h"
-
-_Atomic int umi_stats_deferred;
-
-/* Counters with no owning heap: global atomics, touched on slow paths only. */
-static struct {
-    _Atomic uint64_t calls[UM_CALL_COUNT]; /* entry points run by a thread without a heap */
-    _Atomic uint64_t internal_allocs, internal_frees;
-    _Atomic uint64_t failed, invalid, null_frees;
-    _Atomic uint64_t huge_allocs, huge_frees, huge_usable_total;
-    _Atomic uint64_t carved, next_sample, peak_live;
-    _Atomic uint64_t sampled_pooled_live; /* live bytes outside huge blocks at the last snapshot */
-    _Atomic uint64_t node_mapped[UM_STATS_NODES];
-    _Atomic uint64_t kind_mapped[UM_PAGES_KINDS];
-} g;
-
-static um_heap_stats_t exited;  /* folded counters of exited threads (registry lock) */
-static uint64_t exited_threads;
-
-#define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
-
-static void peak_raise(uint64_t live) {
-    uint64_t peak = atomic_load_explicit(&g.peak_live, UM_RELAXED);
-    while (live > peak && !atomic_compare_exchange_weak(&g.peak_live, &peak, live)) {}
-}
-
-#if !(defined(UM_NO_STATS) && UM_NO_STATS)
-
-static um_heap_t *own_heap(void) {
-    um_heap_t *h = umi_tl_heap;
-    return (h == &umi_heap_empty || h == &umi_heap_dead) ? NULL : h;
-}
-
-void umi_stats_call(unsigned call) {
-    um_heap_t *h = own_heap();
-    if (h) UM_OWNER_ADD(h->stats.calls[call], 1);
-    else ADD(g.calls[call], 1);
-}
-
-void umi_stats_internal(int allocs, int frees) {
-    um_heap_t *h = own_heap();
-    if (h) { UM_OWNER_ADD(h->stats.internal_allocs, (uint64_t)allocs); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)frees); }
-    else { ADD(g.internal_allocs, (uint64_t)allocs); ADD(g.internal_frees, (uint64_t)frees); }
-}
-
-void umi_stats_failed(void) { ADD(g.failed, 1); }
-void umi_stats_invalid(void) { ADD(g.invalid, 1); }
-void umi_stats_null_free(void) { ADD(g.null_frees, 1); }
-
-/* Huge blocks need no walk: their live bytes are an exact atomic. A new or grown one raises the
- * peak to (pooled live at the last snapshot + huge live now), without the cost of a snapshot.
- * sign: +1 handed out, -1 freed, 0 resized. */
-void umi_stats_huge(int sign, size_t usable) {
-    if (sign == 0) {
-        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&umi_huge_live_bytes, UM_RELAXED));
-    } else if (sign > 0) {
-        ADD(g.huge_allocs, 1);
-        ADD(g.huge_usable_total, usable);
-        peak_raise(atomic_load_explicit(&g.sampled_pooled_live, UM_RELAXED) + atomic_load_explicit(&umi_huge_live_bytes, UM_RELAXED));
-    } else {
-        ADD(g.huge_frees, 1);
-    }
-}
-
-void umi_stats_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
-    node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
-    unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
-    uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
-    ADD(g.node_mapped[node], n);
-    ADD(g.kind_mapped[kind], n);
-}
-
-void umi_stats_mapped(const um_segment_t *seg, int sign) {
-    umi_stats_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
-}
-
-/* A page slot leaves its heap: its counts go to the heap's, or they would vanish (the slot's
- * next page starts from zero). Remote frees not yet collected count as frees. */
-static uint32_t list_length(const um_block_t *b) {
-    uint32_t n = 0;
-    for (; b != NULL; b = b->next) n++;
-    return n;
-}
-
-void umi_stats_page_gone(um_heap_t *heap, um_page_t *page) {
-    um_page_hot_t *hot = umi_page_hot(page);
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
-    UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
-    UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf));
-    umi_stats_uncarved((size_t)page->capacity * page->block_size);
-}
-
-void umi_stats_fold_exited(um_heap_t *heap) { /* caller holds the registry lock */
-    const uint64_t *src = (const uint64_t *)&heap->stats;
-    uint64_t *dst = (uint64_t *)&exited;
-    for (size_t i = 0; i < sizeof(um_heap_stats_t) / sizeof(uint64_t); i++) dst[i] += src[i];
-    exited_threads++;
-}
-
-/* Peak sampling: take an exact snapshot each time carved bytes reach 9/8 of the last sample. */
-void umi_stats_carved(size_t bytes) {
-    uint64_t now = ADD(g.carved, bytes) + bytes;
-    uint64_t next = atomic_load_explicit(&g.next_sample, UM_RELAXED);
-    if (now < next) return;
-    /* The next sample at 9/8 of this, and at least 1 MiB on: a small program pays for a
-     * handful of snapshots, not one per few KiB it carves. */
-    uint64_t step = now / 8 > ((uint64_t)1 << 20) ? now / 8 : ((uint64_t)1 << 20);
-    if (!atomic_compare_exchange_strong(&g.next_sample, &next, now + step)) return; /* another thread samples */
-    /* A snapshot is 5 KiB: too much for the stack of a thread that may have a small one. */
-    static um_stats_t sample;
-    static _Atomic int sampling;
-    if (atomic_exchange_explicit(&sampling, 1, memory_order_acquire)) return;
-    umi_stats_snapshot(&sample, 0);
-    atomic_store_explicit(&sampling, 0, memory_order_release);
-}
-
-void umi_stats_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&g.carved, bytes, UM_RELAXED); }
-#endif /* !UM_NO_STATS */
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
 /* Length of a block list of `page`, read while its owner may be changing it. Every link is
@@ -174,9 +57,9 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
 
     umi_lock(&umi_registry_lock);
     for (um_heap_t *h = umi_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
-    add_heap(mallocs, frees, out, &exited, &internal_allocs, &internal_frees);
+    add_heap(mallocs, frees, out, &umi_counters.exited, &internal_allocs, &internal_frees);
     out->threads = umi_heap_count;
-    out->threads_exited = exited_threads;
+    out->threads_exited = umi_counters.exited_threads;
     umi_unlock(&umi_registry_lock);
     add_heap(mallocs, frees, out, &umi_heap_backup.stats, &internal_allocs, &internal_frees);
     size_t heaps = atomic_load_explicit(&umi_heap_mapped_bytes, UM_RELAXED); /* pooled ones too: never unmapped */
@@ -244,37 +127,37 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
         out->live_bytes += c->live_bytes;
         out->usable_bytes += c->mallocs * c->size;
     }
-    uint64_t huge_allocs = atomic_load_explicit(&g.huge_allocs, UM_RELAXED), huge_frees = atomic_load_explicit(&g.huge_frees, UM_RELAXED);
+    uint64_t huge_allocs = atomic_load_explicit(&umi_counters.huge_allocs, UM_RELAXED), huge_frees = atomic_load_explicit(&umi_counters.huge_frees, UM_RELAXED);
     out->mallocs += huge_allocs;
     out->frees += huge_frees;
     out->live_blocks += out->large_blocks;
     out->live_bytes += out->large_bytes;
-    out->usable_bytes += atomic_load_explicit(&g.huge_usable_total, UM_RELAXED);
+    out->usable_bytes += atomic_load_explicit(&umi_counters.huge_usable_total, UM_RELAXED);
 
     size_t cached = atomic_load_explicit(&umi_huge_cached_bytes, UM_RELAXED);
     out->mapped_bytes += cached; /* freed huge blocks kept for reuse */
     out->free_bytes += cached;
     out->committed_bytes += cached; /* resident until their purge */
     out->purged_bytes = atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED);
-    out->failed_allocs = atomic_load_explicit(&g.failed, UM_RELAXED);
-    out->invalid_frees = atomic_load_explicit(&g.invalid, UM_RELAXED);
-    for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += atomic_load_explicit(&g.calls[c], UM_RELAXED);
-    internal_allocs += atomic_load_explicit(&g.internal_allocs, UM_RELAXED);
-    internal_frees += atomic_load_explicit(&g.internal_frees, UM_RELAXED);
+    out->failed_allocs = atomic_load_explicit(&umi_counters.failed, UM_RELAXED);
+    out->invalid_frees = atomic_load_explicit(&umi_counters.invalid, UM_RELAXED);
+    for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += atomic_load_explicit(&umi_counters.calls[c], UM_RELAXED);
+    internal_allocs += atomic_load_explicit(&umi_counters.internal_allocs, UM_RELAXED);
+    internal_frees += atomic_load_explicit(&umi_counters.internal_frees, UM_RELAXED);
     out->calls[UM_CALL_MALLOC] = out->mallocs > internal_allocs ? out->mallocs - internal_allocs : 0;
     out->calls[UM_CALL_FREE] = (out->frees > internal_frees ? out->frees - internal_frees : 0) +
-                               atomic_load_explicit(&g.null_frees, UM_RELAXED) + out->invalid_frees;
+                               atomic_load_explicit(&umi_counters.null_frees, UM_RELAXED) + out->invalid_frees;
 
     out->node_count = 1;
     for (size_t n = 0; n < UM_STATS_NODES; n++) {
-        out->node_mapped_bytes[n] = atomic_load_explicit(&g.node_mapped[n], UM_RELAXED);
+        out->node_mapped_bytes[n] = atomic_load_explicit(&umi_counters.node_mapped[n], UM_RELAXED);
         if (out->node_mapped_bytes[n] != 0) out->node_count = (unsigned)n + 1;
     }
-    for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&g.kind_mapped[k], UM_RELAXED);
+    for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&umi_counters.kind_mapped[k], UM_RELAXED);
 
-    atomic_store_explicit(&g.sampled_pooled_live, out->live_bytes - out->large_bytes, UM_RELAXED);
-    peak_raise(out->live_bytes);
-    out->peak_live_bytes = atomic_load_explicit(&g.peak_live, UM_RELAXED);
+    atomic_store_explicit(&umi_counters.sampled_pooled_live, out->live_bytes - out->large_bytes, UM_RELAXED);
+    umi_count_peak(out->live_bytes);
+    out->peak_live_bytes = atomic_load_explicit(&umi_counters.peak_live, UM_RELAXED);
     if (out->peak_live_bytes < out->live_bytes) out->peak_live_bytes = out->live_bytes;
 #if defined(UM_STATS_REQUESTED) && UM_STATS_REQUESTED
     out->requested_counted = 1;

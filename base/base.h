@@ -1,0 +1,24 @@
+/* What every layer of umalloc shares: branch hints, attributes, and the invariant check that
+ * stays on in release builds. Nothing here depends on anything else of umalloc. */
+#ifndef UM_BASE_H
+#define UM_BASE_H
+
+#include <stdatomic.h>
+
+#define UM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define UM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define UM_HIDDEN __attribute__((visibility("hidden")))
+#define UM_NOINLINE __attribute__((noinline))
+#define UM_COLD __attribute__((cold, noinline))
+#define UM_RELAXED memory_order_relaxed
+
+/* An invariant that must hold; checked in release builds too (it costs a compare on slow paths
+ * only). A broken one means heap corruption: say where and stop before it spreads. */
+#define UM_CHECK(cond) \
+    do { if (UM_UNLIKELY(!(cond))) umi_fatal(__FILE__, __LINE__, #cond); } while (0)
+/* "umalloc: heap corruption detected (<what>) at <file>:<line>" on stderr, then abort(). */
+__attribute__((cold, noinline, noreturn)) void umi_fatal(const char *file, int line, const char *what);
+/* The same for a broken rule of umalloc's own (lock order, ...): "umalloc: <what>", abort(). */
+__attribute__((cold, noinline, noreturn)) void umi_fatal_msg(const char *what);
+
+#endif

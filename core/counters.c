@@ -1,0 +1,114 @@
+/* Counting points and the safe point (see core/counters.h). */
+#include "core/counters.h"
+
+#include "base/lock.h"
+
+um_counters_t umi_counters;
+
+_Atomic unsigned umi_safe_pending;
+static void (*safe_work)(unsigned what);
+
+#define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
+
+void umi_count_peak(uint64_t live) {
+    uint64_t peak = atomic_load_explicit(&umi_counters.peak_live, UM_RELAXED);
+    while (live > peak && !atomic_compare_exchange_weak(&umi_counters.peak_live, &peak, live)) {}
+}
+
+void umi_safe_point_register(void (*work)(unsigned what)) { safe_work = work; }
+
+void umi_safe_point_request(unsigned what) { atomic_fetch_or_explicit(&umi_safe_pending, what, UM_RELAXED); }
+
+void umi_safe_point_run(void) {
+    if (safe_work == NULL || umi_locks_held_by_me()) return; /* the next safe point takes it */
+    unsigned what = atomic_exchange_explicit(&umi_safe_pending, 0, memory_order_acquire);
+    if (what != 0) safe_work(what);
+}
+
+#if !(defined(UM_NO_STATS) && UM_NO_STATS)
+
+static um_heap_t *own_heap(void) {
+    um_heap_t *h = umi_tl_heap;
+    return (h == &umi_heap_empty || h == &umi_heap_dead) ? NULL : h;
+}
+
+void umi_count_call(unsigned call) {
+    um_heap_t *h = own_heap();
+    if (h) UM_OWNER_ADD(h->stats.calls[call], 1);
+    else ADD(umi_counters.calls[call], 1);
+}
+
+void umi_count_internal(int allocs, int frees) {
+    um_heap_t *h = own_heap();
+    if (h) { UM_OWNER_ADD(h->stats.internal_allocs, (uint64_t)allocs); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)frees); }
+    else { ADD(umi_counters.internal_allocs, (uint64_t)allocs); ADD(umi_counters.internal_frees, (uint64_t)frees); }
+}
+
+void umi_count_failed(void) { ADD(umi_counters.failed, 1); }
+void umi_count_invalid(void) { ADD(umi_counters.invalid, 1); }
+void umi_count_null_free(void) { ADD(umi_counters.null_frees, 1); }
+
+/* Huge blocks need no walk: their live bytes are an exact atomic. A new or grown one raises the
+ * peak to (pooled live at the last snapshot + huge live now), without the cost of a snapshot.
+ * sign: +1 handed out, -1 freed, 0 resized. */
+void umi_count_huge(int sign, size_t usable) {
+    if (sign > 0) {
+        ADD(umi_counters.huge_allocs, 1);
+        ADD(umi_counters.huge_usable_total, usable);
+    } else if (sign < 0) {
+        ADD(umi_counters.huge_frees, 1);
+        return;
+    }
+    umi_count_peak(atomic_load_explicit(&umi_counters.sampled_pooled_live, UM_RELAXED) +
+                   atomic_load_explicit(&umi_huge_live_bytes, UM_RELAXED));
+}
+
+void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
+    node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
+    unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
+    uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
+    ADD(umi_counters.node_mapped[node], n);
+    ADD(umi_counters.kind_mapped[kind], n);
+}
+
+void umi_count_mapped(const um_segment_t *seg, int sign) {
+    umi_count_mapped_bytes(seg->node, seg->page_kind, seg->map_size, sign);
+}
+
+/* A page slot leaves its heap: its counts go to the heap's, or they would vanish (the slot's
+ * next page starts from zero). Remote frees not yet collected count as frees. */
+static uint32_t list_length(const um_block_t *b) {
+    uint32_t n = 0;
+    for (; b != NULL; b = b->next) n++;
+    return n;
+}
+
+void umi_count_page_gone(um_heap_t *heap, um_page_t *page) {
+    um_page_hot_t *hot = umi_page_hot(page);
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
+    UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
+    UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf));
+    umi_count_uncarved((size_t)page->capacity * page->block_size);
+}
+
+void umi_count_exited_heap(um_heap_t *heap) {
+    const uint64_t *src = (const uint64_t *)&heap->stats;
+    uint64_t *dst = (uint64_t *)&umi_counters.exited;
+    for (size_t i = 0; i < sizeof(um_heap_stats_t) / sizeof(uint64_t); i++) dst[i] += src[i];
+    umi_counters.exited_threads++;
+}
+
+/* Live bytes can reach a new high only through blocks carved since the last sample or reused:
+ * each time carved bytes pass 9/8 of what they were at the last sample (and 1 MiB more at
+ * least, so a small program pays for a handful of samples), the statistics are asked for one
+ * at the next safe point. */
+void umi_count_carved(size_t bytes) {
+    uint64_t now = ADD(umi_counters.carved, bytes) + bytes;
+    uint64_t next = atomic_load_explicit(&umi_counters.next_sample, UM_RELAXED);
+    if (now < next) return;
+    uint64_t step = now / 8 > ((uint64_t)1 << 20) ? now / 8 : ((uint64_t)1 << 20);
+    if (atomic_compare_exchange_strong(&umi_counters.next_sample, &next, now + step)) umi_safe_point_request(UM_SAFE_SAMPLE);
+}
+
+void umi_count_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&umi_counters.carved, bytes, UM_RELAXED); }
+#endif /* !UM_NO_STATS */

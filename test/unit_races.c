@@ -1,0 +1,327 @@
+/* Races and orderings that once broke umalloc, each forced here rather than left to luck. The
+ * core's test builds (UM_DEBUG) let a test pause a thread between the steps of a protocol
+ * (UM_TEST_HOOK) and check the lock order at every acquisition (base/lock.h), so each test
+ * drives the one interleaving that used to fail:
+ *  - delayed_free_wakeup_survives_a_refill: a page that fills up again while a remote free is
+ *    still waking its owner for the page's previous stay in "full";
+ *  - retire_waits_for_a_remote_free: the owner empties and retires a page that a remote free is
+ *    still touching;
+ *  - fork_child_thread_with_a_dead_threads_id: after fork, a new thread whose thread pointer is
+ *    that of a parent thread whose heap is still registered;
+ *  - backup_heap_allocation_keeps_the_lock_order: allocations after a thread's exit hook (the
+ *    backup heap's lock held) that carve enough to ask for a statistics sample;
+ *  - lowered_address_space_limit_leaves_room: RLIMIT_AS lowered after start-up;
+ *  - deferred_dump_waits_for_a_safe_point: a statistics dump deferred by a signal that came
+ *    while a lock was held runs at the next allocation slow path, not inside the unlock. */
+#include <criterion/criterion.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "core/internal.h"
+#include "test_util.h"
+
+/* ---- a remote freer paused between its steps ------------------------------------------------ */
+static __thread int tl_pause_at = -1;     /* the hook point this thread stops at, once */
+static _Atomic int freer_paused, freer_release;
+static _Atomic int slot_after_pause = -1; /* the page's slot state when the freer went on */
+
+static void pause_hook(int point, void *arg) {
+    if (point != tl_pause_at) return;
+    tl_pause_at = -1;
+    atomic_store(&freer_paused, 1);
+    while (!atomic_load(&freer_release)) sched_yield();
+    um_page_t *page = arg;
+    atomic_store(&slot_after_pause, UM_SHARED_READ(page->slot));
+}
+
+typedef struct {
+    void *block;
+    int pause_at;
+} freer_arg_t;
+
+static void *freer_main(void *argp) {
+    freer_arg_t *a = argp;
+    tl_pause_at = a->pause_at;
+    um_free(a->block);
+    return NULL;
+}
+
+/* Let the paused freer go on after `ms`, whatever the main thread is doing by then (the fixed
+ * code makes it wait for the freer; the old code did not). */
+static void *releaser_main(void *arg) {
+    tu_sleep_ms((unsigned)(uintptr_t)arg);
+    atomic_store(&freer_release, 1);
+    return NULL;
+}
+
+static um_page_t *page_of(void *p) { return umi_page_of(umi_segment_of(p), p); }
+static unsigned delay_state(um_page_t *page) { return (unsigned)(atomic_load(&page->thread_free) & 3); }
+static int in_full(um_page_t *page) { return (atomic_load(&UM_PAGE_OWNER(page)) & UM_PAGE_IN_FULL) != 0; }
+
+/* Fill a fresh page P of 4 KiB blocks until the next block comes from another page: P is then
+ * out of its queue ("full", delay state USE). blocks[0..*n) are P's; returns that next block. */
+static void *fill_a_page(void **blocks, size_t *n, size_t cap) {
+    *n = 0;
+    blocks[(*n)++] = um_malloc(4096);
+    um_page_t *P = page_of(blocks[0]);
+    for (;;) {
+        void *p = um_malloc(4096);
+        cr_assert_not_null(p);
+        if (page_of(p) != P) {
+            cr_assert(in_full(P) && delay_state(P) == UM_DELAY_USE, "precondition: the filled page is in \"full\"");
+            return p;
+        }
+        cr_assert(*n < cap);
+        blocks[(*n)++] = p;
+    }
+}
+
+/* Start a remote free of `block` that stops right after putting it on the owner's delayed
+ * list, and wait until it has. */
+static pthread_t start_paused_free(freer_arg_t *arg, void *block) {
+    atomic_store(&freer_paused, 0);
+    atomic_store(&freer_release, 0);
+    umi_test_hook = pause_hook;
+    *arg = (freer_arg_t){block, UM_HOOK_REMOTE_PUSHED};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, freer_main, arg), 0);
+    double until = tu_now() + 10;
+    while (!atomic_load(&freer_paused) && tu_now() < until) sched_yield();
+    cr_assert(atomic_load(&freer_paused), "the remote free never reached its hook");
+    return t;
+}
+
+Test(races, delayed_free_wakeup_survives_a_refill, .timeout = 60) {
+    void *blocks[64];
+    size_t n;
+    void *q1 = fill_a_page(blocks, &n, 64);
+    um_page_t *P = page_of(blocks[0]);
+    um_heap_t *heap = umi_tl_heap;
+
+    freer_arg_t fa;
+    pthread_t freer = start_paused_free(&fa, blocks[0]); /* P's state is FREEING until it goes on */
+    umi_heap_collect_delayed(heap);                       /* blocks[0] is back: P leaves "full" */
+    cr_assert(!in_full(P));
+    um_free(q1);
+    um_trim(0); /* q1's page, now empty, is retired: P is its bin's first page */
+    cr_assert_eq(heap->queues[P->bin].first, P);
+    cr_assert_eq(um_malloc(4096), blocks[0], "the block freed last goes out first");
+
+    /* P has no free block: this malloc's refill moves it to "full" again, while the freer of
+     * its previous stay has not yet reset FREEING. */
+    pthread_t releaser;
+    cr_assert_eq(pthread_create(&releaser, NULL, releaser_main, (void *)(uintptr_t)100), 0);
+    void *other = um_malloc(4096);
+    cr_assert_not_null(other);
+    pthread_join(freer, NULL);
+    pthread_join(releaser, NULL);
+    umi_test_hook = NULL;
+
+    cr_assert(in_full(P));
+    cr_assert_eq(delay_state(P), UM_DELAY_USE,
+                 "a page in \"full\" must wake its owner at the next remote free (delay state %u)", delay_state(P));
+    /* And it does: another thread frees one of P's blocks; the owner gets it back. */
+    freer_arg_t fb = {blocks[1], -1};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, freer_main, &fb), 0);
+    pthread_join(t, NULL);
+    umi_heap_collect_delayed(heap);
+    cr_assert(!in_full(P), "the remote free into the full page was lost: the page stays full for good");
+}
+
+Test(races, retire_waits_for_a_remote_free, .timeout = 60) {
+    void *blocks[64];
+    size_t n;
+    void *q1 = fill_a_page(blocks, &n, 64);
+    um_page_t *P = page_of(blocks[0]);
+
+    freer_arg_t fa;
+    pthread_t freer = start_paused_free(&fa, blocks[0]);
+    umi_heap_collect_delayed(umi_tl_heap);
+    for (size_t i = 1; i < n; i++) um_free(blocks[i]); /* P is empty; q1 keeps the other page busy */
+    pthread_t releaser;
+    cr_assert_eq(pthread_create(&releaser, NULL, releaser_main, (void *)(uintptr_t)100), 0);
+    um_trim(0); /* retires P */
+    pthread_join(freer, NULL);
+    pthread_join(releaser, NULL);
+    umi_test_hook = NULL;
+    cr_assert_eq(atomic_load(&slot_after_pause), UM_SLOT_USED,
+                 "P was retired (slot state %d) while a remote free still had to write to it",
+                 atomic_load(&slot_after_pause));
+    cr_assert_neq(P->slot, UM_SLOT_USED, "P should be retired by now");
+    um_free(q1);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+#define FORK_BLOCKS 3000
+static void *parent_blocks[FORK_BLOCKS];
+static _Atomic uintptr_t parent_tid;
+static _Atomic int parent_ready, parent_exit;
+
+static void *parent_thread(void *arg) {
+    (void)arg;
+    for (size_t i = 0; i < FORK_BLOCKS; i++) { /* 3 pages of 64-byte blocks: two of them full */
+        parent_blocks[i] = um_malloc(64);
+        memset(parent_blocks[i], 0x5a, 64);
+    }
+    atomic_store(&parent_tid, umi_thread_id());
+    atomic_store(&parent_ready, 1);
+    while (!atomic_load(&parent_exit)) tu_sleep_ms(1);
+    return NULL;
+}
+
+/* Every page queued in the calling thread's heap belongs to that heap. */
+static int heap_is_consistent(void) {
+    um_heap_t *heap = umi_tl_heap;
+    for (size_t bin = 1; bin < UM_BIN_COUNT; bin++)
+        for (um_page_t *page = heap->queues[bin].first; page != NULL; page = page->next)
+            if (atomic_load(&page->heap) != heap || atomic_load(&umi_segment_of(page)->heap) != heap) return 0;
+    return 1;
+}
+
+static _Atomic int child_result;
+static void *child_thread(void *arg) {
+    uintptr_t dead_tid = (uintptr_t)arg;
+    int same_tid = umi_thread_id() == dead_tid;
+    static void *mine[FORK_BLOCKS];
+    mine[0] = um_malloc(64); /* a heap of its own first */
+    for (size_t i = 0; i < FORK_BLOCKS; i++) um_free(parent_blocks[i]);
+    for (size_t i = 1; i < FORK_BLOCKS; i++) mine[i] = um_malloc(64);
+    int ok = heap_is_consistent();
+    for (size_t i = 0; i < FORK_BLOCKS; i++) um_free(mine[i]);
+    ok = ok && heap_is_consistent();
+    atomic_store(&child_result, !ok ? 1 : !same_tid ? 2 : 0);
+    return NULL;
+}
+
+Test(races, fork_child_thread_with_a_dead_threads_id, .timeout = 120) {
+    pthread_t pt;
+    cr_assert_eq(pthread_create(&pt, NULL, parent_thread, NULL), 0);
+    while (!atomic_load(&parent_ready)) tu_sleep_ms(1);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        pthread_t ct;
+        if (pthread_create(&ct, NULL, child_thread, (void *)atomic_load(&parent_tid)) != 0) _exit(3);
+        pthread_join(ct, NULL);
+        _exit(atomic_load(&child_result));
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    atomic_store(&parent_exit, 1);
+    pthread_join(pt, NULL);
+    cr_assert(WIFEXITED(status), "the child died (status 0x%x)", status);
+    if (WEXITSTATUS(status) == 2)
+        cr_skip("SKIPPED: the child's thread did not get the dead thread's thread pointer, so this glibc "
+                "does not reuse stacks after fork the way the test needs (the heap stayed consistent)");
+    cr_assert_eq(WEXITSTATUS(status), 0,
+                 "the child's new thread (same thread pointer as a dead parent thread) spliced the dead "
+                 "thread's pages into its own heap");
+}
+
+/* ---- the backup heap and the lock order ------------------------------------------------------ */
+static pthread_key_t late_key;
+static _Atomic int late_ran, late_on_backup;
+
+/* A destructor of a key made after umalloc's own, so it runs after umalloc's exit hook: its
+ * allocations go to the backup heap, under its lock. 4 MiB of fresh small blocks carve far
+ * past the 1 MiB at which the statistics ask for a peak sample. */
+static void late_destructor(void *v) {
+    (void)v;
+    atomic_store(&late_on_backup, umi_tl_heap == &umi_heap_dead);
+    enum { N = 4096 };
+    static void *p[N];
+    for (size_t i = 0; i < N; i++) p[i] = um_malloc(1024);
+    for (size_t i = 0; i < N; i++) um_free(p[i]);
+    atomic_store(&late_ran, 1);
+}
+
+static void *late_thread(void *arg) {
+    (void)arg;
+    um_free(um_malloc(32)); /* a heap of its own, so that its exit hook runs */
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+Test(races, backup_heap_allocation_keeps_the_lock_order, .timeout = 60) {
+    um_free(um_malloc(16)); /* umalloc's key first */
+    cr_assert_eq(pthread_key_create(&late_key, late_destructor), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, late_thread, NULL), 0);
+    pthread_join(t, NULL);
+    cr_assert(atomic_load(&late_ran));
+    cr_assert(atomic_load(&late_on_backup), "precondition: the destructor ran after umalloc's exit hook");
+    um_stats_t s;
+    um_stats_get(&s); /* the sample asked for runs at a safe point; the numbers add up */
+    cr_assert_geq(s.peak_live_bytes, (uint64_t)4096 * 1024, "the backup heap's 4 MiB were not sampled");
+}
+
+/* ---- RLIMIT_AS lowered after start-up --------------------------------------------------------- */
+static size_t vm_size_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0;
+    if (f && fscanf(f, "%lu", &size) != 1) size = 0;
+    if (f) fclose(f);
+    return (size_t)size * tu_page_size();
+}
+
+Test(races, lowered_address_space_limit_leaves_room, .timeout = 60) {
+    if (!tu_is_plain()) cr_skip("SKIPPED in the sanitizer builds: they have no small-page region (os/region.c)");
+    void *first = um_malloc(64);
+    cr_assert_not_null(first);
+    if (vm_size_bytes() < ((size_t)1 << 40))
+        cr_skip("SKIPPED: the small-page region is not reserved here (a finite RLIMIT_AS at start?)");
+    struct rlimit rl = {(rlim_t)8 << 30, RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    void *big = um_malloc(100000);
+    cr_assert_not_null(big, "malloc(100000) under an 8 GiB RLIMIT_AS failed (errno %d)", errno);
+    memset(big, 1, 100000);
+    /* Small blocks still work, and free() tells them from foreign pointers by the segment map. */
+    enum { N = 20000 };
+    static void *small[N];
+    for (size_t i = 0; i < N; i++) {
+        small[i] = um_malloc(256);
+        cr_assert_not_null(small[i]);
+        memset(small[i], (int)i, 256);
+    }
+    for (size_t i = 0; i < N; i++) um_free(small[i]);
+    um_free(big);
+    um_free(first);
+    cr_assert_lt(vm_size_bytes(), (size_t)8 << 30, "the unused reservation was not given back");
+}
+
+/* ---- a deferred dump runs at a safe point ------------------------------------------------------ */
+static off_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+Test(races, deferred_dump_waits_for_a_safe_point, .timeout = 60) {
+    char path[] = "/tmp/umalloc-races-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    setenv("UMALLOC_STATS_FILE", path, 1);
+    setenv("UMALLOC_STATS_SIGNAL", "SIGUSR1", 1);
+    um_free(um_malloc(16)); /* start-up: options read, handler installed */
+
+    umi_lock(&umi_cache_lock);
+    raise(SIGUSR1); /* this thread holds a lock: the handler must not dump now */
+    cr_assert_eq(file_size(path), 0);
+    umi_unlock(&umi_cache_lock);
+    cr_assert_eq(file_size(path), 0, "the deferred dump ran inside umi_unlock (file I/O inside malloc's locks)");
+    pid_t pid = fork(); /* nor in a fork handler */
+    if (pid == 0) _exit(file_size(path) == 0 ? 0 : 1);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a fork handler made the deferred dump");
+    cr_assert_eq(file_size(path), 0, "a fork handler made the deferred dump");
+
+    void *p = um_malloc(3000); /* a size class not used yet: the allocation slow path */
+    cr_assert_gt(file_size(path), 0, "the deferred dump did not run at the next allocation slow path");
+    um_free(p);
+    unlink(path);
+}
