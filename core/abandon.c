@@ -90,7 +90,7 @@ void umi_segment_abandon_all(um_heap_t *heap) {
     each_segment(heap, give_back_empty);
     /* 3. Purge the free slots whose delay has passed (the adopter purges the others on its own
      *    schedule), and leave what holds live blocks to the threads that come later. */
-    umi_segment_purge(heap, false);
+    umi_segment_purge(heap, true);
     each_segment(heap, abandon_one);
     heap->dirty_pages = 0;
 }

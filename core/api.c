@@ -24,14 +24,18 @@ UM_API void *um_reallocarray(void *p, size_t count, size_t size) {
     return umi_realloc(p, total);
 }
 
-/* free_sized: the size is a promise; checking it costs a lookup we already make, and a wrong
- * size is a bug worth one line rather than silent trust. */
+/* free_sized: umalloc finds a block's size from its page, so the size is not needed; it is
+ * checked in debug builds only (a wrong size is the program's bug, worth one line there). In
+ * release builds free_sized costs what free costs, plus its count: C++ programs call it (sized
+ * delete) as often as free. */
 UM_API void um_free_sized(void *p, size_t size) {
-    umi_count_call(UM_CALL_FREE_SIZED);
-    if (p == NULL) return;
-    if (size > umi_usable_size(p) && umi_segment_lookup(p) != NULL) umi_warn_ptr("free_sized with a size larger than the block:", p);
-    umi_count_internal(0, 1);
-    umi_free(p);
+#if defined(UM_DEBUG) && UM_DEBUG
+    if (p != NULL && size > umi_usable_size(p) && umi_segment_lookup(p) != NULL) umi_warn_ptr("free_sized with a size larger than the block:", p);
+#else
+    (void)size;
+#endif
+    umi_count_sized_free(p != NULL);
+    if (p != NULL) umi_fast_free(p);
 }
 UM_API void um_free_aligned_sized(void *p, size_t alignment, size_t size) {
     (void)alignment;

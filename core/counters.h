@@ -69,6 +69,7 @@ static inline void umi_count_uncarved(size_t bytes) { (void)bytes; }
 static inline void umi_count_exited_heap(um_heap_t *heap) { (void)heap; }
 static inline void umi_count_call(unsigned call) { (void)call; }
 static inline void umi_count_internal(int allocs, int frees) { (void)allocs; (void)frees; }
+static inline void umi_count_sized_free(int counted) { (void)counted; }
 static inline void umi_count_failed(void) {}
 static inline void umi_count_invalid(void) {}
 static inline void umi_count_null_free(void) {}
@@ -83,6 +84,7 @@ void umi_count_uncarved(size_t bytes);
 void umi_count_exited_heap(um_heap_t *heap); /* a thread's counters outlive its heap (registry lock) */
 void umi_count_call(unsigned call);       /* an entry point other than malloc/free ran */
 void umi_count_internal(int allocs, int frees); /* blocks an entry point made or freed itself */
+void umi_count_sized_free(int counted);   /* free_sized ran (counted: a block, not NULL) */
 void umi_count_failed(void);              /* an allocation returned NULL */
 void umi_count_invalid(void);             /* a free of something that is not a live block */
 void umi_count_null_free(void);

@@ -330,7 +330,7 @@ void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
     }
 
     um_page_queue_t *q = &heap->queues[bin];
-    bool adopted = false;
+    bool adopted = false, bin_was_empty = q->first == NULL;
 walk:;
     um_page_t *page = q->first, *carvable = NULL;
     /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh
@@ -357,7 +357,7 @@ walk:;
     }
     /* No freed block in the bin: blocks that exited threads left (and whatever was freed into
      * their pages since) go before carving new ones. */
-    if (page == NULL && !adopted && !heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
+    if (page == NULL && bin_was_empty && !adopted && !heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
         adopted = true;
         if (umi_segment_adopt(heap, bin, UM_KIND_COUNT, UM_ADOPT_BUDGET) != 0) goto walk;
     }
