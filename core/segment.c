@@ -23,6 +23,7 @@ static size_t cache_count;
 #define UM_CACHE_MAX 64 /* 256 MiB of address space at most; what is resident is purged on the usual delay */
 
 static void slot_purge(um_segment_t *seg, um_page_t *page);
+static void slots_purge(um_segment_t *seg, size_t first, size_t last);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT};
 
@@ -203,8 +204,11 @@ void umi_segment_cache_trim(bool force) {
         if (victim) {
             segment_unmap(victim);
         } else if (purge) {
-            for (size_t i = 0; i < purge->page_count; i++)
-                if (purge->pages[i].slot == UM_SLOT_DIRTY) slot_purge(purge, &purge->pages[i]);
+            for (size_t i = 0, run = SIZE_MAX; i <= purge->page_count; i++) {
+                bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
+                if (dirty && run == SIZE_MAX) run = i;
+                if (!dirty && run != SIZE_MAX) { slots_purge(purge, run, i - 1); run = SIZE_MAX; }
+            }
             umi_lock(&umi_cache_lock);
             umi_seg_list_push(&cache_list, purge); /* cached_at unchanged: it still expires on time */
             cache_count++;
@@ -252,6 +256,19 @@ static void slot_purge(um_segment_t *seg, um_page_t *page) {
     seg->dirty_pages--;
 }
 
+/* Purge the slots [first, last] of seg, dirty all of them, with one system call: slots lie end
+ * to end, and each madvise costs a TLB shootdown on every CPU the process runs on, whatever its
+ * length (a thread that exits gives back its slots side by side: mstress made 20 calls per
+ * exiting thread where a few do). */
+static void slots_purge(um_segment_t *seg, size_t first, size_t last) {
+    size_t size;
+    uint8_t *area = umi_page_area(seg, &seg->pages[first], &size);
+    uint8_t *end = (uint8_t *)seg + ((last + 1) << seg->page_shift);
+    umi_os_purge(area, (size_t)(end - area));
+    for (size_t i = first; i <= last; i++) UM_SHARED_WRITE(seg->pages[i].slot, UM_SLOT_CLEAN);
+    seg->dirty_pages = (uint8_t)(seg->dirty_pages - (last - first + 1));
+}
+
 void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     um_segment_t *seg = umi_segment_of(page);
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ umi_cookie));
@@ -285,15 +302,22 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
     for (size_t k = 0; k <= UM_KIND_COUNT; k++) {
         for (um_segment_t *seg = lists[k]; seg; seg = seg->next) {
             if (seg->dirty_pages == 0) continue;
-            for (size_t i = 0; i < seg->page_count; i++) {
+            size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
+            for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
-                if (page->slot != UM_SLOT_DIRTY) continue;
-                if (force || now - page->freed_at_ms >= umi_purge_delay_ms) {
-                    slot_purge(seg, page);
-                    heap->dirty_pages--;
-                } else if (page->freed_at_ms + umi_purge_delay_ms < next) {
-                    next = page->freed_at_ms + umi_purge_delay_ms;
+                bool expired = i < seg->page_count && page->slot == UM_SLOT_DIRTY &&
+                               (force || now - page->freed_at_ms >= umi_purge_delay_ms);
+                if (expired) {
+                    if (run == SIZE_MAX) run = i;
+                    continue;
                 }
+                if (run != SIZE_MAX) {
+                    heap->dirty_pages -= i - run;
+                    slots_purge(seg, run, i - 1);
+                    run = SIZE_MAX;
+                }
+                if (i < seg->page_count && page->slot == UM_SLOT_DIRTY && page->freed_at_ms + umi_purge_delay_ms < next)
+                    next = page->freed_at_ms + umi_purge_delay_ms;
             }
         }
     }
