@@ -3,13 +3,14 @@
 BENCH_BIN := build/bench/bin
 BENCH_CC ?= cc
 BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE
-WORKLOADS := larson xmalloc cache-scratch cache-thrash churn realloc large tree
+WORKLOADS := larson xmalloc cache-scratch cache-thrash churn realloc large tree \
+             threadchurn mstress malloc-large rptest alloc-test sh6bench
 
 all: $(addprefix $(BENCH_BIN)/,$(WORKLOADS) bench-run instr)
 
 $(BENCH_BIN)/%: bench/%.c bench/common.h
 	@mkdir -p $(BENCH_BIN)
-	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $< -pthread -lm
+	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $< -pthread -lm -ldl
 
 $(BENCH_BIN)/bench-run: bench/runner.c
 	@mkdir -p $(BENCH_BIN)

@@ -8,6 +8,8 @@
  *    line "NAME ok checksum=HEX ..." whose content does not depend on the allocator or on
  *    thread scheduling, so the driver can also compare outputs across allocators;
  *  - exits 1 on any mismatch or allocation failure.
+ * Workloads with rounds take `rss=1` to print "round N rss_kb=K" on stderr after each round
+ * (scripts/steady-state.sh reads these lines to see whether memory use settles).
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
@@ -20,10 +22,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static const char *bench_name = "bench";
 
@@ -164,7 +169,7 @@ static inline void *xmalloc(size_t n)
 
 /* ---- threads -------------------------------------------------------------------------------- */
 /* Runs fn(arg_i) on n threads, arg_i = (char *)args + i * size, and joins them. */
-static void run_threads(int n, void *(*fn)(void *), void *args, size_t size)
+static inline void run_threads(int n, void *(*fn)(void *), void *args, size_t size)
 {
     pthread_t tid[256];
     if (n < 1 || n > 256)
@@ -182,6 +187,81 @@ static void run_threads(int n, void *(*fn)(void *), void *args, size_t size)
 static inline long long share(long long total, int n, int i)
 {
     return total / n + (i < total % n ? 1 : 0);
+}
+
+/* ---- single-producer single-consumer queue of pointers, for handing blocks between threads ---- */
+#define SPSC_CAP 16
+typedef struct {
+    _Atomic unsigned long long head; /* next to read (consumer) */
+    char pad0[56];
+    _Atomic unsigned long long tail; /* next to write (producer) */
+    char pad1[56];
+    void *q[SPSC_CAP];
+} spsc_t;
+
+/* 0 if the queue is full */
+static inline int spsc_push(spsc_t *q, void *p)
+{
+    unsigned long long t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (t - atomic_load_explicit(&q->head, memory_order_acquire) == SPSC_CAP)
+        return 0;
+    q->q[t % SPSC_CAP] = p;
+    atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+    return 1;
+}
+
+/* NULL if the queue is empty */
+static inline void *spsc_pop(spsc_t *q)
+{
+    unsigned long long h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    if (h == atomic_load_explicit(&q->tail, memory_order_acquire))
+        return NULL;
+    void *p = q->q[h % SPSC_CAP];
+    atomic_store_explicit(&q->head, h + 1, memory_order_release);
+    return p;
+}
+
+/* ---- resident set size, for rss=1 ------------------------------------------------------------ */
+/* Current RSS in KiB from /proc/self/statm, read without allocating (-1 if unreadable). */
+static inline long rss_kb(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    long size, resident;
+    if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
+        return -1;
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Peak RSS so far (VmHWM) in KiB from /proc/self/status, read without allocating (-1 if
+ * unreadable). */
+static inline long peak_rss_kb(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *at = strstr(buf, "VmHWM:");
+    long kb;
+    return at && sscanf(at + 6, "%ld", &kb) == 1 ? kb : -1;
+}
+
+/* "round N rss_kb=K peak_kb=P" on stderr: rounds are numbered from 1 */
+static inline void rss_round(long long round)
+{
+    fprintf(stderr, "round %lld rss_kb=%ld peak_kb=%ld\n", round, rss_kb(), peak_rss_kb());
 }
 
 #endif

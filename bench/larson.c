@@ -10,8 +10,17 @@
  *
  *   larson threads=2 rounds=20 slots=1000 ops=2000000 min=8 max=1000 seed=1
  * ops is the total per round, shared by the threads.
+ *
+ * sized=1 frees every block with its size: "Larson with sized deallocation", the way C++
+ * servers free through sized operator delete. It calls C23's free_sized(p, size), looked up with
+ * dlsym so that the same binary runs where it is missing (glibc 2.36 lacks it); where it is
+ * missing, the preloaded allocator's own sized free if it has one (jemalloc's sdallocx,
+ * mimalloc's mi_free_size, tcmalloc's tc_free_sized: what their sized operator delete calls),
+ * else plain free. The function used is named on stderr. rss=1 prints "round N rss_kb=K" on
+ * stderr after each round.
  */
 #include "common.h"
+#include <dlfcn.h>
 
 typedef struct {
     void **ptr;
@@ -30,6 +39,23 @@ typedef struct {
 
 static long long g_min, g_max;
 
+/* how blocks are freed: free(p), or with sized=1 free_sized(p, n) or the allocator's own */
+static void (*g_free_sized)(void *, size_t);
+
+static void (*g_sdallocx)(void *, size_t, int);
+static void sdallocx0(void *p, size_t n)
+{
+    g_sdallocx(p, n, 0);
+}
+
+static inline void release(void *p, size_t n)
+{
+    if (g_free_sized)
+        g_free_sized(p, n);
+    else
+        free(p);
+}
+
 static void *worker(void *argp)
 {
     work_t *w = argp;
@@ -41,7 +67,7 @@ static void *worker(void *argp)
         if (!tag_ok(a->ptr[k], a->size[k], a->tag[k]))
             w->bad++;
         sum += a->tag[k];
-        free(a->ptr[k]);
+        release(a->ptr[k], a->size[k]);
         size_t n = (size_t)rng_range(&r, (uint64_t)g_min, (uint64_t)g_max);
         uint64_t tag = mix64(w->seed + (uint64_t)i);
         void *p = xmalloc(n);
@@ -64,9 +90,23 @@ int main(int argc, char **argv)
     g_min = opt("min", 8);
     g_max = opt("max", 1000);
     uint64_t seed = (uint64_t)opt("seed", 1);
+    int sized = (int)opt("sized", 0);
+    int rss = (int)opt("rss", 0);
     opts_done();
     if (threads < 1 || nslots < 1 || g_min < 1 || g_max < g_min)
         fail("bad parameters");
+    if (sized) {
+        static const char *const names[] = { "free_sized", "mi_free_size", "tc_free_sized" };
+        const char *used = "free";
+        for (int i = 0; i < 3 && !g_free_sized; i++)
+            if ((*(void **)&g_free_sized = dlsym(RTLD_DEFAULT, names[i])))
+                used = names[i];
+        if (!g_free_sized && (*(void **)&g_sdallocx = dlsym(RTLD_DEFAULT, "sdallocx"))) {
+            g_free_sized = sdallocx0;
+            used = "sdallocx";
+        }
+        fprintf(stderr, "larson: sized=1: freeing with %s\n", used);
+    }
 
     slots_t *arrs = xmalloc(sizeof(slots_t) * (size_t)threads);
     rng_t r = rng_seed(seed, 7);
@@ -97,13 +137,15 @@ int main(int argc, char **argv)
             sum += w[t].sum;
             bad += w[t].bad;
         }
+        if (rss)
+            rss_round(rd + 1);
     }
     for (int t = 0; t < threads; t++) {
         for (long long k = 0; k < nslots; k++) {
             if (!tag_ok(arrs[t].ptr[k], arrs[t].size[k], arrs[t].tag[k]))
                 bad++;
             sum += arrs[t].tag[k];
-            free(arrs[t].ptr[k]);
+            release(arrs[t].ptr[k], arrs[t].size[k]);
         }
         free(arrs[t].ptr);
         free(arrs[t].size);

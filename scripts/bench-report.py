@@ -40,6 +40,25 @@ DESCRIPTIONS = {
     "large": "large blocks (256 KiB..64 MiB, log-uniform), 4 live per thread, every page written",
     "tree": "unbalanced binary search tree of 100k nodes (node + payload string each) built, "
             "walked and torn down, repeatedly",
+    "threadchurn": "a thread per request: threads started one by one (1by1) or 8 at a time (batch8), "
+                   "each callocs 128 B, swaps it into one of 1000 shared slots and frees the block it "
+                   "took out: per-thread allocator state set up and torn down thousands of times",
+    "larson-sized": "the larson server simulation, every block freed with its size (free_sized, "
+                    "or the allocator's own sized free: sdallocx, mi_free_size, tc_free_sized)",
+    "mstress": "mimalloc-bench-style mstress: mixed sizes (mostly 16..256 B, some up to 8 KiB, a few "
+               "16..384 KiB) allocated, realloc'ed, freed and passed between threads through a shared "
+               "array; new threads every round",
+    "malloc-large": "mimalloc-bench-style malloc-large: live buffers of 5..25 MiB replaced at random, "
+                    "each zeroed in full like std::vector<char>(n)",
+    "rptest": "rpmalloc-benchmark pattern: batches of 64 blocks of 8..16000 B (biased to small) "
+              "allocated by one thread and freed by the next one in a ring",
+    "alloc-test": "alloc-test (OLogN/ITHare) pattern: a random slot of a fixed pool is freed if "
+                  "full, else filled with a block of skewed random size (8 B..4 KiB, 1 in 128 up to "
+                  "64 KiB); the live set stays flat",
+    "sh6bench": "sh6bench-style: batches of 2000 objects of 1..1000 B, half freed newest first, "
+                "half oldest first",
+    "sh8bench": "sh8bench-style: sh6bench's batches, the oldest-first half freed by the next thread "
+                "of a ring",
     "python": "python3 (PYTHONMALLOC=malloc) on an object-heavy script: objects with dicts and "
               "lists, an index, sorting, strings, JSON",
     "sqlite": "sqlite3 on an in-memory database: bulk inserts, two indexes, joins, grouping, "
@@ -314,7 +333,7 @@ def main():
     L.append("")
     L.append("Made by `%s` on %s, in %s. "
              "Regenerate with `make bench` (6 runs per pair, one per round of the run order below: "
-             "about 10 minutes on this 2-core machine, counting instructions included) "
+             "about 14 minutes on this 2-core machine, counting instructions included) "
              "or `make bench QUICK=1` (smaller sizes, 3 runs, under 2 minutes; "
              "rougher numbers)." % (
                  meta.get("command", "make bench"), meta.get("date", "?"),

@@ -12,7 +12,9 @@
 # Environment:
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
 #   RUNS=N         runs per workload and allocator (default 6, QUICK 3); the median is reported.
-#                  6 is one round per allocator: each then follows each other one once
+#                  6 is one round per allocator: each then follows each other one once. The 30
+#                  rows (each about 0.3-0.8 s under glibc) x 6 allocators x 6 runs, with the
+#                  instruction counts, take about 14 minutes on the 2-core machine
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc (the default), and
 #                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out: what counting costs)
 #   WORKLOADS="..." subset of workload names, shell patterns allowed ("churn-* redis")
@@ -117,10 +119,20 @@ churn-medium-1t|1|c|churn threads=1 ops=800000 min=1024 max=65536 lmax=8192|chur
 churn-medium-2t|2|c|churn threads=2 ops=1200000 min=1024 max=65536 lmax=8192|churn threads=2 ops=200000 min=1024 max=65536 lmax=4096|450/60
 realloc-1t|1|c|realloc threads=1 steps=1500000|realloc threads=1 steps=300000 max=131072|650/70
 realloc-2t|2|c|realloc threads=2 steps=3000000|realloc threads=2 steps=500000 max=131072|500/50
-large-1t|1|c|large threads=1 iters=200|large threads=1 iters=60 max=16777216|550/50
-large-2t|2|c|large threads=2 iters=400|large threads=2 iters=80 max=16777216|650/60
+large-1t|1|c|large threads=1 iters=20|large threads=1 iters=10 max=16777216|850/80
+large-2t|2|c|large threads=2 iters=30|large threads=2 iters=16 max=16777216|700/80
 tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=50000|450/60
 tree-2t|2|c|tree threads=2 rounds=12 nodes=100000|tree threads=2 rounds=4 nodes=50000|500/60
+threadchurn-1by1|1|c|threadchurn threads=7000 batch=1|threadchurn threads=2000 batch=1|330/80
+threadchurn-batch8|8|c|threadchurn threads=4500 batch=8|threadchurn threads=1200 batch=8|350/90
+larson-sized-2t|2|c|larson threads=2 rounds=20 ops=1000000 sized=1|larson threads=2 rounds=10 ops=300000 sized=1|300/50
+mstress-2t|2|c|mstress threads=2 rounds=20 iters=100000|mstress threads=2 rounds=10 iters=30000|400/60
+malloc-large-1t|1|c|malloc-large iters=20 live=8|malloc-large iters=3 live=2 max=15|600/110
+rptest-2t|2|c|rptest threads=2 iters=16000|rptest threads=2 iters=2500|450/40
+alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=800000 slots=16384|400/80
+alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
+sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/100
+sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
 python|1|python|25000 3|8000 2|650/90
 sqlite|1|sqlite|150000|30000|700/100
 redis|1|redis|50000|6000|900/350
@@ -313,7 +325,7 @@ for w in "${WL_NAMES[@]}"; do
             fi
             el=$(($(date +%s) - START))
             left=$(($(eta_ms) / 1000))
-            msg=$(printf '[%3d/%d %3d%%] %-17s %-9s run %d/%d  %6.3f s %6d MiB | elapsed %s, left ~%s' \
+            msg=$(printf '[%3d/%d %3d%%] %-18s %-9s run %d/%d  %6.3f s %6d MiB | elapsed %s, left ~%s' \
                 "$DONE" "$TOTAL" $((DONE * 100 / TOTAL)) "$w" "$a" "$k" "$RUNS" "${wall:-0}" \
                 $((${rss:-0} / 1024)) "$(fmt_time $el)" "$(fmt_time $left)")
             if [ $TTY = 1 ]; then printf '\r\033[K%s' "$msg" >&2; else printf '%s\n' "$msg" >&2; fi
@@ -321,7 +333,7 @@ for w in "${WL_NAMES[@]}"; do
     done
     # one line per workload: median wall time per allocator
     [ $TTY = 1 ] && printf '\r\033[K' >&2
-    summary=$(printf '%-17s' "$w")
+    summary=$(printf '%-18s' "$w")
     for a in "${ALLOC_LIST[@]}"; do
         m=$(awk -F, -v w="$w" -v a="$a" '$1 == w && $3 == a && $5 == "ok" {print $6}' "$CSV" | median)
         if [ "$m" = - ]; then summary+=$(printf '  %s FAIL' "$a"); else summary+=$(printf '  %s %.3fs' "$a" "$m"); fi

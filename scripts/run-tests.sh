@@ -6,6 +6,8 @@
 #   unit-asan    build/test/unit-asan   the same tests, core and tests under ASan+UBSan
 #   unit-tsan    build/test/unit-tsan   the same tests under TSan
 #   system       build/test/system      real programs under LD_PRELOAD=build/libumalloc.so
+#   steady-state scripts/steady-state.sh   thread churn, Larson, mstress... under umalloc: peak
+#                RSS after round 10 within 10 % of round 3 (memory settles, nothing leaks)
 #   bench-instr  scripts/bench-instr.sh --check   (only if that script exists and is executable:
 #                fails when the fast path costs more instructions than allowed)
 # Every step runs even if an earlier one failed. Output goes to the terminal and, in full, to
@@ -24,7 +26,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system bench-instr)
+all_steps=(unit unit-asan unit-tsan system steady-state bench-instr)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -168,6 +170,9 @@ for s in "${steps[@]}"; do
         system)
             run_step system "build/test/system ${crit_flags[*]}" build/test/system -- \
                 build/test/system "${crit_flags[@]}" ;;
+        steady-state)
+            run_step steady-state "scripts/steady-state.sh" scripts/steady-state.sh -- \
+                scripts/steady-state.sh ;;
         bench-instr)
             run_step bench-instr "scripts/bench-instr.sh --check" scripts/bench-instr.sh -- \
                 scripts/bench-instr.sh --check ;;

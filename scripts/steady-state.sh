@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# scripts/steady-state.sh [PATTERN...]: does umalloc's memory use settle, or grow round after round?
+#
+# Runs each workload pattern that has rounds and prints its peak RSS so far (VmHWM) after each
+# one (rss=1, see bench/common.h) under LD_PRELOAD=build/libumalloc.so, long enough for 12
+# rounds, and requires the peak after round 10 to be within 10 % of the peak after round 3
+# (rounds 1-2 are the warm-up, while caches and pools fill). The peak, not the RSS of the
+# moment: a leak raises it round after round, while the ups and downs of a steady state raise it
+# only until the highest of them. Prints a table, exits 1 if any pattern fails (or a run fails).
+#
+# Patterns: threadchurn-1by1, threadchurn-batch8 (a thread per request), larson (thread
+# replacement), larson-sized (the same with sized frees), mstress (threads replaced every round,
+# blocks passed between threads), alloc-test (a fixed pool of random slots), rptest (blocks freed
+# by the next thread of a ring). Give names to run only those. A round is one batch of threads for
+# threadchurn, one generation of threads for larson and mstress, and a fixed number of steps of
+# thread 0 for alloc-test and rptest.
+#
+# Environment:
+#   UMALLOC_LIB=path  the library to preload (default build/libumalloc.so); UMALLOC_LIB=none runs
+#                     under glibc's malloc (no preload), for comparison; any other allocator's
+#                     .so works too
+#   STEADY_TOL=N      the tolerance in percent (default 10)
+#   VERBOSE=1         also print every round's RSS
+# About 7 s under glibc or umalloc on the 2-core machine.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+BIN=build/bench/bin
+LIB=${UMALLOC_LIB:-$ROOT/build/libumalloc.so}
+TOL=${STEADY_TOL:-10}
+FIRST=3
+LAST=10
+
+# name | program and arguments (12 rounds each). larson keeps 10000 blocks per thread (about
+# 10 MiB live), so that the process's own couple of MiB and page-sized noise do not decide.
+PATTERNS='
+threadchurn-1by1|threadchurn threads=24000 batch=1 report=2000
+threadchurn-batch8|threadchurn threads=12000 batch=8 report=1000
+larson|larson threads=2 rounds=12 ops=2000000 slots=10000
+larson-sized|larson threads=2 rounds=12 ops=2000000 slots=10000 sized=1
+mstress|mstress threads=2 rounds=12 iters=100000
+alloc-test|alloc-test threads=1 iters=6000000 report=500000
+rptest|rptest threads=2 iters=24000 report=1000
+'
+
+if [ "$LIB" = none ]; then
+    label="glibc (no preload)"
+    preload=
+else
+    [ -f "$LIB" ] || { echo "steady-state: $LIB not found (run make, or set UMALLOC_LIB)" >&2; exit 1; }
+    label=$LIB
+    preload=$LIB
+fi
+make -s -f bench/bench.mk || { echo "steady-state: building the workloads failed" >&2; exit 1; }
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+echo "steady-state: peak RSS after round $LAST vs round $FIRST, tolerance ${TOL} %, allocator: $label"
+printf '%-20s %14s %14s %7s  %s\n' pattern "round-$FIRST KiB" "round-$LAST KiB" ratio result
+status=0
+ran=0
+while IFS='|' read -r name cmd; do
+    [ -n "$name" ] || continue
+    if [ $# -gt 0 ]; then
+        want=0
+        for p in "$@"; do [ "$p" = "$name" ] && want=1; done
+        [ $want = 1 ] || continue
+    fi
+    ran=$((ran + 1))
+    # shellcheck disable=SC2206
+    args=($cmd)
+    out=$TMP/$name.out
+    err=$TMP/$name.err
+    t0=$(date +%s%N)
+    if [ -n "$preload" ]; then
+        LD_PRELOAD=$preload timeout 120 "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
+    else
+        timeout 120 "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
+    fi
+    rc=$?
+    secs=$(( ($(date +%s%N) - t0) / 1000000 ))
+    r1=$(awk -v n=$FIRST '$1 == "round" && $2 == n {sub("peak_kb=", "", $4); print $4}' "$err")
+    r2=$(awk -v n=$LAST '$1 == "round" && $2 == n {sub("peak_kb=", "", $4); print $4}' "$err")
+    if [ $rc != 0 ] || ! grep -q ' ok checksum=' "$out" || [ -z "$r1" ] || [ -z "$r2" ]; then
+        printf '%-20s %14s %14s %7s  %s\n' "$name" "${r1:--}" "${r2:--}" - "FAIL (run failed: exit $rc)"
+        grep -v '^round ' "$err" | tail -5 | sed 's/^/    | /'
+        status=1
+        continue
+    fi
+    read -r ratio verdict < <(awk -v a="$r1" -v b="$r2" -v t="$TOL" 'BEGIN {
+        r = b / a; d = r - 1; if (d < 0) d = -d
+        printf "%.3f %s\n", r, (d * 100 <= t ? "PASS" : "FAIL") }')
+    printf '%-20s %14s %14s %7s  %s\n' "$name" "$r1" "$r2" "$ratio" "$verdict ($((secs / 1000)).$(printf '%03d' $((secs % 1000))) s)"
+    [ "$verdict" = PASS ] || status=1
+    if [ "${VERBOSE:-0}" = 1 ]; then
+        awk '$1 == "round" {sub("peak_kb=", "", $4); printf "%s%s", sep, $4; sep = " "} END {print ""}' "$err" |
+            sed 's/^/    peak_kb by round: /'
+    fi
+done <<<"$PATTERNS"
+[ $ran -gt 0 ] || { echo "steady-state: no pattern named $*" >&2; exit 2; }
+[ $status = 0 ] && echo "steady-state: all PASS" || echo "steady-state: FAIL"
+exit $status
