@@ -6,8 +6,11 @@
  * one process-wide list with no owner; blocks freed into it meanwhile wait on their pages'
  * remote lists (delay state NEVER: there is no heap to wake). Living threads take such segments
  * over ("adopt" them) on their allocation slow path:
- *  - when a size class has no free block left, before carving new blocks or taking a fresh page
- *    (umi_page_alloc_slow): what exited threads left is the memory to reuse first;
+ *  - when the heap has no page of a size class at all (a new thread, a class it never used),
+ *    before carving or taking a fresh page (umi_page_alloc_slow): what exited threads left is
+ *    the memory a new thread reuses first. Not whenever a class merely runs dry: a heap that
+ *    did took over segment after segment while its own pages' blocks came back remotely
+ *    (Larson with thread replacement: twice the time and the RSS);
  *  - when a heap needs a free page slot, before it maps a segment (umi_segment_page_alloc);
  *  - a couple at a time from the periodic sweep (umi_page_sweep), so that a program whose other
  *    threads have all exited (a main thread freeing its workers' results) gets memory back too.
@@ -17,7 +20,10 @@
  *
  * The list is LIFO for adoption on need (the segment abandoned last is the one most likely
  * still in cache, with free blocks of the classes in use now) and FIFO for the sweep's
- * adoptions, so that no segment waits forever at the far end. */
+ * adoptions, so that no segment waits forever at the far end.
+ *
+ * Lock: umi_abandoned_lock guards the list. A segment off the list belongs to the heap that
+ * took it (seg->heap is set before the lock drops), so adopting needs no lock. */
 #include "core/internal.h"
 #include "core/counters.h"
 
@@ -74,8 +80,8 @@ static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
         page->next = page->prev = NULL;
     }
     atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
-    seg->abandoned = 1;
     umi_lock(&umi_abandoned_lock);
+    seg->abandoned = 1;
     umi_seg_list_push(&abandoned_head, seg);
     if (abandoned_tail == NULL) abandoned_tail = seg;
     atomic_fetch_add_explicit(&umi_abandoned_count, 1, UM_RELAXED);
@@ -88,8 +94,9 @@ void umi_segment_abandon_all(um_heap_t *heap) {
     umi_heap_collect_delayed(heap);
     /* 2. Give back every page with no block in use, and the segments that leaves empty. */
     each_segment(heap, give_back_empty);
-    /* 3. Purge the free slots whose delay has passed (the adopter purges the others on its own
-     *    schedule), and leave what holds live blocks to the threads that come later. */
+    /* 3. Purge the free slots now: the threads that come next may be far fewer, and nothing
+     *    else would purge them before one adopts the segment. Leave what holds live blocks to
+     *    the threads that come later. */
     umi_segment_purge(heap, true);
     each_segment(heap, abandon_one);
     heap->dirty_pages = 0;
@@ -142,7 +149,6 @@ void umi_segment_forget_freeing(um_heap_t *heap) { each_segment(heap, forget_fre
 /* Take seg over for heap (seg is off the abandoned list, seg->heap already set). Returns false
  * if nothing in it was live any more: it went to the cache. */
 static bool adopt_one(um_heap_t *heap, um_segment_t *seg) {
-    seg->abandoned = 0;
     heap->dirty_pages += seg->dirty_pages;
     umi_seg_list_push(umi_segment_heap_list(heap, seg), seg);
     for (size_t i = 0; i < seg->page_count; i++) {
@@ -173,20 +179,24 @@ static bool bin_has_room(um_heap_t *heap, size_t bin) {
     return first != NULL && (umi_page_hot(first)->free != NULL || first->capacity < first->reserved);
 }
 
+/* Off the list and the heap's (the caller holds umi_abandoned_lock). Owned before the lock
+ * drops: a statistics walk (which holds this lock) must never take a segment being changed for
+ * an ownerless one. */
+static void take_abandoned(um_heap_t *heap, um_segment_t *seg) {
+    if (seg == abandoned_tail) abandoned_tail = seg->prev;
+    umi_seg_list_remove(&abandoned_head, seg);
+    seg->abandoned = 0;
+    atomic_fetch_sub_explicit(&umi_abandoned_count, 1, UM_RELAXED);
+    atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
+}
+
 size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t budget) {
     size_t taken = 0;
     bool lifo = bin != 0 || kind != UM_KIND_COUNT; /* on need: the newest; from the sweep: the oldest */
     while (taken < budget && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
         umi_lock(&umi_abandoned_lock);
         um_segment_t *seg = lifo ? abandoned_head : abandoned_tail;
-        if (seg != NULL) {
-            if (seg == abandoned_tail) abandoned_tail = seg->prev;
-            umi_seg_list_remove(&abandoned_head, seg);
-            atomic_fetch_sub_explicit(&umi_abandoned_count, 1, UM_RELAXED);
-            /* Owned before the lock drops: a statistics walk (which holds this lock) must never
-             * take a segment being changed for an ownerless one. */
-            atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
-        }
+        if (seg != NULL) take_abandoned(heap, seg);
         umi_unlock(&umi_abandoned_lock);
         if (seg == NULL) break;
         taken++;

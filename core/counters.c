@@ -6,7 +6,7 @@
 um_counters_t umi_counters;
 
 _Atomic unsigned umi_safe_pending;
-static void (*safe_work)(unsigned what);
+static void (*_Atomic safe_work)(unsigned what); /* set once at start-up, read by any thread */
 
 #define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), UM_RELAXED)
 
@@ -15,14 +15,15 @@ void umi_count_peak(uint64_t live) {
     while (live > peak && !atomic_compare_exchange_weak(&umi_counters.peak_live, &peak, live)) {}
 }
 
-void umi_safe_point_register(void (*work)(unsigned what)) { safe_work = work; }
+void umi_safe_point_register(void (*work)(unsigned what)) { atomic_store_explicit(&safe_work, work, memory_order_release); }
 
 void umi_safe_point_request(unsigned what) { atomic_fetch_or_explicit(&umi_safe_pending, what, UM_RELAXED); }
 
 void umi_safe_point_run(void) {
-    if (safe_work == NULL || umi_locks_held_by_me()) return; /* the next safe point takes it */
+    void (*work)(unsigned) = atomic_load_explicit(&safe_work, memory_order_acquire);
+    if (work == NULL || umi_locks_held_by_me()) return; /* the next safe point takes it */
     unsigned what = atomic_exchange_explicit(&umi_safe_pending, 0, memory_order_acquire);
-    if (what != 0) safe_work(what);
+    if (what != 0) work(what);
 }
 
 #if !(defined(UM_NO_STATS) && UM_NO_STATS)

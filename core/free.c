@@ -25,7 +25,10 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
         }
         if (UM_UNLIKELY(off % page->block_size != 0)) { umi_warn_ptr("free of a pointer into the middle of a block:", p); return; }
     }
-    if ((owner & ~UM_PAGE_FLAGS) == umi_thread_id()) umi_page_local_free_slow(umi_tl_heap, page, b);
+    /* The owner path only for the heap that owns the page: a thread id can come back (a new
+     * thread on a dead one's stack), and a thread between heaps has none to free into. */
+    if ((owner & ~UM_PAGE_FLAGS) == umi_thread_id() && atomic_load_explicit(&page->heap, UM_RELAXED) == umi_tl_heap)
+        umi_page_local_free_slow(umi_tl_heap, page, b);
     else umi_page_remote_free(page, b);
 }
 

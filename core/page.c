@@ -281,9 +281,12 @@ bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
  * here), and at once when forced (um_trim, malloc_trim). O(queued pages): full pages are out of
  * the queues, and a free into one takes the slow path, which retires it there. */
 #define UM_SWEEP_MS 10
-/* Abandoned segments one slow path may adopt looking for blocks of its class: a bound on the
- * time it takes, not on what can be reused (the next slow path adopts more). */
-#define UM_ADOPT_BUDGET 8
+/* Abandoned segments one slow path adopts for a size class the heap has no page of: one, the
+ * newest. An exited thread's segment holds pages of most classes it used, so one usually
+ * serves many classes of the next thread; adopting more per class made short-lived threads
+ * hoard segments that the threads beside them then had to map afresh (preload_tls_dtor, 20
+ * threads at a time: 35 more segments per 200 threads at 8). */
+#define UM_ADOPT_BUDGET 1
 #define UM_SWEEP_PAGES_PER_MS 100
 
 void umi_page_sweep(um_heap_t *heap, bool force) {

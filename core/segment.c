@@ -141,7 +141,6 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         umi_segment_register(seg);
         umi_count_mapped(seg, 1);
     }
-    seg->abandoned = 0;
     atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
     heap->dirty_pages += seg->dirty_pages;
     umi_seg_list_push(&heap->segments[kind], seg);
@@ -322,6 +321,10 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
         }
     }
     heap->next_purge_ms = next == UINT64_MAX ? now + umi_purge_delay_ms : next;
-    umi_segment_cache_trim(force);
+    /* The cache on its own schedule even when the heap's slots are forced (a thread exiting):
+     * emptying it would make the threads that come next map and fault in fresh segments
+     * (mstress, threads replaced every round: 18.9K minor faults a run against tcmalloc's 3.5K).
+     * um_trim empties it itself. */
+    umi_segment_cache_trim(false);
 }
 

@@ -13,8 +13,8 @@
  * Each thread owns a *heap*: per size class, a queue of pages it allocates from. Only the owner
  * touches a page's `free` list (no lock, no atomic); other threads push the
  * blocks they free onto the page's `thread_free` list with a CAS. Segments are owned by one heap;
- * when the thread exits, its segments are *abandoned* and the next thread that needs a page
- * adopts them.
+ * when the thread exits, the segments that still hold live blocks are *abandoned*, and living
+ * threads adopt them (core/abandon.c).
  */
 #ifndef UM_TYPES_H
 #define UM_TYPES_H
@@ -158,7 +158,7 @@ typedef struct um_segment_s {
     uint8_t dirty_pages;      /* slots free but resident (owner only) */
     int16_t node;             /* NUMA node the memory is bound to, -1 if none */
     uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G */
-    uint8_t abandoned;        /* on the abandoned list */
+    uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
     uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so
                                * mremap can't resize it (realloc copies it once, to one mapping) */
     uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside
