@@ -26,6 +26,7 @@
  * took it (seg->heap is set before the lock drops), so adopting needs no lock. */
 #include "core/internal.h"
 #include "core/counters.h"
+#include "os/os.h"
 
 static um_segment_t *abandoned_head, *abandoned_tail; /* umi_abandoned_lock */
 _Atomic size_t umi_abandoned_count;                   /* written under the lock */
@@ -68,12 +69,29 @@ static bool give_back_empty_pages(um_heap_t *heap, um_segment_t *seg) {
 }
 static void give_back_empty(um_heap_t *heap, um_segment_t *seg) { (void)give_back_empty_pages(heap, seg); }
 
+/* The free blocks of a page of big blocks, given back to the OS but for their first OS page
+ * (which holds the free-list link and the free mark). A page of 32 KiB blocks and more that an
+ * exiting thread leaves with one block live would otherwise keep every block it ever carved
+ * resident until that block is freed and someone adopts the page: mstress, whose big blocks
+ * wait in a transfer array for threads of later rounds, saw its peak RSS climb round after
+ * round. Purged blocks read as zero again past their first page; nothing relies on more. */
+#define UM_BIG_BLOCK_PURGE_MIN ((size_t)32 << 10)
+static void purge_free_big_blocks(um_page_t *page) {
+    size_t bsize = page->block_size, ps = umi_os_page_size();
+    if (bsize < UM_BIG_BLOCK_PURGE_MIN) return;
+    for (um_block_t *b = umi_page_hot(page)->free; b != NULL; b = b->next) {
+        uintptr_t from = ((uintptr_t)b + ps) & ~(uintptr_t)(ps - 1), to = ((uintptr_t)b + bsize) & ~(uintptr_t)(ps - 1);
+        if (to > from) umi_os_purge((void *)from, to - from);
+    }
+}
+
 static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
     umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
     heap->dirty_pages -= seg->dirty_pages;
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
+        purge_free_big_blocks(page);
         uintptr_t keep = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
         atomic_store_explicit(&UM_PAGE_OWNER(page), keep, UM_RELAXED); /* no thread's: every free is remote */
         atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
