@@ -106,19 +106,56 @@ static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
     umi_unlock(&umi_abandoned_lock);
 }
 
-void umi_segment_abandon_all(um_heap_t *heap) {
+void umi_segment_quiesce(um_heap_t *heap) {
     /* 1. No remote free may use the heap's delayed list from now on; take in what is there. */
     each_segment(heap, pages_never_delayed);
     umi_heap_collect_delayed(heap);
     /* 2. Give back every page with no block in use, and the segments that leaves empty. */
     each_segment(heap, give_back_empty);
     /* 3. Purge the free slots now: the threads that come next may be far fewer, and nothing
-     *    else would purge them before one adopts the segment. Leave what holds live blocks to
-     *    the threads that come later. */
+     *    else would purge them before one takes the memory over. */
     umi_segment_purge(heap, true);
+}
+
+void umi_segment_abandon_segments(um_heap_t *heap) {
     each_segment(heap, abandon_one);
     heap->dirty_pages = 0;
 }
+
+void umi_segment_abandon_all(um_heap_t *heap) {
+    umi_segment_quiesce(heap);
+    umi_segment_abandon_segments(heap); /* what holds live blocks: for the threads that come later */
+}
+
+/* ---- a whole heap handed to the next thread (core/handoff.c) --------------------------------- */
+static void strip_owner(um_heap_t *heap, um_segment_t *seg) {
+    (void)heap;
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        uintptr_t flags = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_FLAGS;
+        atomic_store_explicit(&UM_PAGE_OWNER(page), flags, UM_RELAXED); /* no thread's: every free is remote */
+    }
+}
+void umi_segment_strip_owners(um_heap_t *heap) { each_segment(heap, strip_owner); }
+
+/* The heap's new thread owns its pages: its id in the owner words, remote frees back on the
+ * page lists (full pages wake it again), and what was freed meanwhile collected. */
+static void take_owner(um_heap_t *heap, um_segment_t *seg) {
+    for (size_t i = 0; i < seg->page_count; i++) {
+        um_page_t *page = &seg->pages[i];
+        if (page->slot != UM_SLOT_USED) continue;
+        uintptr_t flags = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_FLAGS;
+        bool full = (flags & UM_PAGE_IN_FULL) != 0;
+        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | (full ? UM_DELAY_USE : UM_DELAY_NORMAL),
+                                                      memory_order_acq_rel, UM_RELAXED)) {}
+        atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | flags, memory_order_release);
+        umi_page_collect(heap, page);
+        if (full && umi_page_hot(page)->free != NULL) umi_page_unfull(heap, page);
+    }
+}
+void umi_segment_take_owners(um_heap_t *heap) { each_segment(heap, take_owner); }
 
 /* After fork, a heap whose thread does not exist in the child (umi_heap_orphan_others): its
  * segments are abandoned as they are, without umi_segment_abandon_all's collecting and giving
@@ -226,6 +263,7 @@ size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t bud
 }
 
 size_t umi_segment_reclaim_all(void) {
+    umi_heap_dissolve_handed(true);
     um_heap_t *heap = umi_heap_for_thread();
     if (heap == NULL) return 0;
     return umi_segment_adopt(heap, 0, UM_KIND_COUNT, SIZE_MAX);

@@ -45,7 +45,34 @@ static void heap_reset(um_heap_t *heap) {
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }
 
+static void registry_add(um_heap_t *heap) {
+    umi_lock(&umi_registry_lock);
+    heap->reg_prev = NULL;
+    heap->reg_next = umi_heap_registry;
+    if (umi_heap_registry) umi_heap_registry->reg_prev = heap;
+    umi_heap_registry = heap;
+    umi_heap_count++;
+    umi_unlock(&umi_registry_lock);
+}
+
+/* Out of the registry; its counters are kept with the exited threads' (the caller holds the
+ * registry lock). */
+static void registry_remove(um_heap_t *heap) {
+    if (heap->reg_prev) heap->reg_prev->reg_next = heap->reg_next;
+    else umi_heap_registry = heap->reg_next;
+    if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
+    umi_heap_count--;
+    umi_count_exited_heap(heap);
+    memset(&heap->stats, 0, sizeof heap->stats);
+}
+
 static um_heap_t *heap_new(void) {
+    um_heap_t *handed = umi_heap_take_handed(); /* an exited thread's, whole (core/handoff.c) */
+    if (handed != NULL) {
+        registry_add(handed); /* before its pages carry our id: see core/handoff.c, fork */
+        umi_heap_own_handed(handed);
+        return handed;
+    }
     umi_lock(&umi_registry_lock);
     um_heap_t *heap = heap_pool;
     if (heap) heap_pool = heap->reg_next;
@@ -59,12 +86,7 @@ static um_heap_t *heap_new(void) {
     heap_reset(heap);
     heap->tid = umi_thread_id();
     heap->purge_epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
-    umi_lock(&umi_registry_lock);
-    heap->reg_next = umi_heap_registry;
-    if (umi_heap_registry) umi_heap_registry->reg_prev = heap;
-    umi_heap_registry = heap;
-    umi_heap_count++;
-    umi_unlock(&umi_registry_lock);
+    registry_add(heap);
     return heap;
 }
 
@@ -97,11 +119,16 @@ um_heap_t *umi_heap_for_thread(void) {
 /* The heap leaves the registry; its counters are kept, its structure goes to the pool. */
 static void heap_retire(um_heap_t *heap) {
     umi_lock(&umi_registry_lock);
-    if (heap->reg_prev) heap->reg_prev->reg_next = heap->reg_next;
-    else umi_heap_registry = heap->reg_next;
-    if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
-    umi_heap_count--;
-    umi_count_exited_heap(heap);
+    registry_remove(heap);
+    heap_reset(heap);
+    heap->reg_next = heap_pool;
+    heap_pool = heap;
+    umi_unlock(&umi_registry_lock);
+}
+
+/* A handed-off heap dissolved into abandoned segments: its structure goes to the pool. */
+void umi_heap_release_struct(um_heap_t *heap) {
+    umi_lock(&umi_registry_lock);
     heap_reset(heap);
     heap->reg_next = heap_pool;
     heap_pool = heap;
@@ -110,8 +137,16 @@ static void heap_retire(um_heap_t *heap) {
 
 void umi_heap_thread_done(um_heap_t *heap) {
     umi_safe_point();
-    umi_segment_abandon_all(heap);
-    heap_retire(heap);
+    if (!umi_heap_may_hand_off(heap)) {
+        umi_segment_abandon_all(heap);
+        heap_retire(heap);
+        return;
+    }
+    umi_heap_quiesce_for_hand_off(heap); /* whole, to the next thread (core/handoff.c) */
+    umi_lock(&umi_registry_lock);
+    registry_remove(heap);
+    umi_unlock(&umi_registry_lock);
+    umi_heap_hand_off(heap);
 }
 
 /* In a child after fork only the forking thread exists, but the heaps of the parent's other

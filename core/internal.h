@@ -198,6 +198,7 @@ void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pag
 void umi_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_push(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page);
+void umi_page_unfull(um_heap_t *heap, um_page_t *page); /* a full page got a block back */
 void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
 void umi_page_set_never_delayed(um_page_t *page);
 uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
@@ -234,6 +235,10 @@ extern um_segment_t *umi_segment_registry;
 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
+void umi_segment_quiesce(um_heap_t *heap);      /* abandon_all's first half: collect, give back, purge */
+void umi_segment_abandon_segments(um_heap_t *heap); /* ...and its second: the segments to the list */
+void umi_segment_strip_owners(um_heap_t *heap); /* a quiesced heap's pages belong to no thread */
+void umi_segment_take_owners(um_heap_t *heap);  /* ...and now to heap->tid's */
 void umi_segment_abandon_orphaned(um_heap_t *heap); /* after fork: the heap's thread is gone */
 void umi_segment_forget_freeing(um_heap_t *heap);   /* after fork: the heap lives on */
 /* Adopt abandoned segments into `heap`, at most `budget`, stopping early once `bin` (0: none)
@@ -243,6 +248,15 @@ size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t bud
 size_t umi_segment_reclaim_all(void);           /* adopt every abandoned segment (um_trim) */
 /* Segments on the abandoned list: read without the lock, as a hint that adopting may pay. */
 extern _Atomic size_t umi_abandoned_count;
+
+/* ---- handoff.c -------------------------------------------------------------------------- */
+bool umi_heap_may_hand_off(const um_heap_t *heap); /* at thread exit: room on the list? */
+void umi_heap_quiesce_for_hand_off(um_heap_t *heap); /* ...collect, give back, no thread's pages */
+void umi_heap_hand_off(um_heap_t *heap);        /* ...then onto the list (out of the registry) */
+um_heap_t *umi_heap_take_handed(void);          /* for a new thread: an exited thread's heap, or NULL */
+void umi_heap_own_handed(um_heap_t *heap);      /* ...made the calling thread's (in the registry) */
+void umi_heap_dissolve_handed(bool all);        /* heaps handed off long ago (all: every one) */
+extern _Atomic size_t umi_handed_count;
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *umi_huge_alloc(size_t size, size_t align);

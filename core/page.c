@@ -188,7 +188,7 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
  *    mallocs against 11.5%; tcmalloc, LIFO by class, 7%), and ran 10% slower (0.420 against
  *    0.375 s, tcmalloc 0.373: medians of 9 rounds); its peak RSS went down 2%, the realloc
  *    benchmark's up 3%. */
-static void page_unfull(um_heap_t *heap, um_page_t *page) {
+void umi_page_unfull(um_heap_t *heap, um_page_t *page) {
     atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
     um_page_queue_t *q = &heap->queues[page->bin];
     um_page_t *first = q->first;
@@ -254,7 +254,7 @@ void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     b->next = hot->free;
     hot->free = b;
     UM_OWNER_ADD(hot->frees, 1);
-    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) page_unfull(heap, page);
+    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) umi_page_unfull(heap, page);
     if (umi_hot_used(hot) == 0) umi_page_retire(heap, page);
 }
 
@@ -313,6 +313,8 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     /* Segments that exited threads left: a couple each time, the oldest first, so that their
      * memory comes back even when no thread runs short of pages (core/abandon.c). */
+    umi_segment_cache_trim(false); /* the cache's purge delay runs even when no heap has dirty slots */
+    if (UM_UNLIKELY(atomic_load_explicit(&umi_handed_count, UM_RELAXED) != 0)) umi_heap_dissolve_handed(false);
     if (!heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) umi_segment_adopt(heap, 0, UM_KIND_COUNT, 2);
 }
 

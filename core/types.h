@@ -224,7 +224,9 @@ typedef struct um_heap_s {
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
-    struct um_heap_s *reg_next;            /* registry of live heaps (statistics) */
+    uint64_t handed_at_ms;                 /* when its thread exited and handed it off (core/handoff.c) */
+    uint8_t handed;                        /* on the handed-off list (umi_abandoned_lock) */
+    struct um_heap_s *reg_next;            /* registry of live heaps (statistics); the pool; the handed-off list */
     struct um_heap_s *reg_prev;
 } um_heap_t;
 

@@ -81,7 +81,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             continue;
         }
         um_heap_t *owner = atomic_load_explicit(&seg->heap, UM_RELAXED);
-        bool walk = UM_WALK_OTHERS || owner == self || owner == NULL;
+        bool walk = UM_WALK_OTHERS || owner == self || owner == NULL || owner->handed; /* no thread's */
         out->metadata_bytes += hdr;
         out->committed_bytes += hdr;
         size_t psize = (size_t)1 << seg->page_shift;

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <sched.h>
 
+#include "core/internal.h"
 #include "test_util.h"
 
 #define ASSERT_NO_WORKER_FAILURE()                                                                                 \
@@ -601,4 +602,42 @@ Test(threads, trim_and_totals_race_with_allocation, .timeout = 120)
     join_threads(th, T);
     fprintf(stderr, "[threads/trim_race] %zu trims during the run\n", trims);
     ASSERT_NO_WORKER_FAILURE();
+}
+
+/* A thread that exits hands its heap off whole, and the next new thread takes it over: the same
+ * heap, its queues, counters and warm pages as they were (a heap from the pool would start
+ * empty), and its first malloc of a class the exited thread used comes from that thread's page
+ * (core/handoff.c). */
+static um_heap_t *first_heap;
+static uint32_t first_slow_calls;
+static void *handoff_first(void *arg) {
+    void **kept = arg;
+    void *scratch[100];
+    for (int i = 0; i < 100; i++) scratch[i] = um_malloc(i % 8 ? 256 : 20000);
+    for (int i = 0; i < 50; i++) kept[i] = scratch[i];       /* live when the thread exits */
+    for (int i = 50; i < 100; i++) um_free(scratch[i]);        /* free blocks in its pages */
+    first_heap = umi_tl_heap;
+    first_slow_calls = first_heap->slow_calls;
+    return NULL;
+}
+static void *handoff_second(void *arg) {
+    void **out = arg;
+    out[0] = um_malloc(256);
+    out[1] = umi_tl_heap;
+    out[2] = (void *)(uintptr_t)umi_tl_heap->slow_calls;
+    return NULL;
+}
+Test(threads, next_thread_takes_over_an_exited_threads_heap) {
+    void *kept[50], *got[3];
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, handoff_first, kept), 0);
+    pthread_join(t, NULL);
+    cr_assert_gt(first_slow_calls, 1);
+    cr_assert_eq(pthread_create(&t, NULL, handoff_second, got), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(got[1], first_heap, "the new thread did not take the exited thread's heap");
+    cr_assert_geq((uintptr_t)got[2], first_slow_calls, "the heap was reset, not handed over whole");
+    cr_assert_eq(umi_segment_of(got[0]), umi_segment_of(kept[1]), "the block is not from the exited thread's segment");
+    for (int i = 0; i < 50; i++) um_free(kept[i]);
+    um_free(got[0]);
 }
