@@ -8,9 +8,9 @@
  * over ("adopt" them) on their allocation slow path:
  *  - when the heap has no page of a size class at all (a new thread, a class it never used),
  *    before carving or taking a fresh page (umi_page_alloc_slow): what exited threads left is
- *    the memory a new thread reuses first. Not whenever a class merely runs dry: a heap that
- *    did took over segment after segment while its own pages' blocks came back remotely
- *    (Larson with thread replacement: twice the time and the RSS);
+ *    the memory a new thread reuses first. Not whenever a class merely runs dry: a heap would
+ *    then take over segment after segment while its own pages' blocks come back remotely (a
+ *    program whose threads free each other's blocks and are replaced as they exit);
  *  - when a heap needs a free page slot, before it maps a segment (umi_segment_page_alloc);
  *  - a couple at a time from the periodic sweep (umi_page_sweep), so that a program whose other
  *    threads have all exited (a main thread freeing its workers' results) gets memory back too.
@@ -72,9 +72,9 @@ static void give_back_empty(um_heap_t *heap, um_segment_t *seg) { (void)give_bac
 /* The free blocks of a page of big blocks, given back to the OS but for their first OS page
  * (which holds the free-list link and the free mark). A page of 32 KiB blocks and more that an
  * exiting thread leaves with one block live would otherwise keep every block it ever carved
- * resident until that block is freed and someone adopts the page: mstress, whose big blocks
- * wait in a transfer array for threads of later rounds, saw its peak RSS climb round after
- * round. Purged blocks read as zero again past their first page; nothing relies on more. */
+ * resident until that block is freed and someone adopts the page: in a program whose big blocks
+ * wait in a transfer array for the threads of later rounds, RSS would climb round after round.
+ * Purged blocks read as zero again past their first page; nothing relies on more. */
 #define UM_BIG_BLOCK_PURGE_MIN ((size_t)32 << 10)
 static void purge_free_big_blocks(um_page_t *page) {
     size_t bsize = page->block_size, ps = umi_os_page_size();

@@ -37,9 +37,9 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
 
 /* Sizes above the direct table, and any size whose direct page ran dry: the fast path's pop,
  * after rounding the size to its bin. Kept to that alone, it saves and restores no register
- * (the refill's register pressure made every medium malloc push and pop six). Bins at or
- * above the large threshold never get a page, so their bin_hot stays empty and they reach
- * malloc_refill, which maps them. */
+ * (with the refill inlined, its register pressure would make every medium malloc push and pop
+ * several). Bins at or above the large threshold never get a page, so their bin_hot stays
+ * empty and they reach malloc_refill, which maps them. */
 UM_NOINLINE void *umi_malloc_generic(size_t size, um_heap_t *heap) {
     if (UM_LIKELY(size <= UM_LARGE_MAX)) {
         um_page_hot_t *hot = heap->bin_hot[umi_bin_of(size)];
@@ -111,13 +111,12 @@ void *umi_malloc_aligned(size_t align, size_t size) {
  * even below LARGE_THRESHOLD: from then on it grows with mremap, in place or by moving page
  * tables, never by copying, and what it holds is exact to the OS page. Pooled, a buffer growing
  * through the size classes leaves a freed block in each, and when many buffers grow together
- * (strings, vectors, I/O buffers) those holes pin half-empty pages: the realloc benchmark kept
- * 43 MiB free in pages for 36 MiB live. */
+ * (strings, vectors, I/O buffers) those holes pin half-empty pages. */
 #define UM_REALLOC_MAP_MIN ((size_t)64 << 10)
 /* Only a block that grows step by step (to at most twice its size) is such a buffer. A realloc
- * to an unrelated size (a program reusing an allocation for something else: mimalloc-bench's
- * mstress) gets a pooled block: a mapping of its own would cost an mmap and an munmap for a
- * block that may never grow again (mstress: 1,000 munmaps and 700 mremaps a second run). */
+ * to an unrelated size (a program reusing an allocation for something else) gets a pooled
+ * block: a mapping of its own would cost an mmap and an munmap for a block that may never grow
+ * again, on every such realloc of a program that reuses its allocations this way. */
 
 /* A block that grows will likely grow again (appending to a buffer): a quarter more room, so a
  * buffer grown byte by byte is copied (or remapped) once per quarter rather than once per

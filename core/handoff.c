@@ -1,7 +1,7 @@
 /* Handing a whole heap to the next thread.
  *
  * A program that replaces its threads (a thread per request, worker pools that are recycled,
- * Larson's and mstress's rounds) starts a new thread soon after one exits, and the new one
+ * threads run in rounds) starts a new thread soon after one exits, and the new one
  * wants what the old one had: pages of the same size classes, blocks freed and ready, memory
  * resident. So a thread that exits hands its heap off whole: its empty pages go back and are
  * purged as always (core/abandon.c, umi_segment_quiesce), but the pages that still hold live

@@ -1,5 +1,6 @@
-/* Thread heaps: made on a thread's first allocation, given back (abandoned) at thread exit,
- * kept in a registry for statistics. A thread that allocates after its exit hook ran (from a
+/* Thread heaps: made on a thread's first allocation (or taken over whole from an exited
+ * thread, core/handoff.c), handed off or abandoned at thread exit, kept in a registry for
+ * statistics and for the fork handler. A thread that allocates after its exit hook ran (from a
  * later TLS destructor) is served by the backup heap, a shared heap behind a lock, so nothing it
  * allocates is lost with its heap. */
 #include <pthread.h>

@@ -27,10 +27,9 @@
 #include "core/counters.h"
 
 #define UM_HUGE_PIECES 64
-/* Resident until purged (UMALLOC_PURGE_DELAY_MS), so it only adds to a peak for that long. 256
- * rather than 128 MiB: a program cycling through blocks of tens of MiB (bench/large.c, two
- * threads) then finds 40% more of them resident, and every byte not reused is a fault that
- * clears it again (222 -> 129 THP faults, 0.111 -> 0.089 s, peak RSS 220 -> 239 MiB). */
+/* Resident until purged (UMALLOC_PURGE_DELAY_MS), so it only adds to a peak for that long.
+ * Sized so that a program cycling through blocks of tens of MiB, from more than one thread,
+ * finds most of them resident: every byte not reused is a fault that clears it again. */
 #define UM_HUGE_CACHE_BYTES ((size_t)256 << 20)
 /* A leftover smaller than this is unmapped at once instead of cluttering the array. */
 #define UM_HUGE_PIECE_MIN ((size_t)256 << 10)

@@ -12,8 +12,8 @@ um_page_hot_t umi_hot_empty;
 
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
- * that uses many classes a little (Larson's 8..1000 bytes: peak RSS -16%) touches 4 KiB a class
- * rather than 16. Classes of 128 bytes and less get 16 KiB (at least 128 blocks), so that the
+ * that uses many classes a little (sizes spread over 8..1000 bytes, a few blocks each) touches
+ * 4 KiB a class. Classes of 128 bytes and less get 16 KiB (at least 128 blocks), so that the
  * tiny classes a program allocates in bulk take the slow path once per 128+ blocks. */
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
@@ -61,10 +61,10 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
  * the carved blocks are the first `capacity` of the `reserved`.
  *  - Why upwards: the blocks a program allocates one after another then lie one after another,
  *    the way it will most likely walk them, and the hardware prefetchers follow.
- *  - And away from the page's end: carved from the end down (as before), the blocks in use
- *    shared the page's last 4 KiB, and with it L1 sets and low address bits, with the hot
- *    words of every small page. Larson (40 classes in use, few blocks each) ran 24% faster
- *    upwards with two threads (0.150 -> 0.116 s), python 4%. */
+ *  - And away from the page's end: carved from the end down, the blocks in use would share
+ *    the page's last 4 KiB, and with it L1 sets and low address bits, with the hot words of
+ *    every small page: in a program with many classes in use and few blocks in each, blocks
+ *    and hot words would evict each other from the L1 cache. */
 static void page_extend(um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
@@ -84,10 +84,10 @@ static void page_extend(um_page_t *page) {
  * program drops a whole structure is often no order at all (a sorted copy of a list freed last,
  * a hash table's). Forget the list: the page is then as if new, carved again from its start
  * when it is next needed, so its blocks go out in address order. Done where the slow path's
- * walk or the sweep finds such a page: python's benchmark, which builds and drops such
- * structures each round, ran 5% faster and the tree benchmark 7% (churn-small 6% more with the
- * sweep's share). A block's free mark (um_block_t.key) stays until it is handed out again, so a
- * double free of it is still caught meanwhile. */
+ * walk or the sweep finds such a page, for the programs that build and drop such structures
+ * round after round (an interpreter's objects, a tree built and torn down): each round's new
+ * structure then lies in address order again. A block's free mark (um_block_t.key) stays
+ * until it is handed out again, so a double free of it is still caught meanwhile. */
 static void page_forget_free_list(um_page_t *page) {
     umi_page_hot(page)->free = NULL;
     umi_count_uncarved((size_t)page->capacity * page->block_size);
@@ -180,14 +180,12 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
 /* Back second in the queue, right behind the first page:
  *  - Not first: the bin's first page keeps serving (its free list is warm), and the
  *    size-indexed direct table, up to 128 slots a bin, is only rewritten when the queue was
- *    empty. Pushed to the front, a churn of 1 KiB blocks spent a quarter of its allocator
- *    instructions rewriting it.
+ *    empty. Pushed to the front, every full page that gets a block back would rewrite them,
+ *    again and again in a program that churns blocks of one size.
  *  - Not last: the block just freed is the most recently used one of its class, and the next
  *    refill's walk should find it before the older frees of pages further back. At the tail,
- *    churn-medium reused blocks freed thousands of allocations earlier more often (17% of its
- *    mallocs against 11.5%; tcmalloc, LIFO by class, 7%), and ran 10% slower (0.420 against
- *    0.375 s, tcmalloc 0.373: medians of 9 rounds); its peak RSS went down 2%, the realloc
- *    benchmark's up 3%. */
+ *    the walk would more often hand out blocks freed thousands of allocations earlier, cold
+ *    in cache. */
 void umi_page_unfull(um_heap_t *heap, um_page_t *page) {
     atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
     um_page_queue_t *q = &heap->queues[page->bin];
@@ -275,17 +273,17 @@ bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
 /* free()'s fast path counts a page's frees without testing for emptiness (a compare and a
  * branch less on every free), so a page it empties stays in its bin queue. Its blocks are not
  * lost: they are all on its free list, ready for malloc if it is the bin's first page. The
- * pages behind it are found here and retired as free() used to retire them: by the allocation
- * slow path, at most every UM_SWEEP_MS (plus a little
- * per page walked last time, so a heap with very many pages spends at most ~1% of its time
- * here), and at once when forced (um_trim, malloc_trim). O(queued pages): full pages are out of
- * the queues, and a free into one takes the slow path, which retires it there. */
+ * pages behind it are found here and retired: by the allocation slow path, at most every
+ * UM_SWEEP_MS (plus a little per page walked last time, so that a heap with very many pages
+ * spends only a small share of its time here), and at once when forced (um_trim, malloc_trim).
+ * O(queued pages): full pages are out of the queues, and a free into one takes the slow path,
+ * which retires it there. */
 #define UM_SWEEP_MS 10
 /* Abandoned segments one slow path adopts for a size class the heap has no page of: one, the
  * newest. An exited thread's segment holds pages of most classes it used, so one usually
- * serves many classes of the next thread; adopting more per class made short-lived threads
- * hoard segments that the threads beside them then had to map afresh (preload_tls_dtor, 20
- * threads at a time: 35 more segments per 200 threads at 8). */
+ * serves many classes of the next thread; adopting more per class would have short-lived
+ * threads hoard segments that the threads running beside them then have to map afresh (a
+ * program that runs many short-lived threads at a time). */
 #define UM_ADOPT_BUDGET 1
 #define UM_SWEEP_PAGES_PER_MS 100
 
@@ -349,7 +347,7 @@ walk:;
         um_page_hot_t *hot = umi_page_hot(page);
         /* An empty page counts as a new one: carved only if no page has freed blocks, and only
          * the first such, so that a queue of emptied pages is not handed out a chunk each
-         * (which kept them all resident: the realloc benchmark's peak RSS went up by 7%). */
+         * (which would keep them all resident). */
         if (hot->free != NULL && umi_hot_used(hot) == 0) page_forget_free_list(page);
         if (hot->free != NULL) break;
         if (page->capacity < page->reserved) {

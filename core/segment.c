@@ -257,8 +257,8 @@ static void slot_purge(um_segment_t *seg, um_page_t *page) {
 
 /* Purge the slots [first, last] of seg, dirty all of them, with one system call: slots lie end
  * to end, and each madvise costs a TLB shootdown on every CPU the process runs on, whatever its
- * length (a thread that exits gives back its slots side by side: mstress made 20 calls per
- * exiting thread where a few do). */
+ * length (a thread that exits gives back its slots side by side, so one call per run of slots
+ * replaces one per slot). */
 static void slots_purge(um_segment_t *seg, size_t first, size_t last) {
     size_t size;
     uint8_t *area = umi_page_area(seg, &seg->pages[first], &size);
@@ -322,8 +322,8 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
     }
     heap->next_purge_ms = next == UINT64_MAX ? now + umi_purge_delay_ms : next;
     /* Forced with the heap's slots (a thread exiting, um_trim): keeping the cache resident for
-     * the threads that come next saves them faults (mstress: 16.0K minor faults against 18.9K)
-     * but its peak RSS then climbs round after round (7.8 -> 12 MiB over 12 rounds). */
+     * the threads that come next would save them faults, but in a program that runs its
+     * threads in rounds, the peak RSS would then climb round after round. */
     umi_segment_cache_trim(force);
 }
 

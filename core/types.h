@@ -43,8 +43,8 @@
  * then 4 per doubling up to UM_LARGE_MAX. A block wastes at most 1/8 of the request up to 8 KiB
  * and 1/4 above (plus alignment to 16). Why coarser above 8 KiB: a page there holds only 7 to 64
  * blocks, so every class in use keeps a part-empty page or two, and with half the classes there
- * are half as many (churn-medium, 1..64 KiB blocks: peak RSS 30.2 -> 28.2 MiB, same time).
- * Bin 0 is unused; bin 1 is 16 bytes. */
+ * are half as many (which matters to a program that churns blocks of every size from 1 to
+ * 64 KiB). Bin 0 is unused; bin 1 is 16 bytes. */
 #define UM_BIN_SMALL_LAST 56 /* bin of UM_SMALL_MAX: the last of 8 classes per doubling */
 #define UM_BIN_COUNT 81      /* bins 1..80; bin 80 is 512 KiB */
 #define UM_DIRECT_MAX 1024 /* sizes served through heap->direct[], one load from size to page */
@@ -101,10 +101,11 @@ struct um_segment_s;
  * Huge segments have none.
  *
  * One list, last in first out, for malloc and the owner's free: the block freed last is the next
- * one handed out, and it is the one still in cache and in the TLB. (With a separate list for
- * frees, taken over only when the allocation list runs dry, a program gets back blocks freed
- * long ago: python ran 9% slower, churn-medium 10-15%.) The price is one count on malloc, `allocs`:
- * emptiness is allocs == frees, and both counts are the statistics' per-class mallocs and frees.
+ * one handed out, and it is the one still in cache and in the TLB. (A separate list for frees,
+ * taken over only when the allocation list runs dry, would give a program that frees and
+ * allocates in a loop the blocks it freed long ago, long gone from the cache.) The price is one
+ * count on malloc, `allocs`: emptiness is allocs == frees, and both counts are the statistics'
+ * per-class mallocs and frees.
  *
  * The guard makes free() reject a pointer that is not 16-byte aligned at no cost: the fast path
  * keeps p's low 4 bits in the address it loads the owner from, so for a misaligned p it reads
@@ -183,7 +184,7 @@ typedef struct um_segment_s {
  * on slow paths. Pooled mallocs and frees are counted by each page (um_page_hot_t.allocs and
  * .frees, which the fast paths keep anyway); a page's counts are added here when its slot leaves
  * the heap. A snapshot adds those of the pages in use and the remote frees not yet collected
- * (stats/counters.c), which makes mallocs, frees and live blocks per class exact whenever the
+ * (stats/snapshot.c), which makes mallocs, frees and live blocks per class exact whenever the
  * program is quiet. */
 #define UM_CALLS 8 /* = UM_CALL_COUNT of include/umalloc.h */
 typedef struct um_heap_stats_s {

@@ -94,7 +94,7 @@ UM_API int um_option_get_string(const char *name, char *buf, size_t len);
 /* A snapshot of every counter (docs/stats.md). Kept per thread by each thread itself, with no
  * atomic read-modify-write on the allocation fast paths, and summed when read: exact when the
  * program is quiet, a close approximation while other threads allocate. */
-#define UM_STATS_VERSION 2 /* 2: 81 classes (4 per doubling above 8 KiB), was 105 */
+#define UM_STATS_VERSION 2 /* 2: 81 classes (4 per doubling above 8 KiB) */
 #define UM_STATS_CLASSES 81 /* size classes, 16 B .. 512 KiB; class 0 is unused */
 #define UM_STATS_NODES 64
 enum um_stats_call {      /* entry points, for um_stats_t.calls */

@@ -150,6 +150,6 @@ void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t alig
 
 uint64_t umi_os_now_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, ~20 ns */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, no TSC read */
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -30,7 +30,7 @@ int umi_os_advise_huge(void *p, size_t size);
 uint64_t umi_os_now_ms(void);
 
 /* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is
- * mapped is counted per segment by the statistics walk (stats/counters.c). */
+ * mapped is counted per segment by the statistics walk (stats/snapshot.c). */
 typedef struct um_os_stats_s {
     _Atomic size_t purged_total; /* bytes purged since start */
     _Atomic size_t unmaps;       /* munmap calls (um_trim reports whether it released anything) */

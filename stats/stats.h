@@ -21,8 +21,7 @@
  * safe point); a huge block, whose bytes are counted exactly, raises it to the pooled live bytes
  * of the last sample plus the huge bytes live now. Live bytes can only reach a new high by
  * carving new blocks or by reusing ones carved before, so the true peak is at most 9/8 of the
- * reported one plus what was reused between samples; in practice the two agree to a few
- * percent. */
+ * reported one plus what was reused between samples. */
 int umi_stats_snapshot(um_stats_t *out, int in_signal);
 
 #endif
