@@ -52,6 +52,22 @@ static void pages_never_delayed(um_heap_t *heap, um_segment_t *seg) {
         if (seg->pages[i].slot == UM_SLOT_USED) umi_page_set_never_delayed(&seg->pages[i]);
 }
 
+/* The free blocks of a page of big blocks, given back to the OS but for their first OS page
+ * (which holds the free-list link and the free mark). A page of 32 KiB blocks and more that an
+ * exiting thread leaves with one block live would otherwise keep every block it ever carved
+ * resident until that block is freed and someone adopts the page: in a program whose big blocks
+ * wait in a transfer array for the threads of later rounds, RSS would climb round after round.
+ * Purged blocks read as zero again past their first page; nothing relies on more. */
+#define UM_BIG_BLOCK_PURGE_MIN ((size_t)32 << 10)
+static void purge_free_big_blocks(um_page_t *page) {
+    size_t bsize = page->block_size, ps = umi_os_page_size();
+    if (bsize < UM_BIG_BLOCK_PURGE_MIN) return;
+    for (um_block_t *b = umi_page_hot(page)->free; b != NULL; b = b->next) {
+        uintptr_t from = ((uintptr_t)b + ps) & ~(uintptr_t)(ps - 1), to = ((uintptr_t)b + bsize) & ~(uintptr_t)(ps - 1);
+        if (to > from) umi_os_purge((void *)from, to - from);
+    }
+}
+
 /* Collect every page of seg and give back the empty ones. Returns false if that emptied the
  * segment (it went to the cache and is no longer the heap's). */
 static bool give_back_empty_pages(um_heap_t *heap, um_segment_t *seg) {
@@ -68,22 +84,6 @@ static bool give_back_empty_pages(um_heap_t *heap, um_segment_t *seg) {
     return true;
 }
 static void give_back_empty(um_heap_t *heap, um_segment_t *seg) { (void)give_back_empty_pages(heap, seg); }
-
-/* The free blocks of a page of big blocks, given back to the OS but for their first OS page
- * (which holds the free-list link and the free mark). A page of 32 KiB blocks and more that an
- * exiting thread leaves with one block live would otherwise keep every block it ever carved
- * resident until that block is freed and someone adopts the page: in a program whose big blocks
- * wait in a transfer array for the threads of later rounds, RSS would climb round after round.
- * Purged blocks read as zero again past their first page; nothing relies on more. */
-#define UM_BIG_BLOCK_PURGE_MIN ((size_t)32 << 10)
-static void purge_free_big_blocks(um_page_t *page) {
-    size_t bsize = page->block_size, ps = umi_os_page_size();
-    if (bsize < UM_BIG_BLOCK_PURGE_MIN) return;
-    for (um_block_t *b = umi_page_hot(page)->free; b != NULL; b = b->next) {
-        uintptr_t from = ((uintptr_t)b + ps) & ~(uintptr_t)(ps - 1), to = ((uintptr_t)b + bsize) & ~(uintptr_t)(ps - 1);
-        if (to > from) umi_os_purge((void *)from, to - from);
-    }
-}
 
 static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
     umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
@@ -106,14 +106,17 @@ static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
     umi_unlock(&umi_abandoned_lock);
 }
 
-void umi_segment_quiesce(um_heap_t *heap) {
-    /* 1. No remote free may use the heap's delayed list from now on; take in what is there. */
+void umi_segment_stop_delayed(um_heap_t *heap) {
+    /* No remote free may use the heap's delayed list from now on; take in what is there. */
     each_segment(heap, pages_never_delayed);
     umi_heap_collect_delayed(heap);
-    /* 2. Give back every page with no block in use, and the segments that leaves empty. */
+}
+
+void umi_segment_give_back(um_heap_t *heap) {
+    /* Every page with no block in use goes back, and the segments that leaves empty; the free
+     * slots are purged now: the threads that come next may be far fewer, and nothing else would
+     * purge them before one takes the memory over. */
     each_segment(heap, give_back_empty);
-    /* 3. Purge the free slots now: the threads that come next may be far fewer, and nothing
-     *    else would purge them before one takes the memory over. */
     umi_segment_purge(heap, true);
 }
 
@@ -123,7 +126,8 @@ void umi_segment_abandon_segments(um_heap_t *heap) {
 }
 
 void umi_segment_abandon_all(um_heap_t *heap) {
-    umi_segment_quiesce(heap);
+    umi_segment_stop_delayed(heap);
+    umi_segment_give_back(heap);
     umi_segment_abandon_segments(heap); /* what holds live blocks: for the threads that come later */
 }
 
@@ -157,33 +161,30 @@ static void take_owner(um_heap_t *heap, um_segment_t *seg) {
 }
 void umi_segment_take_owners(um_heap_t *heap) { each_segment(heap, take_owner); }
 
-/* After fork, a heap whose thread does not exist in the child (umi_heap_orphan_others): its
- * segments are abandoned as they are, without umi_segment_abandon_all's collecting and giving
- * back, since its thread may have been changing them when fork came; adoption rebuilds what it
- * relies on (owners, queues, delay states). A remote free the fork cut short (FREEING) has no
- * thread to finish it here. Blocks on the heap's delayed list go back to their pages. */
-static void orphan_pages(um_heap_t *heap, um_segment_t *seg) {
-    (void)heap;
+/* After fork, a heap whose thread does not exist in the child (umi_heap_orphan_others). Its
+ * thread may have been in the middle of changing a page when fork came (a free list carved but
+ * the page's capacity not yet raised, a block popped but not yet counted), so nothing of it can
+ * be trusted for reuse: its segments are given up, as every thread-caching allocator gives up a
+ * dead thread's caches in a child. What must change is that its pages stop carrying the dead
+ * thread's id, which glibc hands to the child's new threads with the dead one's stack: owner
+ * stripped, no heap, delay state NEVER, so a free into them is a remote push that nobody
+ * collects, and nothing more. */
+static void give_up(um_heap_t *heap, um_segment_t *seg) {
+    umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
         atomic_store_explicit(&page->thread_free, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, UM_RELAXED);
+        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
+        atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
     }
+    atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
 }
 
-void umi_segment_abandon_orphaned(um_heap_t *heap) {
-    each_segment(heap, orphan_pages);
-    um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire), *next;
-    for (; b != NULL; b = next) {
-        next = b->next;
-        um_segment_t *seg = umi_segment_of(b);
-        um_page_t *page = umi_page_of(seg, b);
-        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        b->next = (um_block_t *)(tf & ~(uintptr_t)3);
-        atomic_store_explicit(&page->thread_free, (uintptr_t)b | (tf & 3), UM_RELAXED);
-    }
-    each_segment(heap, abandon_one);
+void umi_segment_give_up_orphaned(um_heap_t *heap) {
+    each_segment(heap, give_up);
+    atomic_store_explicit(&heap->delayed_free, NULL, UM_RELAXED); /* its blocks: given up too */
     heap->dirty_pages = 0;
 }
 

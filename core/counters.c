@@ -1,6 +1,8 @@
 /* Counting points and the safe point (see core/counters.h). */
 #include "core/counters.h"
 
+#include <string.h>
+
 #include "base/lock.h"
 
 um_counters_t umi_counters;
@@ -98,10 +100,15 @@ void umi_count_page_gone(um_heap_t *heap, um_page_t *page) {
     umi_count_uncarved((size_t)page->capacity * page->block_size);
 }
 
-void umi_count_exited_heap(um_heap_t *heap) {
+void umi_count_fold_heap(um_heap_t *heap) {
     const uint64_t *src = (const uint64_t *)&heap->stats;
     uint64_t *dst = (uint64_t *)&umi_counters.exited;
     for (size_t i = 0; i < sizeof(um_heap_stats_t) / sizeof(uint64_t); i++) dst[i] += src[i];
+    memset(&heap->stats, 0, sizeof heap->stats);
+}
+
+void umi_count_exited_heap(um_heap_t *heap) {
+    umi_count_fold_heap(heap);
     umi_counters.exited_threads++;
 }
 

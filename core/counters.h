@@ -67,6 +67,7 @@ static inline void umi_count_page_gone(um_heap_t *heap, um_page_t *page) { (void
 static inline void umi_count_carved(size_t bytes) { (void)bytes; }
 static inline void umi_count_uncarved(size_t bytes) { (void)bytes; }
 static inline void umi_count_exited_heap(um_heap_t *heap) { (void)heap; }
+static inline void umi_count_fold_heap(um_heap_t *heap) { (void)heap; }
 static inline void umi_count_call(unsigned call) { (void)call; }
 static inline void umi_count_internal(int allocs, int frees) { (void)allocs; (void)frees; }
 static inline void umi_count_sized_free(int counted) { (void)counted; }
@@ -82,6 +83,7 @@ void umi_count_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes 
 void umi_count_carved(size_t bytes);      /* bytes newly carved into blocks */
 void umi_count_uncarved(size_t bytes);
 void umi_count_exited_heap(um_heap_t *heap); /* a thread's counters outlive its heap (registry lock) */
+void umi_count_fold_heap(um_heap_t *heap);   /* the same, for a heap no thread had (registry lock) */
 void umi_count_call(unsigned call);       /* an entry point other than malloc/free ran */
 void umi_count_internal(int allocs, int frees); /* blocks an entry point made or freed itself */
 void umi_count_sized_free(int counted);   /* free_sized ran (counted: a block, not NULL) */

@@ -4,16 +4,16 @@
  * threads run in rounds) starts a new thread soon after one exits, and the new one
  * wants what the old one had: pages of the same size classes, blocks freed and ready, memory
  * resident. So a thread that exits hands its heap off whole: its empty pages go back and are
- * purged as always (core/abandon.c, umi_segment_quiesce), but the pages that still hold live
- * blocks keep their queues, free lists and warm memory, owned by no thread (every free into
- * them takes the remote path). The next thread that needs a heap takes the newest handed-off
+ * purged as always (core/abandon.c), but the pages that still hold live blocks keep their
+ * queues, free lists and warm memory, owned by no thread (every free into them takes the remote
+ * path). The next thread that needs a heap takes the newest handed-off
  * one and owns all of it at once, instead of adopting abandoned segments class by class; it
  * collects what other threads freed meanwhile. glibc reuses an exited thread's arena the same
  * way.
  *
  * At most UM_HANDOFF_MAX heaps wait at a time (beyond that an exiting thread abandons its
- * segments one by one, for adoption), and a heap nobody took within UM_RETAIN_MS is dissolved
- * into abandoned segments by the periodic sweep of a living thread, so that its memory is not
+ * segments one by one, for adoption). A heap nobody took within UM_RETAIN_MS is dissolved by
+ * the periodic sweep of a living thread into abandoned segments, so that its memory is not
  * pinned when no thread comes. um_trim dissolves them all.
  *
  * Lock: umi_abandoned_lock guards the list (heaps linked through reg_next / reg_prev, newest
@@ -37,7 +37,8 @@ bool umi_heap_may_hand_off(const um_heap_t *heap) {
 }
 
 void umi_heap_quiesce_for_hand_off(um_heap_t *heap) {
-    umi_segment_quiesce(heap);
+    umi_segment_stop_delayed(heap);
+    umi_segment_give_back(heap);
     umi_segment_strip_owners(heap);
     heap->tid = 0;
 }
@@ -92,7 +93,8 @@ void umi_heap_dissolve_handed(bool all) {
         else heap = NULL;
         umi_unlock(&umi_abandoned_lock);
         if (heap == NULL) return;
+        umi_segment_give_back(heap);        /* pages emptied by remote frees while it waited */
         umi_segment_abandon_segments(heap); /* owners already stripped, states NEVER */
-        umi_heap_release_struct(heap);
+        umi_heap_release_struct(heap);      /* with the counts of the pages given back */
     }
 }

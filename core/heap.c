@@ -64,7 +64,6 @@ static void registry_remove(um_heap_t *heap) {
     if (heap->reg_next) heap->reg_next->reg_prev = heap->reg_prev;
     umi_heap_count--;
     umi_count_exited_heap(heap);
-    memset(&heap->stats, 0, sizeof heap->stats);
 }
 
 static um_heap_t *heap_new(void) {
@@ -130,6 +129,7 @@ static void heap_retire(um_heap_t *heap) {
 /* A handed-off heap dissolved into abandoned segments: its structure goes to the pool. */
 void umi_heap_release_struct(um_heap_t *heap) {
     umi_lock(&umi_registry_lock);
+    umi_count_fold_heap(heap); /* what its pages counted since it left the registry */
     heap_reset(heap);
     heap->reg_next = heap_pool;
     heap_pool = heap;
@@ -154,8 +154,8 @@ void umi_heap_thread_done(um_heap_t *heap) {
  * threads are still registered, and their pages still carry those threads' ids: thread
  * pointers, which glibc hands again to the child's new threads (it reuses the dead threads'
  * stacks, and the thread pointer lies in the stack). A new thread would then take such a page
- * for its own and splice another heap's lists into its queues. So their segments are abandoned
- * here, ownerless, and adopted like any exited thread's (core/abandon.c). Called by the fork
+ * for its own and splice another heap's lists into its queues. So their pages are stripped of
+ * the ids and given up (core/abandon.c, umi_segment_give_up_orphaned). Called by the fork
  * handler in the child, single-threaded, with no lock held. */
 void umi_heap_orphan_others(void) {
     um_heap_t *self = umi_tl_heap, *next;
@@ -163,7 +163,7 @@ void umi_heap_orphan_others(void) {
     for (um_heap_t *heap = umi_heap_registry; heap != NULL; heap = next) {
         next = heap->reg_next;
         if (heap == self) { umi_segment_forget_freeing(heap); continue; }
-        umi_segment_abandon_orphaned(heap);
+        umi_segment_give_up_orphaned(heap);
         heap_retire(heap);
     }
 }

@@ -235,11 +235,12 @@ extern um_segment_t *umi_segment_registry;
 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
-void umi_segment_quiesce(um_heap_t *heap);      /* abandon_all's first half: collect, give back, purge */
-void umi_segment_abandon_segments(um_heap_t *heap); /* ...and its second: the segments to the list */
+void umi_segment_stop_delayed(um_heap_t *heap); /* abandon_all in steps: no more delayed frees, */
+void umi_segment_give_back(um_heap_t *heap);    /* ...empty pages back and purged, */
+void umi_segment_abandon_segments(um_heap_t *heap); /* ...the segments onto the list */
 void umi_segment_strip_owners(um_heap_t *heap); /* a quiesced heap's pages belong to no thread */
 void umi_segment_take_owners(um_heap_t *heap);  /* ...and now to heap->tid's */
-void umi_segment_abandon_orphaned(um_heap_t *heap); /* after fork: the heap's thread is gone */
+void umi_segment_give_up_orphaned(um_heap_t *heap); /* after fork: the heap's thread is gone */
 void umi_segment_forget_freeing(um_heap_t *heap);   /* after fork: the heap lives on */
 /* Adopt abandoned segments into `heap`, at most `budget`, stopping early once `bin` (0: none)
  * has a page with room or `kind` (UM_KIND_COUNT: none) has a segment with a free slot.
@@ -251,7 +252,7 @@ extern _Atomic size_t umi_abandoned_count;
 
 /* ---- handoff.c -------------------------------------------------------------------------- */
 bool umi_heap_may_hand_off(const um_heap_t *heap); /* at thread exit: room on the list? */
-void umi_heap_quiesce_for_hand_off(um_heap_t *heap); /* ...collect, give back, no thread's pages */
+void umi_heap_quiesce_for_hand_off(um_heap_t *heap); /* ...no delayed frees, no thread's pages */
 void umi_heap_hand_off(um_heap_t *heap);        /* ...then onto the list (out of the registry) */
 um_heap_t *umi_heap_take_handed(void);          /* for a new thread: an exited thread's heap, or NULL */
 void umi_heap_own_handed(um_heap_t *heap);      /* ...made the calling thread's (in the registry) */

@@ -312,8 +312,9 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     /* Segments that exited threads left: a couple each time, the oldest first, so that their
      * memory comes back even when no thread runs short of pages (core/abandon.c). */
     umi_segment_cache_trim(false); /* the cache's purge delay runs even when no heap has dirty slots */
+    if (heap->is_backup) return; /* under its lock, which ranks above the registry's */
     if (UM_UNLIKELY(atomic_load_explicit(&umi_handed_count, UM_RELAXED) != 0)) umi_heap_dissolve_handed(false);
-    if (!heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) umi_segment_adopt(heap, 0, UM_KIND_COUNT, 2);
+    if (atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) umi_segment_adopt(heap, 0, UM_KIND_COUNT, 2);
 }
 
 /* ---- refill ---------------------------------------------------------------------------- */

@@ -262,7 +262,9 @@ Test(races, backup_heap_allocation_keeps_the_lock_order, .timeout = 60) {
     cr_assert(atomic_load(&late_on_backup), "precondition: the destructor ran after umalloc's exit hook");
     um_stats_t s;
     um_stats_get(&s); /* the sample asked for runs at a safe point; the numbers add up */
-    cr_assert_geq(s.peak_live_bytes, (uint64_t)4096 * 1024, "the backup heap's 4 MiB were not sampled");
+    /* sampled when carving passes 9/8 of the last sample: the true peak is at most 9/8 of it */
+    cr_assert_geq(s.peak_live_bytes, (uint64_t)4096 * 1024 * 8 / 9, "the backup heap's 4 MiB were not sampled (peak %llu)",
+                  (unsigned long long)s.peak_live_bytes);
 }
 
 /* ---- RLIMIT_AS lowered after start-up --------------------------------------------------------- */
