@@ -2,8 +2,10 @@
  * and reuse it.
  *
  * A thread that exits gives back what it can: pages with no block in use go back to their
- * segments, and empty segments to the cache. Every segment that still holds live blocks goes on
- * one process-wide list with no owner; blocks freed into it meanwhile wait on their pages'
+ * segments, and empty segments to the cache. The rest of its heap normally goes whole to the
+ * next new thread (core/handoff.c). When enough heaps already wait for one, and for a waiting
+ * heap nobody took, every segment that still holds live blocks goes on one process-wide list
+ * with no owner; blocks freed into it meanwhile wait on their pages'
  * remote lists (delay state NEVER: there is no heap to wake). Living threads take such segments
  * over ("adopt" them) on their allocation slow path:
  *  - when the heap has no page of a size class at all (a new thread, a class it never used),
