@@ -222,39 +222,38 @@ static inline void *spsc_pop(spsc_t *q)
 }
 
 /* ---- resident set size, for rss=1 ------------------------------------------------------------ */
-/* Current RSS in KiB from /proc/self/statm, read without allocating (-1 if unreadable). */
+/* The start of a /proc file, NUL-terminated, read without allocating; 0 if unreadable. */
+static inline int proc_read(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return 1;
+}
+
+/* Current RSS in KiB from /proc/self/statm (-1 if unreadable). */
 static inline long rss_kb(void)
 {
     char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     long size, resident;
-    if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
+    if (!proc_read("/proc/self/statm", buf, sizeof buf) || sscanf(buf, "%ld %ld", &size, &resident) != 2)
         return -1;
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Peak RSS so far (VmHWM) in KiB from /proc/self/status, read without allocating (-1 if
- * unreadable). */
+/* Peak RSS so far (VmHWM) in KiB from /proc/self/status (-1 if unreadable). */
 static inline long peak_rss_kb(void)
 {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *at = strstr(buf, "VmHWM:");
     long kb;
+    if (!proc_read("/proc/self/status", buf, sizeof buf))
+        return -1;
+    const char *at = strstr(buf, "VmHWM:");
     return at && sscanf(at + 6, "%ld", &kb) == 1 ? kb : -1;
 }
 
