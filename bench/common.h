@@ -221,6 +221,45 @@ static inline void *spsc_pop(spsc_t *q)
     return p;
 }
 
+/* ---- a ring of threads: thread t hands what it makes to thread t+1 (rptest, sh8bench) ------ */
+typedef struct {
+    int id;
+    long long iters;
+    long long expect; /* hand-overs that will arrive from the previous thread */
+    uint64_t seed;
+    uint64_t sum;
+    long long bad, got;
+    char pad[64];
+} ring_arg_t;
+
+static spsc_t *ring_queue; /* ring_queue[t]: from thread t-1 to thread t */
+
+/* Run `threads` workers over `iters` iterations in all, each with its share and its seed, and
+ * add up what they report. */
+static inline void ring_run(int threads, long long iters, uint64_t seed, void *(*worker)(void *), uint64_t *sum,
+                            long long *bad, long long *got)
+{
+    ring_queue = aligned_alloc(64, sizeof(spsc_t) * (size_t)threads);
+    if (!ring_queue)
+        fail("aligned_alloc failed");
+    memset(ring_queue, 0, sizeof(spsc_t) * (size_t)threads);
+    ring_arg_t *args = xmalloc(sizeof(ring_arg_t) * (size_t)threads);
+    for (int t = 0; t < threads; t++)
+        args[t] = (ring_arg_t){ .id = t, .iters = share(iters, threads, t),
+                                .expect = share(iters, threads, (t + threads - 1) % threads),
+                                .seed = mix64(seed * 1000003 + (uint64_t)t) };
+    run_threads(threads, worker, args, sizeof(ring_arg_t));
+    *sum = 0;
+    *bad = *got = 0;
+    for (int t = 0; t < threads; t++) {
+        *sum += args[t].sum;
+        *bad += args[t].bad;
+        *got += args[t].got;
+    }
+    free(args);
+    free(ring_queue);
+}
+
 /* ---- resident set size, for rss=1 ------------------------------------------------------------ */
 /* The start of a /proc file, NUL-terminated, read without allocating; 0 if unreadable. */
 static inline int proc_read(const char *path, char *buf, size_t cap)

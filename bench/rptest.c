@@ -25,17 +25,8 @@ typedef struct {
     /* followed by the pointers */
 } batch_t;
 
-typedef struct {
-    int id;
-    long long iters;
-    long long expect; /* batches that will arrive from the previous thread */
-    uint64_t seed;
-    uint64_t sum;
-    long long bad, got;
-    char pad[64];
-} arg_t;
+typedef ring_arg_t arg_t;
 
-static spsc_t *g_queue; /* g_queue[t]: from thread t-1 to thread t */
 static int g_threads, g_rss;
 static long long g_batch, g_min, g_max, g_report;
 
@@ -54,7 +45,7 @@ static int drain(arg_t *a)
 {
     batch_t *b;
     int n = 0;
-    while ((b = spsc_pop(&g_queue[a->id])) != NULL) {
+    while ((b = spsc_pop(&ring_queue[a->id])) != NULL) {
         void **p = ptrs(b);
         for (int k = 0; k < b->n; k++) {
             uint64_t tag;
@@ -76,7 +67,7 @@ static void *worker(void *argp)
 {
     arg_t *a = argp;
     rng_t r = rng_seed(a->seed, 0x4e);
-    spsc_t *next = &g_queue[(a->id + 1) % g_threads];
+    spsc_t *next = &ring_queue[(a->id + 1) % g_threads];
     long long round = 0;
     for (long long i = 0; i < a->iters; i++) {
         batch_t *b = xmalloc(sizeof(batch_t) + (sizeof(uint32_t) + sizeof(void *)) * (size_t)g_batch + 8);
@@ -119,25 +110,9 @@ int main(int argc, char **argv)
         g_max < g_min || g_max > 0xffffffffll || g_report < 1)
         fail("bad parameters (min >= 8)");
 
-    g_queue = aligned_alloc(64, sizeof(spsc_t) * (size_t)g_threads);
-    if (!g_queue)
-        fail("aligned_alloc failed");
-    memset(g_queue, 0, sizeof(spsc_t) * (size_t)g_threads);
-    arg_t *args = xmalloc(sizeof(arg_t) * (size_t)g_threads);
-    for (int t = 0; t < g_threads; t++)
-        args[t] = (arg_t){ .id = t, .iters = share(iters, g_threads, t),
-                           .expect = share(iters, g_threads, (t + g_threads - 1) % g_threads),
-                           .seed = mix64(seed * 1000003 + (uint64_t)t) };
-    run_threads(g_threads, worker, args, sizeof(arg_t));
-    uint64_t sum = 0;
-    long long bad = 0, got = 0;
-    for (int t = 0; t < g_threads; t++) {
-        sum += args[t].sum;
-        bad += args[t].bad;
-        got += args[t].got;
-    }
-    free(args);
-    free(g_queue);
+    uint64_t sum;
+    long long bad, got;
+    ring_run(g_threads, iters, seed, worker, &sum, &bad, &got);
     if (bad)
         fail("%lld blocks corrupted", bad);
     if (got != iters)

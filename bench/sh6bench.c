@@ -26,17 +26,8 @@ typedef struct {
     /* followed by the pointers */
 } half_t;
 
-typedef struct {
-    int id;
-    long long iters;
-    long long expect; /* halves that will arrive from the previous thread (cross=1) */
-    uint64_t seed;
-    uint64_t sum;
-    long long bad, got;
-    char pad[64];
-} arg_t;
+typedef ring_arg_t arg_t;
 
-static spsc_t *g_queue; /* g_queue[t]: from thread t-1 to thread t */
 static int g_threads, g_cross;
 static long long g_batch, g_min, g_max;
 
@@ -63,7 +54,7 @@ static int drain(arg_t *a)
 {
     half_t *h;
     int n = 0;
-    while ((h = spsc_pop(&g_queue[a->id])) != NULL) {
+    while ((h = spsc_pop(&ring_queue[a->id])) != NULL) {
         void **p = ptrs(h);
         for (int k = 0; k < h->n; k++) {
             release(a, p[k], h->size[k], make_tag(h->seed, h->iter, k));
@@ -101,7 +92,7 @@ static void *worker(void *argp)
         h->seed = a->seed;
         memcpy(h->size, size, sizeof(uint32_t) * (size_t)lo);
         memcpy(ptrs(h), p, sizeof(void *) * (size_t)lo);
-        while (!spsc_push(&g_queue[(a->id + 1) % g_threads], h))
+        while (!spsc_push(&ring_queue[(a->id + 1) % g_threads], h))
             if (!drain(a))
                 sched_yield();
         drain(a);
@@ -129,25 +120,9 @@ int main(int argc, char **argv)
         g_min < 1 || g_max < g_min || g_max > 0xffffffffll)
         fail("bad parameters (2 <= batch <= 2^20, 1 <= min <= max)");
 
-    g_queue = aligned_alloc(64, sizeof(spsc_t) * (size_t)g_threads);
-    if (!g_queue)
-        fail("aligned_alloc failed");
-    memset(g_queue, 0, sizeof(spsc_t) * (size_t)g_threads);
-    arg_t *args = xmalloc(sizeof(arg_t) * (size_t)g_threads);
-    for (int t = 0; t < g_threads; t++)
-        args[t] = (arg_t){ .id = t, .iters = share(iters, g_threads, t),
-                           .expect = share(iters, g_threads, (t + g_threads - 1) % g_threads),
-                           .seed = mix64(seed * 1000003 + (uint64_t)t) };
-    run_threads(g_threads, worker, args, sizeof(arg_t));
-    uint64_t sum = 0;
-    long long bad = 0, got = 0;
-    for (int t = 0; t < g_threads; t++) {
-        sum += args[t].sum;
-        bad += args[t].bad;
-        got += args[t].got;
-    }
-    free(args);
-    free(g_queue);
+    uint64_t sum;
+    long long bad, got;
+    ring_run(g_threads, iters, seed, worker, &sum, &bad, &got);
     if (bad)
         fail("%lld objects corrupted", bad);
     if (g_cross && got != iters)
