@@ -82,8 +82,6 @@ void umi_heap_own_handed(um_heap_t *heap) {
     umi_segment_take_owners(heap);
 }
 
-void umi_heap_release_struct(um_heap_t *heap); /* core/heap.c */
-
 void umi_heap_dissolve_handed(bool all) {
     uint64_t now = umi_os_now_ms();
     while (atomic_load_explicit(&umi_handed_count, UM_RELAXED) != 0) {

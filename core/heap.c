@@ -116,17 +116,14 @@ um_heap_t *umi_heap_for_thread(void) {
     return heap;
 }
 
-/* The heap leaves the registry; its counters are kept, its structure goes to the pool. */
-static void heap_retire(um_heap_t *heap) {
+static void registry_leave(um_heap_t *heap) {
     umi_lock(&umi_registry_lock);
     registry_remove(heap);
-    heap_reset(heap);
-    heap->reg_next = heap_pool;
-    heap_pool = heap;
     umi_unlock(&umi_registry_lock);
 }
 
-/* A handed-off heap dissolved into abandoned segments: its structure goes to the pool. */
+/* A heap no thread will use again (abandoned, or handed off and dissolved): its structure goes
+ * to the pool. */
 void umi_heap_release_struct(um_heap_t *heap) {
     umi_lock(&umi_registry_lock);
     umi_count_fold_heap(heap); /* what its pages counted since it left the registry */
@@ -134,6 +131,12 @@ void umi_heap_release_struct(um_heap_t *heap) {
     heap->reg_next = heap_pool;
     heap_pool = heap;
     umi_unlock(&umi_registry_lock);
+}
+
+/* The heap leaves the registry; its counters are kept, its structure goes to the pool. */
+static void heap_retire(um_heap_t *heap) {
+    registry_leave(heap);
+    umi_heap_release_struct(heap);
 }
 
 void umi_heap_thread_done(um_heap_t *heap) {
@@ -144,9 +147,7 @@ void umi_heap_thread_done(um_heap_t *heap) {
         return;
     }
     umi_heap_quiesce_for_hand_off(heap); /* whole, to the next thread (core/handoff.c) */
-    umi_lock(&umi_registry_lock);
-    registry_remove(heap);
-    umi_unlock(&umi_registry_lock);
+    registry_leave(heap);
     umi_heap_hand_off(heap);
 }
 

@@ -179,6 +179,7 @@ extern _Atomic int umi_initialized;
 um_heap_t *umi_heap_for_thread(void);  /* the calling thread's heap, made on first use */
 void umi_heap_thread_done(um_heap_t *heap);
 void umi_heap_orphan_others(void);   /* in a child after fork */
+void umi_heap_release_struct(um_heap_t *heap); /* a heap no thread will use again, to the pool */
 void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
 void *umi_heap_malloc_backup(size_t size);
 void umi_heap_collect_delayed(um_heap_t *heap);
