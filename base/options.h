@@ -77,6 +77,8 @@ typedef enum um_option_type {
       "delay before free pages are given back to the OS; 0 = at once")                          \
     X(LARGE_THRESHOLD, SIZE, 512 * UM_KiB, 4 * UM_KiB, 512 * UM_KiB, NULL,                       \
       "blocks of at least this size are mapped on their own")                                    \
+    X(CHECK, BOOL, 0, 0, 0, NULL,                                                                \
+      "verify the heap's invariants as the program runs and abort on a broken one (slow)")       \
     /* ---- NUMA (numa/): add UMALLOC_NUMA_POLICY (ENUM "local,interleave,bind,preferred")   */ \
     /*      and UMALLOC_NUMA_NODES (NODES) here, once they have an effect.                   */ \
     /* ---- huge pages (hugepages/): add their rows here, once they have an effect.          */ \

@@ -182,6 +182,7 @@ static void give_up(um_heap_t *heap, um_segment_t *seg) {
         atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
     }
     atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
+    seg->given_up = 1;
 }
 
 void umi_segment_give_up_orphaned(um_heap_t *heap) {
@@ -263,6 +264,10 @@ size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t bud
         if (kind != UM_KIND_COUNT && heap->segments[kind] != NULL) break;
     }
     return taken;
+}
+
+void umi_segment_each_abandoned(void (*fn)(um_segment_t *, void *), void *arg) {
+    for (um_segment_t *seg = abandoned_head; seg != NULL; seg = seg->next) fn(seg, arg);
 }
 
 size_t umi_segment_reclaim_all(void) {

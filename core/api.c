@@ -5,6 +5,7 @@
 
 #include "core/fastpath.h"
 #include "os/os.h"
+#include "core/check.h"
 #include "core/counters.h"
 #include "umalloc.h"
 
@@ -137,4 +138,6 @@ UM_API void um_thread_done(void) {
 }
 
 UM_API const char *um_version(void) { return UMALLOC_VERSION; }
+
+UM_API size_t um_check_heap(void) { return umi_check_heap(true); }
 

@@ -96,3 +96,7 @@ void umi_heap_dissolve_handed(bool all) {
         umi_heap_release_struct(heap);      /* with the counts of the pages given back */
     }
 }
+
+void umi_heap_each_handed(void (*fn)(um_heap_t *, void *), void *arg) {
+    for (um_heap_t *heap = handed_head; heap != NULL; heap = heap->reg_next) fn(heap, arg);
+}

@@ -8,6 +8,7 @@
 
 #include "core/internal.h"
 #include "os/os.h"
+#include "core/check.h"
 #include "core/counters.h"
 
 #define EMPTY_HEAP_INIT \
@@ -141,6 +142,7 @@ static void heap_retire(um_heap_t *heap) {
 
 void umi_heap_thread_done(um_heap_t *heap) {
     umi_safe_point();
+    if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false);
     if (!umi_heap_may_hand_off(heap)) {
         umi_segment_abandon_all(heap);
         heap_retire(heap);

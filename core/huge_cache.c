@@ -246,12 +246,12 @@ void umi_huge_cache_trim(bool force) {
         if (unmap) {
             piece_unmap(&p);
         } else if (purge) {
-            umi_os_purge(p.base, p.size);
-            p.purged = 1;
+            p.purged = umi_os_purge(p.base, p.size); /* refused: it holds what it held */
             umi_lock(&umi_cache_lock);
             bool ok = piece_add(&p); /* cached_at unchanged: it still expires on time */
             umi_unlock(&umi_cache_lock);
             if (!ok) piece_unmap(&p);
+            if (!p.purged) return; /* try again on a later trim, not in a loop */
         } else {
             return;
         }

@@ -12,6 +12,7 @@
 #include "core/internal.h"
 #include "base/options.h"
 #include "os/os.h"
+#include "core/check.h"
 #include "core/counters.h"
 
 uintptr_t umi_cookie = 0x9e3779b97f4a7c15u;
@@ -64,6 +65,7 @@ void umi_process_init(void) {
         umi_large_threshold = (size_t)umi_option(UM_OPT_LARGE_THRESHOLD);
         if (umi_large_threshold > UM_LARGE_MAX) umi_large_threshold = UM_LARGE_MAX;
         umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
+        umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
         umi_segment_init_process();
         umi_heap_init_process();
         pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -233,6 +233,7 @@ bool umi_segment_release_reserve(void); /* the OS refused memory: true if a retr
 void umi_segment_register(um_segment_t *seg);
 void umi_segment_unregister(um_segment_t *seg);
 extern um_segment_t *umi_segment_registry;
+void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg); /* umi_cache_lock held */
 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
@@ -248,6 +249,7 @@ void umi_segment_forget_freeing(um_heap_t *heap);   /* after fork: the heap live
  * Returns how many were taken off the abandoned list. */
 size_t umi_segment_adopt(um_heap_t *heap, size_t bin, um_kind_t kind, size_t budget);
 size_t umi_segment_reclaim_all(void);           /* adopt every abandoned segment (um_trim) */
+void umi_segment_each_abandoned(void (*fn)(um_segment_t *, void *), void *arg); /* umi_abandoned_lock held */
 /* Segments on the abandoned list: read without the lock, as a hint that adopting may pay. */
 extern _Atomic size_t umi_abandoned_count;
 
@@ -259,6 +261,7 @@ um_heap_t *umi_heap_take_handed(void);          /* for a new thread: an exited t
 void umi_heap_own_handed(um_heap_t *heap);      /* ...made the calling thread's (in the registry) */
 void umi_heap_dissolve_handed(bool all);        /* heaps handed off long ago (all: every one) */
 extern _Atomic size_t umi_handed_count;
+void umi_heap_each_handed(void (*fn)(um_heap_t *, void *), void *arg); /* umi_abandoned_lock held */
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *umi_huge_alloc(size_t size, size_t align);

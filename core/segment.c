@@ -22,8 +22,9 @@ static um_segment_t *cache_list;
 static size_t cache_count;
 #define UM_CACHE_MAX 64 /* 256 MiB of address space at most; what is resident is purged on the usual delay */
 
-static void slot_purge(um_segment_t *seg, um_page_t *page);
-static void slots_purge(um_segment_t *seg, size_t first, size_t last);
+static bool slot_purge(um_segment_t *seg, um_page_t *page);
+static bool slots_purge(um_segment_t *seg, size_t first, size_t last);
+static void segment_unmap(um_segment_t *seg);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT};
 
@@ -113,9 +114,12 @@ static um_segment_t *segment_from_cache(um_kind_t kind) {
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
     if (seg->kind != kind) { /* slot layout changes: forget per-slot residency */
-        if (seg->dirty_pages) {
-            size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
-            umi_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr);
+        size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
+        if (seg->dirty_pages && !umi_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr)) {
+            /* Every slot of the new layout is taken for clean (zeros): without the purge, the
+             * caller had better map a fresh segment. */
+            segment_unmap(seg);
+            return NULL;
         }
         /* It is registered: the statistics walk must not see the layout half changed. */
         umi_lock(&umi_segments_lock);
@@ -203,20 +207,26 @@ void umi_segment_cache_trim(bool force) {
         if (victim) {
             segment_unmap(victim);
         } else if (purge) {
+            bool refused = false;
             for (size_t i = 0, run = SIZE_MAX; i <= purge->page_count; i++) {
                 bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
                 if (dirty && run == SIZE_MAX) run = i;
-                if (!dirty && run != SIZE_MAX) { slots_purge(purge, run, i - 1); run = SIZE_MAX; }
+                if (!dirty && run != SIZE_MAX) { refused |= !slots_purge(purge, run, i - 1); run = SIZE_MAX; }
             }
             umi_lock(&umi_cache_lock);
             umi_seg_list_push(&cache_list, purge); /* cached_at unchanged: it still expires on time */
             cache_count++;
             umi_unlock(&umi_cache_lock);
+            if (refused) break; /* the kernel refuses now: try again on a later trim, not in a loop */
         } else {
             break;
         }
     }
     umi_huge_cache_trim(force);
+}
+
+void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg) {
+    for (um_segment_t *seg = cache_list; seg != NULL; seg = seg->next) fn(seg, arg);
 }
 
 /* ---- page slots ------------------------------------------------------------------------- */
@@ -247,25 +257,28 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
     return pick;
 }
 
-static void slot_purge(um_segment_t *seg, um_page_t *page) {
+/* A slot stays dirty when the kernel refuses the purge: a clean one must read zero. */
+static bool slot_purge(um_segment_t *seg, um_page_t *page) {
     size_t size;
     uint8_t *area = umi_page_area(seg, page, &size);
-    umi_os_purge(area, size + umi_page_tail(seg)); /* the whole slot: a clean slot reads zero */
+    if (!umi_os_purge(area, size + umi_page_tail(seg))) return false; /* the whole slot */
     UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
     seg->dirty_pages--;
+    return true;
 }
 
 /* Purge the slots [first, last] of seg, dirty all of them, with one system call: slots lie end
  * to end, and each madvise costs a TLB shootdown on every CPU the process runs on, whatever its
  * length (a thread that exits gives back its slots side by side, so one call per run of slots
  * replaces one per slot). */
-static void slots_purge(um_segment_t *seg, size_t first, size_t last) {
+static bool slots_purge(um_segment_t *seg, size_t first, size_t last) {
     size_t size;
     uint8_t *area = umi_page_area(seg, &seg->pages[first], &size);
     uint8_t *end = (uint8_t *)seg + ((last + 1) << seg->page_shift);
-    umi_os_purge(area, (size_t)(end - area));
+    if (!umi_os_purge(area, (size_t)(end - area))) return false; /* they stay dirty */
     for (size_t i = first; i <= last; i++) UM_SHARED_WRITE(seg->pages[i].slot, UM_SLOT_CLEAN);
     seg->dirty_pages = (uint8_t)(seg->dirty_pages - (last - first + 1));
+    return true;
 }
 
 void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
@@ -285,7 +298,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
         umi_seg_list_remove(&heap->full_segments, seg);
         umi_seg_list_push(&heap->segments[seg->kind], seg);
     }
-    if (umi_purge_delay_ms == 0) { slot_purge(seg, page); heap->dirty_pages--; }
+    if (umi_purge_delay_ms == 0 && slot_purge(seg, page)) heap->dirty_pages--;
     if (seg->used_pages == 0) segment_release(heap, seg);
 }
 
@@ -311,8 +324,7 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
                     continue;
                 }
                 if (run != SIZE_MAX) {
-                    heap->dirty_pages -= i - run;
-                    slots_purge(seg, run, i - 1);
+                    if (slots_purge(seg, run, i - 1)) heap->dirty_pages -= i - run;
                     run = SIZE_MAX;
                 }
                 if (i < seg->page_count && page->slot == UM_SLOT_DIRTY && page->freed_at_ms + umi_purge_delay_ms < next)

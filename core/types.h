@@ -160,6 +160,7 @@ typedef struct um_segment_s {
     int16_t node;             /* NUMA node the memory is bound to, -1 if none */
     uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G */
     uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
+    uint8_t given_up;         /* a dead thread's, in a fork child: on no list, never reused (core/abandon.c) */
     uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so
                                * mremap can't resize it (realloc copies it once, to one mapping) */
     uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside

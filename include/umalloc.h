@@ -59,6 +59,14 @@ UM_API int um_trim(size_t pad);
  * keep allocating afterwards; it then gets a fresh heap. */
 UM_API void um_thread_done(void);
 UM_API const char *um_version(void);
+/* Verify every invariant of the heap: every thread's heap, segment, page and free list,
+ * abandoned and cached memory, the remote-free lists, and that the statistics add up. Prints
+ * one line per broken invariant on stderr (what, and where) and returns how many there were:
+ * 0 means consistent. The program must be quiet meanwhile (no other thread allocating or
+ * freeing: their heaps would change under the walk), as in a test after its threads are
+ * joined. It walks every page: milliseconds for a heap of a few hundred MiB. UMALLOC_CHECK=1
+ * runs it as the program goes (docs/tuning.md). */
+UM_API size_t um_check_heap(void);
 
 /* Process-wide totals, summed over every thread when called (a few microseconds). */
 typedef struct um_totals_s {

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/auxv.h>
-#include <sys/mman.h>
+#include "os/sys.h"
 #include <time.h>
 #include <unistd.h>
 
@@ -40,7 +40,7 @@ size_t umi_os_page_size(void) {
 static _Atomic uintptr_t os_hint;
 
 static void *map_plain(void *hint, size_t size, int extra) {
-    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
+    void *p = umi_sys_mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -59,7 +59,7 @@ static void *map_at_hint(size_t size, size_t align) {
         if (!atomic_compare_exchange_strong(&os_hint, &hint, next)) continue; /* another thread took it */
         void *p = map_plain((void *)at, size, MAP_FIXED_NOREPLACE);
         if (p == (void *)at) return p;
-        if (p != NULL) munmap(p, size); /* a kernel that ignored the flag put it elsewhere */
+        if (p != NULL) umi_sys_munmap(p, size); /* a kernel that ignored the flag put it elsewhere */
         /* Something lives there: jump ahead a GiB and try once more. */
         uintptr_t skip = next + ((uintptr_t)1 << 30);
         atomic_compare_exchange_strong(&os_hint, &next, skip);
@@ -79,8 +79,8 @@ void *umi_os_map_aligned(size_t size, size_t align) {
         if (raw == NULL) return NULL;
         uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
         size_t head = (size_t)(aligned - raw), tail = align - head;
-        if (head) munmap(raw, head);
-        if (tail) munmap(aligned + size, tail);
+        if (head) umi_sys_munmap(raw, head);
+        if (tail) umi_sys_munmap(aligned + size, tail);
         p = aligned;
     }
     return p;
@@ -89,24 +89,25 @@ void *umi_os_map_aligned(size_t size, size_t align) {
 void umi_os_unmap(void *p, size_t size) {
     size_t ps = umi_os_page_size();
     size = (size + ps - 1) & ~(ps - 1);
-    if (munmap(p, size) == 0) {
+    if (umi_sys_munmap(p, size) == 0) {
         atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     }
 }
 
 int umi_os_advise_huge(void *p, size_t size) {
     int saved = errno;
-    int ok = madvise(p, size, MADV_HUGEPAGE) == 0;
+    int ok = umi_sys_madvise(p, size, MADV_HUGEPAGE) == 0;
     errno = saved;
     return ok;
 }
 
-void umi_os_purge(void *p, size_t size) {
-    if (size == 0) return;
+bool umi_os_purge(void *p, size_t size) {
+    if (size == 0) return true;
     int saved = errno; /* purge runs inside free(), which must preserve errno */
-    if (madvise(p, size, MADV_DONTNEED) == 0)
-        atomic_fetch_add_explicit(&umi_os_stats.purged_total, size, memory_order_relaxed);
+    bool ok = umi_sys_madvise(p, size, MADV_DONTNEED) == 0;
+    if (ok) atomic_fetch_add_explicit(&umi_os_stats.purged_total, size, memory_order_relaxed);
     errno = saved;
+    return ok;
 }
 
 /* Reserve an aligned destination, then let the kernel move the page tables there (growing or
@@ -114,7 +115,7 @@ void umi_os_purge(void *p, size_t size) {
 static void *move_to_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
     void *dst = umi_os_map_aligned(new_size, align);
     if (dst == NULL) return NULL;
-    void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    void *q = umi_sys_mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     if (q == MAP_FAILED) {
         umi_os_unmap(dst, new_size);
         return NULL;
@@ -127,7 +128,7 @@ void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
     int saved = errno; /* realloc may still succeed by copying: a failed attempt leaves no trace */
-    void *q = mremap(p, old_size, new_size, 0); /* in place first: no copy, no move */
+    void *q = umi_sys_mremap(p, old_size, new_size, 0, NULL); /* in place first: no copy, no move */
     if (q == MAP_FAILED) q = move_to_aligned(p, old_size, new_size, align);
     errno = saved;
     return q;
@@ -135,7 +136,7 @@ void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
 
 int umi_os_move(void *from, size_t size, void *dst) {
     int saved = errno;
-    void *q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    void *q = umi_sys_mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     errno = saved;
     return q == dst ? 0 : -1;
 }

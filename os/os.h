@@ -11,8 +11,9 @@
  * OS page size). NULL on failure (errno as mmap left it). */
 void *umi_os_map_aligned(size_t size, size_t align);
 void umi_os_unmap(void *p, size_t size);
-/* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. */
-void umi_os_purge(void *p, size_t size);
+/* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. false if the
+ * kernel refused: then the memory is as it was, contents included (nothing may assume zeros). */
+bool umi_os_purge(void *p, size_t size);
 /* Resize a mapping; moves it to a fresh `align`-aligned place if it cannot grow in place.
  * Returns the new address or NULL (the old mapping is then untouched). */
 void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align);

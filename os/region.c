@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <sys/mman.h>
+#include "os/sys.h"
 #include <sys/resource.h>
 
 #include "os/os.h"
@@ -42,15 +42,15 @@ uintptr_t umi_region_reserve(uintptr_t seed) {
     int saved = errno;
     for (unsigned i = 0; i < CANDIDATES; i++) {
         uintptr_t at = (uintptr_t)(FIRST_K + (seed + i) % CANDIDATES) << UM_REGION_BITS;
-        void *p = mmap((void *)at, REGION_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        void *p = umi_sys_mmap((void *)at, REGION_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
         if (p == (void *)at) {
             region_base = at;
             /* Not in core dumps: released units read as zeros and would help nobody there.
              * Segments in use are mappings of their own and are dumped. */
-            madvise(p, REGION_SIZE, MADV_DONTDUMP);
+            umi_sys_madvise(p, REGION_SIZE, MADV_DONTDUMP);
             break;
         }
-        if (p != MAP_FAILED) munmap(p, REGION_SIZE); /* a kernel that ignored the flag put it elsewhere */
+        if (p != MAP_FAILED) umi_sys_munmap(p, REGION_SIZE); /* a kernel that ignored the flag put it elsewhere */
     }
     errno = saved;
     return region_base;
@@ -64,7 +64,7 @@ size_t umi_region_shrink(void) {
     if (region_base == 0 || bump == limit) return 0;
     size_t bytes = (limit - bump) << UM_REGION_UNIT_SHIFT;
     int saved = errno;
-    if (munmap((void *)(region_base + (bump << UM_REGION_UNIT_SHIFT)), bytes) != 0) bytes = 0;
+    if (umi_sys_munmap((void *)(region_base + (bump << UM_REGION_UNIT_SHIFT)), bytes) != 0) bytes = 0;
     else limit = bump;
     errno = saved;
     return bytes;
@@ -95,17 +95,17 @@ void umi_region_put(void *p) {
 
 int umi_region_commit(void *p) {
     int saved = errno;
-    void *q = mmap(p, UNIT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    void *q = umi_sys_mmap(p, UNIT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     errno = saved;
     return q == p ? 0 : -1;
 }
 
 void umi_region_decommit(void *p) {
     int saved = errno;
-    void *q = mmap(p, UNIT_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-    if (q == p) madvise(p, UNIT_SIZE, MADV_DONTDUMP); /* as the rest of the reservation */
+    void *q = umi_sys_mmap(p, UNIT_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (q == p) umi_sys_madvise(p, UNIT_SIZE, MADV_DONTDUMP); /* as the rest of the reservation */
     /* Out of mappings (vm.max_map_count)? Then it stays writable, but reads zero all the same. */
-    else madvise(p, UNIT_SIZE, MADV_DONTNEED);
+    else umi_sys_madvise(p, UNIT_SIZE, MADV_DONTNEED);
     atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     errno = saved;
 }
