@@ -218,8 +218,8 @@ Test(faults, every_call_fails_for_a_while, .timeout = 300) {
 
 /* 1 % of every kind of call, over 10^6 operations (fewer under the sanitizers). */
 Test(faults, one_percent_at_random_over_a_million_operations, .timeout = 900) {
-    size_t total = tu_pick(1000000, 100000, 10000), per_run = 50000, runs = total / (2 * per_run);
-    if (runs == 0) runs = 1;
+    size_t total = tu_pick(1000000, 100000, 10000);
+    size_t per_run = total / 2 < 50000 ? total / 2 : 50000, runs = total / (2 * per_run); /* per thread */
     uint64_t failed = 0, calls = 0;
     for (size_t i = 0; i < runs; i++) {
         tu_fail_reset();
