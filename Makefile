@@ -20,6 +20,12 @@ PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC))
 
 B := build
 
+# The release (include/umalloc.h) and the ABI version: SOVERSION changes only when a program
+# linked with an older library would break.
+VERSION   := $(shell sed -n 's/.*define UMALLOC_VERSION "\(.*\)".*/\1/p' include/umalloc.h)
+SOVERSION := 0
+SONAME    := libumalloc.so.$(SOVERSION)
+
 # --- the libraries ---------------------------------------------------------------------------
 $(B)/obj/so/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -54,8 +60,11 @@ DEBUG_OBJ := $(patsubst %.c,$(B)/obj/debug/%.o,$(CORE_SRC))
 ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
 TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
 
+# The soname names the ABI: a program linked with -lumalloc records libumalloc.so.$(SOVERSION) and
+# runs with any later library of that ABI. build/libumalloc.so is what `make install` installs
+# as libumalloc.so.$(VERSION).
 $(B)/libumalloc.so: $(SO_OBJ)
-	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-soname,$(SONAME) -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
 
 NOSTATS_OBJ := $(patsubst %.c,$(B)/obj/nostats/%.o,$(CORE_SRC) $(PRELOAD_SRC))
 $(B)/nostats/libumalloc.so: $(NOSTATS_OBJ)
