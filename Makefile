@@ -134,7 +134,29 @@ bench-instr: deps-bench
 	@$(MAKE) --no-print-directory all
 	@scripts/bench-instr.sh
 
+# --- manual pages -----------------------------------------------------------------------------
+# man/*.in with the version filled in; the option list of umalloc(7) is printed from the options
+# table by scripts/man-options.c, linked with the core, so it cannot drift from UMALLOC_HELP.
+MAN_PAGES := $(B)/man/umalloc.1 $(B)/man/umalloc-stat.1 $(B)/man/umalloc.3 $(B)/man/umalloc.7
+
+$(B)/man/man-options: scripts/man-options.c $(B)/libumalloc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O1 -o $@ $< $(B)/libumalloc.a -pthread -ldl
+
+$(B)/man/options.roff: $(B)/man/man-options
+	$< >$@.tmp && mv $@.tmp $@
+
+$(B)/man/umalloc.7: man/umalloc.7.in $(B)/man/options.roff include/umalloc.h
+	sed -e 's/@VERSION@/$(VERSION)/g' -e '/^@OPTIONS@$$/{r $(B)/man/options.roff' -e 'd;}' $< >$@.tmp
+	mv $@.tmp $@
+
+$(B)/man/%: man/%.in include/umalloc.h
+	@mkdir -p $(dir $@)
+	sed -e 's/@VERSION@/$(VERSION)/g' $< >$@.tmp && mv $@.tmp $@
+
+man: $(MAN_PAGES)
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs man
