@@ -156,7 +156,56 @@ $(B)/man/%: man/%.in include/umalloc.h
 
 man: $(MAN_PAGES)
 
+# --- install -----------------------------------------------------------------------------------
+# `make install` (PREFIX, DESTDIR, LIBDIR...) installs the shared library under its soname with
+# the usual links, the static library, the header, umalloc.pc, the manual pages, umalloc-stat and
+# the launcher. Files that name an installed path (umalloc.pc, the launcher) are written straight
+# into place, so a later install with another PREFIX cannot pick up a stale copy.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+# umalloc.pc says ${prefix}/... wherever it can, so that pkg-config --define-variable=prefix=DIR
+# (or --define-prefix) finds a tree that was moved or installed under DESTDIR.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+INSTALLED := $(BINDIR)/umalloc $(BINDIR)/umalloc-stat \
+             $(LIBDIR)/libumalloc.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libumalloc.so \
+             $(LIBDIR)/libumalloc.a $(INCLUDEDIR)/umalloc.h $(PKGCONFIGDIR)/umalloc.pc \
+             $(MANDIR)/man1/umalloc.1 $(MANDIR)/man1/umalloc-stat.1 \
+             $(MANDIR)/man3/umalloc.3 $(MANDIR)/man7/umalloc.7
+
+install: all man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man7
+	install -m 644 $(B)/libumalloc.so $(DESTDIR)$(LIBDIR)/libumalloc.so.$(VERSION)
+	ln -sf libumalloc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libumalloc.so
+	install -m 644 $(B)/libumalloc.a $(DESTDIR)$(LIBDIR)/libumalloc.a
+	install -m 644 include/umalloc.h $(DESTDIR)$(INCLUDEDIR)/umalloc.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    umalloc.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/umalloc.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/umalloc.pc
+	sed -e 's|@UMALLOC_LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@UMALLOC_VERSION@|$(VERSION)|g' \
+	    scripts/umalloc >$(DESTDIR)$(BINDIR)/umalloc
+	chmod 755 $(DESTDIR)$(BINDIR)/umalloc
+	install -m 755 scripts/umalloc-stat $(DESTDIR)$(BINDIR)/umalloc-stat
+	install -m 644 $(B)/man/umalloc.1 $(B)/man/umalloc-stat.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(B)/man/umalloc.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 $(B)/man/umalloc.7 $(DESTDIR)$(MANDIR)/man7/
+	@# The dynamic linker's cache must learn the new soname; a staged install is not its business.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs man
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall
