@@ -205,7 +205,14 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
+# --- Debian package ----------------------------------------------------------------------------
+# Built by dpkg-buildpackage in a copy of the tree (build/deb/umalloc-VERSION), so that its
+# `make clean` and its debian/ leftovers never touch this checkout; the packages, .changes and
+# .buildinfo land in build/deb/.
+deb:
+	@scripts/make-deb.sh
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall deb
