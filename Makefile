@@ -1,5 +1,6 @@
 # umalloc build. `make` builds build/libumalloc.so (the preload library) and build/libumalloc.a
 # (the core with um_* names only). `make test` and `make bench` install what they need first.
+# `make install` and `make deb` install it (docs/install.md).
 
 CC      ?= cc
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
@@ -160,7 +161,8 @@ man: $(MAN_PAGES)
 # `make install` (PREFIX, DESTDIR, LIBDIR...) installs the shared library under its soname with
 # the usual links, the static library, the header, umalloc.pc, the manual pages, umalloc-stat and
 # the launcher. Files that name an installed path (umalloc.pc, the launcher) are written straight
-# into place, so a later install with another PREFIX cannot pick up a stale copy.
+# into place, so a later install with another PREFIX cannot pick up a stale copy. Without
+# DESTDIR, as root, both targets run ldconfig: the loader's cache must learn the soname.
 PREFIX       ?= /usr/local
 BINDIR       ?= $(PREFIX)/bin
 LIBDIR       ?= $(PREFIX)/lib
@@ -198,7 +200,6 @@ install: all man
 	install -m 644 $(B)/man/umalloc.1 $(B)/man/umalloc-stat.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(B)/man/umalloc.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 $(B)/man/umalloc.7 $(DESTDIR)$(MANDIR)/man7/
-	@# The dynamic linker's cache must learn the new soname; a staged install is not its business.
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:
