@@ -1,5 +1,6 @@
 # umalloc build. `make` builds build/libumalloc.so (the preload library) and build/libumalloc.a
 # (the core with um_* names only). `make test` and `make bench` install what they need first.
+# `make install` and `make deb` install it (docs/install.md).
 
 CC      ?= cc
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
@@ -19,6 +20,12 @@ PROG_SRC    := $(sort $(wildcard test/progs/*.c))
 PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC))
 
 B := build
+
+# The release (include/umalloc.h) and the ABI version: SOVERSION changes only when a program
+# linked with an older library would break.
+VERSION   := $(shell sed -n 's/.*define UMALLOC_VERSION "\(.*\)".*/\1/p' include/umalloc.h)
+SOVERSION := 0
+SONAME    := libumalloc.so.$(SOVERSION)
 
 # --- the libraries ---------------------------------------------------------------------------
 $(B)/obj/so/%.o: %.c $(HEADERS)
@@ -54,8 +61,11 @@ DEBUG_OBJ := $(patsubst %.c,$(B)/obj/debug/%.o,$(CORE_SRC))
 ASAN_OBJ := $(patsubst %.c,$(B)/obj/asan/%.o,$(CORE_SRC))
 TSAN_OBJ := $(patsubst %.c,$(B)/obj/tsan/%.o,$(CORE_SRC))
 
+# The soname names the ABI: a program linked with -lumalloc records libumalloc.so.$(SOVERSION) and
+# runs with any later library of that ABI. build/libumalloc.so is what `make install` installs
+# as libumalloc.so.$(VERSION).
 $(B)/libumalloc.so: $(SO_OBJ)
-	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-soname,$(SONAME) -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
 
 NOSTATS_OBJ := $(patsubst %.c,$(B)/obj/nostats/%.o,$(CORE_SRC) $(PRELOAD_SRC))
 $(B)/nostats/libumalloc.so: $(NOSTATS_OBJ)
@@ -125,7 +135,85 @@ bench-instr: deps-bench
 	@$(MAKE) --no-print-directory all
 	@scripts/bench-instr.sh
 
+# --- manual pages -----------------------------------------------------------------------------
+# man/*.in with the version filled in; the option list of umalloc(7) is printed from the options
+# table by scripts/man-options.c, linked with the core, so it cannot drift from UMALLOC_HELP.
+MAN_PAGES := $(B)/man/umalloc.1 $(B)/man/umalloc-stat.1 $(B)/man/umalloc.3 $(B)/man/umalloc.7
+
+$(B)/man/man-options: scripts/man-options.c $(B)/libumalloc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O1 -o $@ $< $(B)/libumalloc.a -pthread -ldl
+
+$(B)/man/options.roff: $(B)/man/man-options
+	$< >$@.tmp && mv $@.tmp $@
+
+$(B)/man/umalloc.7: man/umalloc.7.in $(B)/man/options.roff include/umalloc.h
+	sed -e 's/@VERSION@/$(VERSION)/g' -e '/^@OPTIONS@$$/{r $(B)/man/options.roff' -e 'd;}' $< >$@.tmp
+	mv $@.tmp $@
+
+$(B)/man/%: man/%.in include/umalloc.h
+	@mkdir -p $(dir $@)
+	sed -e 's/@VERSION@/$(VERSION)/g' $< >$@.tmp && mv $@.tmp $@
+
+man: $(MAN_PAGES)
+
+# --- install -----------------------------------------------------------------------------------
+# `make install` (PREFIX, DESTDIR, LIBDIR...) installs the shared library under its soname with
+# the usual links, the static library, the header, umalloc.pc, the manual pages, umalloc-stat and
+# the launcher. Files that name an installed path (umalloc.pc, the launcher) are written straight
+# into place, so a later install with another PREFIX cannot pick up a stale copy. Without
+# DESTDIR, as root, both targets run ldconfig: the loader's cache must learn the soname.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+# umalloc.pc says ${prefix}/... wherever it can, so that pkg-config --define-variable=prefix=DIR
+# (or --define-prefix) finds a tree that was moved or installed under DESTDIR.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+INSTALLED := $(BINDIR)/umalloc $(BINDIR)/umalloc-stat \
+             $(LIBDIR)/libumalloc.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libumalloc.so \
+             $(LIBDIR)/libumalloc.a $(INCLUDEDIR)/umalloc.h $(PKGCONFIGDIR)/umalloc.pc \
+             $(MANDIR)/man1/umalloc.1 $(MANDIR)/man1/umalloc-stat.1 \
+             $(MANDIR)/man3/umalloc.3 $(MANDIR)/man7/umalloc.7
+
+install: all man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man7
+	install -m 644 $(B)/libumalloc.so $(DESTDIR)$(LIBDIR)/libumalloc.so.$(VERSION)
+	ln -sf libumalloc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libumalloc.so
+	install -m 644 $(B)/libumalloc.a $(DESTDIR)$(LIBDIR)/libumalloc.a
+	install -m 644 include/umalloc.h $(DESTDIR)$(INCLUDEDIR)/umalloc.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    umalloc.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/umalloc.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/umalloc.pc
+	sed -e 's|@UMALLOC_LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@UMALLOC_VERSION@|$(VERSION)|g' \
+	    scripts/umalloc >$(DESTDIR)$(BINDIR)/umalloc
+	chmod 755 $(DESTDIR)$(BINDIR)/umalloc
+	install -m 755 scripts/umalloc-stat $(DESTDIR)$(BINDIR)/umalloc-stat
+	install -m 644 $(B)/man/umalloc.1 $(B)/man/umalloc-stat.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(B)/man/umalloc.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 $(B)/man/umalloc.7 $(DESTDIR)$(MANDIR)/man7/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# --- Debian package ----------------------------------------------------------------------------
+# Built by dpkg-buildpackage in a copy of the tree (build/deb/umalloc-VERSION), so that its
+# `make clean` and its debian/ leftovers never touch this checkout; the packages, .changes and
+# .buildinfo land in build/deb/.
+deb:
+	@scripts/make-deb.sh
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall deb

@@ -28,6 +28,8 @@ test_pkgs=(
     libjemalloc2 libjemalloc-dev  # other allocators, compared side by side
     libmimalloc2.0 libmimalloc-dev
     libnuma-dev numactl           # NUMA placement
+    debhelper dpkg-dev lintian    # make deb and its checks (scripts/test-install.sh)
+    man-db groff-base             # man -l and groff -ww render the manual pages
 )
 bench_pkgs=(
     "${test_pkgs[@]}"

@@ -10,6 +10,9 @@
 #                RSS after round 10 within 10 % of round 3 (memory settles, nothing leaks)
 #   bench-instr  scripts/bench-instr.sh --check   (only if that script exists and is executable:
 #                fails when the fast path costs more instructions than allowed)
+#   install      scripts/test-install.sh   make install/uninstall into a temporary DESTDIR,
+#                pkg-config, the launcher, the manual pages, make deb and lintian (dpkg -i
+#                only as root with CI=true or UM_TEST_DPKG=1)
 # Every step runs even if an earlier one failed. Output goes to the terminal and, in full, to
 # build/test-logs/STEP.log. A step fails if its binary is missing, if it exits non-zero, times out,
 # or (Criterion steps) reports that it ran no test. Closes with a per-step summary and the line
@@ -26,7 +29,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system steady-state bench-instr)
+all_steps=(unit unit-asan unit-tsan system steady-state bench-instr install)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -176,6 +179,9 @@ for s in "${steps[@]}"; do
         bench-instr)
             run_step bench-instr "scripts/bench-instr.sh --check" scripts/bench-instr.sh -- \
                 scripts/bench-instr.sh --check ;;
+        install)
+            run_step install "scripts/test-install.sh" scripts/test-install.sh -- \
+                scripts/test-install.sh ;;
     esac
 done
 
