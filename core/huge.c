@@ -56,7 +56,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
         multi_vma = got.multi_vma;
     } else {
         base = umi_arena_map(map_size, map_align, want_node, &node);
-        if (base == NULL && umi_segment_release_reserve()) base = umi_arena_map(map_size, map_align, want_node, &node);
+        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, &node);
         if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         /* A big block is written through, typically: back it with transparent huge pages, one
          * fault per 2 MiB instead of 512 (a no-op where THP is off). */

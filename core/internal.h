@@ -229,7 +229,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
 void umi_segment_purge(um_heap_t *heap, bool force);
 void umi_segment_cache_trim(bool force);
 void umi_segment_init_process(void);    /* reserve the small-page region */
-bool umi_segment_release_reserve(void); /* the OS refused memory: true if a retry may succeed */
+bool umi_release_for_retry(void); /* the OS refused memory: give back caches; true if a retry may succeed */
 void umi_segment_register(um_segment_t *seg);
 void umi_segment_unregister(um_segment_t *seg);
 extern um_segment_t *umi_segment_registry;

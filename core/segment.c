@@ -55,16 +55,23 @@ void umi_segment_init_process(void) {
     if (base != 0 && umi_purge_delay_ms != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
 }
 
-/* The OS refused memory. If the small-page region holds address space it never used, give
- * that back (a program that lowered RLIMIT_AS after start-up has the whole reservation counted
- * against its limit) and say that a retry may succeed. free() then finds small blocks through
- * the segment map, as it does medium ones: the region's window is no longer ours alone. */
-bool umi_segment_release_reserve(void) {
-    if (!small_in_region) return false;
+/* The OS refused memory: under RLIMIT_AS (ulimit -v), or with overcommit off, what umalloc
+ * keeps mapped for reuse counts as much as what the program uses. Give back what can go, and
+ * say whether a retry may succeed:
+ *  - cached segments and freed huge blocks, which are kept for speed only;
+ *  - the never-used rest of the small-page region (a program that lowered RLIMIT_AS after
+ *    start-up has the whole reservation counted against its limit). free() then finds small
+ *    blocks through the segment map, as it does medium ones: the region's window is no longer
+ *    ours alone. */
+bool umi_release_for_retry(void) {
+    size_t unmaps = atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED);
+    umi_segment_cache_trim(true);
+    bool released = atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED) != unmaps;
+    if (!small_in_region) return released;
     umi_lock(&umi_cache_lock);
-    size_t released = umi_region_shrink();
+    size_t shrunk = umi_region_shrink();
     umi_unlock(&umi_cache_lock);
-    if (released == 0) return false;
+    if (shrunk == 0) return released;
     __atomic_store_n(&umi_small_region_hi, ~(uintptr_t)0, __ATOMIC_RELAXED);
     return true;
 }
@@ -135,7 +142,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         int node;
         seg = kind == UM_KIND_SMALL && small_in_region ? region_map(&node) : NULL;
         if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
-        if (seg == NULL && umi_segment_release_reserve()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
+        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
         if (seg == NULL) return NULL;
         seg->node = (int16_t)node;
         seg->map_base = seg;
