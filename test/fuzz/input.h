@@ -25,22 +25,24 @@ static size_t in_size(fz_in_t *in)
     static const size_t edges[8] = {16, 128, 1024, 8 * FZ_KiB, 64 * FZ_KiB, 512 * FZ_KiB, 2 * FZ_MiB, 4 * FZ_MiB};
     unsigned sel = in8(in), v = in16(in);
     size_t s;
-    switch (sel % 16) {
-    case 0: case 1: case 2: s = v % 129; break;                             /* tiny */
-    case 3: case 4: s = v % 1025; break;
-    case 5: case 6: s = v % (8 * FZ_KiB + 1); break;                        /* small classes */
-    case 7: case 8: s = 8 * FZ_KiB + v % (56 * FZ_KiB + 1); break;          /* medium */
-    case 9: s = 64 * FZ_KiB + (size_t)v * 7; break;                         /* large: to 512 KiB */
-    case 10: case 11: { /* class and mapping thresholds, +- 128 */
+    /* Out of 32: mapped blocks of MiBs (each page written costs a fault) 1 each, the rest the
+     * pooled classes. */
+    switch (sel % 32) {
+    case 0: case 1: case 2: case 3: case 4: case 5: s = v % 129; break;       /* tiny */
+    case 6: case 7: case 8: case 9: s = v % 1025; break;
+    case 10: case 11: case 12: case 13: s = v % (8 * FZ_KiB + 1); break;       /* small classes */
+    case 14: case 15: case 16: s = 8 * FZ_KiB + v % (56 * FZ_KiB + 1); break;  /* medium */
+    case 17: case 18: s = 64 * FZ_KiB + (size_t)v * 7; break;                 /* large: to 512 KiB */
+    case 19: case 20: case 21: { /* class and mapping thresholds, +- 128 */
         int d = (int8_t)(v & 0xff);
         s = edges[v >> 13];
         s = d < 0 && (size_t)-d > s ? 0 : s + (size_t)(ptrdiff_t)d;
         break;
     }
-    case 12: s = 512 * FZ_KiB + (size_t)v * 56; break;                      /* mapped: to 4 MiB */
-    case 13: s = 4 * FZ_MiB + (size_t)(v & 0x3fff) * 256; break;            /* a few MiB: to 8 MiB */
-    case 14: s = last_size; break;                                          /* the same again */
-    default: s = (size_t)(v % 64) * 16; break;                              /* exact multiples of 16 */
+    case 22: s = 512 * FZ_KiB + (size_t)v * 56; break;                        /* mapped: to 4 MiB */
+    case 23: s = 4 * FZ_MiB + (size_t)(v & 0x3fff) * 256; break;              /* a few MiB: to 8 MiB */
+    case 24: case 25: case 26: case 27: s = last_size; break;                  /* the same again */
+    default: s = (size_t)(v % 64) * 16; break;                                /* exact multiples of 16 */
     }
     return last_size = s;
 }

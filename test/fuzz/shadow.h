@@ -5,8 +5,8 @@
  * a block that is lost, shifted, handed out twice, or has pages swapped (mremap) reads wrong.
  * The harness writes the pattern over the whole usable size (um_malloc_usable_size promises all
  * of it is writable), so writing past the true end corrupts a neighbour and its next check
- * fails. Blocks up to FZ_FULL_MAX are written and checked whole; bigger ones (large and huge
- * blocks, up to several MiB) on their first and last FZ_EDGE bytes and FZ_STAMP bytes in every
+ * fails. Blocks up to FZ_FULL_MAX are written and checked whole; bigger ones (medium, large,
+ * huge: up to several MiB) on their first and last FZ_EDGE bytes and FZ_STAMP bytes in every
  * 4 KiB: every page is touched and checked, at a fraction of the cost.
  *
  * A failed check prints what failed and the last operations (the trace), then aborts, which
@@ -27,7 +27,7 @@
 
 #define FZ_KiB ((size_t)1024)
 #define FZ_MiB ((size_t)1024 * 1024)
-#define FZ_FULL_MAX (256 * FZ_KiB)
+#define FZ_FULL_MAX (16 * FZ_KiB)
 #define FZ_EDGE ((size_t)4096)
 #define FZ_STAMP ((size_t)32)
 #define FZ_CHUNK ((size_t)65536) /* the pattern table's period */
