@@ -77,8 +77,17 @@ static void clear(unsigned s)
 
 static void free_slot(unsigned s, unsigned mode, unsigned v)
 {
-    if (slots[s].p == NULL)
+    if (slots[s].p == NULL) { /* free(NULL): nothing, and errno as it was */
+        int e = (int)(0x5a5a00 + (v & 0xff));
+        errno = e;
+        if (mode % 2)
+            um_free_sized(NULL, v);
+        else
+            um_free(NULL);
+        if (errno != e)
+            fz_fail("freeing NULL changed errno from %d to %d", e, errno);
         return;
+    }
     free_block(&slots[s], mode, v, fz_op_names[FZ_OP_FREE]);
     clear(s);
 }
@@ -332,6 +341,7 @@ static void op_thread_exit(fz_in_t *in)
     unsigned k = in8(in);
     pl.n = 1 + k % FZ_EXIT_BLOCKS;
     pl.done_first = k / FZ_EXIT_BLOCKS % 2;
+    pl.late = k / FZ_EXIT_BLOCKS / 2 % 2;
     size_t total = 0;
     for (unsigned i = 0; i < pl.n; i++) {
         pl.size[i] = in_size(in);
@@ -432,6 +442,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fz_table_init();
     const char *t = getenv("FUZZ_TRACE");
     fz_trace_verbose = t != NULL && *t == '1';
+    fz_threads_init();
     pthread_t h;
     if (pthread_create(&h, NULL, helper_main, NULL) != 0)
         fz_fail("cannot start the helper thread");

@@ -72,13 +72,35 @@ typedef struct {
     fz_block_t to_grow;        /* and one it reallocates: the old block is freed remotely */
     size_t grow_to;
     unsigned done_first;       /* um_thread_done before exiting, then one more block */
-    fz_block_t out[FZ_EXIT_BLOCKS + 2];
+    unsigned late;             /* a block allocated by a TLS destructor, after umalloc's own */
+    fz_block_t out[FZ_EXIT_BLOCKS + 3];
     unsigned n_out;
 } fz_exit_plan_t;
+
+/* Created after umalloc's exit key, so it runs after umalloc has let the thread's heap go: a
+ * thread_local destructor of C++ that allocates then (umalloc's backup heap serves it). */
+static pthread_key_t fz_late_key;
+
+static void late_alloc(void *arg)
+{
+    fz_exit_plan_t *pl = arg;
+    void *p = um_malloc(pl->size[0]);
+    fz_note(FZ_OP_THREAD_EXIT, 0, 2, pl->size[0], 1, p);
+    fz_adopt(&pl->out[pl->n_out++], p, pl->size[0], 0, 1, 0, (uint32_t)fz_mix((uintptr_t)p + 1), FZ_OP_THREAD_EXIT);
+}
+
+static void fz_threads_init(void)
+{
+    um_free(um_malloc(1)); /* umalloc's process start: its exit key first */
+    if (pthread_key_create(&fz_late_key, late_alloc) != 0)
+        fz_fail("pthread_key_create failed");
+}
 
 static void *exiting_main(void *arg)
 {
     fz_exit_plan_t *pl = arg;
+    if (pl->late)
+        pthread_setspecific(fz_late_key, pl);
     for (unsigned i = 0; i < pl->n_free; i++) {
         fz_note(FZ_OP_THREAD_EXIT, 0, 2, pl->to_free[i].req, 0, pl->to_free[i].p);
         free_block(&pl->to_free[i], i, i, "free in an exiting thread");
