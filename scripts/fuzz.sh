@@ -85,7 +85,7 @@ merge)
     find "$seeds" -type f -delete
     cp -p "$new"/* "$seeds"/
     rm -rf "$new"
-    echo "fuzz: $seeds: $before -> $(find "$seeds" -type f | wc -l) inputs, $(du -sk "$seeds" | cut -f1) KiB"
+    echo "fuzz: $seeds: $before -> $(find "$seeds" -type f | wc -l) inputs, $(cat "$seeds"/* | wc -c) bytes"
     exit 0
     ;;
 esac
