@@ -56,7 +56,8 @@ replay)
         exit 1
     fi
     # -runs=0 on a directory: every input once, then the closing coverage line, no fuzzing.
-    "${prefix[@]}" "$bin" "${common[@]}" -runs=0 "${extra[@]}" "$seeds" 2>&1 |
+    mkdir -p "$artifacts"
+    "${prefix[@]}" "$bin" "${common[@]}" -runs=0 -artifact_prefix="$artifacts/" "${extra[@]}" "$seeds" 2>&1 |
         grep -a -v -E '^#[0-9]+[[:space:]]+pulse' # (progress lines; the rest, findings included, shows)
     rc=${PIPESTATUS[0]}
     if ((rc == 0)); then
