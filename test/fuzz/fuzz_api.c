@@ -190,6 +190,9 @@ static void op_realloc(fz_in_t *in, unsigned op)
     }
     if (q == NULL)
         fz_fail("%s(%p, %zu) returned NULL (errno %d)", fz_op_names[op], (void *)old.p, n, errno);
+    if (n <= old.usable && n >= old.usable / 2 && q != old.p) /* docs/design.md, "Semantics" */
+        fz_fail("%s(%p, %zu) of a block of %zu usable bytes moved it to %p: shrinking to half or more "
+                "keeps the pointer", fz_op_names[op], (void *)old.p, n, old.usable, q);
     check_kept(&old, q, n, fz_op_names[op]);
     live_bytes -= old.req;
     slots[s].p = NULL;

@@ -210,6 +210,8 @@ static void fz_adopt(fz_block_t *b, void *p, size_t req, size_t align, int plain
         fz_fail("%s(%zu, align %zu) = %p: um_malloc_usable_size %zu < %zu asked", name, req, align, p, us, req);
     if (plain && req <= 512 * FZ_KiB && us > req + (req <= 8 * FZ_KiB ? req / 8 : req / 4) + 16)
         fz_fail("%s(%zu) = %p: usable size %zu wastes more than the size classes allow", name, req, p, us);
+    if (us < 16) /* malloc(0) included: "a unique pointer to a 16-byte block" */
+        fz_fail("%s(%zu, align %zu) = %p: usable size %zu, under 16", name, req, align, p, us);
     if (um_owns(p) != 1)
         fz_fail("%s(%zu, align %zu) = %p: um_owns says it is not a live block", name, req, align, p);
     *b = (fz_block_t){p, req, us, align, seed, (uint8_t)how};
