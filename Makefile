@@ -87,6 +87,37 @@ $(B)/tsan/libumalloc.a: $(TSAN_OBJ)
 all: $(B)/libumalloc.so $(B)/libumalloc.a
 .DEFAULT_GOAL := all
 
+# --- fuzzing -----------------------------------------------------------------------------------
+# test/fuzz/fuzz_api.c drives the whole um_* API from libFuzzer's inputs against a shadow model
+# (scripts/fuzz.sh). libFuzzer comes with clang only, so this build of the core is clang's: a
+# debug build like the other tests', under ASan + UBSan, with the fuzzer's coverage hooks.
+# clang 14 does not define __SANITIZE_ADDRESS__ (gcc does), which the core reads to know that
+# ASan owns the low address space (os/region.c, os/os.c): defined here, so that this build maps
+# segments as the gcc ASan build does instead of trying addresses inside ASan's shadow.
+FUZZ_CC  ?= clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -D__SANITIZE_ADDRESS__=1
+FUZZ_OBJ := $(patsubst %.c,$(B)/fuzz/obj/%.o,$(CORE_SRC))
+
+$(B)/fuzz/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_COMMON) $(SAN_OPT) -DUM_DEBUG=1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(B)/fuzz/fuzz_api: test/fuzz/fuzz_api.c $(wildcard test/fuzz/*.h) $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -DUM_DEBUG=1 $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		test/fuzz/fuzz_api.c $(FUZZ_OBJ) -pthread -ldl
+
+# make fuzz: FUZZ_SECONDS (default 600) of fuzzing over build/fuzz/corpus, seeded from
+# test/fuzz/corpus. make fuzz-merge: what that run found, minimized into test/fuzz/corpus.
+FUZZ_SECONDS ?= 600
+fuzz: deps-test
+	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_api
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run
+
+fuzz-merge: deps-test
+	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_api
+	@scripts/fuzz.sh merge
+
 # --- tests -------------------------------------------------------------------------------------
 # test/unit_*.c: one Criterion binary per build of the core; the same tests run plain, under
 # ASan+UBSan and under TSan. test/sys_*.c: one binary that spawns programs (test/progs/ and
@@ -118,7 +149,8 @@ progs: $(PROGS)
 
 # Dependencies first and alone: under -j, make would otherwise compile while apt installs.
 test: deps-test
-	@$(MAKE) --no-print-directory all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system
+	@$(MAKE) --no-print-directory all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system \
+		$(B)/fuzz/fuzz_api
 	@scripts/run-tests.sh
 
 deps-test:
@@ -216,4 +248,4 @@ deb:
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall deb
+.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall deb fuzz fuzz-merge

@@ -80,6 +80,9 @@ void *umi_malloc_aligned(size_t align, size_t size) {
     umi_count_call(UM_CALL_ALIGNED);
     if (align <= 16) return internal_malloc(size);
     if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
+    /* A mapped block of 0 bytes would start where its mapping ends: no usable byte, and from
+     * 4 MiB alignments up outside its own segment, so free() would not know it. */
+    if (size == 0) size = 1;
     if (size < align && align <= UM_SMALL_MAX) {
         /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
         size_t bsize = umi_bin_size(umi_bin_of(align));

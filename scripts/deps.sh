@@ -30,6 +30,7 @@ test_pkgs=(
     libnuma-dev numactl           # NUMA placement
     debhelper dpkg-dev lintian    # make deb and its checks (scripts/test-install.sh)
     man-db groff-base             # man -l and groff -ww render the manual pages
+    clang libclang-rt-dev         # libFuzzer (make fuzz, fuzz-replay); clang only recommends the rt
 )
 bench_pkgs=(
     "${test_pkgs[@]}"
@@ -101,6 +102,13 @@ EOF
         gcc -O1 -fsanitize=address,undefined "$dir/t.c" -o "$dir/t-asan" -pthread
     try "Criterion (-lcriterion)" gcc "$dir/c.c" -o "$dir/c" -lcriterion
     try "libnuma (-lnuma)" gcc "$dir/t.c" -o "$dir/t-numa" -pthread -lnuma
+    cat >"$dir/f.c" <<'EOF'
+#include <stddef.h>
+#include <stdint.h>
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return n > 0 && d[0] == 1; }
+EOF
+    try "clang -fsanitize=fuzzer,address,undefined" \
+        clang -fsanitize=fuzzer,address,undefined "$dir/f.c" -o "$dir/f" -pthread
     rm -rf "$dir"
     return $rc
 }

@@ -8,6 +8,8 @@
 #   system       build/test/system      real programs under LD_PRELOAD=build/libumalloc.so
 #   steady-state scripts/steady-state.sh   thread churn, Larson, mstress... under umalloc: peak
 #                RSS after round 10 within 10 % of round 3 (memory settles, nothing leaks)
+#   fuzz-replay  scripts/fuzz.sh replay   every input of test/fuzz/corpus once through
+#                build/fuzz/fuzz_api (libFuzzer, the whole API against a shadow model, ASan+UBSan)
 #   bench-instr  scripts/bench-instr.sh --check   (only if that script exists and is executable:
 #                fails when the fast path costs more instructions than allowed)
 #   install      scripts/test-install.sh   make install/uninstall into a temporary DESTDIR,
@@ -29,7 +31,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system steady-state bench-instr install)
+all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -176,6 +178,9 @@ for s in "${steps[@]}"; do
         steady-state)
             run_step steady-state "scripts/steady-state.sh" scripts/steady-state.sh -- \
                 scripts/steady-state.sh ;;
+        fuzz-replay)
+            run_step fuzz-replay "scripts/fuzz.sh replay" build/fuzz/fuzz_api -- \
+                scripts/fuzz.sh replay ;;
         bench-instr)
             run_step bench-instr "scripts/bench-instr.sh --check" scripts/bench-instr.sh -- \
                 scripts/bench-instr.sh --check ;;
@@ -194,7 +199,7 @@ for i in "${!names[@]}"; do
     if [[ ${results[$i]} == FAIL && -f $logdir/${names[$i]}.log ]]; then
         sed 's/\x1b\[[0-9;]*m//g' "$logdir/${names[$i]}.log" |
             awk '/Assertion Failed/ { msg = 3 }
-                 /^\[FAIL\]|Timed out|[Cc]rash|signal|Sanitizer|runtime error/ { print; next }
+                 /^\[FAIL\]|Timed out|[Cc]rash|signal|Sanitizer|runtime error|fuzz_api: FAIL/ { print; next }
                  msg > 0 && /^\[----\] *[^ ]/ { print; msg--; next }' |
             head -n 12 | sed 's/^/        /'
     fi

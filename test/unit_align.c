@@ -267,3 +267,33 @@ Test(align, realloc_of_over_aligned_huge_blocks_then_free, .timeout = 60)
     cr_assert_eq(end.live_blocks, base.live_blocks, "blocks leaked: %zu -> %zu", base.live_blocks, end.live_blocks);
     cr_assert_eq(end.large_bytes, base.large_bytes, "large bytes leaked");
 }
+
+/* Size 0 with an alignment that takes the mapped path (256 KiB and up) once made a block of no
+ * bytes at the very end of its mapping: usable size 0, and from 4 MiB up its address was outside
+ * the mapping, so um_owns said 0 and um_free refused it ("did not allocate") and leaked it.
+ * Found by the fuzzer (test/fuzz/corpus/crash-aligned-zero-size). */
+Test(align, zero_size_with_any_alignment_is_a_real_block, .timeout = 60)
+{
+    um_totals_t base = tu_totals();
+    for (size_t align = 16; align <= (size_t)16 << 20; align <<= 1) {
+        void *v[4] = {um_aligned_alloc(align, 0), um_memalign(align, 0), NULL, um_aligned_alloc(align, 0)};
+        cr_assert_eq(um_posix_memalign(&v[2], align, 0), 0, "um_posix_memalign(%zu, 0) failed", align);
+        for (size_t k = 0; k < 4; k++) {
+            cr_assert_not_null(v[k], "alignment %zu, size 0, call %zu: NULL", align, k);
+            cr_assert(tu_is_aligned(v[k], align), "alignment %zu, size 0: %p", align, v[k]);
+            cr_assert_eq(um_owns(v[k]), 1, "alignment %zu, size 0: um_owns(%p) = 0", align, v[k]);
+            cr_assert_geq(um_malloc_usable_size(v[k]), 16, "alignment %zu, size 0: usable size %zu", align,
+                          um_malloc_usable_size(v[k]));
+        }
+        cr_assert(v[0] != v[3], "alignment %zu, size 0: the same pointer twice", align);
+        tu_capture_t cap;
+        char out[1024];
+        cr_assert_eq(tu_capture_begin(&cap), 0);
+        for (size_t k = 0; k < 4; k++)
+            um_free(v[k]);
+        size_t len = tu_capture_end(&cap, out, sizeof out);
+        cr_assert_eq(len, 0, "alignment %zu, size 0: um_free complained: %s", align, out);
+    }
+    um_totals_t end = tu_totals();
+    cr_assert_eq(end.live_blocks, base.live_blocks, "blocks leaked: %zu -> %zu", base.live_blocks, end.live_blocks);
+}
