@@ -63,6 +63,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
         page_kind = umi_pages_for_huge_block(base, map_size);
         is_zero = true;
     }
+    UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
     uint8_t *block = base + offset;
     um_segment_t *seg = offset >= UM_SEGMENT_SIZE ? (um_segment_t *)(block - UM_SEGMENT_SIZE) : (um_segment_t *)base;
     /* Cached memory holds whatever was there: clear the part of the header a huge block uses
@@ -98,6 +99,7 @@ size_t umi_huge_usable(um_segment_t *seg, const void *p) {
 UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
     if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
     umi_count_huge(-1, umi_huge_usable(seg, p));
+    UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
     atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg->map_base, seg->map_size);
@@ -123,6 +125,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
     else {
+        UM_SAN_UNPOISON(nseg, new_size); /* the caller opens the block as asked */
         nseg->map_base = nseg;
         nseg->map_size = new_size;
         nseg->cookie = (uintptr_t)nseg ^ umi_cookie;

@@ -47,6 +47,13 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     um_page_hot_t *hot = umi_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
+#if UM_SECURE
+    hot->secret = umi_heap_random(heap);
+    hot->start = (uintptr_t)area;
+    hot->span = (uint64_t)page->reserved * bsize;
+    hot->block_div = page->block_div;
+#endif
+    UM_SAN_POISON(area, area_size); /* blocks are opened one by one as they are handed out */
     UM_SHARED_WRITE(hot->allocs, 0);
     UM_SHARED_WRITE(hot->frees, 0);
     page->next = page->prev = NULL;
@@ -57,15 +64,16 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
 }
 
-/* Thread more never-used blocks onto the free list, in address order from the page's start:
- * the carved blocks are the first `capacity` of the `reserved`.
+/* Thread more never-used blocks onto the free list, in address order from the page's start
+ * (the secure build shuffles each chunk): the carved blocks are the first `capacity` of the
+ * `reserved`.
  *  - Why upwards: the blocks a program allocates one after another then lie one after another,
  *    the way it will most likely walk them, and the hardware prefetchers follow.
  *  - And away from the page's end: carved from the end down, the blocks in use would share
  *    the page's last 4 KiB, and with it L1 sets and low address bits, with the hot words of
  *    every small page: in a program with many classes in use and few blocks in each, blocks
  *    and hot words would evict each other from the L1 cache. */
-static void page_extend(um_page_t *page) {
+static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
@@ -73,9 +81,28 @@ static void page_extend(um_page_t *page) {
     if (n > left) n = left;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
     um_page_hot_t *hot = umi_page_hot(page);
-    for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
-    ((um_block_t *)(first + (n - 1) * bsize))->next = hot->free; /* after any freed ones: cold */
-    hot->free = (um_block_t *)first;
+    uintptr_t secret = UM_HOT_SECRET(hot);
+#if UM_SECURE
+    /* In a random order: where the next block comes from can't be predicted from the last,
+     * so an overflow can't be aimed at the block the program allocates next. */
+    uint16_t order[UM_EXTEND_TINY_BYTES / 16];
+    _Static_assert(UM_EXTEND_TINY_BYTES / 16 <= 65536, "indexes fit 16 bits");
+    for (size_t i = 0; i < n; i++) order[i] = (uint16_t)i;
+    for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        size_t j = (size_t)(umi_heap_random(heap) % (i + 1));
+        uint16_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+#define UM_CARVED(i) ((um_block_t *)(first + (size_t)order[i] * bsize))
+#else
+    (void)heap;
+#define UM_CARVED(i) ((um_block_t *)(first + (i) * bsize))
+#endif
+    for (size_t i = 0; i + 1 < n; i++) umi_link_set(UM_CARVED(i), UM_CARVED(i + 1), secret);
+    umi_link_set(UM_CARVED(n - 1), hot->free, secret); /* after any freed ones: cold */
+    hot->free = UM_CARVED(0);
+#undef UM_CARVED
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     umi_count_carved(n * bsize);
 }
@@ -101,12 +128,12 @@ void umi_page_collect(um_heap_t *heap, um_page_t *page) {
     /* Take the whole remote list at once, keeping the delay state bits. */
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
     um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
-    um_block_t *tail = list;
-    size_t count = 1;
-    while (tail->next != NULL) { tail = tail->next; count++; }
-    UM_CHECK(count <= page->capacity);
     um_page_hot_t *hot = umi_page_hot(page);
-    tail->next = hot->free;
+    um_block_t *tail = list, *next;
+    size_t count = 1;
+    while ((next = umi_link_next(tail, hot)) != NULL) { tail = next; count++; }
+    UM_CHECK(count <= page->capacity);
+    umi_link_set(tail, hot->free, UM_HOT_SECRET(hot));
     hot->free = list;
     UM_OWNER_ADD(hot->frees, count);
     UM_COUNT_ADD(heap->stats.remote_frees, count);
@@ -215,14 +242,16 @@ void umi_page_set_never_delayed(um_page_t *page) {
 
 void umi_page_remote_free(um_page_t *page, um_block_t *b) {
     uintptr_t key = umi_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
-    b->key = key;
+    if (UM_UNLIKELY(umi_key_get(b) == key)) { umi_double_free(b); return; }
+    UM_SAN_POISON(b, page->block_size);
+    umi_key_set(b, key);
+    uintptr_t secret = UM_HOT_SECRET(umi_page_hot(page));
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED), next;
     do {
         if ((tf & 3) == UM_DELAY_USE) {
             next = (tf & ~(uintptr_t)3) | UM_DELAY_FREEING;
         } else {
-            b->next = (um_block_t *)(tf & ~(uintptr_t)3);
+            umi_link_set(b, (um_block_t *)(tf & ~(uintptr_t)3), secret);
             next = (uintptr_t)b | (tf & 3);
         }
     } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, next, memory_order_release, UM_RELAXED));
@@ -234,7 +263,7 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
     UM_CHECK(heap != NULL);
     UM_TEST_HOOK(UM_HOOK_REMOTE_FREEING, page);
     um_block_t *head = atomic_load_explicit(&heap->delayed_free, UM_RELAXED);
-    do { b->next = head; } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
+    do { umi_link_set(b, head, secret); } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
     /* The owner may take b back at once, empty the page and retire it: the page slot stays in
      * use until we are done here, because retiring waits for FREEING to clear
      * (umi_segment_page_free). */
@@ -246,10 +275,11 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
 /* The owner frees into a page that is full, has aligned blocks, or just became empty. */
 void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = umi_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
-    b->key = key;
+    if (UM_UNLIKELY(umi_key_get(b) == key)) { umi_double_free(b); return; }
+    UM_SAN_POISON(b, page->block_size);
+    umi_key_set(b, key);
     um_page_hot_t *hot = umi_page_hot(page);
-    b->next = hot->free;
+    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
     hot->free = b;
     UM_OWNER_ADD(hot->frees, 1);
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) umi_page_unfull(heap, page);
@@ -367,7 +397,7 @@ walk:;
     }
     if (page == NULL && carvable != NULL) {
         page = carvable;
-        page_extend(page);
+        page_extend(heap, page);
     }
     if (page != NULL && page != q->first) { /* move it to the front: the fast path looks there */
         umi_page_queue_remove(heap, page);
@@ -377,7 +407,7 @@ walk:;
         page = umi_segment_page_alloc(heap, umi_bin_kind(bin));
         if (page == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         umi_page_init(heap, page, bin);
-        page_extend(page);
+        page_extend(heap, page);
         umi_page_queue_push(heap, page);
     }
     um_page_hot_t *hot = umi_page_hot(page);

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h" /* UM_SECURE */
+
 /* ---- geometry --------------------------------------------------------------------------- */
 #define UM_SEGMENT_SHIFT 22
 #define UM_SEGMENT_SIZE ((size_t)1 << UM_SEGMENT_SHIFT) /* 4 MiB: two 2 MiB huge pages */
@@ -120,10 +122,24 @@ typedef struct um_page_hot_s {
      * tests nothing, so a page it empties stays queued until a slow path finds it (umi_page_sweep). */
     uint64_t allocs;
     uint64_t frees;
+#if UM_SECURE
+    /* The secure build checks every link it follows against these (core/block.h). They sit with
+     * the list head, on the same line: a pop reads them anyway. */
+    uintptr_t secret;              /* random: this page's links are stored XORed with it and their address */
+    uintptr_t start;               /* the first block: a link must point into [start, start + span) */
+    uint64_t span;                 /* reserved * block_size */
+    uint64_t block_div;            /* = um_page_t.block_div: and at a multiple of the block size from start */
+#endif
     _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
     uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above) */
 } um_page_hot_t;
-#define UM_PAGE_HOT_SIZE 48        /* sizeof(um_page_hot_t): a small page's block area ends before it */
+/* sizeof(um_page_hot_t): a small page's block area ends before it */
+#if UM_SECURE
+#define UM_PAGE_HOT_SIZE 80
+#else
+#define UM_PAGE_HOT_SIZE 48
+#endif
+_Static_assert(sizeof(um_page_hot_t) == UM_PAGE_HOT_SIZE, "the fast path reaches the hot words from the page end");
 #define UM_PAGE_GUARD (~(uintptr_t)0)
 
 /* A page's descriptor, in its segment's header. */
@@ -224,6 +240,9 @@ typedef struct um_heap_s {
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+#if UM_SECURE
+    uint64_t rng;                          /* counter of umi_heap_random: page secrets, carving order */
+#endif
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
     uint64_t handed_at_ms;                 /* when its thread exited and handed it off (core/handoff.c) */
     uint8_t handed;                        /* on the handed-off list (umi_abandoned_lock) */
