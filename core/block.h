@@ -38,8 +38,10 @@ UM_BLOCK_FN void umi_link_store(um_block_t *b, uintptr_t v) { b->next = (um_bloc
 /* The secret of the lists of the page whose hot words are `hot`. */
 #if UM_SECURE
 #define UM_HOT_SECRET(hot) ((hot)->secret)
+#define UM_PAGE_SECRET(page) ((page)->secret) /* the same, from the page descriptor */
 #else
 #define UM_HOT_SECRET(hot) ((uintptr_t)0)
+#define UM_PAGE_SECRET(page) ((uintptr_t)0)
 #endif
 
 /* What a link of b is XORed with on a list whose secret is `secret`. */

@@ -173,7 +173,7 @@ void umi_heap_orphan_others(void) {
  * encoded with the secret of its own block's page, and in the secure build the block it
  * decodes to must be a block start of a page in use. */
 static um_block_t *delayed_next(um_block_t *b) {
-    um_block_t *next = umi_link_get(b, UM_HOT_SECRET(umi_page_hot(umi_page_of(umi_segment_of(b), b))));
+    um_block_t *next = umi_link_get(b, UM_PAGE_SECRET(umi_page_of(umi_segment_of(b), b)));
 #if UM_SECURE
     if (next == NULL) return NULL;
     unsigned entry = umi_segmap_get_block((uintptr_t)next); /* 16-byte aligned, and ours */

@@ -92,6 +92,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     seg->kind = (uint8_t)kind;
     seg->page_shift = kind_shift[kind];
     seg->page_count = (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
+    if (UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL) seg->page_count--; /* the guard page is in the last slot */
     seg->used_pages = 0;
     seg->dirty_pages = 0;
     for (size_t i = 0; i < UM_PAGES_MAX; i++) {
@@ -138,6 +139,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         seg->map_base = seg;
         seg->map_size = UM_SEGMENT_SIZE;
         seg->cookie = (uintptr_t)seg ^ umi_cookie;
+        if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg + UM_SEGMENT_SIZE - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
         segment_format(seg, kind);
         umi_segment_register(seg);
         umi_count_mapped(seg, 1);

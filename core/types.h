@@ -53,6 +53,15 @@
 #define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
+/* The secure build ends every segment and every huge block's mapping with an inaccessible
+ * (PROT_NONE) page, so that an overflow off the end faults instead of running into the next
+ * mapping. A small segment gives up its last page slot for it (the hot words of a small page
+ * are at its end), a medium or large one its last page's last 4 KiB. */
+#if UM_SECURE
+#define UM_GUARD_SIZE ((size_t)4096)
+#else
+#define UM_GUARD_SIZE ((size_t)0)
+#endif
 
 /* The small-page region: every SMALL segment lies in one 2^40-byte range aligned to 2^40
  * (os/region.c), so "is p in a small page?" is `p >> 40 == region number`. */
@@ -162,6 +171,12 @@ typedef struct um_page_s {
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
     uint64_t swept_allocs;    /* hot allocs at the last sweep: unchanged = idle since (umi_page_sweep) */
+#if UM_SECURE
+    /* = um_page_hot_t.secret, for other threads: a remote free encodes its link with it, and
+     * reading it from the hot words, which the owner writes on every malloc, would bounce
+     * that cache line between the threads (xmalloc-2t: 23 % slower) */
+    uintptr_t secret;
+#endif
 } um_page_t;
 
 /* ---- segments ------------------------------------------------------------------------- */

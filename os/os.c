@@ -96,6 +96,12 @@ void umi_os_unmap(void *p, size_t size) {
     }
 }
 
+void umi_os_guard(void *p, size_t size, bool on) {
+    int saved = errno;
+    mprotect(p, size, on ? PROT_NONE : PROT_READ | PROT_WRITE);
+    errno = saved;
+}
+
 int umi_os_advise_huge(void *p, size_t size) {
     int saved = errno;
     int ok = madvise(p, size, MADV_HUGEPAGE) == 0;

@@ -20,7 +20,7 @@ static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
     if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
     uintptr_t secret = 0; /* the page's, in the secure build: links are encoded (core/block.h) */
 #if UM_SECURE
-    secret = UM_SHARED_READ(umi_page_hot(page)->secret);
+    secret = UM_SHARED_READ(page->secret);
 #endif
     while (b != NULL && n < cap) {
         const uint8_t *at = (const uint8_t *)b;
