@@ -41,7 +41,15 @@ void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
 }
 
 static void heap_reset(um_heap_t *heap) {
+#if UM_SECURE
+    /* A pooled structure goes on counting: started again from 0 at the same address, the next
+     * thread's page secrets and block order would repeat those of the thread before. */
+    uint64_t rng = heap->rng;
     memset(heap, 0, sizeof(*heap));
+    heap->rng = rng;
+#else
+    memset(heap, 0, sizeof(*heap));
+#endif
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }

@@ -69,8 +69,8 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
 }
 
 /* Thread more never-used blocks onto the free list, in address order from the page's start
- * (the secure build shuffles each chunk): the carved blocks are the first `capacity` of the
- * `reserved`.
+ * (the secure build shuffles them locally, see below): the carved blocks are the first
+ * `capacity` of the `reserved`.
  *  - Why upwards: the blocks a program allocates one after another then lie one after another,
  *    the way it will most likely walk them, and the hardware prefetchers follow.
  *  - And away from the page's end: carved from the end down, the blocks in use would share
