@@ -66,6 +66,9 @@ void umi_process_init(void) {
         umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
         umi_segment_init_process();
         umi_heap_init_process();
+#if UM_SECURE
+        umi_page_init_process(); /* after the cookie: the random orders of fresh blocks */
+#endif
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&umi_initialized, 1, memory_order_release);
         umi_stats_init();

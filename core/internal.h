@@ -214,6 +214,9 @@ void umi_page_queue_push(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page);
 void umi_page_unfull(um_heap_t *heap, um_page_t *page); /* a full page got a block back */
 void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
+#if UM_SECURE
+void umi_page_init_process(void);
+#endif
 void umi_page_set_never_delayed(um_page_t *page);
 uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
 void *umi_block_start(um_segment_t *seg, um_page_t *page, const void *p);

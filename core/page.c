@@ -18,8 +18,30 @@ um_page_hot_t umi_hot_empty;
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
 #define UM_EXTEND_TINY_BYTES (4096 * 4)
-/* The secure build hands out each fresh block at random among about this many neighbours. */
-#define UM_CARVE_WINDOW 8
+#if UM_SECURE
+/* The secure build hands out the fresh blocks of each group of this many in a random order:
+ * one of 256 random permutations, drawn at start-up (so that they differ from run to run) and
+ * picked at random for each group. Cheaper than shuffling each block (no array, 8 random bits
+ * a group): a refill that carves a page again after its free list was forgotten pays it. */
+#define UM_CARVE_GROUP 8
+static uint8_t carve_perm[256][UM_CARVE_GROUP];
+
+void umi_page_init_process(void) {
+    uint64_t ctr = umi_cookie; /* splitmix64, as umi_heap_random, from the process's random cookie */
+    for (size_t p = 0; p < 256; p++) {
+        for (size_t i = 0; i < UM_CARVE_GROUP; i++) carve_perm[p][i] = (uint8_t)i;
+        for (size_t i = UM_CARVE_GROUP - 1; i > 0; i--) {
+            uint64_t z = (ctr += 0x9e3779b97f4a7c15u);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+            size_t j = (size_t)((z ^ (z >> 31)) % (i + 1));
+            uint8_t t = carve_perm[p][i];
+            carve_perm[p][i] = carve_perm[p][j];
+            carve_perm[p][j] = t;
+        }
+    }
+}
+#endif
 
 /* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
  * the hot words at the end (um_page_hot_t). The slot is [area, area + size + umi_page_tail). */
@@ -87,34 +109,35 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     um_page_hot_t *hot = umi_page_hot(page);
     uintptr_t secret = UM_HOT_SECRET(hot);
 #if UM_SECURE
-    /* In a random order, locally: each block is handed out before or after its neighbours at
-     * random, about one of the next UM_CARVE_WINDOW in address order (a Fisher-Yates shuffle
-     * whose swaps reach that far). Which block comes after a given one can't be told from
-     * its address, so an overflow can't be aimed at the block the program allocates next; and
-     * blocks allocated together still lie close together. A full shuffle of each 4-16 KiB
-     * chunk cost python's benchmark a third more CPU time, this one 9 % (docs/security.md). */
-    uint16_t order[UM_EXTEND_TINY_BYTES / 16];
-    _Static_assert(UM_EXTEND_TINY_BYTES / 16 <= 65536, "indexes fit 16 bits");
-    for (size_t i = 0; i < n; i++) order[i] = (uint16_t)i;
+    /* In a random order, locally: the chunk is cut in groups of 8 blocks, taken in address
+     * order, and each group's blocks go out in one of 256 random orders (carve_perm), picked
+     * at random. Which block comes after a given one can't be told from its address, so an
+     * overflow can't be aimed at the block the program allocates next; and blocks allocated
+     * together still lie close together. A full shuffle of each 4-16 KiB chunk cost python's
+     * benchmark a third more CPU time (docs/security.md). */
+    um_block_t *head = NULL, *last = NULL;
     uint64_t rnd = 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if ((i & 3) == 0) rnd = umi_heap_random(heap); /* 16 random bits a step */
-        size_t w = n - i < UM_CARVE_WINDOW ? n - i : UM_CARVE_WINDOW;
-        size_t j = i + (size_t)(((rnd & 0xffff) * w) >> 16); /* in [i, i + w), no division */
-        rnd >>= 16;
-        uint16_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
+    for (size_t g = 0; g < n; g += UM_CARVE_GROUP) {
+        if ((g & (8 * UM_CARVE_GROUP - 1)) == 0) rnd = umi_heap_random(heap); /* 8 random bits a group */
+        const uint8_t *perm = carve_perm[rnd & 255];
+        rnd >>= 8;
+        for (size_t k = 0; k < UM_CARVE_GROUP; k++) {
+            size_t i = g + perm[k];
+            if (i >= n) continue; /* the last group may be short */
+            um_block_t *b = (um_block_t *)(first + i * bsize);
+            if (last != NULL) umi_link_set(last, b, secret);
+            else head = b;
+            last = b;
+        }
     }
-#define UM_CARVED(i) ((um_block_t *)(first + (size_t)order[i] * bsize))
+    umi_link_set(last, hot->free, secret); /* after any freed ones: cold */
+    hot->free = head;
 #else
     (void)heap;
-#define UM_CARVED(i) ((um_block_t *)(first + (i) * bsize))
+    for (size_t i = 0; i + 1 < n; i++) umi_link_set((um_block_t *)(first + i * bsize), (um_block_t *)(first + (i + 1) * bsize), secret);
+    umi_link_set((um_block_t *)(first + (n - 1) * bsize), hot->free, secret); /* after any freed ones: cold */
+    hot->free = (um_block_t *)first;
 #endif
-    for (size_t i = 0; i + 1 < n; i++) umi_link_set(UM_CARVED(i), UM_CARVED(i + 1), secret);
-    umi_link_set(UM_CARVED(n - 1), hot->free, secret); /* after any freed ones: cold */
-    hot->free = UM_CARVED(0);
-#undef UM_CARVED
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     umi_count_carved(n * bsize);
 }

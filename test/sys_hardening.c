@@ -143,7 +143,7 @@ Test(secure, fresh_blocks_in_random_order, .timeout = 60) {
     int seq = -1, nseq = -1;
     cr_assert_eq(sscanf(r.out, "sequential %d", &seq), 1, "%s", r.out);
     cr_assert_eq(sscanf(n.out, "sequential %d", &nseq), 1, "%s", n.out);
-    cr_expect_lt(seq, 100, "secure: %d of 999 fresh blocks follow the one before", seq);
+    cr_expect_lt(seq, 250, "secure: %d of 999 fresh blocks follow the one before (about 1 in 8 expected)", seq);
     cr_expect_gt(nseq, 900, "normal: only %d of 999 fresh blocks follow the one before", nseq);
     cr_log_info("fresh blocks that follow the one before: secure %d, normal %d of 999", seq, nseq);
     su_result_free(&r);
