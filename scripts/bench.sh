@@ -12,9 +12,10 @@
 # Environment:
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
 #   RUNS=N         runs per workload and allocator (default 6, QUICK 3); the median is reported.
-#                  6 is one round per allocator: each then follows each other one once. The 30
-#                  rows (each about 0.3-0.8 s under glibc) x 6 allocators x 6 runs, with the
-#                  instruction counts, take about 14 minutes on the 2-core machine
+#                  With as many runs as allocators, each follows each other about equally often (RUNS=7
+#                  for the 7 default ones). The 30 rows (each about 0.3-0.8 s under glibc)
+#                  x 7 allocators x 6 runs, with the instruction counts, take about 16 minutes
+#                  on the 2-core machine
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
 #                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
 #                  umalloc-secure (build/libumalloc-secure.so, the hardened build: what it costs);
