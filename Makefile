@@ -1,6 +1,8 @@
 # umalloc build. `make` builds build/libumalloc.so (the preload library) and build/libumalloc.a
-# (the core with um_* names only). `make test` and `make bench` install what they need first.
-# `make install` and `make deb` install it (docs/install.md).
+# (the core with um_* names only). `make SECURE=1` (or `make secure`) also builds the hardened
+# preload library build/libumalloc-secure.so (docs/security.md). `make test` and `make bench`
+# install what they need first, and build and check the hardened library too. `make install` and
+# `make deb` install it (docs/install.md).
 
 CC      ?= cc
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
@@ -41,6 +43,12 @@ $(B)/obj/nostats/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(OPT) -flto -fPIC -DUM_PRELOAD=1 -DUM_NO_STATS=1 -c $< -o $@
 
+# The hardened preload library: encoded and checked free lists, guard pages, fresh blocks in
+# random order (-DUM_SECURE=1; docs/security.md).
+$(B)/obj/secure/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -flto -fPIC -DUM_PRELOAD=1 -DUM_SECURE=1 -c $< -o $@
+
 # The tests' builds of the core are debug builds (-DUM_DEBUG=1): the lock order is checked at
 # every acquisition, and tests can pause a thread between the steps of a protocol (UM_TEST_HOOK).
 $(B)/obj/debug/%.o: %.c $(HEADERS)
@@ -72,6 +80,10 @@ $(B)/nostats/libumalloc.so: $(NOSTATS_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
 
+SECURE_OBJ := $(patsubst %.c,$(B)/obj/secure/%.o,$(CORE_SRC) $(PRELOAD_SRC))
+$(B)/libumalloc-secure.so: $(SECURE_OBJ)
+	$(CC) $(OPT) -flto=auto -shared -o $@ $^ -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -pthread -ldl
+
 $(B)/libumalloc.a: $(A_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
@@ -84,8 +96,10 @@ $(B)/asan/libumalloc.a: $(ASAN_OBJ)
 $(B)/tsan/libumalloc.a: $(TSAN_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
-all: $(B)/libumalloc.so $(B)/libumalloc.a
+SECURE ?= 0
+all: $(B)/libumalloc.so $(B)/libumalloc.a $(if $(filter 1,$(SECURE)),$(B)/libumalloc-secure.so)
 .DEFAULT_GOAL := all
+secure: $(B)/libumalloc-secure.so
 
 # --- fuzzing -----------------------------------------------------------------------------------
 # test/fuzz/fuzz_api.c drives the whole um_* API from libFuzzer's inputs against a shadow model
@@ -121,7 +135,8 @@ fuzz-merge: deps-test
 # --- tests -------------------------------------------------------------------------------------
 # test/unit_*.c: one Criterion binary per build of the core; the same tests run plain, under
 # ASan+UBSan and under TSan. test/sys_*.c: one binary that spawns programs (test/progs/ and
-# real ones) under LD_PRELOAD=build/libumalloc.so and compares them with plain runs.
+# real ones) under LD_PRELOAD=build/libumalloc.so and compares them with plain runs, and checks
+# build/libumalloc-secure.so (test/sys_hardening.c).
 TEST_LIBS := -lcriterion -pthread -ldl -lm
 
 $(B)/test/unit: $(UNIT_SRC) $(TEST_HDR) $(B)/debug/libumalloc.a $(PROGS) $(B)/libumalloc.so
@@ -141,7 +156,7 @@ $(B)/test/progs/%: test/progs/%.c include/umalloc.h
 	$(CC) -std=gnu11 -O1 -g -Wall -Wno-unused-result -Iinclude -D_GNU_SOURCE -o $@ $< -pthread -ldl -lm
 
 # System tests: run once, against the preload library and real programs.
-$(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libumalloc.a
+$(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libumalloc.a $(B)/libumalloc-secure.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fvisibility=default -O1 -g -o $@ $(SYS_SRC) $(B)/libumalloc.a $(TEST_LIBS)
 
@@ -149,7 +164,7 @@ progs: $(PROGS)
 
 # Dependencies first and alone: under -j, make would otherwise compile while apt installs.
 test: deps-test
-	@$(MAKE) --no-print-directory all progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system \
+	@$(MAKE) --no-print-directory all secure progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system \
 		$(B)/fuzz/fuzz_api
 	@scripts/run-tests.sh
 
@@ -160,7 +175,7 @@ deps-bench:
 	@scripts/deps.sh bench
 
 bench: deps-bench
-	@$(MAKE) --no-print-directory all $(B)/nostats/libumalloc.so
+	@$(MAKE) --no-print-directory all $(B)/nostats/libumalloc.so $(B)/libumalloc-secure.so
 	@scripts/bench.sh
 
 bench-instr: deps-bench
@@ -248,4 +263,4 @@ deb:
 clean:
 	rm -rf $(B)
 
-.PHONY: all test deps-test deps-bench bench bench-instr clean progs man install uninstall deb fuzz fuzz-merge
+.PHONY: all secure test deps-test deps-bench bench bench-instr clean progs man install uninstall deb fuzz fuzz-merge

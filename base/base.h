@@ -12,6 +12,13 @@
 #define UM_COLD __attribute__((cold, noinline))
 #define UM_RELAXED memory_order_relaxed
 
+/* The hardened build (make SECURE=1: build/libumalloc-secure.so) compiles with -DUM_SECURE=1:
+ * encoded and checked free lists, guard pages, fresh blocks in random order
+ * (docs/security.md). Everything it adds is under #if UM_SECURE. */
+#ifndef UM_SECURE
+#define UM_SECURE 0
+#endif
+
 /* An invariant that must hold; checked in release builds too (it costs a compare on slow paths
  * only). A broken one means heap corruption: say where and stop before it spreads. */
 #define UM_CHECK(cond) \

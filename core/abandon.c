@@ -64,7 +64,8 @@ static void pages_never_delayed(um_heap_t *heap, um_segment_t *seg) {
 static void purge_free_big_blocks(um_page_t *page) {
     size_t bsize = page->block_size, ps = umi_os_page_size();
     if (bsize < UM_BIG_BLOCK_PURGE_MIN) return;
-    for (um_block_t *b = umi_page_hot(page)->free; b != NULL; b = b->next) {
+    um_page_hot_t *hot = umi_page_hot(page);
+    for (um_block_t *b = hot->free; b != NULL; b = umi_link_next(b, hot)) {
         uintptr_t from = ((uintptr_t)b + ps) & ~(uintptr_t)(ps - 1), to = ((uintptr_t)b + bsize) & ~(uintptr_t)(ps - 1);
         if (to > from) umi_os_purge((void *)from, to - from);
     }

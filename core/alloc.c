@@ -76,8 +76,7 @@ void *umi_calloc(size_t count, size_t size) {
 /* Aligned blocks. Power-of-two size classes in pages that start aligned are aligned already;
  * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
  * that free() looks for the block start. */
-void *umi_malloc_aligned(size_t align, size_t size) {
-    umi_count_call(UM_CALL_ALIGNED);
+static void *malloc_aligned(size_t align, size_t size) {
     if (align <= 16) return internal_malloc(size);
     if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
     /* A mapped block of 0 bytes would start where its mapping ends: no usable byte, and from
@@ -110,6 +109,13 @@ void *umi_malloc_aligned(size_t align, size_t size) {
     return q;
 }
 
+void *umi_malloc_aligned(size_t align, size_t size) {
+    umi_count_call(UM_CALL_ALIGNED);
+    void *p = malloc_aligned(align, size);
+    if (p != NULL) UM_SAN_EXPOSE(p, size); /* ASan: at its offset, and the size asked for */
+    return p;
+}
+
 /* A block that realloc grows to this size or more moves to a mapping of its own (a huge block),
  * even below LARGE_THRESHOLD: from then on it grows with mremap, in place or by moving page
  * tables, never by copying, and what it holds is exact to the OS page. Pooled, a buffer growing
@@ -128,8 +134,7 @@ static size_t with_headroom(size_t size) {
     return size <= SIZE_MAX / 2 ? size + size / 4 : size;
 }
 
-void *umi_realloc(void *p, size_t size) {
-    umi_count_call(UM_CALL_REALLOC);
+static void *realloc_block(void *p, size_t size) {
     if (p == NULL) return internal_malloc(size);
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
     um_segment_t *seg = umi_segment_lookup(p);
@@ -157,7 +162,14 @@ void *umi_realloc(void *p, size_t size) {
     }
     if (UM_UNLIKELY(q == NULL && want != size)) q = internal_malloc(size);
     if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
-    memcpy(q, p, usable < size ? usable : size);
+    memcpy(q, p, UM_SAN_LIVE_SIZE(p, usable < size ? usable : size));
     internal_free(p);
+    return q;
+}
+
+void *umi_realloc(void *p, size_t size) {
+    umi_count_call(UM_CALL_REALLOC);
+    void *q = realloc_block(p, size);
+    if (q != NULL) UM_SAN_EXPOSE(q, size); /* ASan: in place, or with headroom: the size asked for */
     return q;
 }

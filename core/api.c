@@ -92,9 +92,12 @@ size_t umi_usable_size(const void *p) {
     return page->block_size - (size_t)((const uint8_t *)p - b);
 }
 
+/* In ASan builds the usable size is opened: the program may use all it was told. */
 UM_API size_t um_malloc_usable_size(const void *p) {
     umi_count_call(UM_CALL_USABLE_SIZE);
-    return umi_usable_size(p);
+    size_t n = umi_usable_size(p);
+    UM_SAN_OPEN_USABLE(p, n);
+    return n;
 }
 
 UM_API int um_owns(const void *p) {
@@ -109,7 +112,7 @@ UM_API int um_owns(const void *p) {
     if ((const void *)b != p && !(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
     /* never carved: page_extend carves the first `capacity` of the `reserved` blocks */
     if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0;
-    return b->key != umi_block_key(b); /* a free block carries its key */
+    return umi_key_get(b) != umi_block_key(b); /* a free block carries its key */
 }
 
 /* Purge what this thread can reach now; other threads purge on their next slow path. */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 
 #include "base/fmt.h"
+#include "core/block.h"
 #include "core/counters.h"
 #include "os/os.h"
 
@@ -53,17 +54,18 @@ typedef struct block_seen_s {
     uint64_t bits[UM_CHECK_BLOCKS_MAX / 64];
 } block_seen_t;
 
-/* Walk one free list of page; returns the number of blocks, or SIZE_MAX after a problem. */
-static size_t walk_blocks(check_t *c, um_page_t *page, um_block_t *b, block_seen_t *seen, bool marked) {
+/* Walk one free list of page (its links encoded with `secret` in the hardened build: decoded,
+ * not trusted); returns the number of blocks, or SIZE_MAX after a problem. */
+static size_t walk_blocks(check_t *c, um_page_t *page, um_block_t *b, uintptr_t secret, block_seen_t *seen, bool marked) {
     size_t n = 0, bsize = page->block_size;
-    for (; b != NULL; b = b->next) {
+    for (; b != NULL; b = umi_link_get(b, secret)) {
         size_t off = (size_t)((uint8_t *)b - page->start);
         if ((uint8_t *)b < page->start || off >= (size_t)page->capacity * bsize) { problem(c, "free-list block outside the carved blocks of its page", b); return SIZE_MAX; }
         if (off % bsize != 0) { problem(c, "free-list block not at a block boundary", b); return SIZE_MAX; }
         size_t i = off / bsize;
         if (seen->bits[i / 64] & ((uint64_t)1 << (i % 64))) { problem(c, "block twice on the free lists of its page", b); return SIZE_MAX; }
         seen->bits[i / 64] |= (uint64_t)1 << (i % 64);
-        if (marked && b->key != umi_block_key(b)) { problem(c, "block on a remote free list without the free mark", b); return SIZE_MAX; }
+        if (marked && umi_key_get(b) != umi_block_key(b)) { problem(c, "block on a remote free list without the free mark", b); return SIZE_MAX; }
         n++;
     }
     return n;
@@ -90,8 +92,8 @@ static void check_page(check_t *c, um_heap_t *heap, um_segment_t *seg, um_page_t
 
     block_seen_t seen;
     for (size_t i = 0; i < (page->capacity + 63) / 64; i++) seen.bits[i] = 0;
-    size_t local = walk_blocks(c, page, hot->free, &seen, false);
-    size_t remote = walk_blocks(c, page, (um_block_t *)(tf & ~(uintptr_t)3), &seen, true);
+    size_t local = walk_blocks(c, page, hot->free, UM_HOT_SECRET(hot), &seen, false);
+    size_t remote = walk_blocks(c, page, (um_block_t *)(tf & ~(uintptr_t)3), UM_PAGE_SECRET(page), &seen, true);
     if (local == SIZE_MAX || remote == SIZE_MAX) return;
     uint64_t used = umi_hot_used(hot);
     if (hot->allocs < hot->frees || local + used != page->capacity) problem(c, "page whose free and used blocks do not add up to its carved ones", page);
@@ -172,7 +174,7 @@ static void check_heap(check_t *c, um_heap_t *heap, uintptr_t tid) {
     if (queued + marked_full != in_use) problem(c, "heap with pages in use that are neither queued nor marked full", heap);
 
     size_t delayed = 0;
-    for (um_block_t *b = atomic_load_explicit(&heap->delayed_free, UM_RELAXED); b != NULL; b = b->next) {
+    for (um_block_t *b = atomic_load_explicit(&heap->delayed_free, UM_RELAXED); b != NULL;) {
         um_segment_t *seg = umi_segment_lookup(b);
         um_page_t *page = seg != NULL && seg->kind != UM_KIND_HUGE ? umi_page_of(seg, b) : NULL;
         if (page == NULL || page->slot != UM_SLOT_USED || atomic_load_explicit(&page->heap, UM_RELAXED) != heap || umi_block_start(seg, page, b) != (void *)b) {
@@ -180,6 +182,7 @@ static void check_heap(check_t *c, um_heap_t *heap, uintptr_t tid) {
             break;
         }
         if (++delayed > UM_CHECK_DELAYED_MAX) { problem(c, "delayed-free list that loops", b); break; }
+        b = umi_link_get(b, UM_PAGE_SECRET(page)); /* each link is coded with its block's page's secret */
     }
 }
 

@@ -10,7 +10,7 @@
 #define UM_INLINE static inline __attribute__((always_inline))
 
 /* malloc: thread's heap -> hot words of the page for this size -> pop its free list. */
-UM_INLINE void *umi_fast_malloc(size_t size) {
+UM_INLINE void *umi_fast_malloc_block(size_t size) {
     um_heap_t *heap = umi_tl_heap;
     if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
         um_page_hot_t *hot = heap->direct[size];
@@ -18,6 +18,18 @@ UM_INLINE void *umi_fast_malloc(size_t size) {
         if (UM_LIKELY(b != NULL)) return umi_hot_pop(hot, b);
     }
     return umi_malloc_generic(size, heap);
+}
+
+/* Every malloc of the core (calloc's, realloc's, aligned ones' too) comes out here. In ASan
+ * builds the block is then poisoned but for the `size` bytes asked for (base/sanitize.h). */
+UM_INLINE void *umi_fast_malloc(size_t size) {
+#if UM_ASAN
+    void *p = umi_fast_malloc_block(size);
+    if (p != NULL) UM_SAN_EXPOSE(p, size);
+    return p;
+#else
+    return umi_fast_malloc_block(size);
+#endif
 }
 
 /* free: a small block of ours? -> its page owned by this thread? -> push on the page's free
@@ -33,7 +45,9 @@ UM_INLINE void *umi_fast_malloc(size_t size) {
  *    loads the owner word from 1..15 bytes too high, gets the guard's 0xff in its top byte and
  *    fails the owner compare. No instruction of its own rejects it.
  *  - frees++ has no test: a page emptied here stays queued until a slow path finds it
- *    (umi_page_sweep), which saves a compare and a branch on every free. */
+ *    (umi_page_sweep), which saves a compare and a branch on every free.
+ * ASan builds never come this way (they have no small-page region): their frees poison the
+ * block in umi_free_generic, which knows its size. */
 UM_INLINE void umi_fast_free(void *p) {
     uintptr_t u = (uintptr_t)p;
     if (UM_LIKELY((u >> UM_REGION_SHIFT) == umi_small_region_hi)) {
@@ -44,12 +58,17 @@ UM_INLINE void umi_fast_free(void *p) {
         _Atomic uintptr_t *owner = (_Atomic uintptr_t *)UM_HOT_AT(owner);
         um_block_t **list = (um_block_t **)UM_HOT_AT(free);
         uint64_t *frees = (uint64_t *)UM_HOT_AT(frees);
+#if UM_SECURE
+        uintptr_t secret = *(uintptr_t *)UM_HOT_AT(secret);
+#else
+        uintptr_t secret = 0;
+#endif
 #undef UM_HOT_AT
         if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == umi_thread_id())) {
             um_block_t *b = p;
-            if (UM_UNLIKELY(b->key == UM_FREE_MARK)) { umi_warn_ptr("double free of", p); return; }
-            b->key = UM_FREE_MARK;
-            b->next = *list;
+            if (UM_UNLIKELY(umi_key_get(b) == UM_FREE_MARK)) { umi_double_free(p); return; }
+            umi_key_set(b, UM_FREE_MARK);
+            umi_link_set(b, *list, secret);
             *list = b;
             UM_OWNER_ADD(*frees, 1);
             return;

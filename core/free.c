@@ -53,9 +53,10 @@ UM_NOINLINE void umi_free_generic(void *p) {
         uint64_t div = page->block_div;
         /* a block start: inside the block area, and off % block_size == 0 without dividing */
         if (UM_LIKELY(off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1 &&
-                      b->key != UM_FREE_MARK)) {
-            b->key = UM_FREE_MARK;
-            b->next = hot->free;
+                      umi_key_get(b) != UM_FREE_MARK)) {
+            UM_SAN_POISON(b, page->block_size);
+            umi_key_set(b, UM_FREE_MARK);
+            umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
             hot->free = b;
             UM_OWNER_ADD(hot->frees, 1);
             if (UM_UNLIKELY(umi_hot_used(hot) == 0)) umi_page_retire(umi_tl_heap, page);

@@ -42,7 +42,15 @@ void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
 }
 
 static void heap_reset(um_heap_t *heap) {
+#if UM_SECURE
+    /* A pooled structure goes on counting: started again from 0 at the same address, the next
+     * thread's page secrets and block order would repeat those of the thread before. */
+    uint64_t rng = heap->rng;
     memset(heap, 0, sizeof(*heap));
+    heap->rng = rng;
+#else
+    memset(heap, 0, sizeof(*heap));
+#endif
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }
@@ -171,14 +179,30 @@ void umi_heap_orphan_others(void) {
     }
 }
 
+/* The block after b on a heap's delayed list, which links blocks of many pages: each link is
+ * encoded with the secret of its own block's page, and in the secure build the block it
+ * decodes to must be a block start of a page in use. */
+static um_block_t *delayed_next(um_block_t *b) {
+    um_block_t *next = umi_link_get(b, UM_PAGE_SECRET(umi_page_of(umi_segment_of(b), b)));
+#if UM_SECURE
+    if (next == NULL) return NULL;
+    unsigned entry = umi_segmap_get_block((uintptr_t)next); /* 16-byte aligned, and ours */
+    um_segment_t *seg = umi_segment_of(next);
+    if (!umi_map_is_segment(entry) || seg->kind == UM_KIND_HUGE) umi_link_corrupt(b, next);
+    um_page_t *page = umi_page_of(seg, next);
+    if (page->slot != UM_SLOT_USED || !umi_link_ok(umi_page_hot_in(seg, page), next)) umi_link_corrupt(b, next);
+#endif
+    return next;
+}
+
 /* Blocks freed by other threads into pages that were full: free them here, as the owner. */
 void umi_heap_collect_delayed(um_heap_t *heap) {
     um_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
     while (b != NULL) {
         UM_COUNT_ADD(heap->stats.remote_frees, 1);
-        um_block_t *next = b->next;
+        um_block_t *next = delayed_next(b);
         um_segment_t *seg = umi_segment_of(b);
-        b->key = 0; /* it was keyed by the remote free; local free keys it again */
+        umi_key_set(b, 0); /* it was keyed by the remote free; local free keys it again */
         umi_page_local_free_slow(heap, umi_page_of(seg, b), b);
         b = next;
     }

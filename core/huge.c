@@ -43,7 +43,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
     if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_count_failed(); return NULL; }
-    size_t map_size = round_page(offset + size);
+    size_t map_size = round_page(offset + size) + UM_GUARD_SIZE;
     int want_node = umi_arena_current_node(), node = want_node;
     um_huge_take_t got;
     uint8_t *base;
@@ -63,6 +63,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
         page_kind = umi_pages_for_huge_block(base, map_size);
         is_zero = true;
     }
+    UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
     uint8_t *block = base + offset;
     um_segment_t *seg = offset >= UM_SEGMENT_SIZE ? (um_segment_t *)(block - UM_SEGMENT_SIZE) : (um_segment_t *)base;
     /* Cached memory holds whatever was there: clear the part of the header a huge block uses
@@ -83,6 +84,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     page->is_zero = is_zero;
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1; /* no hot words (UM_PAGE_OWNER...): huge frees never need them */
+    if (UM_GUARD_SIZE != 0) umi_os_guard(base + map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
     huge_publish(seg, block, offset);
     umi_count_mapped(seg, 1);
     return block;
@@ -92,15 +94,18 @@ void *umi_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align,
 void *umi_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true); }
 
 size_t umi_huge_usable(um_segment_t *seg, const void *p) {
-    return (size_t)((uint8_t *)seg->map_base + seg->map_size - (const uint8_t *)p);
+    return (size_t)((uint8_t *)seg->map_base + seg->map_size - UM_GUARD_SIZE - (const uint8_t *)p);
 }
 
 UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
     if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
     umi_count_huge(-1, umi_huge_usable(seg, p));
+    UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
     atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg->map_base, seg->map_size);
+    /* the cache's pieces are read-write throughout: the next block there may be of any size */
+    if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg->map_base + seg->map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, false);
     /* The cache keeps counting the bytes as mapped on the segment's node and page kind. */
     if (!umi_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind)) huge_unmap(seg);
     umi_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
@@ -114,20 +119,24 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     if (p != seg->pages[0].start || seg->map_base != (void *)seg || offset >= UM_SEGMENT_SIZE) return NULL;
     if (seg->multi_vma) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
-    size_t new_size = round_page(offset + size), old_size = seg->map_size;
+    size_t new_size = round_page(offset + size) + UM_GUARD_SIZE, old_size = seg->map_size;
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, old_size);
     umi_count_mapped(seg, -1);
+    /* mremap resizes one kernel mapping: the guard page must be one with the rest meanwhile */
+    if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg + old_size - UM_GUARD_SIZE, UM_GUARD_SIZE, false);
     um_segment_t *nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
     else {
+        UM_SAN_UNPOISON(nseg, new_size); /* the caller opens the block as asked */
         nseg->map_base = nseg;
         nseg->map_size = new_size;
         nseg->cookie = (uintptr_t)nseg ^ umi_cookie;
         nseg->pages[0].start = (uint8_t *)nseg + offset;
     }
+    if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)nseg + nseg->map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
     umi_count_mapped(nseg, 1);
     umi_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
     umi_segment_register(nseg);

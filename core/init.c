@@ -68,6 +68,9 @@ void umi_process_init(void) {
         umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
         umi_segment_init_process();
         umi_heap_init_process();
+#if UM_SECURE
+        umi_page_init_process(); /* after the cookie: the random orders of fresh blocks */
+#endif
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&umi_initialized, 1, memory_order_release);
         umi_stats_init();

@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "core/types.h"
+#include "core/block.h"
 
 /* Counters the owner alone writes but other threads read for statistics. A plain increment is
  * one instruction; TSan must see an atomic to know the cross-thread read is intended. */
@@ -112,9 +113,9 @@ static inline uint64_t umi_hot_used(const um_page_hot_t *hot) { return hot->allo
 /* Hand out b, the head of hot's free list (owner only): malloc's fast path, its generic path and
  * the refill all end here. */
 static inline __attribute__((always_inline)) void *umi_hot_pop(um_page_hot_t *hot, um_block_t *b) {
-    hot->free = b->next;
+    hot->free = umi_link_next(b, hot);
     UM_OWNER_ADD(hot->allocs, 1);
-    b->key = 0; /* not free any more: a later free of it is legitimate */
+    umi_key_set(b, 0); /* not free any more: a later free of it is legitimate */
     return b;
 }
 static inline bool umi_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
@@ -152,6 +153,18 @@ static inline um_segment_t *umi_segment_lookup(const void *p) {
     UM_CHECK(seg->cookie == ((uintptr_t)seg ^ umi_cookie));
     return seg;
 }
+
+#if UM_SECURE
+/* 64 random bits for the secure build (page secrets, the order of fresh blocks): splitmix64 of
+ * a per-heap counter, keyed with the process cookie (from AT_RANDOM) and the heap's address, so
+ * that neither another run nor another thread's heap predicts them. Owner only. */
+static inline uint64_t umi_heap_random(um_heap_t *heap) {
+    uint64_t z = (heap->rng += 0x9e3779b97f4a7c15u) ^ umi_cookie ^ (uintptr_t)heap;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+#endif
 
 /* The mark of a free block (see um_block_t). */
 static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
@@ -201,6 +214,9 @@ void umi_page_queue_push(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page);
 void umi_page_unfull(um_heap_t *heap, um_page_t *page); /* a full page got a block back */
 void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin);
+#if UM_SECURE
+void umi_page_init_process(void);
+#endif
 void umi_page_set_never_delayed(um_page_t *page);
 uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size);
 void *umi_block_start(um_segment_t *seg, um_page_t *page, const void *p);

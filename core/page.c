@@ -19,6 +19,30 @@ um_page_hot_t umi_hot_empty;
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
 #define UM_EXTEND_TINY_BYTES (4096 * 4)
+#if UM_SECURE
+/* The secure build hands out the fresh blocks of each group of this many in a random order:
+ * one of 256 random permutations, drawn at start-up (so that they differ from run to run) and
+ * picked at random for each group. Cheaper than shuffling each block (no array, 8 random bits
+ * a group): a refill that carves a page again after its free list was forgotten pays it. */
+#define UM_CARVE_GROUP 8
+static uint8_t carve_perm[256][UM_CARVE_GROUP];
+
+void umi_page_init_process(void) {
+    uint64_t ctr = umi_cookie; /* splitmix64, as umi_heap_random, from the process's random cookie */
+    for (size_t p = 0; p < 256; p++) {
+        for (size_t i = 0; i < UM_CARVE_GROUP; i++) carve_perm[p][i] = (uint8_t)i;
+        for (size_t i = UM_CARVE_GROUP - 1; i > 0; i--) {
+            uint64_t z = (ctr += 0x9e3779b97f4a7c15u);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+            size_t j = (size_t)((z ^ (z >> 31)) % (i + 1));
+            uint8_t t = carve_perm[p][i];
+            carve_perm[p][i] = carve_perm[p][j];
+            carve_perm[p][j] = t;
+        }
+    }
+}
+#endif
 
 /* Where a page's blocks go: its slot, less the segment header (page 0) and, in a small page,
  * the hot words at the end (um_page_hot_t). The slot is [area, area + size + umi_page_tail). */
@@ -30,6 +54,8 @@ uint8_t *umi_page_area(um_segment_t *seg, um_page_t *page, size_t *size) {
         area += hdr;
         psize -= hdr;
     }
+    if (UM_GUARD_SIZE != 0 && seg->kind != UM_KIND_SMALL && page->index + 1u == seg->page_count)
+        psize -= UM_GUARD_SIZE; /* the segment's guard page (a small segment's is in a slot of its own) */
     *size = psize - umi_page_tail(seg);
     return area;
 }
@@ -48,6 +74,13 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     um_page_hot_t *hot = umi_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
+#if UM_SECURE
+    hot->secret = page->secret = umi_heap_random(heap);
+    hot->start = (uintptr_t)area;
+    hot->span = (uint64_t)page->reserved * bsize;
+    hot->block_div = page->block_div;
+#endif
+    UM_SAN_POISON(area, area_size); /* blocks are opened one by one as they are handed out */
     UM_SHARED_WRITE(hot->allocs, 0);
     UM_SHARED_WRITE(hot->frees, 0);
     page->next = page->prev = NULL;
@@ -58,15 +91,16 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
 }
 
-/* Thread more never-used blocks onto the free list, in address order from the page's start:
- * the carved blocks are the first `capacity` of the `reserved`.
+/* Thread more never-used blocks onto the free list, in address order from the page's start
+ * (the secure build shuffles them locally, see below): the carved blocks are the first
+ * `capacity` of the `reserved`.
  *  - Why upwards: the blocks a program allocates one after another then lie one after another,
  *    the way it will most likely walk them, and the hardware prefetchers follow.
  *  - And away from the page's end: carved from the end down, the blocks in use would share
  *    the page's last 4 KiB, and with it L1 sets and low address bits, with the hot words of
  *    every small page: in a program with many classes in use and few blocks in each, blocks
  *    and hot words would evict each other from the L1 cache. */
-static void page_extend(um_page_t *page) {
+static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
@@ -74,9 +108,37 @@ static void page_extend(um_page_t *page) {
     if (n > left) n = left;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
     um_page_hot_t *hot = umi_page_hot(page);
-    for (size_t i = 0; i + 1 < n; i++) ((um_block_t *)(first + i * bsize))->next = (um_block_t *)(first + (i + 1) * bsize);
-    ((um_block_t *)(first + (n - 1) * bsize))->next = hot->free; /* after any freed ones: cold */
+    uintptr_t secret = UM_HOT_SECRET(hot);
+#if UM_SECURE
+    /* In a random order, locally: the chunk is cut in groups of 8 blocks, taken in address
+     * order, and each group's blocks go out in one of 256 random orders (carve_perm), picked
+     * at random. Which block comes after a given one can't be told from its address, so an
+     * overflow can't be aimed at the block the program allocates next; and blocks allocated
+     * together still lie close together. A full shuffle of each 4-16 KiB chunk cost python's
+     * benchmark a third more CPU time (docs/security.md). */
+    um_block_t *head = NULL, *last = NULL;
+    uint64_t rnd = 0;
+    for (size_t g = 0; g < n; g += UM_CARVE_GROUP) {
+        if ((g & (8 * UM_CARVE_GROUP - 1)) == 0) rnd = umi_heap_random(heap); /* 8 random bits a group */
+        const uint8_t *perm = carve_perm[rnd & 255];
+        rnd >>= 8;
+        for (size_t k = 0; k < UM_CARVE_GROUP; k++) {
+            size_t i = g + perm[k];
+            if (i >= n) continue; /* the last group may be short */
+            um_block_t *b = (um_block_t *)(first + i * bsize);
+            if (last != NULL) umi_link_set(last, b, secret);
+            else head = b;
+            last = b;
+        }
+    }
+    umi_link_set(last, hot->free, secret); /* after any freed ones: cold */
+    hot->free = head;
+#else
+    (void)heap;
+    for (size_t i = 0; i + 1 < n; i++) umi_link_set((um_block_t *)(first + i * bsize), (um_block_t *)(first + (i + 1) * bsize), secret);
+    umi_link_set((um_block_t *)(first + (n - 1) * bsize), hot->free, secret); /* after any freed ones: cold */
     hot->free = (um_block_t *)first;
+#endif
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     umi_count_carved(n * bsize);
 }
@@ -102,12 +164,12 @@ void umi_page_collect(um_heap_t *heap, um_page_t *page) {
     /* Take the whole remote list at once, keeping the delay state bits. */
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
     um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
-    um_block_t *tail = list;
-    size_t count = 1;
-    while (tail->next != NULL) { tail = tail->next; count++; }
-    UM_CHECK(count <= page->capacity);
     um_page_hot_t *hot = umi_page_hot(page);
-    tail->next = hot->free;
+    um_block_t *tail = list, *next;
+    size_t count = 1;
+    while ((next = umi_link_next(tail, hot)) != NULL) { tail = next; count++; }
+    UM_CHECK(count <= page->capacity);
+    umi_link_set(tail, hot->free, UM_HOT_SECRET(hot));
     hot->free = list;
     UM_OWNER_ADD(hot->frees, count);
     UM_COUNT_ADD(heap->stats.remote_frees, count);
@@ -216,14 +278,16 @@ void umi_page_set_never_delayed(um_page_t *page) {
 
 void umi_page_remote_free(um_page_t *page, um_block_t *b) {
     uintptr_t key = umi_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
-    b->key = key;
+    if (UM_UNLIKELY(umi_key_get(b) == key)) { umi_double_free(b); return; }
+    UM_SAN_POISON(b, page->block_size);
+    umi_key_set(b, key);
+    uintptr_t secret = UM_PAGE_SECRET(page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED), next;
     do {
         if ((tf & 3) == UM_DELAY_USE) {
             next = (tf & ~(uintptr_t)3) | UM_DELAY_FREEING;
         } else {
-            b->next = (um_block_t *)(tf & ~(uintptr_t)3);
+            umi_link_set(b, (um_block_t *)(tf & ~(uintptr_t)3), secret);
             next = (uintptr_t)b | (tf & 3);
         }
     } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, next, memory_order_release, UM_RELAXED));
@@ -235,7 +299,7 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
     UM_CHECK(heap != NULL);
     UM_TEST_HOOK(UM_HOOK_REMOTE_FREEING, page);
     um_block_t *head = atomic_load_explicit(&heap->delayed_free, UM_RELAXED);
-    do { b->next = head; } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
+    do { umi_link_set(b, head, secret); } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, b, memory_order_release, UM_RELAXED));
     /* The owner may take b back at once, empty the page and retire it: the page slot stays in
      * use until we are done here, because retiring waits for FREEING to clear
      * (umi_segment_page_free). */
@@ -247,10 +311,11 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
 /* The owner frees into a page that is full, has aligned blocks, or just became empty. */
 void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     uintptr_t key = umi_block_key(b);
-    if (UM_UNLIKELY(b->key == key)) { umi_warn_ptr("double free of", b); return; }
-    b->key = key;
+    if (UM_UNLIKELY(umi_key_get(b) == key)) { umi_double_free(b); return; }
+    UM_SAN_POISON(b, page->block_size);
+    umi_key_set(b, key);
     um_page_hot_t *hot = umi_page_hot(page);
-    b->next = hot->free;
+    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
     hot->free = b;
     UM_OWNER_ADD(hot->frees, 1);
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) umi_page_unfull(heap, page);
@@ -369,7 +434,7 @@ walk:;
     }
     if (page == NULL && carvable != NULL) {
         page = carvable;
-        page_extend(page);
+        page_extend(heap, page);
     }
     if (page != NULL && page != q->first) { /* move it to the front: the fast path looks there */
         umi_page_queue_remove(heap, page);
@@ -379,7 +444,7 @@ walk:;
         page = umi_segment_page_alloc(heap, umi_bin_kind(bin));
         if (page == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         umi_page_init(heap, page, bin);
-        page_extend(page);
+        page_extend(heap, page);
         umi_page_queue_push(heap, page);
     }
     um_page_hot_t *hot = umi_page_hot(page);

@@ -95,10 +95,12 @@ static um_segment_t *region_map(int *node) {
 /* A small page's hot words need no writing: every slot is clean, and a clean slot reads zero,
  * owner word included (fresh from the OS, or purged whole by slot_purge). */
 static void segment_format(um_segment_t *seg, um_kind_t kind) {
+    UM_SAN_UNPOISON(seg, UM_SEGMENT_SIZE); /* ASan: blocks of the old layout may lie where hot words go */
     memset(seg->hot, 0, sizeof seg->hot); /* medium and large pages' */
     seg->kind = (uint8_t)kind;
     seg->page_shift = kind_shift[kind];
     seg->page_count = (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
+    if (UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL) seg->page_count--; /* the guard page is in the last slot */
     seg->used_pages = 0;
     seg->dirty_pages = 0;
     for (size_t i = 0; i < UM_PAGES_MAX; i++) {
@@ -148,6 +150,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
         seg->map_base = seg;
         seg->map_size = UM_SEGMENT_SIZE;
         seg->cookie = (uintptr_t)seg ^ umi_cookie;
+        if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg + UM_SEGMENT_SIZE - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
         segment_format(seg, kind);
         umi_segment_register(seg);
         umi_count_mapped(seg, 1);
@@ -293,6 +296,11 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ umi_cookie));
     umi_page_set_never_delayed(page); /* a remote free still touching the page finishes first */
     umi_count_page_gone(heap, page);
+    {   /* ASan: the next page of this slot may be of another class, its hot words anywhere */
+        size_t size;
+        uint8_t *area = umi_page_area(seg, page, &size);
+        UM_SAN_UNPOISON(area, size + umi_page_tail(seg));
+    }
     bool was_full = seg->used_pages == seg->page_count;
     atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
     UM_SHARED_WRITE(page->block_size, 0);

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h" /* UM_SECURE */
+
 /* ---- geometry --------------------------------------------------------------------------- */
 #define UM_SEGMENT_SHIFT 22
 #define UM_SEGMENT_SIZE ((size_t)1 << UM_SEGMENT_SHIFT) /* 4 MiB: two 2 MiB huge pages */
@@ -51,6 +53,15 @@
 #define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
+/* The secure build ends every segment and every huge block's mapping with an inaccessible
+ * (PROT_NONE) page, so that an overflow off the end faults instead of running into the next
+ * mapping. A small segment gives up its last page slot for it (the hot words of a small page
+ * are at its end), a medium or large one its last page's last 4 KiB. */
+#if UM_SECURE
+#define UM_GUARD_SIZE ((size_t)4096)
+#else
+#define UM_GUARD_SIZE ((size_t)0)
+#endif
 
 /* The small-page region: every SMALL segment lies in one 2^40-byte range aligned to 2^40
  * (os/region.c), so "is p in a small page?" is `p >> 40 == region number`. */
@@ -120,10 +131,24 @@ typedef struct um_page_hot_s {
      * tests nothing, so a page it empties stays queued until a slow path finds it (umi_page_sweep). */
     uint64_t allocs;
     uint64_t frees;
+#if UM_SECURE
+    /* The secure build checks every link it follows against these (core/block.h). They sit with
+     * the list head, on the same line: a pop reads them anyway. */
+    uintptr_t secret;              /* random: this page's links are stored XORed with it and their address */
+    uintptr_t start;               /* the first block: a link must point into [start, start + span) */
+    uint64_t span;                 /* reserved * block_size */
+    uint64_t block_div;            /* = um_page_t.block_div: and at a multiple of the block size from start */
+#endif
     _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
     uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above) */
 } um_page_hot_t;
-#define UM_PAGE_HOT_SIZE 48        /* sizeof(um_page_hot_t): a small page's block area ends before it */
+/* sizeof(um_page_hot_t): a small page's block area ends before it */
+#if UM_SECURE
+#define UM_PAGE_HOT_SIZE 80
+#else
+#define UM_PAGE_HOT_SIZE 48
+#endif
+_Static_assert(sizeof(um_page_hot_t) == UM_PAGE_HOT_SIZE, "the fast path reaches the hot words from the page end");
 #define UM_PAGE_GUARD (~(uintptr_t)0)
 
 /* A page's descriptor, in its segment's header. */
@@ -146,6 +171,12 @@ typedef struct um_page_s {
     struct um_page_s *prev;
     uint64_t freed_at_ms;     /* when the slot became dirty, for the purge delay */
     uint64_t swept_allocs;    /* hot allocs at the last sweep: unchanged = idle since (umi_page_sweep) */
+#if UM_SECURE
+    /* = um_page_hot_t.secret, for other threads: a remote free encodes its link with it, and
+     * reading it from the hot words, which the owner writes on every malloc, would bounce
+     * that cache line between the threads (xmalloc-2t: 23 % slower) */
+    uintptr_t secret;
+#endif
 } um_page_t;
 
 /* ---- segments ------------------------------------------------------------------------- */
@@ -225,6 +256,9 @@ typedef struct um_heap_s {
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+#if UM_SECURE
+    uint64_t rng;                          /* counter of umi_heap_random: page secrets, carving order */
+#endif
     um_heap_stats_t stats;                 /* this heap's counters (owner writes) */
     uint64_t handed_at_ms;                 /* when its thread exited and handed it off (core/handoff.c) */
     uint8_t handed;                        /* on the handed-off list (umi_abandoned_lock) */

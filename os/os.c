@@ -2,6 +2,7 @@
  * MADV_DONTNEED (not MADV_FREE: RSS must drop now, not under memory pressure, or users who
  * watch RSS see no difference), and a coarse clock for the purge delay. */
 #include "os/os.h"
+#include "base/sanitize.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -89,9 +90,16 @@ void *umi_os_map_aligned(size_t size, size_t align) {
 void umi_os_unmap(void *p, size_t size) {
     size_t ps = umi_os_page_size();
     size = (size + ps - 1) & ~(ps - 1);
+    UM_SAN_UNPOISON(p, size); /* ASan: whoever maps these addresses next starts clean */
     if (umi_sys_munmap(p, size) == 0) {
         atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     }
+}
+
+void umi_os_guard(void *p, size_t size, bool on) {
+    int saved = errno;
+    umi_sys_mprotect(p, size, on ? PROT_NONE : PROT_READ | PROT_WRITE);
+    errno = saved;
 }
 
 int umi_os_advise_huge(void *p, size_t size) {
@@ -127,6 +135,7 @@ void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
     size_t ps = umi_os_page_size();
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
+    UM_SAN_UNPOISON(p, old_size); /* ASan: the shadow stays behind if the pages move */
     int saved = errno; /* realloc may still succeed by copying: a failed attempt leaves no trace */
     void *q = umi_sys_mremap(p, old_size, new_size, 0, NULL); /* in place first: no copy, no move */
     if (q == MAP_FAILED) q = move_to_aligned(p, old_size, new_size, align);
@@ -135,6 +144,7 @@ void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
 }
 
 int umi_os_move(void *from, size_t size, void *dst) {
+    UM_SAN_UNPOISON(from, size);
     int saved = errno;
     void *q = umi_sys_mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     errno = saved;
@@ -143,6 +153,7 @@ int umi_os_move(void *from, size_t size, void *dst) {
 
 void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
     if (((uintptr_t)p & (align - 1)) == 0) return umi_os_remap(p, old_size, new_size, align);
+    UM_SAN_UNPOISON(p, old_size);
     int saved = errno;
     void *q = move_to_aligned(p, old_size, new_size, align); /* in place it would stay unaligned */
     errno = saved;

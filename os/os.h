@@ -25,6 +25,9 @@ int umi_os_move(void *from, size_t size, void *dst);
  * the new address, or NULL (the old mapping is then untouched). */
 void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 size_t umi_os_page_size(void);
+/* Make [p, p + size) inaccessible (on) or read-write again (off): the secure build's guard
+ * pages. Best effort: a failure (out of kernel mappings) leaves the page as it was. */
+void umi_os_guard(void *p, size_t size, bool on);
 /* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE); whether to is
  * hugepages/pagesize.c's call. Returns 1 if the kernel took the advice. */
 int umi_os_advise_huge(void *p, size_t size);

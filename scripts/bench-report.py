@@ -16,9 +16,10 @@ import statistics
 import subprocess
 import sys
 
-ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "umalloc", "umalloc-nostats"]
+ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "umalloc", "umalloc-nostats", "umalloc-secure"]
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "mimalloc": "#2ca02c",
-          "tcmalloc": "#ff7f0e", "umalloc": "#d62728", "umalloc-nostats": "#9467bd"}
+          "tcmalloc": "#ff7f0e", "umalloc": "#d62728", "umalloc-nostats": "#9467bd",
+          "umalloc-secure": "#8c564b"}
 
 DESCRIPTIONS = {
     "larson": "Larson & Krishnan server simulation: each thread replaces random blocks (8..1000 B) "
@@ -469,6 +470,32 @@ def main():
                     cells.append("-")
             L.append("| " + " | ".join(cells) + " |")
         L.append("| **geometric mean** | **%s** | **%s** | **%s** |" % tuple(("%.4f" % geomean(x)) if x else "-" for x in (ri, rw, rc)))
+        L.append("")
+
+    if "umalloc" in allocs and "umalloc-secure" in allocs:
+        # What the hardened build costs: build/libumalloc-secure.so beside the normal one.
+        L.append("## Cost of the secure build")
+        L.append("")
+        L.append("The hardened build (`build/libumalloc-secure.so`, `-DUM_SECURE=1`: encoded and checked "
+                 "free lists, guard pages, fresh blocks in random order; docs/security.md) against the "
+                 "normal one, median of each, in the same interleaved runs. Above 1 means the secure "
+                 "build is that much slower or bigger.")
+        L.append("")
+        L.append("| workload | wall: secure / umalloc | CPU: secure / umalloc | peak RSS: secure / umalloc |")
+        L.append("|---|---:|---:|---:|")
+        acc = {"wall": [], "cpu": [], "rss": []}
+        for w in workloads:
+            cells = [w]
+            for metric in ("wall", "cpu", "rss"):
+                a, b = med[metric][w]["umalloc-secure"], med[metric][w]["umalloc"]
+                if a and b:
+                    acc[metric].append(a / b)
+                    cells.append("%.3f" % (a / b))
+                else:
+                    cells.append("-")
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("| **geometric mean** | **%s** | **%s** | **%s** |" % tuple(
+            ("%.3f" % geomean(acc[m])) if acc[m] else "-" for m in ("wall", "cpu", "rss")))
         L.append("")
 
     L.append("## Wall time")

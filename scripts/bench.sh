@@ -12,11 +12,14 @@
 # Environment:
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
 #   RUNS=N         runs per workload and allocator (default 6, QUICK 3); the median is reported.
-#                  6 is one round per allocator: each then follows each other one once. The 30
-#                  rows (each about 0.3-0.8 s under glibc) x 6 allocators x 6 runs, with the
-#                  instruction counts, take about 14 minutes on the 2-core machine
-#   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc (the default), and
-#                  umalloc-nostats (build/nostats/libumalloc.so, statistics compiled out: what counting costs)
+#                  With as many runs as allocators, each follows each other about equally often (RUNS=7
+#                  for the 7 default ones). The 30 rows (each about 0.3-0.8 s under glibc)
+#                  x 7 allocators x 6 runs, with the instruction counts, take about 16 minutes
+#                  on the 2-core machine
+#   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
+#                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
+#                  umalloc-secure (build/libumalloc-secure.so, the hardened build: what it costs);
+#                  all of them by default
 #   WORKLOADS="..." subset of workload names, shell patterns allowed ("churn-* redis")
 #   BENCH_INSTR=0  skip the instruction counts
 #   BENCH_REPORT=0 do not rewrite docs/benchmarks.md (results stay in build/bench/)
@@ -72,12 +75,14 @@ LIB[tcmalloc]=$(libpath libtcmalloc-minimal4 'libtcmalloc_minimal\.so\.4' /usr/l
 LIB[umalloc]=${BENCH_UMALLOC:-$ROOT/build/libumalloc.so}
 # the Makefile's build with statistics compiled out, to show what counting costs
 LIB[umalloc-nostats]=${BENCH_UMALLOC_NOSTATS:-$ROOT/build/nostats/libumalloc.so}
+# the hardened build (make secure, docs/security.md), to show what its checks cost
+LIB[umalloc-secure]=${BENCH_UMALLOC_SECURE:-$ROOT/build/libumalloc-secure.so}
 # glibc's own malloc, for programs linked against another allocator (redis-server links
 # jemalloc): preloading libc puts its malloc first in the lookup order.
 LIBC=$(ldconfig -p 2>/dev/null | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
 [ -n "$LIBC" ] || LIBC=/lib/x86_64-linux-gnu/libc.so.6
 
-DEFAULT_ALLOCS="glibc jemalloc mimalloc tcmalloc umalloc umalloc-nostats"
+DEFAULT_ALLOCS="glibc jemalloc mimalloc tcmalloc umalloc umalloc-nostats umalloc-secure"
 ALL_ALLOCS="$DEFAULT_ALLOCS"
 WANT_ALLOCS=${ALLOCS:-$DEFAULT_ALLOCS}
 ALLOC_LIST=()
@@ -93,6 +98,10 @@ for a in $WANT_ALLOCS; do
     fi
     if [ "$a" = umalloc-nostats ] && [ ! -f "${LIB[$a]}" ]; then
         warn "${LIB[$a]} not found (make build/nostats/libumalloc.so); skipping umalloc-nostats"
+        continue
+    fi
+    if [ "$a" = umalloc-secure ] && [ ! -f "${LIB[$a]}" ]; then
+        warn "${LIB[$a]} not found (make secure); skipping umalloc-secure"
         continue
     fi
     if [ "$a" != glibc ] && [ -z "${LIB[$a]}" ]; then
@@ -417,6 +426,7 @@ pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
     umv=$(awk -F'"' '/define UMALLOC_VERSION/ {print $2}' include/umalloc.h 2>/dev/null)
     echo "lib_umalloc=umalloc ${umv:-?} (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- core preload hugepages numa stats include 2>/dev/null || echo ', modified')): build/libumalloc.so"
     echo "lib_umalloc-nostats=umalloc built with -DUM_NO_STATS: ${LIB[umalloc-nostats]#"$ROOT"/}"
+    echo "lib_umalloc-secure=umalloc built with -DUM_SECURE=1: ${LIB[umalloc-secure]#"$ROOT"/}"
     echo "prog_python=$($PY --version 2>&1)"
     echo "prog_sqlite=sqlite3 $(sqlite3 --version 2>/dev/null | awk '{print $1}')"
     echo "prog_redis=redis-server $(pkgver redis-server)"

@@ -102,10 +102,13 @@ static const char *err_text(int e, char *buf, size_t cap) {
 
 /* ---- destinations ------------------------------------------------------------------------------ */
 
-/* Open for appending, without blocking on a FIFO nobody reads; writes then block as usual. */
+/* Open for appending, without blocking on a FIFO nobody reads; writes then block as usual.
+ * Never through a symbolic link (O_NOFOLLOW): the path is often in a shared directory such as
+ * /tmp, where another user could plant a link to a file of ours and have the dump overwrite
+ * it. A file we create is ours alone (0600): a dump shows the program's allocation pattern. */
 static int open_append(const char *path, int create) {
-    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (create ? O_CREAT : O_NOFOLLOW);
-    int fd = open(path, flags, 0644);
+    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | (create ? O_CREAT : 0);
+    int fd = open(path, flags, 0600);
     if (fd >= 0) {
         int fl = fcntl(fd, F_GETFL);
         if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -139,6 +142,11 @@ static void file_error(const char *what, const char *path, int e) {
     int me = (int)getpid();
     if (atomic_exchange(&file_error_pid, me) == me) return;
     char eb[32];
+    if (e == ELOOP) { /* O_NOFOLLOW's answer: say what it means */
+        umi_dprintf(2, "umalloc: UMALLOC_STATS_FILE=%.400s: %.400s is a symbolic link, refused; the statistics go to stderr instead\n",
+                   umi_option_str(UM_OPT_STATS_FILE), path);
+        return;
+    }
     umi_dprintf(2, "umalloc: UMALLOC_STATS_FILE=%.400s: cannot %s %.400s (%s); the statistics go to stderr instead\n",
                umi_option_str(UM_OPT_STATS_FILE), what, path, err_text(e, eb, sizeof eb));
 }

@@ -18,11 +18,15 @@ static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
     const uint8_t *area = umi_page_area(umi_segment_of(page), page, &area_size);
     const uint8_t *lo = area, *hi = area + (size_t)cap * bsize;
     if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
+    uintptr_t secret = 0; /* the page's, in the secure build: links are encoded (core/block.h) */
+#if UM_SECURE
+    secret = UM_SHARED_READ(page->secret);
+#endif
     while (b != NULL && n < cap) {
         const uint8_t *at = (const uint8_t *)b;
         if (at < lo || at >= hi || (size_t)(at - area) % bsize != 0) break;
         n++;
-        b = __atomic_load_n(&b->next, __ATOMIC_RELAXED);
+        b = (const um_block_t *)(umi_link_load_racy(b) ^ umi_link_code(b, secret));
     }
     return n;
 }

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <sys/wait.h>
 
+#include "core/block.h"
 #include "core/internal.h"
 #include "test_util.h"
 
@@ -92,11 +93,11 @@ static void *planted_pair(void **live) {
 Test(check, finds_a_free_list_link_into_a_live_block) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    um_block_t *saved = freed->next;
-    freed->next = (um_block_t *)live; /* a use-after-free write: malloc would hand `live` out twice */
+    uintptr_t saved = umi_link_load(freed); /* unchecked by ASan: the block is poisoned */
+    umi_link_store(freed, (uintptr_t)live); /* a use-after-free write: malloc would hand `live` out twice */
     char out[2048];
     size_t problems = check_captured(out, sizeof out);
-    freed->next = saved;
+    umi_link_store(freed, saved);
     cr_assert_geq(problems, 1, "not found; checker said: %s", out);
     cr_assert(strstr(out, "umalloc: heap check: ") != NULL, "no line: %s", out);
     cr_assert(strstr(out, "free and used blocks do not add up") != NULL || strstr(out, "twice") != NULL, "checker said: %s", out);
@@ -106,11 +107,11 @@ Test(check, finds_a_free_list_link_into_a_live_block) {
 Test(check, finds_a_free_list_link_out_of_its_page) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    um_block_t *saved = freed->next;
-    freed->next = (um_block_t *)((uintptr_t)freed + 3 * UM_SMALL_PAGE_SIZE);
+    uintptr_t saved = umi_link_load(freed);
+    umi_link_store(freed, (uintptr_t)freed + 3 * UM_SMALL_PAGE_SIZE);
     char out[2048];
     size_t problems = check_captured(out, sizeof out);
-    freed->next = saved;
+    umi_link_store(freed, saved);
     cr_assert_geq(problems, 1);
     cr_assert(strstr(out, "free-list block outside the carved blocks of its page") != NULL, "checker said: %s", out);
     char where[32];
@@ -121,11 +122,11 @@ Test(check, finds_a_free_list_link_out_of_its_page) {
 Test(check, finds_a_free_list_cycle) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    um_block_t *saved = freed->next;
-    freed->next = freed; /* would hand the same block out forever */
+    uintptr_t saved = umi_link_load(freed);
+    umi_link_store(freed, (uintptr_t)freed); /* would hand the same block out forever */
     char out[2048];
     size_t problems = check_captured(out, sizeof out);
-    freed->next = saved;
+    umi_link_store(freed, saved);
     cr_assert_geq(problems, 1);
     cr_assert(strstr(out, "block twice on the free lists of its page") != NULL, "checker said: %s", out);
 }
