@@ -35,6 +35,7 @@
 # entry point. A guest that has not started COMMAND within 120 s is killed and booted again
 # (at most 3 boots): rare TCG boot hangs exist. Missing packages (qemu-system-x86,
 # linux-image-amd64, busybox-static) are installed with apt-get when run as root.
+# shellcheck disable=SC2054  # commas inside QEMU option values, not array separators
 set -uo pipefail
 
 me=vm-run
@@ -69,11 +70,15 @@ for s in "${sysctls[@]}"; do
 done
 
 # ---- packages -------------------------------------------------------------------------------
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
-[[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
-if ((${#need[@]})); then
+qemu=${VM_RUN_QEMU:-qemu-system-x86_64}   # (another binary: for tests of this script)
+missing() {
+    need=()
+    command -v "$qemu" >/dev/null || need+=(qemu-system-x86)
+    compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
+    [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
+    ((${#need[@]}))
+}
+if missing; then
     line="apt-get install -y --no-install-recommends ${need[*]}"
     ((EUID == 0)) || die "missing packages; run as root: $line"
     echo "$me: installing ${need[*]}" >&2
@@ -82,11 +87,12 @@ if ((${#need[@]})); then
         { apt-get -q -o DPkg::Lock::Timeout=300 update >&2
           apt-get -q -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${need[@]}" >&2; } ||
         die "could not install the packages: $line"
+    ! missing || die "still missing after apt-get: ${need[*]}"
 fi
 
 # ---- kernel ---------------------------------------------------------------------------------
-kernel= kver=
-for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -rV); do
+kernel='' kver=''
+for k in $(printf '%s\n' /boot/vmlinuz-* | sort -rV); do
     v=${k#/boot/vmlinuz-}
     [[ -r $k && -f /lib/modules/$v/modules.dep ]] && { kernel=$k kver=$v; break; }
 done
@@ -216,7 +222,7 @@ append="console=ttyS0 rdinit=/init panic=-1 numa_balancing=disable acpi=noirq ts
 append+=" no_timer_check mitigations=off audit=0 cryptomgr.notests 8250.nr_uarts=1"
 ((verbose)) || append+=" quiet loglevel=4"
 esc() { printf '%s' "${1//,/,,}"; }   # QEMU doubles commas inside option values
-q=(qemu-system-x86_64 -nodefaults -no-user-config -display none -monitor none -no-reboot
+q=("$qemu" -nodefaults -no-user-config -display none -monitor none -no-reboot
    -machine pc -accel "$accel" -cpu max -m $((mem_mib * nodes))M
    -smp $((nodes * cpus)),sockets="$nodes",cores="$cpus",threads=1
    -kernel "$boot_kernel" -initrd "$tmp/initrd" -append "$append"
