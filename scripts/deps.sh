@@ -31,6 +31,7 @@ test_pkgs=(
     debhelper dpkg-dev lintian    # make deb and its checks (scripts/test-install.sh)
     man-db groff-base             # man -l and groff -ww render the manual pages
     clang libclang-rt-dev         # libFuzzer (make fuzz, fuzz-replay); clang only recommends the rt
+    qemu-system-x86 linux-image-amd64 busybox-static   # the guest of scripts/vm-run.sh (guest step)
 )
 bench_pkgs=(
     "${test_pkgs[@]}"

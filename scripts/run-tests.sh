@@ -15,9 +15,12 @@
 #   install      scripts/test-install.sh   make install/uninstall into a temporary DESTDIR,
 #                pkg-config, the launcher, the manual pages, make deb and lintian (dpkg -i
 #                only as root with CI=true or UM_TEST_DPKG=1)
+#   guest        scripts/test-guest.sh   python3 under umalloc runs out of memory and handles
+#                MemoryError, in a qemu guest (scripts/vm-run.sh) with vm.overcommit_memory=2
 # Every step runs even if an earlier one failed. Output goes to the terminal and, in full, to
 # build/test-logs/STEP.log. A step fails if its binary is missing, if it exits non-zero, times out,
-# or (Criterion steps) reports that it ran no test. Closes with a per-step summary and the line
+# or (Criterion steps) reports that it ran no test. A step that exits 77 is shown as SKIP, with the
+# reason from its last "SKIP: ..." line, and counts as neither passed nor failed. Closes with a per-step summary and the line
 # "N passed, N failed" (N counts steps); exits 1 if any step failed.
 #
 # Environment:
@@ -31,7 +34,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install)
+all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install guest)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -87,7 +90,7 @@ trap 'on_signal' INT TERM
 trap 'rm -f "$pidfile"' EXIT
 
 names=() results=() times=() notes=()
-npass=0 nfail=0
+npass=0 nfail=0 nskip=0
 t_all=$(now_us)
 
 # run_step NAME DISPLAY-CMD BINARY [ENV=VAL...] -- CMD...
@@ -122,6 +125,7 @@ run_step() {
         note=
         case $rc in
             0) ;;
+            77) note=$(grep -a '^SKIP: ' "$log" | tail -n 1); note=${note#SKIP: }; note=${note:-exit 77} ;;
             124|137) note="timed out after ${step_timeout}s (UM_STEP_TIMEOUT)" ;;
             *) if ((rc > 128)); then note="killed by signal $((rc - 128))"; else note="exit $rc"; fi ;;
         esac
@@ -147,6 +151,8 @@ run_step() {
     local dt=$(($(now_us) - t0)) result=PASS
     if ((rc == 0)); then
         npass=$((npass + 1))
+    elif ((rc == 77)); then
+        result=SKIP nskip=$((nskip + 1))
     else
         result=FAIL nfail=$((nfail + 1))
     fi
@@ -187,6 +193,9 @@ for s in "${steps[@]}"; do
         install)
             run_step install "scripts/test-install.sh" scripts/test-install.sh -- \
                 scripts/test-install.sh ;;
+        guest)
+            run_step guest "scripts/test-guest.sh" scripts/test-guest.sh -- \
+                scripts/test-guest.sh ;;
     esac
 done
 
@@ -199,11 +208,12 @@ for i in "${!names[@]}"; do
     if [[ ${results[$i]} == FAIL && -f $logdir/${names[$i]}.log ]]; then
         sed 's/\x1b\[[0-9;]*m//g' "$logdir/${names[$i]}.log" |
             awk '/Assertion Failed/ { msg = 3 }
-                 /^\[FAIL\]|Timed out|[Cc]rash|signal|Sanitizer|runtime error|fuzz_api: FAIL/ { print; next }
+                 /^\[FAIL\]|Timed out|[Cc]rash|signal|Sanitizer|runtime error|fuzz_api: FAIL|^FAIL: / { print; next }
                  msg > 0 && /^\[----\] *[^ ]/ { print; msg--; next }' |
             head -n 12 | sed 's/^/        /'
     fi
 done
 echo "total: $(fmt_dur $(($(now_us) - t_all))); full logs in $logdir/"
+((nskip == 0)) || echo "$nskip skipped: the SKIP lines above say why"
 echo "$npass passed, $nfail failed"
 ((nfail == 0))
