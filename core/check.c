@@ -30,16 +30,13 @@
 #include "base/fmt.h"
 #include "core/block.h"
 #include "core/counters.h"
-#include "os/os.h"
 
 #define UM_CHECK_LINES_MAX 16 /* problems printed in full; the rest are counted */
-#define UM_CHECK_DELAYED_MAX ((size_t)1 << 32) /* more delayed frees than that: the list loops */
 
 typedef struct check_s {
     size_t problems;
     size_t carved_bytes;    /* over all pages in use */
     size_t listed_segments; /* pooled segments found on some list */
-    bool quiet_program;     /* other heaps and the shared lists are walked too */
 } check_t;
 
 static void problem(check_t *c, const char *what, const void *where) {
@@ -181,7 +178,8 @@ static void check_heap(check_t *c, um_heap_t *heap, uintptr_t tid) {
             problem(c, "delayed free of a block not in the heap's pages", b);
             break;
         }
-        if (++delayed > UM_CHECK_DELAYED_MAX) { problem(c, "delayed-free list that loops", b); break; }
+        /* every delayed block is a carved block of a page walked above: more of them is a loop */
+        if (++delayed > c->carved_bytes / 16) { problem(c, "delayed-free list that loops", b); break; }
         b = umi_link_get(b, UM_PAGE_SECRET(page)); /* each link is coded with its block's page's secret */
     }
 }
@@ -238,7 +236,7 @@ static size_t check_registry(check_t *c, size_t *pooled, size_t *huge_usable) {
 }
 
 size_t umi_check_heap(bool quiet_program) {
-    check_t c = {.quiet_program = quiet_program};
+    check_t c = {0};
     um_heap_t *own = umi_tl_heap;
     bool own_is_real = own != &umi_heap_empty && own != &umi_heap_dead;
     if (!quiet_program) {

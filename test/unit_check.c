@@ -90,14 +90,21 @@ static void *planted_pair(void **live) {
     return a;
 }
 
+/* Check with freed's free-list link set to `link` (through the accessors ASan does not check:
+ * the block is poisoned), then put it back; returns what the checker found and said. */
+static size_t check_with_link(um_block_t *freed, uintptr_t link, char *out, size_t cap) {
+    uintptr_t saved = umi_link_load(freed);
+    umi_link_store(freed, link);
+    size_t problems = check_captured(out, cap);
+    umi_link_store(freed, saved);
+    return problems;
+}
+
 Test(check, finds_a_free_list_link_into_a_live_block) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    uintptr_t saved = umi_link_load(freed); /* unchecked by ASan: the block is poisoned */
-    umi_link_store(freed, (uintptr_t)live); /* a use-after-free write: malloc would hand `live` out twice */
-    char out[2048];
-    size_t problems = check_captured(out, sizeof out);
-    umi_link_store(freed, saved);
+    char out[2048]; /* a use-after-free write: malloc would hand `live` out twice */
+    size_t problems = check_with_link(freed, (uintptr_t)live, out, sizeof out);
     cr_assert_geq(problems, 1, "not found; checker said: %s", out);
     cr_assert(strstr(out, "umalloc: heap check: ") != NULL, "no line: %s", out);
     cr_assert(strstr(out, "free and used blocks do not add up") != NULL || strstr(out, "twice") != NULL, "checker said: %s", out);
@@ -107,11 +114,8 @@ Test(check, finds_a_free_list_link_into_a_live_block) {
 Test(check, finds_a_free_list_link_out_of_its_page) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    uintptr_t saved = umi_link_load(freed);
-    umi_link_store(freed, (uintptr_t)freed + 3 * UM_SMALL_PAGE_SIZE);
     char out[2048];
-    size_t problems = check_captured(out, sizeof out);
-    umi_link_store(freed, saved);
+    size_t problems = check_with_link(freed, (uintptr_t)freed + 3 * UM_SMALL_PAGE_SIZE, out, sizeof out);
     cr_assert_geq(problems, 1);
     cr_assert(strstr(out, "free-list block outside the carved blocks of its page") != NULL, "checker said: %s", out);
     char where[32];
@@ -122,11 +126,8 @@ Test(check, finds_a_free_list_link_out_of_its_page) {
 Test(check, finds_a_free_list_cycle) {
     void *live;
     um_block_t *freed = planted_pair(&live);
-    uintptr_t saved = umi_link_load(freed);
-    umi_link_store(freed, (uintptr_t)freed); /* would hand the same block out forever */
-    char out[2048];
-    size_t problems = check_captured(out, sizeof out);
-    umi_link_store(freed, saved);
+    char out[2048]; /* a cycle: malloc would hand the same block out forever */
+    size_t problems = check_with_link(freed, (uintptr_t)freed, out, sizeof out);
     cr_assert_geq(problems, 1);
     cr_assert(strstr(out, "block twice on the free lists of its page") != NULL, "checker said: %s", out);
 }
