@@ -1,0 +1,92 @@
+/* The NUMA calls of include/umalloc.h: blocks on a chosen node, where a block lives, moving it,
+ * and the per-thread policy. The placement itself is numa/ (topology, policies, mbind); this
+ * is the part that needs the core's blocks and segments. */
+#include <errno.h>
+
+#include "core/internal.h"
+#include "core/counters.h"
+#include "numa/numa_sys.h"
+#include "numa/topology.h"
+#include "os/os.h"
+#include "umalloc.h"
+
+static bool node_online(int node) {
+    return node >= 0 && node < UM_NUMA_MAX_NODES && (umi_numa_topo.online >> node & 1);
+}
+
+UM_API int um_numa_node_count(void) {
+    umi_process_init();
+    return (int)umi_numa_topo.max_node + 1;
+}
+
+UM_API void *um_malloc_onnode(size_t size, int node) {
+    umi_process_init();
+    if (!node_online(node)) { errno = EINVAL; return NULL; }
+    if (!umi_numa_on) return um_malloc(size);
+    return umi_huge_alloc_onnode(size, node);
+}
+
+UM_API int um_numa_node_of(const void *p) {
+    void *page = (void *)((uintptr_t)p & ~(uintptr_t)(umi_os_page_size() - 1));
+    int status = -ENOENT;
+    if (umi_sys_move_pages(1, &page, NULL, &status, 0) != 0) {
+        if (errno == ENOSYS) return 0; /* a kernel without NUMA: one node */
+        return -1;
+    }
+    if (status < 0) { errno = -status; return -1; }
+    return status;
+}
+
+/* Move the resident pages of [lo, hi) (page-aligned) that are not on `node` there; the count
+ * of those that then are. */
+static long pages_move(uint8_t *lo, uint8_t *hi, int node) {
+    enum { CHUNK = 256 };
+    void *pages[CHUNK], *want[CHUNK];
+    int status[CHUNK], nodes[CHUNK];
+    size_t ps = umi_os_page_size();
+    long moved = 0;
+    while (lo < hi) {
+        unsigned long n = 0, m = 0;
+        for (; n < CHUNK && lo + n * ps < hi; n++) pages[n] = lo + n * ps;
+        lo += n * ps;
+        if (umi_sys_move_pages(n, pages, NULL, status, 0) != 0) return moved ? moved : -1;
+        for (unsigned long i = 0; i < n; i++)
+            if (status[i] >= 0 && status[i] != node) { want[m] = pages[i]; nodes[m++] = node; }
+        if (m == 0) continue;
+        /* A positive return counts pages the kernel could not move: those keep their node in status. */
+        if (umi_sys_move_pages(m, want, nodes, status, UMI_MPOL_MF_MOVE) < 0) return moved ? moved : -1;
+        for (unsigned long i = 0; i < m; i++) moved += status[i] == node;
+    }
+    return moved;
+}
+
+UM_API long um_numa_migrate(void *p, int node) {
+    umi_process_init();
+    um_segment_t *seg = p != NULL ? umi_segment_lookup(p) : NULL;
+    size_t usable = seg != NULL ? umi_usable_size(p) : 0;
+    if (usable == 0 || !node_online(node)) { errno = EINVAL; return -1; }
+    if (!umi_numa_on) return 0; /* one node: every page is on node 0 already */
+    size_t ps = umi_os_page_size();
+    bool huge = seg->kind == UM_KIND_HUGE;
+    /* A block mapped on its own moves whole, header included; a pooled one, the pages it spans. */
+    uint8_t *lo = huge ? seg->map_base : (uint8_t *)((uintptr_t)p & ~(uintptr_t)(ps - 1));
+    uint8_t *hi = huge ? lo + seg->map_size : (uint8_t *)(((uintptr_t)p + usable + ps - 1) & ~(uintptr_t)(ps - 1));
+    long moved = pages_move(lo, hi, node);
+    if (huge) {
+        /* Bound there for the pages not written yet; the statistics move the mapping too. */
+        umi_numa_bind_move(lo, seg->map_size, node);
+        if (seg->node != node) {
+            umi_count_mapped(seg, -1);
+            seg->node = (int16_t)node;
+            umi_count_mapped(seg, 1);
+        }
+    }
+    if (moved > 0) umi_count_migrated(node, (uint64_t)moved);
+    return moved;
+}
+
+UM_API int um_numa_set_thread_policy(int policy, uint64_t nodes) {
+    umi_process_init();
+    if (umi_numa_set_thread(policy, nodes) != 0) { errno = EINVAL; return -1; }
+    return 0;
+}
