@@ -37,27 +37,27 @@ UM_API int um_numa_node_of(const void *p) {
     return status;
 }
 
-/* Move the resident pages of [lo, hi) (page-aligned) that are not on `node` there; the count
- * of those that then are. */
-static long pages_move(uint8_t *lo, uint8_t *hi, int node) {
-    enum { CHUNK = 256 };
+enum { CHUNK = 256 }; /* pages per move_pages call: the arrays live on the stack */
+
+/* Resident pages of [lo, hi) (page-aligned) on `node`; with move, first move the resident ones
+ * that are elsewhere there (pages the kernel cannot move stay where they are). */
+static long pages_on(uint8_t *lo, uint8_t *hi, int node, bool move) {
     void *pages[CHUNK], *want[CHUNK];
     int status[CHUNK], nodes[CHUNK];
     size_t ps = umi_os_page_size();
-    long moved = 0;
+    long on = 0;
     while (lo < hi) {
         unsigned long n = 0, m = 0;
         for (; n < CHUNK && lo + n * ps < hi; n++) pages[n] = lo + n * ps;
         lo += n * ps;
-        if (umi_sys_move_pages(n, pages, NULL, status, 0) != 0) return moved ? moved : -1;
-        for (unsigned long i = 0; i < n; i++)
-            if (status[i] >= 0 && status[i] != node) { want[m] = pages[i]; nodes[m++] = node; }
-        if (m == 0) continue;
-        /* A positive return counts pages the kernel could not move: those keep their node in status. */
-        if (umi_sys_move_pages(m, want, nodes, status, UMI_MPOL_MF_MOVE) < 0) return moved ? moved : -1;
-        for (unsigned long i = 0; i < m; i++) moved += status[i] == node;
+        if (umi_sys_move_pages(n, pages, NULL, status, 0) != 0) return -1;
+        for (unsigned long i = 0; i < n; i++) {
+            on += status[i] == node;
+            if (move && status[i] >= 0 && status[i] != node) { want[m] = pages[i]; nodes[m++] = node; }
+        }
+        if (m > 0) umi_sys_move_pages(m, want, nodes, status, UMI_MPOL_MF_MOVE);
     }
-    return moved;
+    return on;
 }
 
 UM_API long um_numa_migrate(void *p, int node) {
@@ -71,9 +71,13 @@ UM_API long um_numa_migrate(void *p, int node) {
     /* A block mapped on its own moves whole, header included; a pooled one, the pages it spans. */
     uint8_t *lo = huge ? seg->map_base : (uint8_t *)((uintptr_t)p & ~(uintptr_t)(ps - 1));
     uint8_t *hi = huge ? lo + seg->map_size : (uint8_t *)(((uintptr_t)p + usable + ps - 1) & ~(uintptr_t)(ps - 1));
-    long moved = pages_move(lo, hi, node);
+    /* Moved = on the node after, less before: counted, not taken from move_pages' status, which
+     * reports a transparent huge page moved through one of its pages in its own way. */
+    long before = pages_on(lo, hi, node, true);
+    if (before < 0) return -1;
     if (huge) {
-        /* Bound there for the pages not written yet; the statistics move the mapping too. */
+        /* Bound there for the pages not written yet (and whatever the pass above left); the
+         * statistics move the mapping to that node. */
         umi_numa_bind_move(lo, seg->map_size, node);
         if (seg->node != node) {
             umi_count_mapped(seg, -1);
@@ -81,6 +85,8 @@ UM_API long um_numa_migrate(void *p, int node) {
             umi_count_mapped(seg, 1);
         }
     }
+    long after = pages_on(lo, hi, node, false);
+    long moved = after > before ? after - before : 0;
     if (moved > 0) umi_count_migrated(node, (uint64_t)moved);
     return moved;
 }

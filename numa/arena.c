@@ -18,6 +18,12 @@ void *umi_arena_map(size_t size, size_t align, int node, int *node_out) {
 
 void umi_arena_unmap(void *p, size_t size) { umi_os_unmap(p, size); }
 
+void *umi_arena_map_at(void *p, size_t size, int node) {
+    if (umi_os_map_fixed(p, size) == NULL) return NULL;                                /* 1 */
+    if (umi_numa_on) umi_numa_bind(p, size, node);                                     /* 2 */
+    return p;                                                                          /* 3: the caller's */
+}
+
 void *umi_arena_commit(void *at, int node, int *node_out) {
     if (umi_region_commit(at) != 0) return NULL;                                      /* 1 */
     /* A commit maps the unit afresh: the binding of its last use is gone with the old mapping. */

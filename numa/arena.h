@@ -14,6 +14,9 @@
  * *node_out gets the key the memory was bound for (UMI_NUMA_UNBOUND when unbound). */
 void *umi_arena_map(size_t size, size_t align, int node, int *node_out);
 void umi_arena_unmap(void *p, size_t size);
+/* Fresh memory exactly at [p, p + size) (replacing what is there), bound for placement key
+ * `node` like umi_arena_map. p, or NULL on failure. */
+void *umi_arena_map_at(void *p, size_t size, int node);
 /* The same for a segment at an address taken from the small-page region (os/region.h):
  * make it read-write (NULL on failure), and make it read-only zeros again. */
 void *umi_arena_commit(void *at, int node, int *node_out);
