@@ -71,10 +71,11 @@ UM_API long um_numa_migrate(void *p, int node) {
     /* A block mapped on its own moves whole, header included; a pooled one, the pages it spans. */
     uint8_t *lo = huge ? seg->map_base : (uint8_t *)((uintptr_t)p & ~(uintptr_t)(ps - 1));
     uint8_t *hi = huge ? lo + seg->map_size : (uint8_t *)(((uintptr_t)p + usable + ps - 1) & ~(uintptr_t)(ps - 1));
-    /* Moved = on the node after, less before: counted, not taken from move_pages' status, which
-     * reports a transparent huge page moved through one of its pages in its own way. */
-    long before = pages_on(lo, hi, node, true);
-    if (before < 0) return -1;
+    /* Moved = on the node after, less before: counted in passes of their own, not taken from
+     * move_pages' status, since moving one page of a transparent huge page moves all 512
+     * (pages the move pass meets later are then there already). */
+    long before = pages_on(lo, hi, node, false);
+    if (before < 0 || pages_on(lo, hi, node, true) < 0) return -1;
     if (huge) {
         /* Bound there for the pages not written yet (and whatever the pass above left); the
          * statistics move the mapping to that node. */

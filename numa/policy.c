@@ -31,12 +31,16 @@ void umi_numa_init(void) {
     uint64_t want = (uint64_t)umi_option(UM_OPT_NUMA_NODES);
     process_nodes = online;
     if (want != 0 && (want & ~online) != 0) {
-        char got[256], on[256];
+        /* The usual one line of a bad option value (base/options.c), naming what is missing. */
+        char got[256], missing[256], on[256];
         const um_option_desc *d = &umi_option_table[UM_OPT_NUMA_NODES];
         umi_option_format(d, (long long)want, NULL, got, sizeof got);
+        umi_option_format(d, (long long)(want & ~online), NULL, missing, sizeof missing);
         umi_option_format(d, (long long)online, NULL, on, sizeof on);
-        umi_dprintf(2, "umalloc: UMALLOC_NUMA_NODES=%s names nodes that are not online: expected nodes of %s; "
-                       "using the default (all nodes)\n", got, on);
+        uint64_t gone = want & ~online;
+        bool several = (gone & (gone - 1)) != 0;
+        umi_dprintf(2, "umalloc: UMALLOC_NUMA_NODES=%s is not valid: %s %s %s not online (online: %s); using the default (all online nodes)\n",
+                    got, several ? "nodes" : "node", missing, several ? "are" : "is", on);
     } else if (want != 0) {
         process_nodes = want;
     }

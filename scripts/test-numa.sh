@@ -132,7 +132,10 @@ collect() {
         elif [[ $rc != 0 ]] && ! grep -q '^FAIL: ' "$f"; then
             fail "$n nodes: $name exited ${rc:-none} (124: over 100 s)"
         fi
-        if [[ $name == place || $name == move || $name == *-umalloc || $name != *-* ]] && grep -q 'umalloc: ' "$f"; then
+        if [[ $name != *-* || $name == *-umalloc ]] && grep -q 'cannot be preloaded' "$f"; then
+            fail "$n nodes: $name: the library was not loaded: $(grep -m1 'cannot be preloaded' "$f")"
+        fi
+        if [[ $name != *-* || $name == *-umalloc ]] && grep -q 'umalloc: ' "$f"; then
             fail "$n nodes: $name: umalloc complained: $(grep -m1 'umalloc: ' "$f")"
         fi
     done
