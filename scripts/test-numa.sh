@@ -38,8 +38,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 lib=$PWD/build/libumalloc.so
 prog=build/test/numa_place
 dir=build/test-numa
-compare=0
-[[ ${1:-} == --compare ]] && compare=1
+compare=0 vm_t=200 case_t=100
+[[ ${1:-} == --compare ]] && compare=1 vm_t=1200 case_t=400
 npass=0 nfail=0
 pass() { echo "PASS: $*"; npass=$((npass + 1)); }
 fail() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
@@ -66,7 +66,7 @@ guest_script() {
         echo "cd $PWD || exit 1"
         [[ -n $thp ]] && echo "echo $thp > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null"
         echo 'run() { local name=$1; shift; local t0=$(date +%s%N)'
-        echo '  timeout 100 env "$@" >'"$out"'/$name.out 2>&1; echo $? >'"$out"'/$name.rc'
+        echo '  timeout '$case_t' env "$@" >'"$out"'/$name.out 2>&1; echo $? >'"$out"'/$name.rc'
         echo '  echo "$name: $(( ($(date +%s%N) - t0) / 1000000 )) ms"; }'
         echo "numactl --hardware | head -n 1"
         if ((compare)); then
@@ -96,7 +96,7 @@ boot() {
     local n=$1 mem=$2 t0=$SECONDS rc
     guest_script "$n"
     echo "booting a guest: $n nodes x $mem (THP: ${thp:-kernel default})"
-    scripts/vm-run.sh --nodes "$n" --mem-per-node "$mem" -t 200 -- bash "$dir/guest-$n.sh" >"$dir/vm-$n.out" 2>"$dir/vm-$n.err"
+    scripts/vm-run.sh --nodes "$n" --mem-per-node "$mem" -t $vm_t -- bash "$dir/guest-$n.sh" >"$dir/vm-$n.out" 2>"$dir/vm-$n.err"
     rc=$?
     sed 's/^/  guest: /' "$dir/vm-$n.out"
     echo "guest run ($n nodes): exit $rc after $((SECONDS - t0)) s"
@@ -112,7 +112,7 @@ boot() {
     fi
     if ((rc != 0)); then
         sed 's/^/  vm-run: /' "$dir/vm-$n.err" | tail -n 30
-        fail "$n nodes: vm-run.sh exited $rc$( ((rc == 124)) && echo ' (timed out after 200 s)')"
+        fail "$n nodes: vm-run.sh exited $rc$( ((rc == 124)) && echo " (timed out after $vm_t s)")"
     fi
 }
 
@@ -130,7 +130,7 @@ collect() {
         if ((compare)); then
             [[ $rc == 0 ]] || fail "$n nodes: $name exited ${rc:-none}"
         elif [[ $rc != 0 ]] && ! grep -q '^FAIL: ' "$f"; then
-            fail "$n nodes: $name exited ${rc:-none} (124: over 100 s)"
+            fail "$n nodes: $name exited ${rc:-none} (124: over $case_t s)"
         fi
         if [[ $name != *-* || $name == *-umalloc ]] && grep -q 'cannot be preloaded' "$f"; then
             fail "$n nodes: $name: the library was not loaded: $(grep -m1 'cannot be preloaded' "$f")"
