@@ -82,8 +82,8 @@ typedef enum um_option_type {
     /* ---- NUMA (numa/) ---- */                                                                \
     X(NUMA_POLICY, ENUM, 0, 0, 0, "local,interleave,bind,preferred,none",                        \
       "where memory goes on a machine with several NUMA nodes (one node: no effect)")             \
-    X(NUMA_NODES, NODES, 0, 0, 0, NULL,                                                          \
-      "the nodes interleave, bind and preferred use, and local keeps to; empty = all online")     \
+    X(NUMA_NODES, NODES, -1, 0, 0, NULL,                                                         \
+      "the nodes interleave, bind and preferred use, and local keeps to; 0-63 = all online")      \
     /* ---- huge pages (hugepages/): add their rows here, once they have an effect.          */ \
     /* ---- statistics (stats/) ---- */                                                          \
     X(STATS_SIGNAL, SIGNAL, SIGUSR1, 0, 0, NULL,                                                 \

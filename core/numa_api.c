@@ -23,7 +23,7 @@ UM_API void *um_malloc_onnode(size_t size, int node) {
     umi_process_init();
     if (!node_online(node)) { errno = EINVAL; return NULL; }
     if (!umi_numa_on) return um_malloc(size);
-    return umi_huge_alloc_onnode(size, node);
+    return umi_huge_alloc_onnode(size ? size : 1, node); /* a usable byte, as malloc(0) has */
 }
 
 UM_API int um_numa_node_of(const void *p) {

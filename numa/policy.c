@@ -28,7 +28,9 @@ void umi_numa_init(void) {
     process_policy = (int)umi_option(UM_OPT_NUMA_POLICY);
     umi_numa_topology_read();
     uint64_t online = umi_numa_topo.online;
+    /* 0-63 (the default) means the online nodes; any other list must name online ones only. */
     uint64_t want = (uint64_t)umi_option(UM_OPT_NUMA_NODES);
+    if (umi_option_source(UM_OPT_NUMA_NODES) != UM_SRC_ENV || want == ~(uint64_t)0) want = 0;
     process_nodes = online;
     if (want != 0 && (want & ~online) != 0) {
         /* The usual one line of a bad option value (base/options.c), naming what is missing. */
