@@ -95,5 +95,9 @@ UM_API long um_numa_migrate(void *p, int node) {
 UM_API int um_numa_set_thread_policy(int policy, uint64_t nodes) {
     umi_process_init();
     if (umi_numa_set_thread(policy, nodes) != 0) { errno = EINVAL; return -1; }
+    /* The caller owns its heap: re-home it now rather than at its next slow path, so that not
+     * even the blocks already on its free lists come from the old placement. */
+    um_heap_t *heap = umi_tl_heap;
+    if (umi_numa_on && !heap->is_backup && heap->numa_node != UMI_NUMA_UNSET) umi_heap_numa_check(heap);
     return 0;
 }

@@ -194,10 +194,11 @@ UM_API int um_numa_node_of(const void *p);
  * kernel copies every page: ~0.1-1 ms per MiB). Counted in um_stats_t.node_migrated_pages. */
 UM_API long um_numa_migrate(void *p, int node);
 /* The calling thread's policy, overriding UMALLOC_NUMA_POLICY / UMALLOC_NUMA_NODES for the memory
- * it maps from now on: `policy` from enum um_numa_policy (UM_NUMA_PROCESS: the process's again),
- * `nodes` a mask (bit n = node n; 0 = all online nodes). Blocks the thread already has stay
- * where they are; its next refill takes pages placed under the new policy. Costs nothing until
- * then. Returns 0, or -1 with errno EINVAL (unknown policy, or no online node in `nodes`). */
+ * it allocates from now on: `policy` from enum um_numa_policy (UM_NUMA_PROCESS: the process's
+ * again), `nodes` a mask (bit n = node n; 0 = all online nodes). Blocks the thread already has
+ * stay where they are; its heap stops allocating from pages placed otherwise at once (a walk of
+ * its pages, when the placement changes). Returns 0, or -1 with errno EINVAL (unknown policy, or
+ * no online node in `nodes`). */
 UM_API int um_numa_set_thread_policy(int policy, uint64_t nodes);
 
 #ifdef __cplusplus

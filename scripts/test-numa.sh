@@ -19,6 +19,8 @@
 #   migrate     um_numa_migrate moves a 64 MiB block to node 1, every page; um_numa_node_of agrees
 #               with libnuma; um_malloc_onnode places its block on the node asked for
 #   stats       per-node committed bytes (um_stats_get) against /proc/self/numa_maps: within 2 %
+#   thread      um_numa_set_thread_policy: a thread on node 0 binds itself to the last node (100 %
+#               of its next 32 MiB there), then back to local (>= 99 % on node 0)
 #   assemble    (not NUMA: the guest's kernel) a large block assembled from cached pieces that
 #               span several mappings is whole: kernels before 6.17 refuse such an mremap after
 #               unmapping its target
@@ -86,6 +88,7 @@ guest_script() {
             ((n == 2)) && echo "run prodcons $L $prog prodcons 2000000 3"
             echo "run migrate $L $prog migrate 64"
             echo "run stats $L $prog stats 128 2"
+            echo "run thread $L $prog thread 32"
             echo "run assemble $L UMALLOC_PURGE_DELAY_MS=10s $prog assemble"
         fi
     } >"$dir/guest-$n.sh"

@@ -19,6 +19,7 @@
  *   numa_place migrate MIB          um_numa_migrate of a MIB MiB block to node 1; um_numa_node_of
  *   numa_place stats MIB MAX_DIFF_PCT  per-node committed bytes of um_stats_get against the pages
  *                                   per node of /proc/self/numa_maps
+ *   numa_place thread MIB           um_numa_set_thread_policy: bind to the last node, then local again
  *   numa_place assemble             a large block made of cached pieces is whole (the guest's kernel)
  * Prints "PASS: ..." or "FAIL: ..." per check and "RESULT: name value" lines; exits 1 if a check
  * failed, 2 if something could not be measured. */
@@ -294,6 +295,28 @@ static void test_migrate(size_t mib) {
 
 /* Written through their usable size, as a program that uses all of its blocks: the pages a
  * block's class rounding adds count as committed, and the kernel then has them too. */
+/* um_numa_set_thread_policy: a thread on node 0 binds itself to the last node, then goes back to
+ * the process's policy (local). */
+static void test_thread_policy(size_t mib) {
+    int (*set)(int, uint64_t) = (int (*)(int, uint64_t))um("um_numa_set_thread_policy");
+    int last = nodes - 1;
+    pin(0);
+    blocks_t b, c;
+    blocks_alloc(&b, mib << 20, 5, 1);
+    CHECK(set(UM_NUMA_BIND, (uint64_t)1 << last) == 0, "thread: um_numa_set_thread_policy(UM_NUMA_BIND, node %d)", last);
+    blocks_alloc(&c, mib << 20, 6, 1);
+    double bound = pct_on(&c, last, NULL);
+    blocks_free(&b);
+    CHECK(set(UM_NUMA_PROCESS, 0) == 0, "thread: back to the process's policy");
+    blocks_alloc(&b, mib << 20, 7, 1);
+    double local = pct_on(&b, 0, NULL);
+    printf("RESULT: thread_bound_pct %.2f\nRESULT: thread_local_again_pct %.2f\n", bound, local);
+    CHECK(bound == 100.0, "thread: after binding itself to node %d, %.2f %% of the next %zu MiB is there", last, bound, mib);
+    CHECK(local >= 99.0, "thread: back to local, %.2f %% of the next %zu MiB is on node 0", local, mib);
+    blocks_free(&b);
+    blocks_free(&c);
+}
+
 static void *stats_job(void *a) {
     job_t *j = a;
     pin(j->node);
@@ -375,6 +398,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(t, "prodcons")) test_prodcons((size_t)a, (int)b);
     else if (!strcmp(t, "migrate")) test_migrate((size_t)a);
     else if (!strcmp(t, "stats")) test_stats((size_t)a, b);
+    else if (!strcmp(t, "thread")) test_thread_policy((size_t)a);
     else { fprintf(stderr, "numa_place: unknown test %s\n", t); return 2; }
     return fails ? 1 : 0;
 }
