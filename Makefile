@@ -162,10 +162,16 @@ $(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libuma
 
 progs: $(PROGS)
 
+# The NUMA placement program (scripts/test-numa.sh runs it in multi-node qemu guests). libnuma is
+# the test's independent witness of where pages are; the library itself never calls it.
+$(B)/test/numa_place: test/numa/numa_place.c include/umalloc.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Iinclude -D_GNU_SOURCE -o $@ $< -lnuma -pthread -ldl
+
 # Dependencies first and alone: under -j, make would otherwise compile while apt installs.
 test: deps-test
 	@$(MAKE) --no-print-directory all secure progs $(B)/test/unit $(B)/test/unit-asan $(B)/test/unit-tsan $(B)/test/system \
-		$(B)/fuzz/fuzz_api
+		$(B)/fuzz/fuzz_api $(B)/test/numa_place
 	@scripts/run-tests.sh
 
 deps-test:

@@ -79,8 +79,11 @@ typedef enum um_option_type {
       "blocks of at least this size are mapped on their own")                                    \
     X(CHECK, BOOL, 0, 0, 0, NULL,                                                                \
       "verify the heap's invariants as the program runs and abort on a broken one (slow)")       \
-    /* ---- NUMA (numa/): add UMALLOC_NUMA_POLICY (ENUM "local,interleave,bind,preferred")   */ \
-    /*      and UMALLOC_NUMA_NODES (NODES) here, once they have an effect.                   */ \
+    /* ---- NUMA (numa/) ---- */                                                                \
+    X(NUMA_POLICY, ENUM, 0, 0, 0, "local,interleave,bind,preferred,none",                        \
+      "where memory goes on a machine with several NUMA nodes (one node: no effect)")             \
+    X(NUMA_NODES, NODES, -1, 0, 0, NULL,                                                         \
+      "the nodes interleave, bind and preferred use, and local keeps to; 0-63 = all online")      \
     /* ---- huge pages (hugepages/): add their rows here, once they have an effect.          */ \
     /* ---- statistics (stats/) ---- */                                                          \
     X(STATS_SIGNAL, SIGNAL, SIGUSR1, 0, 0, NULL,                                                 \

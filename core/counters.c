@@ -73,11 +73,29 @@ void umi_count_huge(int sign, size_t usable) {
 }
 
 void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
-    node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
     unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
     uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
-    ADD(umi_counters.node_mapped[node], n);
     ADD(umi_counters.kind_mapped[kind], n);
+    if (node == UMI_NUMA_SPREAD) {
+        /* Spread over the process's node list (interleave; bind or preferred to several
+         * nodes): counted as equal shares, the rest of the division on the first node, so that
+         * unmapping the same bytes takes back exactly what mapping them added. */
+        uint64_t nodes = umi_numa_process_nodes(), share = bytes / (uint64_t)__builtin_popcountll(nodes);
+        uint64_t rest = bytes - share * (uint64_t)__builtin_popcountll(nodes);
+        for (int i = 0; i < UM_STATS_NODES; i++) {
+            if (!(nodes >> i & 1)) continue;
+            uint64_t b = share + rest;
+            rest = 0;
+            ADD(umi_counters.node_mapped[i], sign > 0 ? b : (uint64_t)0 - b);
+        }
+        return;
+    }
+    node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
+    ADD(umi_counters.node_mapped[node], n);
+}
+
+void umi_count_migrated(int node, uint64_t pages) {
+    if (node >= 0 && node < UM_STATS_NODES) ADD(umi_counters.node_migrated[node], pages);
 }
 
 void umi_count_mapped(const um_segment_t *seg, int sign) {

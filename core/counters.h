@@ -33,6 +33,7 @@ typedef struct um_counters_s {
     _Atomic uint64_t sampled_pooled_live;         /* live bytes outside huge blocks at the last snapshot */
     _Atomic uint64_t node_mapped[UM_STATS_NODES];
     _Atomic uint64_t kind_mapped[UM_PAGES_KINDS];
+    _Atomic uint64_t node_migrated[UM_STATS_NODES]; /* pages um_numa_migrate moved to each node */
     um_heap_stats_t exited;                       /* folded counters of exited threads (registry lock) */
     uint64_t exited_threads;                      /* (registry lock) */
 } um_counters_t;
@@ -77,6 +78,7 @@ static inline void umi_count_null_free(void) {}
 static inline void umi_count_huge(int sign, size_t usable) { (void)sign; (void)usable; }
 static inline void umi_count_mapped(const um_segment_t *seg, int sign) { (void)seg; (void)sign; }
 static inline void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) { (void)node; (void)page_kind; (void)bytes; (void)sign; }
+static inline void umi_count_migrated(int node, uint64_t pages) { (void)node; (void)pages; }
 #else
 #define UM_COUNT_ADD(field, n) UM_OWNER_ADD(field, n)
 void umi_count_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
@@ -94,6 +96,7 @@ void umi_count_huge(int sign, size_t usable); /* a huge block was handed out (+1
 void umi_count_mapped(const um_segment_t *seg, int sign);
 /* The same for memory that is not a segment (cached huge pieces). */
 void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign);
+void umi_count_migrated(int node, uint64_t pages); /* um_numa_migrate moved `pages` to `node` */
 #endif
 
 #endif

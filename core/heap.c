@@ -12,7 +12,7 @@
 #include "core/counters.h"
 
 #define EMPTY_HEAP_INIT \
-    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty} }
+    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty}, .numa_node = UMI_NUMA_UNSET }
 um_heap_t umi_heap_empty = EMPTY_HEAP_INIT;
 um_heap_t umi_heap_dead = EMPTY_HEAP_INIT;
 /* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
@@ -20,7 +20,7 @@ um_heap_t umi_heap_dead = EMPTY_HEAP_INIT;
 um_heap_t umi_heap_backup = {.tid = (uintptr_t)&umi_heap_backup,
                              .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty},
                              .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty},
-                             .is_backup = 1};
+                             .is_backup = 1, .numa_node = UMI_NUMA_UNSET};
 __thread um_heap_t *umi_tl_heap __attribute__((tls_model("initial-exec"))) = &umi_heap_empty;
 
 um_heap_t *umi_heap_registry;
@@ -51,6 +51,7 @@ static void heap_reset(um_heap_t *heap) {
 #else
     memset(heap, 0, sizeof(*heap));
 #endif
+    heap->numa_node = UMI_NUMA_UNSET;
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }

@@ -38,13 +38,21 @@ static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
     umi_count_huge(1, umi_huge_usable(seg, block));
 }
 
-static void *huge_alloc(size_t size, size_t align, bool growable) {
+/* node: the placement key to map for (see numa/policy.h), or UMI_NUMA_UNSET for the caller's. */
+static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     umi_process_init();
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
     if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_count_failed(); return NULL; }
     size_t map_size = round_page(offset + size) + UM_GUARD_SIZE;
-    int want_node = umi_arena_current_node(), node = want_node;
+    int want_node = on_node, node;
+    if (on_node == UMI_NUMA_UNSET) {
+        want_node = umi_arena_current_node();
+        /* The thread's pooled pages follow it too: mixed sizes reach here often. */
+        um_heap_t *heap = umi_tl_heap;
+        if (UM_UNLIKELY(umi_numa_on) && heap != NULL && !heap->is_backup && heap->numa_node != UMI_NUMA_UNSET) umi_heap_numa_check(heap);
+    }
+    node = want_node;
     um_huge_take_t got;
     uint8_t *base;
     unsigned page_kind;
@@ -90,8 +98,9 @@ static void *huge_alloc(size_t size, size_t align, bool growable) {
     return block;
 }
 
-void *umi_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align, false); }
-void *umi_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true); }
+void *umi_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align, false, UMI_NUMA_UNSET); }
+void *umi_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true, UMI_NUMA_UNSET); }
+void *umi_huge_alloc_onnode(size_t size, int node) { return huge_alloc(size, 16, false, node); }
 
 size_t umi_huge_usable(um_segment_t *seg, const void *p) {
     return (size_t)((uint8_t *)seg->map_base + seg->map_size - UM_GUARD_SIZE - (const uint8_t *)p);

@@ -208,10 +208,21 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     unsigned page_kind = umi_pages_for_huge_block(dst, size);
     size_t off = 0;
     for (size_t i = 0; i < nchunks; i++) {
-        umi_count_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
-        /* A piece that spans two VMAs (cut from an assembled block) can't move: drop it; the
-         * fresh memory stays in its place. */
-        if (umi_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) umi_arena_unmap(chunk[i].base, chunk[i].size);
+        /* A piece that spans two VMAs (cut from an assembled block) can't move before Linux
+         * 6.17, and mremap with MREMAP_FIXED unmaps the target before it finds that out: drop
+         * the piece and map fresh memory into the hole it left. */
+        if (umi_os_move(chunk[i].base, chunk[i].size, dst + off) != 0) {
+            if (umi_arena_map_at(dst + off, chunk[i].size, got_node) == NULL) {
+                /* No memory for it: the block can't be made; what is not moved yet goes back. */
+                umi_arena_unmap(dst, size);
+                for (size_t j = i; j < nchunks; j++) leftover_put(&chunk[j], chunk[j].base, chunk[j].size);
+                return false;
+            }
+            umi_count_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
+            umi_arena_unmap(chunk[i].base, chunk[i].size);
+        } else {
+            umi_count_mapped_bytes(chunk[i].node, chunk[i].page_kind, chunk[i].size, -1);
+        }
         off += chunk[i].size;
     }
     out->base = dst;

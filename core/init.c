@@ -66,6 +66,7 @@ void umi_process_init(void) {
         if (umi_large_threshold > UM_LARGE_MAX) umi_large_threshold = UM_LARGE_MAX;
         umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
         umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
+        umi_numa_init(); /* before the first segment is placed */
         umi_segment_init_process();
         umi_heap_init_process();
 #if UM_SECURE

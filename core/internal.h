@@ -12,6 +12,7 @@
 #include "base/base.h"
 #include "core/types.h"
 #include "core/block.h"
+#include "numa/policy.h"
 
 /* Counters the owner alone writes but other threads read for statistics. A plain increment is
  * one instruction; TSan must see an atomic to know the cross-thread read is intended. */
@@ -209,6 +210,12 @@ void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void umi_page_remote_free(um_page_t *page, um_block_t *b);
 bool umi_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
 void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
+/* On several NUMA nodes: if the heap's placement key changed (its thread moved to another node,
+ * or changed its policy), the pages it queued elsewhere stop serving: empty ones go back to
+ * their segments, the others are set aside as full until a free gives them a block back. Run
+ * by the allocation slow paths, so a thread that moves gets memory from its new node after at
+ * most one refill. Not for the backup heap. */
+void umi_heap_numa_check(um_heap_t *heap);
 void umi_page_queue_remove(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_push(um_heap_t *heap, um_page_t *page);
 void umi_page_queue_adopt(um_heap_t *heap, um_page_t *page);
@@ -282,6 +289,7 @@ void umi_heap_each_handed(void (*fn)(um_heap_t *, void *), void *arg); /* umi_ab
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *umi_huge_alloc(size_t size, size_t align);
 void *umi_huge_alloc_growable(size_t size); /* for realloc: a block mremap can grow */
+void *umi_huge_alloc_onnode(size_t size, int node); /* um_malloc_onnode: mapped for that node */
 void umi_huge_free(um_segment_t *seg, void *p);
 void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size);
 size_t umi_huge_usable(um_segment_t *seg, const void *p);

@@ -384,10 +384,39 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     if (atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) umi_segment_adopt(heap, 0, UM_KIND_COUNT, 2);
 }
 
+/* ---- NUMA: a heap that changed node ----------------------------------------------------- */
+static void page_rehome(um_heap_t *heap) {
+    for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
+        um_page_t *next;
+        for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
+            next = page->next;
+            if (umi_segment_of(page)->node == heap->numa_node) continue;
+            for (;;) {
+                umi_page_collect(heap, page);
+                if (umi_hot_used(umi_page_hot(page)) == 0) {
+                    umi_page_queue_remove(heap, page);
+                    umi_segment_page_free(heap, page);
+                    break;
+                }
+                if (page_to_full(heap, page)) break; /* else a remote free came in: collect again */
+            }
+        }
+    }
+}
+
+void umi_heap_numa_check(um_heap_t *heap) {
+    int key = umi_numa_key();
+    if (UM_LIKELY(key == heap->numa_node)) return;
+    bool placed = heap->numa_node != UMI_NUMA_UNSET;
+    heap->numa_node = (int16_t)key;
+    if (placed) page_rehome(heap);
+}
+
 /* ---- refill ---------------------------------------------------------------------------- */
 /* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
  * (moving full ones out of the queue), else carve, else start a fresh page. */
 void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
+    if (UM_UNLIKELY(umi_numa_on) && !heap->is_backup) umi_heap_numa_check(heap);
     if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) umi_heap_collect_delayed(heap);
     unsigned epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
     if (UM_UNLIKELY(epoch != heap->purge_epoch)) {

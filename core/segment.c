@@ -77,12 +77,12 @@ bool umi_release_for_retry(void) {
 }
 
 /* A small segment at an address of the region, or NULL (then it is mapped like the others). */
-static um_segment_t *region_map(int *node) {
+static um_segment_t *region_map(int want, int *node) {
     umi_lock(&umi_cache_lock);
     void *at = umi_region_take();
     umi_unlock(&umi_cache_lock);
     if (at == NULL) return NULL;
-    um_segment_t *seg = umi_arena_commit(at, umi_arena_current_node(), node);
+    um_segment_t *seg = umi_arena_commit(at, want, node);
     if (seg == NULL) {
         umi_lock(&umi_cache_lock);
         umi_region_put(at);
@@ -113,12 +113,13 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
 }
 
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
- * (free()'s fast path takes every pointer in the region for a small block). */
-static um_segment_t *segment_from_cache(um_kind_t kind) {
+ * (free()'s fast path takes every pointer in the region for a small block); on several NUMA
+ * nodes, one bound for the same placement `node` (the cache is per node). */
+static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     bool want_region = kind == UM_KIND_SMALL && small_in_region;
     umi_lock(&umi_cache_lock);
     um_segment_t *seg = cache_list;
-    while (seg != NULL && (umi_region_contains(seg) != 0) != want_region) seg = seg->next;
+    while (seg != NULL && ((umi_region_contains(seg) != 0) != want_region || (umi_numa_on && seg->node != node))) seg = seg->next;
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
@@ -138,13 +139,13 @@ static um_segment_t *segment_from_cache(um_kind_t kind) {
     return seg;
 }
 
-static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind) {
-    um_segment_t *seg = segment_from_cache(kind);
+static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
+    um_segment_t *seg = segment_from_cache(kind, want);
     if (seg == NULL) {
         int node;
-        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(&node) : NULL;
-        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
-        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, umi_arena_current_node(), &node);
+        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, &node) : NULL;
+        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node);
+        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node);
         if (seg == NULL) return NULL;
         seg->node = (int16_t)node;
         seg->map_base = seg;
@@ -240,13 +241,24 @@ void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg) {
 }
 
 /* ---- page slots ------------------------------------------------------------------------- */
-um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
+/* The heap's first segment of `kind` with a free slot, on the heap's node when that matters. */
+static um_segment_t *segment_with_slot(um_heap_t *heap, um_kind_t kind, int node) {
     um_segment_t *seg = heap->segments[kind];
+    if (UM_UNLIKELY(umi_numa_on) && !heap->is_backup)
+        while (seg != NULL && seg->node != node) seg = seg->next;
+    return seg;
+}
+
+um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
+    /* The heap's placement (umi_heap_numa_check); the backup heap serves every exiting thread
+     * and takes its memory from wherever it is. */
+    int node = !umi_numa_on ? UMI_NUMA_UNBOUND : heap->is_backup ? umi_arena_current_node() : heap->numa_node;
+    um_segment_t *seg = segment_with_slot(heap, kind, node);
     if (seg == NULL && !heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
         umi_segment_adopt(heap, 0, kind, 4);
-        seg = heap->segments[kind];
+        seg = segment_with_slot(heap, kind, node);
     }
-    if (seg == NULL) seg = segment_alloc(heap, kind);
+    if (seg == NULL) seg = segment_alloc(heap, kind, node);
     if (seg == NULL) return NULL;
     /* Prefer a dirty slot: its memory is resident already, reusing it saves page faults. */
     um_page_t *pick = NULL;

@@ -256,6 +256,10 @@ typedef struct um_heap_s {
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+    /* The NUMA placement key its pages come from (numa/policy.h: its thread's node under
+     * `local`), UMI_NUMA_UNSET before its first refill. Set on slow paths when there are
+     * several nodes (umi_heap_numa_check); on one node it stays unset and unread. */
+    int16_t numa_node;
 #if UM_SECURE
     uint64_t rng;                          /* counter of umi_heap_random: page secrets, carving order */
 #endif

@@ -102,7 +102,7 @@ UM_API int um_option_get_string(const char *name, char *buf, size_t len);
 /* A snapshot of every counter (docs/stats.md). Kept per thread by each thread itself, with no
  * atomic read-modify-write on the allocation fast paths, and summed when read: exact when the
  * program is quiet, a close approximation while other threads allocate. */
-#define UM_STATS_VERSION 2 /* 2: 81 classes (4 per doubling above 8 KiB) */
+#define UM_STATS_VERSION 3 /* 2: 81 classes (4 per doubling above 8 KiB); 3: per-node committed, live, migrated */
 #define UM_STATS_CLASSES 81 /* size classes, 16 B .. 512 KiB; class 0 is unused */
 #define UM_STATS_NODES 64
 enum um_stats_call {      /* entry points, for um_stats_t.calls */
@@ -146,6 +146,13 @@ typedef struct um_stats_s {
     unsigned node_count;         /* nodes with an entry in node_mapped_bytes */
     uint64_t node_mapped_bytes[UM_STATS_NODES]; /* by NUMA node (unbound memory counts as node 0) */
     uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP, 2 MiB, 1 GiB */
+    /* By NUMA node, as node_mapped_bytes (memory over several nodes counts in equal shares):
+     * committed counts, of pages in use, the OS pages their carved blocks span (what the kernel
+     * can have made resident), not whole pages as committed_bytes does; live the blocks' usable
+     * bytes; migrated the OS pages um_numa_migrate moved to the node since start. */
+    uint64_t node_committed_bytes[UM_STATS_NODES];
+    uint64_t node_live_bytes[UM_STATS_NODES];
+    uint64_t node_migrated_pages[UM_STATS_NODES];
 } um_stats_t;
 
 /* Fill *out (about 5 KiB). Takes the statistics locks briefly; never allocates. */
@@ -155,6 +162,44 @@ UM_API void um_stats_get(um_stats_t *out);
 UM_API int um_stats_print(int fd, int format);
 #define UM_STATS_TEXT 0
 #define UM_STATS_JSON 1
+
+/* ---- NUMA placement ------------------------------------------------------------------------ */
+/* On a machine with several NUMA nodes umalloc binds the memory it maps to a node before it is
+ * first touched, per UMALLOC_NUMA_POLICY (docs/numa.md). On one node all of this is a no-op: no
+ * system call is made unless one of the calls below asks the kernel something. */
+enum um_numa_policy {
+    UM_NUMA_PROCESS = -1,  /* (um_numa_set_thread_policy) back to the process's policy */
+    UM_NUMA_LOCAL,         /* each thread's memory on the node it runs on */
+    UM_NUMA_INTERLEAVE,    /* pages round-robin over the node list */
+    UM_NUMA_BIND,          /* only on the node list (allocation fails, or the OOM killer runs, when full) */
+    UM_NUMA_PREFERRED,     /* on the node list first, elsewhere when it is full */
+    UM_NUMA_NONE,          /* left to the kernel (first touch) */
+};
+/* Highest online node + 1 (1 on a machine without NUMA). No system call. */
+UM_API int um_numa_node_count(void);
+/* A block of at least `size` bytes whose memory is bound to `node` (preferred: the kernel falls
+ * back to other nodes only when that one is full). Cost: a mapping of its own (at least 8 KiB of
+ * address space, one OS page of header), a system call or two unless a freed block on that node
+ * is cached: meant for buffers, not for many small objects. On one node it is um_malloc. NULL
+ * with errno EINVAL for a node that is not online, ENOMEM when out of memory. Free with um_free. */
+UM_API void *um_malloc_onnode(size_t size, int node);
+/* The node the OS page holding p lives on now; -1 with errno ENOENT if that page is not resident
+ * (never written), or another errno from move_pages(2). One system call. */
+UM_API int um_numa_node_of(const void *p);
+/* Move the OS pages of the block p points to (from um_malloc & co.) to `node` and return how
+ * many moved (pages already there, and pages never written, do not count); -1 with errno EINVAL
+ * for a pointer that is not a live umalloc block or a node that is not online. A block mapped on
+ * its own is also bound to `node` from then on; a pooled block shares its first and last page
+ * with its neighbours, which move with it. Cost: about three system calls per 256 pages (the
+ * kernel copies every page: ~0.1-1 ms per MiB). Counted in um_stats_t.node_migrated_pages. */
+UM_API long um_numa_migrate(void *p, int node);
+/* The calling thread's policy, overriding UMALLOC_NUMA_POLICY / UMALLOC_NUMA_NODES for the memory
+ * it allocates from now on: `policy` from enum um_numa_policy (UM_NUMA_PROCESS: the process's
+ * again), `nodes` a mask (bit n = node n; 0 = all online nodes). Blocks the thread already has
+ * stay where they are; its heap stops allocating from pages placed otherwise at once (a walk of
+ * its pages, when the placement changes). Returns 0, or -1 with errno EINVAL (unknown policy, or
+ * no online node in `nodes`). */
+UM_API int um_numa_set_thread_policy(int policy, uint64_t nodes);
 
 #ifdef __cplusplus
 }

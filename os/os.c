@@ -87,6 +87,13 @@ void *umi_os_map_aligned(size_t size, size_t align) {
     return p;
 }
 
+void *umi_os_map_fixed(void *p, size_t size) {
+    int saved = errno;
+    void *q = map_plain(p, size, MAP_FIXED);
+    errno = saved;
+    return q == p ? p : NULL;
+}
+
 void umi_os_unmap(void *p, size_t size) {
     size_t ps = umi_os_page_size();
     size = (size + ps - 1) & ~(ps - 1);

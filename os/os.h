@@ -11,6 +11,9 @@
  * OS page size). NULL on failure (errno as mmap left it). */
 void *umi_os_map_aligned(size_t size, size_t align);
 void umi_os_unmap(void *p, size_t size);
+/* Map fresh zeroed read-write memory exactly at [p, p + size), replacing whatever is there.
+ * p on success, NULL on failure. */
+void *umi_os_map_fixed(void *p, size_t size);
 /* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. false if the
  * kernel refused: then the memory is as it was, contents included (nothing may assume zeros). */
 bool umi_os_purge(void *p, size_t size);

@@ -17,6 +17,8 @@
 #                only as root with CI=true or UM_TEST_DPKG=1)
 #   guest        scripts/test-guest.sh   python3 under umalloc runs out of memory and handles
 #                MemoryError, in a qemu guest (scripts/vm-run.sh) with vm.overcommit_memory=2
+#   numa         scripts/test-numa.sh   NUMA placement (policies, a thread that moves, migration,
+#                per-node statistics) measured with libnuma in a 2-node and a 4-node qemu guest
 # Every step runs even if an earlier one failed. Output goes to the terminal and, in full, to
 # build/test-logs/STEP.log. A step fails if its binary is missing, if it exits non-zero, times out,
 # or (Criterion steps) reports that it ran no test. A step that exits 77 is shown as SKIP, with the
@@ -34,7 +36,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install guest)
+all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install guest numa)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -196,6 +198,9 @@ for s in "${steps[@]}"; do
         guest)
             run_step guest "scripts/test-guest.sh" scripts/test-guest.sh -- \
                 scripts/test-guest.sh ;;
+        numa)
+            run_step numa "scripts/test-numa.sh" scripts/test-numa.sh -- \
+                scripts/test-numa.sh ;;
     esac
 done
 

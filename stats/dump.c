@@ -211,8 +211,10 @@ static void render_text(um_sink *k, const um_stats_t *s, const char *reason, int
     unsigned nodes = s->node_count > UM_STATS_NODES ? UM_STATS_NODES : s->node_count;
     rec(k, "NUMA nodes (%u):\n", nodes);
     for (unsigned n = 0; n < nodes; n++)
-        rec(k, "  node %-3u %11s %16llu B mapped\n", n, human(h1, sizeof h1, s->node_mapped_bytes[n]),
-            (ull)s->node_mapped_bytes[n]);
+        rec(k, "  node %-3u %11s %16llu B mapped, %s committed (%llu B), %s live (%llu B), %llu pages migrated\n", n,
+            human(h1, sizeof h1, s->node_mapped_bytes[n]), (ull)s->node_mapped_bytes[n],
+            human(h2, sizeof h2, s->node_committed_bytes[n]), (ull)s->node_committed_bytes[n],
+            human(h3, sizeof h3, s->node_live_bytes[n]), (ull)s->node_live_bytes[n], (ull)s->node_migrated_pages[n]);
     rec(k, "page sizes (mapped): %s %s (%llu B), %s %s (%llu B), %s %s (%llu B), %s %s (%llu B)\n",
         page_names[0], human(h1, sizeof h1, s->page_kind_mapped_bytes[0]), (ull)s->page_kind_mapped_bytes[0],
         page_names[1], human(h2, sizeof h2, s->page_kind_mapped_bytes[1]), (ull)s->page_kind_mapped_bytes[1],
@@ -275,7 +277,9 @@ static void render_json(um_sink *k, const um_stats_t *s, const char *reason, int
     unsigned nodes = s->node_count > UM_STATS_NODES ? UM_STATS_NODES : s->node_count;
     json_open_array(k, "nodes");
     for (unsigned n = 0; n < nodes; n++)
-        rec(k, "%s{\"node\":%u,\"mapped_bytes\":%llu}", n ? "," : "", n, (ull)s->node_mapped_bytes[n]);
+        rec(k, "%s{\"node\":%u,\"mapped_bytes\":%llu,\"committed_bytes\":%llu,\"live_bytes\":%llu,\"migrated_pages\":%llu}",
+            n ? "," : "", n, (ull)s->node_mapped_bytes[n], (ull)s->node_committed_bytes[n], (ull)s->node_live_bytes[n],
+            (ull)s->node_migrated_pages[n]);
     json_close_array(k);
     json_open_array(k, "size_classes");
     int first = 1;

@@ -50,6 +50,29 @@ static void add_heap(uint64_t *mallocs, uint64_t *frees, um_stats_t *out, const 
     *ifr += UM_SHARED_READ(h->internal_frees);
 }
 
+/* Per-node counts of `bytes` of a segment bound for placement key `node` (numa/policy.h):
+ * memory spread over several nodes counts in equal shares over the process's node list, as
+ * the mapped bytes do (core/counters.c). */
+static void node_add(uint64_t *per_node, int node, uint64_t bytes) {
+    if (node == UMI_NUMA_SPREAD) {
+        uint64_t nodes = umi_numa_process_nodes();
+        uint64_t share = bytes / (uint64_t)__builtin_popcountll(nodes), rest = bytes - share * (uint64_t)__builtin_popcountll(nodes);
+        for (int i = 0; i < UM_STATS_NODES; i++)
+            if (nodes >> i & 1) { per_node[i] += share + rest; rest = 0; }
+        return;
+    }
+    per_node[node < 0 || node >= UM_STATS_NODES ? 0 : node] += bytes;
+}
+
+/* Of a page in use, the OS pages its carved blocks span, and the one holding a small page's
+ * hot words (its last 4 KiB). */
+static uint64_t page_touched(const um_segment_t *seg, const um_page_t *page, size_t area) {
+    size_t carved = (size_t)UM_SHARED_READ(page->capacity) * UM_SHARED_READ(page->block_size);
+    size_t span = (carved + 4095) & ~(size_t)4095;
+    if (seg->kind == UM_KIND_SMALL && span + 4096 <= area) span += 4096;
+    return span < area ? span : area;
+}
+
 int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     if (in_signal && umi_locks_held_by_me()) return -1;
     memset(out, 0, sizeof *out);
@@ -82,22 +105,26 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             out->large_bytes += usable;
             out->metadata_bytes += UM_HUGE_HEADER;
             out->committed_bytes += seg->map_size;
+            node_add(out->node_committed_bytes, seg->node, seg->map_size);
+            node_add(out->node_live_bytes, seg->node, usable);
             continue;
         }
         um_heap_t *owner = atomic_load_explicit(&seg->heap, UM_RELAXED);
         bool walk = UM_WALK_OTHERS || owner == self || owner == NULL || owner->handed; /* no thread's */
         out->metadata_bytes += hdr;
         out->committed_bytes += hdr;
+        node_add(out->node_committed_bytes, seg->node, hdr);
         size_t psize = (size_t)1 << seg->page_shift;
         for (size_t i = 0; i < seg->page_count; i++) {
             um_page_t *page = &seg->pages[i];
             size_t bsize = UM_SHARED_READ(page->block_size);
             uint8_t slot = UM_SHARED_READ(page->slot);
             size_t area = i == 0 ? psize - hdr : psize;
-            if (slot == UM_SLOT_DIRTY) out->committed_bytes += area;
+            if (slot == UM_SLOT_DIRTY) { out->committed_bytes += area; node_add(out->node_committed_bytes, seg->node, area); }
             if (bsize == 0 || slot != UM_SLOT_USED) continue;
             out->pages++;
             out->committed_bytes += area;
+            node_add(out->node_committed_bytes, seg->node, page_touched(seg, page, area));
             um_page_hot_t *hot = umi_page_hot_in(seg, page);
             uint64_t allocs = UM_SHARED_READ(hot->allocs), freed = UM_SHARED_READ(hot->frees);
             if (walk) {
@@ -112,6 +139,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             frees[bin] += freed;
             uint64_t live = allocs > freed ? allocs - freed : 0;
             out->free_bytes += area > live * bsize ? area - live * bsize : 0;
+            node_add(out->node_live_bytes, seg->node, live * bsize);
         }
     }
     umi_unlock(&umi_segments_lock);
@@ -155,7 +183,8 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     out->node_count = 1;
     for (size_t n = 0; n < UM_STATS_NODES; n++) {
         out->node_mapped_bytes[n] = atomic_load_explicit(&umi_counters.node_mapped[n], UM_RELAXED);
-        if (out->node_mapped_bytes[n] != 0) out->node_count = (unsigned)n + 1;
+        out->node_migrated_pages[n] = atomic_load_explicit(&umi_counters.node_migrated[n], UM_RELAXED);
+        if (out->node_mapped_bytes[n] != 0 || out->node_migrated_pages[n] != 0) out->node_count = (unsigned)n + 1;
     }
     for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&umi_counters.kind_mapped[k], UM_RELAXED);
 
