@@ -74,10 +74,11 @@ void umi_count_huge(int sign, size_t usable) {
 
 void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
     node = node < 0 ? 0 : node >= UM_STATS_NODES ? UM_STATS_NODES - 1 : node;
-    unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
+    unsigned kind = (page_kind & 0x7fu) < UM_PAGES_KINDS ? (page_kind & 0x7fu) : 0;
     uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
     ADD(umi_counters.node_mapped[node], n);
     ADD(umi_counters.kind_mapped[kind], n);
+    if (page_kind & 0x80u) ADD(umi_counters.locked, n); /* UM_PAGES_LOCKED: hugepages/pagesize.h */
 }
 
 void umi_count_mapped(const um_segment_t *seg, int sign) {

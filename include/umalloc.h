@@ -145,7 +145,9 @@ typedef struct um_stats_s {
     um_stats_class_t classes[UM_STATS_CLASSES];
     unsigned node_count;         /* nodes with an entry in node_mapped_bytes */
     uint64_t node_mapped_bytes[UM_STATS_NODES]; /* by NUMA node (unbound memory counts as node 0) */
-    uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP, 2 MiB, 1 GiB */
+    uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP (advised), 2 MiB, 1 GiB */
+    uint64_t hugepage_fallbacks; /* mappings that got smaller pages than UMALLOC_HUGEPAGES asked (pool empty) */
+    uint64_t locked_bytes;       /* of mapped_bytes, locked in RAM (UMALLOC_MLOCK) */
 } um_stats_t;
 
 /* Fill *out (about 5 KiB). Takes the statistics locks briefly; never allocates. */

@@ -3,6 +3,7 @@
 
 #include "core/internal.h"
 #include "os/os.h"
+#include "hugepages/pagesize.h"
 #include "stats/stats.h"
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
@@ -158,6 +159,17 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
         if (out->node_mapped_bytes[n] != 0) out->node_count = (unsigned)n + 1;
     }
     for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&umi_counters.kind_mapped[k], UM_RELAXED);
+    /* Units of reserved runs that hold no segment (hugepages/reserve.c): mapped and resident. */
+    for (size_t k = 0; k < UM_PAGES_KINDS; k++) {
+        uint64_t idle = atomic_load_explicit(&umi_pages_stats.idle[k], UM_RELAXED);
+        out->page_kind_mapped_bytes[k] += idle;
+        out->node_mapped_bytes[0] += idle;
+        out->mapped_bytes += idle;
+        out->committed_bytes += idle;
+        out->free_bytes += idle;
+    }
+    out->hugepage_fallbacks = atomic_load_explicit(&umi_pages_stats.fallbacks, UM_RELAXED);
+    out->locked_bytes = atomic_load_explicit(&umi_counters.locked, UM_RELAXED) + atomic_load_explicit(&umi_pages_stats.idle_locked, UM_RELAXED);
 
     atomic_store_explicit(&umi_counters.sampled_pooled_live, out->live_bytes - out->large_bytes, UM_RELAXED);
     umi_count_peak(out->live_bytes);
