@@ -158,6 +158,30 @@ UM_API int um_stats_print(int fd, int format);
 #define UM_STATS_TEXT 0
 #define UM_STATS_JSON 1
 
+/* ---- mapped files ---------------------------------------------------------------------------- */
+/* Map a whole file for a latency-critical reader, with the choices UMALLOC_PREFAULT, UMALLOC_MLOCK
+ * and UMALLOC_HUGEPAGES make for the heap (docs/tuning.md, "Huge pages..."). flags: exactly one
+ * of UM_MAP_READ (read-only, private) and UM_MAP_SHARED (read-write, shared with the file),
+ * plus any of
+ *   UM_MAP_PREFAULT  read every page in now (no fault after the call; page cache and tables);
+ *   UM_MAP_LOCK      lock it in RAM (mlock2): failure to lock is failure of the call;
+ *   UM_MAP_HUGE      huge pages where the file system allows: a hugetlbfs file is mapped with
+ *                    its pages, elsewhere the mapping is 2 MiB-aligned and advised
+ *                    (MADV_HUGEPAGE: tmpfs with huge=advise/within_size, read-only file THP).
+ * Returns the address and sets *size (the mapping's length: the file's size rounded up to the
+ * page that backs it; pass it to um_unmap_file). On failure: NULL, nothing left mapped, and
+ * errno says why: EINVAL (NULL path or size, flags not as above, an empty file), ENODEV (not a
+ * regular file), what open(2) says (ENOENT, EACCES...), ENOMEM or EAGAIN (the lock went over
+ * RLIMIT_MEMLOCK), EPERM (locking not allowed). */
+#define UM_MAP_READ 0x1
+#define UM_MAP_SHARED 0x2
+#define UM_MAP_PREFAULT 0x4
+#define UM_MAP_LOCK 0x8
+#define UM_MAP_HUGE 0x10
+UM_API void *um_map_file(const char *path, int flags, size_t *size);
+/* Unmap what um_map_file returned (p and *size as it gave them): 0, or -1 with errno EINVAL. */
+UM_API int um_unmap_file(void *p, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
