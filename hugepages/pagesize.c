@@ -23,7 +23,7 @@
 /* With UMALLOC_HUGEPAGES=thp, segments are advised once umalloc holds this much: a program that
  * small fits in the TLB's reach with 4 KiB pages, and a 2 MiB page faulted in for the first
  * 64 KiB slot of a segment would multiply its resident memory. */
-#define UM_THP_SEGMENTS_FROM ((uint64_t)64 << 20)
+#define UM_THP_SEGMENTS_FROM ((uint64_t)256 << 20)
 /* After a pool refused a page, it is not asked again for this long: each refused mmap costs a
  * system call and the kernel's search of the pool. */
 #define UM_BACKOFF_MS 1000

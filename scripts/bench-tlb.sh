@@ -22,7 +22,7 @@
 #
 # Writes build/bench/tlb.csv (one line per run) and build/bench/tlb-meta.txt; the report's
 # section comes from scripts/bench-report.py (--tlb). Environment: RUNS, TLB_CONFIGS (a subset,
-# by name), TLB_MIB (2048), TLB_STEPS (5000000), TLB_ENTRIES (20000000), TLB_LOOKUPS (5000000).
+# by name), TLB_MIB (2048), TLB_STEPS (2000000), TLB_ENTRIES (20000000), TLB_LOOKUPS (4000000).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -78,8 +78,8 @@ echo "bench-tlb: $pool_note" >&2
 
 CSV=$OUT/tlb.csv
 echo "workload,config,run,time_s,build_s,rss_kb,minflt,majflt,status" >"$CSV"
-ARGS_chase="mib=${TLB_MIB:-2048} steps=${TLB_STEPS:-5000000}"
-ARGS_hash="hash=1 entries=${TLB_ENTRIES:-20000000} lookups=${TLB_LOOKUPS:-5000000}"
+ARGS_chase="mib=${TLB_MIB:-2048} steps=${TLB_STEPS:-2000000}"
+ARGS_hash="hash=1 entries=${TLB_ENTRIES:-20000000} lookups=${TLB_LOOKUPS:-4000000}"
 nc=${#names[@]}
 for ((k = 1; k <= RUNS; k++)); do
     for w in chase hash; do
