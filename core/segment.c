@@ -253,9 +253,11 @@ void umi_segment_cache_trim(bool force) {
             break;
         }
     }
-    umi_lock(&umi_cache_lock);
-    umi_pages_runs_trim(now, umi_purge_delay_ms, force);
-    umi_unlock(&umi_cache_lock);
+    if (atomic_load_explicit(&umi_pages_temp_runs, UM_RELAXED) != 0) { /* 1 GiB runs (hugepages/reserve.c) */
+        umi_lock(&umi_cache_lock);
+        umi_pages_runs_trim(now, umi_purge_delay_ms, force);
+        umi_unlock(&umi_cache_lock);
+    }
     umi_huge_cache_trim(force);
 }
 

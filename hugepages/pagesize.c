@@ -52,10 +52,14 @@ int umi_pages_hugetlb_flags(unsigned kind) {
 
 static size_t kind_bytes(unsigned kind) { return kind == UM_PAGES_1G ? UM_1G : UM_2M; }
 
+__thread bool umi_pages_exact;
+
 static bool backing_off(unsigned kind) {
     uint64_t at = atomic_load_explicit(&retry_at_ms[kind], memory_order_relaxed);
     return at != 0 && umi_os_now_ms() < at;
 }
+
+bool umi_pages_backing_off(unsigned kind) { return kind < UM_PAGES_KINDS && backing_off(kind); }
 
 static void refused(unsigned kind) {
     atomic_store_explicit(&retry_at_ms[kind], umi_os_now_ms() + UM_BACKOFF_MS, memory_order_relaxed);
@@ -120,6 +124,7 @@ void *umi_pages_map(size_t size, size_t align, unsigned *kind) {
 
 int umi_pages_commit(void *at, size_t size, unsigned *kind) {
     unsigned want = policy_kind(size, (uintptr_t)at), k = want;
+    if (umi_pages_exact && (want < UM_PAGES_2M || backing_off(want))) return -1; /* nothing mapped yet */
     for (; k >= UM_PAGES_2M; k--) {
         if (backing_off(k)) continue;
         if (umi_region_commit_flags(at, size, umi_pages_hugetlb_flags(k)) == 0) {
@@ -129,6 +134,10 @@ int umi_pages_commit(void *at, size_t size, unsigned *kind) {
             return 0;
         }
         refused(k); /* the range may be unmapped now: the next commit maps it again at once */
+        if (umi_pages_exact) { /* no fallback: leave no hole in the region, and fail */
+            umi_region_decommit_size(at, size);
+            return -1;
+        }
     }
     if (umi_region_commit_flags(at, size, 0) != 0) {
         if (want >= UM_PAGES_2M) umi_region_decommit_size(at, size); /* no hole left in the region */

@@ -86,9 +86,16 @@ bool umi_pages_run_put(void *unit);
 /* Release runs other than the reservation that have held no segment for `delay_ms` (all idle
  * ones when forced): their units go back to the region whole, their pages to the pool. */
 void umi_pages_runs_trim(uint64_t now_ms, uint64_t delay_ms, bool force);
+/* Runs that umi_pages_runs_trim may release (1 GiB runs), readable without the lock: the
+ * caller need not take its lock when there is none. */
+extern _Atomic size_t umi_pages_temp_runs;
 
 /* ---- shared by the files of this layer ---- */
 int umi_pages_hugetlb_flags(unsigned kind); /* MAP_HUGETLB | its size flag (0 for 4K and THP) */
+bool umi_pages_backing_off(unsigned kind);  /* that pool refused a page less than a second ago */
+/* Set by the calling thread around the commit of a 1 GiB run: the commit gets the policy's
+ * kind or fails, with no fallback (a 1 GiB run of smaller pages would only be given back). */
+extern __thread bool umi_pages_exact;
 void umi_pages_fallback(unsigned wanted, unsigned got); /* count a fallback; say it once */
 
 #endif

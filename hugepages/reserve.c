@@ -37,6 +37,7 @@ typedef struct run_s {
 } run_t;
 
 static run_t runs[RUNS_MAX];
+_Atomic size_t umi_pages_temp_runs;
 /* Unit states of every run, side by side: the reservation's first (up to 64 GiB: 16 Ki units),
  * then 1 GiB runs. Static, so that it costs what is touched. */
 #define STATE_BYTES (16384 + RUNS_MAX * UNITS_1G)
@@ -77,7 +78,10 @@ static run_t *run_map(size_t units, size_t align_units, bool permanent) {
     size_t size = units * UNIT;
     int node;
     unsigned kind;
-    if (umi_arena_commit(base, size, -1, &node, &kind) == NULL) {
+    umi_pages_exact = !permanent; /* a 1 GiB run is of 1 GiB pages or nothing */
+    void *got = umi_arena_commit(base, size, -1, &node, &kind);
+    umi_pages_exact = false;
+    if (got == NULL) {
         for (size_t u = 0; u < units; u++) umi_region_put(base + u * UNIT);
         return NULL;
     }
@@ -87,6 +91,7 @@ static run_t *run_map(size_t units, size_t align_units, bool permanent) {
     size_t first = umi_region_unit_index(base);
     for (size_t u = 0; u < units; u++) unit_run[first + u] = (uint8_t)(r - runs + 1);
     idle_add(r, size, 1);
+    if (!permanent) atomic_fetch_add_explicit(&umi_pages_temp_runs, 1, memory_order_relaxed);
     return r;
 }
 
@@ -134,21 +139,9 @@ void *umi_pages_run_take(unsigned *kind, bool *dirty) {
     }
     if (best != NULL) return unit_take(best, kind, dirty);
     if (umi_pages_mode() != UM_PAGES_1G) return NULL;
-    static _Atomic uint64_t retry_at; /* the 1 GiB pool refused: not before */
-    uint64_t now = umi_os_now_ms();
-    run_t *r = now >= atomic_load_explicit(&retry_at, memory_order_relaxed) ? run_map(UNITS_1G, UNITS_1G, false) : NULL;
-    if (r != NULL && UM_PAGES_KIND(r->kind) != UM_PAGES_1G) {
-        /* Not 1 GiB pages after all: give it back, the region's units do as well. */
-        umi_pages_decommit(r->base, r->units * UNIT);
-        for (size_t u = 0; u < r->units; u++) umi_region_put(r->base + u * UNIT);
-        idle_add(r, r->units * UNIT, -1);
-        size_t first = umi_region_unit_index(r->base);
-        memset(unit_run + first, 0, r->units);
-        r->base = NULL;
-        r = NULL;
-    }
+    /* A new 1 GiB run, unless that pool refused a page less than a second ago. */
+    run_t *r = umi_pages_backing_off(UM_PAGES_1G) ? NULL : run_map(UNITS_1G, UNITS_1G, false);
     if (r == NULL) {
-        if (now >= atomic_load_explicit(&retry_at, memory_order_relaxed)) atomic_store_explicit(&retry_at, now + 1000, memory_order_relaxed);
         umi_pages_fallback(UM_PAGES_1G, UM_PAGES_2M); /* the caller maps the unit on its own */
         return NULL;
     }
@@ -180,5 +173,6 @@ void umi_pages_runs_trim(uint64_t now_ms, uint64_t delay_ms, bool force) {
         memset(unit_run + umi_region_unit_index(r->base), 0, r->units);
         for (size_t u = 0; u < r->units; u++) umi_region_put(r->base + u * UNIT);
         r->base = NULL;
+        atomic_fetch_sub_explicit(&umi_pages_temp_runs, 1, memory_order_relaxed);
     }
 }

@@ -92,11 +92,21 @@ echo "UMALLOC_RESERVE=64M: HugePages_Rsvd $r0 before the first block; $m2 B on 2
 ((m2 == 64 << 20)) && ok "reserve: segments come from the reservation (2 MiB pages mapped: exactly 64 MiB)" || bad "reserve: $m2 B on 2 MiB pages, not the 64 MiB reserved"
 
 # ---- 1. 1 GiB pages ----------------------------------------------------------------------------
+# Without a 1 GiB page to give, 1G falls back to 2 MiB pages: the run goes on, counted.
+if [[ $saved_gig == - ]] || { echo 0 >$GIG; true; }; then
+    pool 64
+    probe 1g-2m UMALLOC_HUGEPAGES=1G -- small 100 || bad "1G without 1 GiB pages: the probe failed: $(cat "$tmpdir/1g-2m.err")"
+    fb=$(val fallbacks "$tmpdir/1g-2m.out") m2=$(val mapped_2m "$tmpdir/1g-2m.out") f0=$(val free_before "$tmpdir/1g-2m.out") f2=$(val free_after "$tmpdir/1g-2m.out")
+    echo "1G, no 1 GiB page: $fb fallbacks, $m2 B on 2 MiB pages; HugePages_Free $f0 before, $f2 after"
+    ((fb > 0 && m2 >= 100 << 20)) && ok "1G without 1 GiB pages: segments on 2 MiB pages, $fb fallbacks counted" || bad "1G without 1 GiB pages: $fb fallbacks, $m2 B on 2 MiB pages"
+    ((f2 >= f0 - 4)) && ok "1G without 1 GiB pages: the 2 MiB pages came back" || bad "1G without 1 GiB pages: $f2 free after, $f0 before"
+fi
 if [[ $saved_gig == - ]]; then
     echo "!!! SKIP (1G): this kernel has no 1 GiB hugetlb pages (no $GIG: the CPU or the hypervisor lacks pdpe1gb)"
 elif ! { echo 1 >$GIG; [[ $(cat $GIG) -ge 1 ]]; }; then
     echo "!!! SKIP (1G): the kernel could not give a 1 GiB page (memory too fragmented)"
 else
+    echo 1 >$GIG
     pool 0
     probe 1g UMALLOC_HUGEPAGES=1G -- small 100 || bad "1G: the probe failed: $(cat "$tmpdir/1g.err")"
     g0=$(val free1g_before "$tmpdir/1g.out") g1=$(val free1g_held "$tmpdir/1g.out") g2=$(val free1g_after "$tmpdir/1g.out") v1=$(val smaps_vmas_1g "$tmpdir/1g.out")
