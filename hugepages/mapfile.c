@@ -63,7 +63,10 @@ UM_API void *um_map_file(const char *path, int flags, size_t *size) {
     uint8_t *at = align ? reserve_aligned(len, HUGE_ALIGN) : NULL;
     if (align && at == NULL) return fail(fd, NULL, 0, ENOMEM);
     int prot = PROT_READ | (shared ? PROT_WRITE : 0);
-    void *p = umi_sys_mmap(at, len, prot, (shared ? MAP_SHARED : MAP_PRIVATE) | (at ? MAP_FIXED : 0), fd, 0);
+    /* A private hugetlbfs mapping would reserve pool pages for copies on write, which a
+     * read-only mapping never makes. */
+    int noreserve = hugetlbfs && !shared ? MAP_NORESERVE : 0;
+    void *p = umi_sys_mmap(at, len, prot, (shared ? MAP_SHARED : MAP_PRIVATE) | noreserve | (at ? MAP_FIXED : 0), fd, 0);
     if (p == MAP_FAILED) return fail(fd, at, len, errno);
     if (align) umi_sys_madvise(p, len, MADV_HUGEPAGE); /* advice: the file system may not do it */
     if (flags & UM_MAP_PREFAULT) {

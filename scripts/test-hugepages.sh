@@ -16,7 +16,8 @@
 #      UMALLOC_MLOCK=1: VmLck covers umalloc's committed memory; with RLIMIT_MEMLOCK at 64 KiB
 #      (as an unprivileged user), one line on stderr and a correct run.
 #   4. um_map_file of a 1 GiB file, prefaulted: no major fault after the call; bad path, flags
-#      and file type give errno and no mapping.
+#      and file type give errno and no mapping. A file on hugetlbfs (mounted here, unmounted on
+#      exit) is mapped on its 2 MiB pages, read-only, with a pool that it fills exactly.
 #   5. UMALLOC_HUGEPAGES=3M and UMALLOC_RESERVE=lots: one line each, naming variable, value and
 #      what is accepted.
 # With CI=true, a kernel that refuses 2 MiB pages is a failure, not a skip.
@@ -38,6 +39,7 @@ saved_nr=$(cat $NR)
 saved_gig=$(cat $GIG 2>/dev/null || echo -)
 tmpdir=$(mktemp -d /var/tmp/umalloc-hp.XXXXXX) || exit 2
 restore() {
+    mountpoint -q "$tmpdir/hugetlbfs" 2>/dev/null && umount "$tmpdir/hugetlbfs"
     echo "$saved_nr" >$NR
     [[ $saved_gig == - ]] || echo "$saved_gig" >$GIG 2>/dev/null
     rm -rf "$tmpdir"
@@ -159,6 +161,20 @@ if head -c $((1 << 30)) /dev/urandom >"$file" 2>/dev/null; then
 else
     bad "um_map_file: could not write a 1 GiB file in $tmpdir"
 fi
+
+# on hugetlbfs: the file's own 2 MiB pages
+mnt=$tmpdir/hugetlbfs
+pool 4 # the file takes them all: a private mapping that reserved more would be refused
+if mkdir -p "$mnt" && mount -t hugetlbfs -o pagesize=2M none "$mnt" 2>/dev/null; then
+    probe hugefile -- hugefile "$mnt" || bad "um_map_file on hugetlbfs: the probe failed: $(cat "$tmpdir/hugefile.out" "$tmpdir/hugefile.err")"
+    umount "$mnt"
+    echo "um_map_file on hugetlbfs: $(tr '\n' ' ' <"$tmpdir/hugefile.out")"
+    [[ $(val huge_kernel_page_kb "$tmpdir/hugefile.out") == 2048 && $(val huge_bad_bytes "$tmpdir/hugefile.out") == 0 ]] &&
+        ok "um_map_file: a hugetlbfs file is mapped on its 2 MiB pages, contents intact" || bad "um_map_file on hugetlbfs: not on 2 MiB pages, or wrong contents"
+else
+    echo "!!! SKIP (um_map_file on hugetlbfs): could not mount hugetlbfs"
+fi
+pool 0
 
 # ---- 5. bad values ---------------------------------------------------------------------------------
 for kv in UMALLOC_HUGEPAGES=3M UMALLOC_RESERVE=lots; do

@@ -13,7 +13,10 @@
  *                          and locked bytes
  *   hp_probe mapfile PATH  um_map_file(PATH, read-only, prefaulted) after evicting it from the
  *                          page cache; random 8-byte reads; the major faults of the reads; then
- *                          the errors of bad calls */
+ *                          the errors of bad calls
+ *   hp_probe hugefile DIR  in DIR (a hugetlbfs mount), a file of 8 MiB written through a shared
+ *                          mapping; then um_map_file(read-only, huge, prefaulted): its contents
+ *                          and the kernel page size behind the mapping */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -200,6 +203,46 @@ static int mapfile(const char *path) {
     return 0;
 }
 
+/* The KernelPageSize of the mapping that holds p, in kB (0: not found). */
+static long kernel_page_kb(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    long kb = 0;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) in = (unsigned long)p >= lo && (unsigned long)p < hi;
+        else if (in && sscanf(line, "KernelPageSize: %ld kB", &kb) == 1) break;
+    }
+    if (f) fclose(f);
+    return in ? kb : 0;
+}
+
+static int hugefile(const char *dir) {
+    void *(*um_map_file)(const char *, int, size_t *) = (void *(*)(const char *, int, size_t *))dlsym(RTLD_DEFAULT, "um_map_file");
+    int (*um_unmap_file)(void *, size_t) = (int (*)(void *, size_t))dlsym(RTLD_DEFAULT, "um_unmap_file");
+    if (!um_map_file || !um_unmap_file) { printf("umalloc=no\n"); return 1; }
+    char path[512];
+    snprintf(path, sizeof path, "%s/probe", dir);
+    size_t size = (size_t)8 << 20;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) { printf("create_errno=%d\n", errno); return 1; }
+    unsigned char *w = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); /* hugetlbfs: no write(2) */
+    if (w == MAP_FAILED) { printf("create_errno=%d\n", errno); return 1; }
+    for (size_t i = 0; i < size; i += 4096) w[i] = (unsigned char)(i >> 12);
+    munmap(w, size);
+    close(fd);
+    size_t got = 0;
+    const unsigned char *p = um_map_file(path, UM_MAP_READ | UM_MAP_HUGE | UM_MAP_PREFAULT, &got);
+    if (!p) { printf("map_errno=%d\n", errno); unlink(path); return 1; }
+    size_t bad = 0;
+    for (size_t i = 0; i < size; i += 4096) bad += p[i] != (unsigned char)(i >> 12);
+    printf("huge_map_size=%zu\nhuge_kernel_page_kb=%ld\nhuge_bad_bytes=%zu\n", got, kernel_page_kb(p), bad);
+    printf("huge_unmap=%d\n", um_unmap_file((void *)p, got));
+    unlink(path);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) { fprintf(stderr, "usage: hp_probe small|touch|lock|mapfile ARG\n"); return 2; }
@@ -207,5 +250,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "touch") == 0) return touch((size_t)atol(argv[2]));
     if (strcmp(argv[1], "lock") == 0) return lock((size_t)atol(argv[2]));
     if (strcmp(argv[1], "mapfile") == 0) return mapfile(argv[2]);
+    if (strcmp(argv[1], "hugefile") == 0) return hugefile(argv[2]);
     return 2;
 }
