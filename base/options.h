@@ -84,7 +84,13 @@ typedef enum um_option_type {
       "where memory goes on a machine with several NUMA nodes (one node: no effect)")             \
     X(NUMA_NODES, NODES, -1, 0, 0, NULL,                                                         \
       "the nodes interleave, bind and preferred use, and local keeps to; 0-63 = all online")      \
-    /* ---- huge pages (hugepages/): add their rows here, once they have an effect.          */ \
+    /* ---- huge pages, prefaulting, locking (hugepages/) ---- */                                \
+    X(HUGEPAGES, ENUM, 1, 0, 0, "none,thp,2M,1G",                                                \
+      "pages behind segments and large blocks: none (4 KiB), thp (advised), 2M or 1G (hugetlb pool)") \
+    X(RESERVE, SIZE, 0, 0, 64 * UM_GiB, NULL,                                                    \
+      "map this much at start (from the hugetlb pool with 2M or 1G); small segments come from it first") \
+    X(PREFAULT, BOOL, 0, 0, 0, NULL, "populate memory when it is mapped, so that a first touch does not fault") \
+    X(MLOCK, BOOL, 0, 0, 0, NULL, "lock umalloc's memory in RAM (mlock2; over RLIMIT_MEMLOCK: one line, unlocked)") \
     /* ---- statistics (stats/) ---- */                                                          \
     X(STATS_SIGNAL, SIGNAL, SIGUSR1, 0, 0, NULL,                                                 \
       "signal that makes umalloc dump its statistics; none = install no handler")                \
@@ -102,6 +108,8 @@ typedef enum um_option_id {
 
 /* Values of enum options, by index (keep in the order of EXTRA). */
 enum { UM_STATS_FORMAT_TEXT = 0, UM_STATS_FORMAT_JSON = 1 };
+/* UMALLOC_HUGEPAGES: the same numbers as include/umalloc.h's UM_PAGES_* kinds. */
+enum { UM_HUGEPAGES_NONE = 0, UM_HUGEPAGES_THP = 1, UM_HUGEPAGES_2M = 2, UM_HUGEPAGES_1G = 3 };
 
 /* One row of the table, as the code sees it. */
 typedef struct um_option_desc {

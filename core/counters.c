@@ -73,9 +73,10 @@ void umi_count_huge(int sign, size_t usable) {
 }
 
 void umi_count_mapped_bytes(int node, unsigned page_kind, size_t bytes, int sign) {
-    unsigned kind = page_kind < UM_PAGES_KINDS ? page_kind : 0;
+    unsigned kind = (page_kind & 0x7fu) < UM_PAGES_KINDS ? (page_kind & 0x7fu) : 0;
     uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes; /* unsigned wrap-around subtracts */
     ADD(umi_counters.kind_mapped[kind], n);
+    if (page_kind & 0x80u) ADD(umi_counters.locked, n); /* UM_PAGES_LOCKED: hugepages/pagesize.h */
     if (node == UMI_NUMA_SPREAD) {
         /* Spread over the process's node list (interleave; bind or preferred to several
          * nodes): counted as equal shares, the rest of the division on the first node, so that

@@ -34,6 +34,7 @@ typedef struct um_counters_s {
     _Atomic uint64_t node_mapped[UM_STATS_NODES];
     _Atomic uint64_t kind_mapped[UM_PAGES_KINDS];
     _Atomic uint64_t node_migrated[UM_STATS_NODES]; /* pages um_numa_migrate moved to each node */
+    _Atomic uint64_t locked;                      /* of the mapped bytes, those locked (UM_PAGES_LOCKED) */
     um_heap_stats_t exited;                       /* folded counters of exited threads (registry lock) */
     uint64_t exited_threads;                      /* (registry lock) */
 } um_counters_t;

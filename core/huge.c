@@ -44,7 +44,8 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     size_t offset = align <= UM_HUGE_HEADER ? UM_HUGE_HEADER : align; /* block start from map base */
     size_t map_align = align <= UM_SEGMENT_SIZE ? UM_SEGMENT_SIZE : align;
     if (size > SIZE_MAX / 2 - offset) { errno = ENOMEM; umi_count_failed(); return NULL; }
-    size_t map_size = round_page(offset + size) + UM_GUARD_SIZE;
+    /* Whole hugetlb pages where the policy uses them (hugepages/): the rounding is usable. */
+    size_t map_size = umi_pages_block_size(round_page(offset + size) + UM_GUARD_SIZE);
     int want_node = on_node, node;
     if (on_node == UMI_NUMA_UNSET) {
         want_node = umi_arena_current_node();
@@ -63,12 +64,11 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         is_zero = got.is_zero;
         multi_vma = got.multi_vma;
     } else {
-        base = umi_arena_map(map_size, map_align, want_node, &node);
-        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, &node);
+        /* A big block is written through, typically: hugepages/ backs it with huge pages as
+         * UMALLOC_HUGEPAGES says (transparent ones: one fault per 2 MiB instead of 512). */
+        base = umi_arena_map(map_size, map_align, want_node, &node, &page_kind);
+        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, &node, &page_kind);
         if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
-        /* A big block is written through, typically: back it with transparent huge pages, one
-         * fault per 2 MiB instead of 512 (a no-op where THP is off). */
-        page_kind = umi_pages_for_huge_block(base, map_size);
         is_zero = true;
     }
     UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
@@ -128,7 +128,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     if (p != seg->pages[0].start || seg->map_base != (void *)seg || offset >= UM_SEGMENT_SIZE) return NULL;
     if (seg->multi_vma) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
-    size_t new_size = round_page(offset + size) + UM_GUARD_SIZE, old_size = seg->map_size;
+    size_t new_size = umi_pages_block_size(round_page(offset + size) + UM_GUARD_SIZE), old_size = seg->map_size;
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, old_size);

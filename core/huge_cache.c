@@ -93,6 +93,9 @@ static void leftover_put(const huge_piece_t *from, uint8_t *base, size_t size) {
 
 bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
     if (size > UM_HUGE_CACHE_BYTES / 2) return false; /* one block would flush everything else */
+    /* Hugetlb pages go back to their pool at once: pieces are cut and purged at 4 KiB
+     * boundaries, which would split them. */
+    if (UM_PAGES_KIND(page_kind) >= UM_PAGES_2M) return false;
     huge_piece_t p = {.base = base, .size = size, .cached_at_ms = umi_os_now_ms(), .node = (int16_t)node,
                       .page_kind = (uint8_t)page_kind, .purged = 0};
     huge_piece_t evict[4];
@@ -168,7 +171,7 @@ static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     umi_count_mapped_bytes(got.node, got.page_kind, got.size, -1); /* the caller counts the block */
     out->base = at;
     out->is_zero = 0;
-    out->page_kind = umi_pages_for_huge_block(at, size) == UM_PAGES_THP ? UM_PAGES_THP : got.page_kind;
+    out->page_kind = (uint8_t)umi_pages_for_huge_block(at, size, got.page_kind);
     return true;
 }
 
@@ -200,12 +203,17 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     if (nchunks == 0) return false;
 
     int got_node;
-    uint8_t *dst = umi_arena_map(size, UM_SEGMENT_SIZE, node, &got_node);
-    if (dst == NULL) {
+    unsigned page_kind;
+    uint8_t *dst = umi_arena_map(size, UM_SEGMENT_SIZE, node, &got_node, &page_kind);
+    if (dst == NULL || UM_PAGES_KIND(page_kind) >= UM_PAGES_2M) {
+        /* A hugetlb mapping takes no small pages moved into it: it stays as it is, fresh. */
         for (size_t i = 0; i < nchunks; i++) leftover_put(&chunk[i], chunk[i].base, chunk[i].size);
-        return false;
+        if (dst == NULL) return false;
+        out->base = dst;
+        out->is_zero = 1;
+        out->page_kind = (uint8_t)page_kind;
+        return true;
     }
-    unsigned page_kind = umi_pages_for_huge_block(dst, size);
     size_t off = 0;
     for (size_t i = 0; i < nchunks; i++) {
         /* A piece that spans two VMAs (cut from an assembled block) can't move before Linux
@@ -251,6 +259,7 @@ void umi_huge_cache_trim(bool force) {
             uint64_t age = now - pieces[i].cached_at_ms;
             unmap = force || age >= UM_RETAIN_MS + umi_purge_delay_ms;
             purge = !unmap && !pieces[i].purged && age >= umi_purge_delay_ms;
+            if (purge && !umi_pages_splittable(pieces[i].page_kind)) { unmap = true; purge = false; } /* locked: whole */
             if (unmap || purge) { p = pieces[i]; piece_remove(i); break; }
         }
         umi_unlock(&umi_cache_lock);

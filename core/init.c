@@ -12,6 +12,7 @@
 #include "core/internal.h"
 #include "base/options.h"
 #include "os/os.h"
+#include "hugepages/pagesize.h"
 #include "core/check.h"
 #include "core/counters.h"
 
@@ -67,6 +68,7 @@ void umi_process_init(void) {
         umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
         umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
         umi_numa_init(); /* before the first segment is placed */
+        umi_pages_init(); /* before the first segment: the region's reservation is backed as it says */
         umi_segment_init_process();
         umi_heap_init_process();
 #if UM_SECURE

@@ -9,6 +9,7 @@
 #include "os/os.h"
 #include "os/region.h"
 #include "numa/arena.h"
+#include "hugepages/pagesize.h"
 #include "core/counters.h"
 
 _Static_assert(UM_REGION_UNIT_SHIFT == UM_SEGMENT_SHIFT && UM_REGION_BITS == UM_REGION_SHIFT,
@@ -53,6 +54,7 @@ void umi_segment_init_process(void) {
     /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
      * path tests for that (umi_page_local_free_slow), so every free takes it. */
     if (base != 0 && umi_purge_delay_ms != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
+    umi_pages_reserve_init(); /* UMALLOC_RESERVE: units of the region, mapped now */
 }
 
 /* The OS refused memory: under RLIMIT_AS (ulimit -v), or with overcommit off, what umalloc
@@ -76,13 +78,28 @@ bool umi_release_for_retry(void) {
     return true;
 }
 
-/* A small segment at an address of the region, or NULL (then it is mapped like the others). */
-static um_segment_t *region_map(int want, int *node) {
+/* A small segment at an address of the region, or NULL (then it is mapped like the others):
+ * from a run of hugepages/ (the reservation, 1 GiB pages) first, mapped already. A run is
+ * mapped once for every thread, so each unit is bound for its taker's placement as it is taken:
+ * pages not yet touched then land where the policy says (those of a unit used before stay where
+ * they are; the mbind of part of a 1 GiB page is refused, and the kernel places those). */
+static um_segment_t *region_map(int want, int *node, unsigned *kind) {
+    bool dirty = false;
     umi_lock(&umi_cache_lock);
-    void *at = umi_region_take();
+    void *unit = umi_pages_run_take(kind, &dirty);
+    void *at = unit ? NULL : umi_region_take();
     umi_unlock(&umi_cache_lock);
+    if (unit != NULL) {
+        /* Counted as the taker's placement even where the kernel refused the binding: the
+         * heap finds its segments by placement, and one it could not find again would leave
+         * it taking a unit for every page. */
+        if (umi_numa_on) umi_numa_bind(unit, UM_SEGMENT_SIZE, want);
+        *node = umi_numa_on ? want : UMI_NUMA_UNBOUND;
+        if (dirty) memset(unit, 0, UM_SEGMENT_SIZE); /* a fresh segment reads as zeros */
+        return unit;
+    }
     if (at == NULL) return NULL;
-    um_segment_t *seg = umi_arena_commit(at, want, node);
+    um_segment_t *seg = umi_arena_commit(at, UM_SEGMENT_SIZE, want, node, kind);
     if (seg == NULL) {
         umi_lock(&umi_cache_lock);
         umi_region_put(at);
@@ -125,7 +142,9 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     if (seg == NULL) return NULL;
     if (seg->kind != kind) { /* slot layout changes: forget per-slot residency */
         size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
-        if (seg->dirty_pages && !umi_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr)) {
+        /* A hugetlb page or locked memory is not purged: cleared by hand, it stays resident. */
+        if (seg->dirty_pages && !umi_pages_splittable(seg->page_kind)) memset((uint8_t *)seg + hdr, 0, UM_SEGMENT_SIZE - hdr);
+        else if (seg->dirty_pages && !umi_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr)) {
             /* Every slot of the new layout is taken for clean (zeros): without the purge, the
              * caller had better map a fresh segment. */
             segment_unmap(seg);
@@ -143,11 +162,16 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
     um_segment_t *seg = segment_from_cache(kind, want);
     if (seg == NULL) {
         int node;
-        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, &node) : NULL;
-        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node);
-        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node);
+        unsigned page_kind = UM_PAGES_4K;
+        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, &node, &page_kind) : NULL;
+        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node, &page_kind);
+        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node, &page_kind);
         if (seg == NULL) return NULL;
-        seg->node = (int16_t)node;
+        /* The heap finds its segments by placement: one whose binding the kernel refused
+         * (mbind is denied by some seccomp filters) still counts as the heap's, or the heap would
+         * map a segment for every page. */
+        seg->node = (int16_t)(umi_numa_on ? want : node);
+        seg->page_kind = (uint8_t)page_kind;
         seg->map_base = seg;
         seg->map_size = UM_SEGMENT_SIZE;
         seg->cookie = (uintptr_t)seg ^ umi_cookie;
@@ -167,9 +191,14 @@ static void segment_unmap(um_segment_t *seg) {
     umi_segmap_clear(seg, UM_SEGMENT_SIZE);
     umi_count_mapped(seg, -1);
     if (umi_region_contains(seg)) {
-        /* Read-only zeros again, not unmapped: free() may still read a stale pointer's owner
-         * word there (it reads 0: not this thread's, and the slow path finds no segment). */
-        umi_arena_decommit(seg);
+        /* A unit of a run stays mapped, its run's (hugepages/reserve.c). Else read-only zeros
+         * again, not unmapped: free() may still read a stale pointer's owner word there (it
+         * reads 0: not this thread's, and the slow path finds no segment). */
+        umi_lock(&umi_cache_lock);
+        bool kept = umi_pages_run_put(seg);
+        umi_unlock(&umi_cache_lock);
+        if (kept) return;
+        umi_arena_decommit(seg, UM_SEGMENT_SIZE);
         umi_lock(&umi_cache_lock);
         umi_region_put(seg);
         umi_unlock(&umi_cache_lock);
@@ -210,6 +239,8 @@ void umi_segment_cache_trim(bool force) {
         for (um_segment_t *s = cache_list; s; s = s->next) {
             uint64_t age = now - s->cached_at_ms;
             if (force || age >= UM_RETAIN_MS + umi_purge_delay_ms) { victim = s; break; }
+            /* A hugetlb page can't be purged in parts: released whole after the delay. */
+            if (!umi_pages_splittable(s->page_kind) && age >= umi_purge_delay_ms) { victim = s; break; }
             if (s->dirty_pages > 0 && age >= umi_purge_delay_ms) { purge = s; break; }
         }
         if (victim) { umi_seg_list_remove(&cache_list, victim); cache_count--; }
@@ -232,6 +263,11 @@ void umi_segment_cache_trim(bool force) {
         } else {
             break;
         }
+    }
+    if (atomic_load_explicit(&umi_pages_temp_runs, UM_RELAXED) != 0) { /* 1 GiB runs (hugepages/reserve.c) */
+        umi_lock(&umi_cache_lock);
+        umi_pages_runs_trim(now, umi_purge_delay_ms, force);
+        umi_unlock(&umi_cache_lock);
     }
     umi_huge_cache_trim(force);
 }
@@ -281,6 +317,7 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
 
 /* A slot stays dirty when the kernel refuses the purge: a clean one must read zero. */
 static bool slot_purge(um_segment_t *seg, um_page_t *page) {
+    if (!umi_pages_splittable(seg->page_kind)) return false; /* kept until the segment goes whole */
     size_t size;
     uint8_t *area = umi_page_area(seg, page, &size);
     if (!umi_os_purge(area, size + umi_page_tail(seg))) return false; /* the whole slot */
@@ -340,7 +377,7 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
     lists[UM_KIND_COUNT] = heap->full_segments;
     for (size_t k = 0; k <= UM_KIND_COUNT; k++) {
         for (um_segment_t *seg = lists[k]; seg; seg = seg->next) {
-            if (seg->dirty_pages == 0) continue;
+            if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];

@@ -189,7 +189,8 @@ typedef struct um_segment_s {
     uint8_t used_pages;       /* slots in use (owner only) */
     uint8_t dirty_pages;      /* slots free but resident (owner only) */
     int16_t node;             /* NUMA node the memory is bound to, -1 if none */
-    uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G */
+    uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G; with
+                               * UM_PAGES_LOCKED (0x80) when it is mlock'ed (hugepages/pagesize.h) */
     uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
     uint8_t given_up;         /* a dead thread's, in a fork child: on no list, never reused (core/abandon.c) */
     uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so

@@ -102,7 +102,8 @@ UM_API int um_option_get_string(const char *name, char *buf, size_t len);
 /* A snapshot of every counter (docs/stats.md). Kept per thread by each thread itself, with no
  * atomic read-modify-write on the allocation fast paths, and summed when read: exact when the
  * program is quiet, a close approximation while other threads allocate. */
-#define UM_STATS_VERSION 3 /* 2: 81 classes (4 per doubling above 8 KiB); 3: per-node committed, live, migrated */
+#define UM_STATS_VERSION 3 /* 2: 81 classes (4 per doubling above 8 KiB); 3: per-node committed, live, migrated;
+                            * huge-page fallbacks, locked bytes */
 #define UM_STATS_CLASSES 81 /* size classes, 16 B .. 512 KiB; class 0 is unused */
 #define UM_STATS_NODES 64
 enum um_stats_call {      /* entry points, for um_stats_t.calls */
@@ -145,7 +146,7 @@ typedef struct um_stats_s {
     um_stats_class_t classes[UM_STATS_CLASSES];
     unsigned node_count;         /* nodes with an entry in node_mapped_bytes */
     uint64_t node_mapped_bytes[UM_STATS_NODES]; /* by NUMA node (unbound memory counts as node 0) */
-    uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP, 2 MiB, 1 GiB */
+    uint64_t page_kind_mapped_bytes[UM_PAGES_KINDS]; /* by what backs it: 4 KiB, THP (advised), 2 MiB, 1 GiB */
     /* By NUMA node, as node_mapped_bytes (memory over several nodes counts in equal shares):
      * committed counts, of pages in use, the OS pages their carved blocks span (what the kernel
      * can have made resident), not whole pages as committed_bytes does; live the blocks' usable
@@ -153,10 +154,17 @@ typedef struct um_stats_s {
     uint64_t node_committed_bytes[UM_STATS_NODES];
     uint64_t node_live_bytes[UM_STATS_NODES];
     uint64_t node_migrated_pages[UM_STATS_NODES];
+    uint64_t hugepage_fallbacks; /* mappings that got smaller pages than UMALLOC_HUGEPAGES asked (pool empty) */
+    uint64_t locked_bytes;       /* of mapped_bytes, locked in RAM (UMALLOC_MLOCK) */
 } um_stats_t;
 
-/* Fill *out (about 5 KiB). Takes the statistics locks briefly; never allocates. */
-UM_API void um_stats_get(um_stats_t *out);
+/* Fill *out (about 6.5 KiB). Takes the statistics locks briefly; never allocates.
+ * um_stats_get is a macro that passes the size of this header's um_stats_t, so that a program
+ * built against an older, shorter one gets the fields it knows and nothing written past them
+ * (the library's function um_stats_get, which such programs call, fills version 2's fields). */
+UM_API void um_stats_get_sized(um_stats_t *out, size_t size);
+UM_API void(um_stats_get)(um_stats_t *out);
+#define um_stats_get(out) um_stats_get_sized((out), sizeof(um_stats_t))
 /* Write a dump to fd: format 0 = text (summary, then classes, nodes, page sizes), 1 = JSON
  * (one object on one line). Returns 0, or -1 if writing failed. Never allocates. */
 UM_API int um_stats_print(int fd, int format);
@@ -200,6 +208,30 @@ UM_API long um_numa_migrate(void *p, int node);
  * its pages, when the placement changes). Returns 0, or -1 with errno EINVAL (unknown policy, or
  * no online node in `nodes`). */
 UM_API int um_numa_set_thread_policy(int policy, uint64_t nodes);
+
+/* ---- mapped files ---------------------------------------------------------------------------- */
+/* Map a whole file for a latency-critical reader, with the choices UMALLOC_PREFAULT, UMALLOC_MLOCK
+ * and UMALLOC_HUGEPAGES make for the heap (docs/tuning.md, "Huge pages..."). flags: exactly one
+ * of UM_MAP_READ (read-only, private) and UM_MAP_SHARED (read-write, shared with the file),
+ * plus any of
+ *   UM_MAP_PREFAULT  read every page in now (no fault after the call; page cache and tables);
+ *   UM_MAP_LOCK      lock it in RAM (mlock2): failure to lock is failure of the call;
+ *   UM_MAP_HUGE      huge pages where the file system allows: a hugetlbfs file is mapped with
+ *                    its pages, elsewhere the mapping is 2 MiB-aligned and advised
+ *                    (MADV_HUGEPAGE: tmpfs with huge=advise/within_size, read-only file THP).
+ * Returns the address and sets *size (the mapping's length: the file's size rounded up to the
+ * page that backs it; pass it to um_unmap_file). On failure: NULL, nothing left mapped, and
+ * errno says why: EINVAL (NULL path or size, flags not as above, an empty file), ENODEV (not a
+ * regular file), what open(2) says (ENOENT, EACCES...), ENOMEM or EAGAIN (the lock went over
+ * RLIMIT_MEMLOCK), EPERM (locking not allowed). */
+#define UM_MAP_READ 0x1
+#define UM_MAP_SHARED 0x2
+#define UM_MAP_PREFAULT 0x4
+#define UM_MAP_LOCK 0x8
+#define UM_MAP_HUGE 0x10
+UM_API void *um_map_file(const char *path, int flags, size_t *size);
+/* Unmap what um_map_file returned (p and *size as it gave them): 0, or -1 with errno EINVAL. */
+UM_API int um_unmap_file(void *p, size_t size);
 
 #ifdef __cplusplus
 }

@@ -61,7 +61,7 @@ um_fault_stats_t umi_fault_disarm(void) {
 uint64_t umi_fault_calls(um_sys_call_t call) { return atomic_load_explicit(&calls[call], memory_order_relaxed); }
 
 const char *umi_fault_call_name(um_sys_call_t call) {
-    static const char *const names[UM_SYS_COUNT] = {"mmap", "munmap", "madvise", "mremap", "mprotect"};
+    static const char *const names[UM_SYS_COUNT] = {"mmap", "munmap", "madvise", "mremap", "mprotect", "mlock2"};
     return (unsigned)call < UM_SYS_COUNT ? names[call] : "?";
 }
 

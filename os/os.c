@@ -40,13 +40,17 @@ size_t umi_os_page_size(void) {
 #define UM_HINT_END ((uintptr_t)64 << 40)
 static _Atomic uintptr_t os_hint;
 
+/* `extra` may carry MAP_HUGETLB and its size flag: such a mapping is made without
+ * MAP_NORESERVE, so that an empty pool refuses it now instead of killing the program with SIGBUS
+ * at a fault later. */
 static void *map_plain(void *hint, size_t size, int extra) {
-    void *p = umi_sys_mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
+    int noreserve = (extra & MAP_HUGETLB) ? 0 : MAP_NORESERVE;
+    void *p = umi_sys_mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | noreserve | extra, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
 /* Try the hint region: claim [hint, hint + size) and map it exactly there. */
-static void *map_at_hint(size_t size, size_t align) {
+static void *map_at_hint(size_t size, size_t align, int extra) {
     uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
     if (hint == 0) {
         uintptr_t start = UM_HINT_BASE + ((((uintptr_t)&hint >> 12) ^ umi_os_now_ms()) & 0xff) * ((uintptr_t)1 << 30);
@@ -58,9 +62,10 @@ static void *map_at_hint(size_t size, size_t align) {
         uintptr_t next = at + ((size + align - 1) & ~(uintptr_t)(align - 1));
         if (next > UM_HINT_END) return NULL;
         if (!atomic_compare_exchange_strong(&os_hint, &hint, next)) continue; /* another thread took it */
-        void *p = map_plain((void *)at, size, MAP_FIXED_NOREPLACE);
+        void *p = map_plain((void *)at, size, MAP_FIXED_NOREPLACE | extra);
         if (p == (void *)at) return p;
         if (p != NULL) umi_sys_munmap(p, size); /* a kernel that ignored the flag put it elsewhere */
+        if (p == NULL && (extra & MAP_HUGETLB) && errno != EEXIST) return NULL; /* the pool is short: not a matter of place */
         /* Something lives there: jump ahead a GiB and try once more. */
         uintptr_t skip = next + ((uintptr_t)1 << 30);
         atomic_compare_exchange_strong(&os_hint, &next, skip);
@@ -69,14 +74,17 @@ static void *map_at_hint(size_t size, size_t align) {
     return NULL;
 }
 
-void *umi_os_map_aligned(size_t size, size_t align) {
+void *umi_os_map_aligned(size_t size, size_t align) { return umi_os_map_aligned_flags(size, align, 0); }
+
+void *umi_os_map_aligned_flags(size_t size, size_t align, int flags) {
     size_t ps = umi_os_page_size();
     if (align < ps) align = ps;
     size = (size + ps - 1) & ~(ps - 1);
-    void *p = UM_USE_HINT ? map_at_hint(size, align) : NULL;
+    void *p = UM_USE_HINT ? map_at_hint(size, align, flags) : NULL;
+    if (p == NULL && (flags & MAP_HUGETLB) && errno == ENOMEM) return NULL; /* the pool is short: no retry */
     if (p == NULL) {
         if (size + align < size) { errno = ENOMEM; return NULL; }
-        uint8_t *raw = map_plain(NULL, size + align, 0);
+        uint8_t *raw = map_plain(NULL, size + align, flags);
         if (raw == NULL) return NULL;
         uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
         size_t head = (size_t)(aligned - raw), tail = align - head;
@@ -107,6 +115,18 @@ void umi_os_guard(void *p, size_t size, bool on) {
     int saved = errno;
     umi_sys_mprotect(p, size, on ? PROT_NONE : PROT_READ | PROT_WRITE);
     errno = saved;
+}
+
+int umi_os_populate(void *p, size_t size) {
+    int saved = errno;
+    int ok = umi_sys_madvise(p, size, MADV_POPULATE_WRITE) == 0;
+    errno = saved;
+    return ok;
+}
+
+int umi_os_lock(void *p, size_t size, bool on_fault) {
+    int ok = umi_sys_mlock2(p, size, on_fault ? MLOCK_ONFAULT : 0) == 0;
+    return ok ? 0 : errno;
 }
 
 int umi_os_advise_huge(void *p, size_t size) {

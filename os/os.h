@@ -10,6 +10,10 @@
 /* Map `size` bytes of zeroed, read-write memory aligned to `align` (a power of two, at least the
  * OS page size). NULL on failure (errno as mmap left it). */
 void *umi_os_map_aligned(size_t size, size_t align);
+/* The same with more mmap flags: MAP_HUGETLB and its page-size flag (hugepages/ decides). Both
+ * size and align must then be multiples of that page size. A hugetlb mapping reserves its pages
+ * from the pool at once: NULL with errno ENOMEM when the pool is short. */
+void *umi_os_map_aligned_flags(size_t size, size_t align, int flags);
 void umi_os_unmap(void *p, size_t size);
 /* Map fresh zeroed read-write memory exactly at [p, p + size), replacing whatever is there.
  * p on success, NULL on failure. */
@@ -34,6 +38,12 @@ void umi_os_guard(void *p, size_t size, bool on);
 /* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE); whether to is
  * hugepages/pagesize.c's call. Returns 1 if the kernel took the advice. */
 int umi_os_advise_huge(void *p, size_t size);
+/* Fault [p, p + size) in now, writable (MADV_POPULATE_WRITE, Linux 5.14): 1 on success, 0 if
+ * the kernel refused or does not know the advice (the caller may touch the pages instead). */
+int umi_os_populate(void *p, size_t size);
+/* mlock2 [p, p + size) (on_fault: MLOCK_ONFAULT, pages are locked as they are touched).
+ * Returns 0, or the errno of the refusal (ENOMEM or EAGAIN over RLIMIT_MEMLOCK). */
+int umi_os_lock(void *p, size_t size, bool on_fault);
 uint64_t umi_os_now_ms(void);
 
 /* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is

@@ -93,19 +93,39 @@ void umi_region_put(void *p) {
     if (i / 64 < given_back_hint) given_back_hint = i / 64;
 }
 
-int umi_region_commit(void *p) {
+void *umi_region_take_run(size_t units, size_t align_units) {
+    if (region_base == 0 || units == 0 || align_units == 0) return NULL;
+    size_t first = (bump + align_units - 1) / align_units * align_units;
+    if (first + units > limit || first + units < first) return NULL;
+    while (bump < first) umi_region_put((void *)(region_base + (bump++ << UM_REGION_UNIT_SHIFT))); /* the gap stays usable */
+    bump = first + units;
+    return (void *)(region_base + (first << UM_REGION_UNIT_SHIFT));
+}
+
+int umi_region_commit(void *p) { return umi_region_commit_flags(p, UNIT_SIZE, 0); }
+
+int umi_region_commit_flags(void *p, size_t size, int flags) {
     int saved = errno;
-    void *q = umi_sys_mmap(p, UNIT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-    errno = saved;
+    /* A hugetlb mapping takes its pages from the pool now (no MAP_NORESERVE): an empty pool
+     * refuses it here rather than with SIGBUS at a later fault. */
+    int noreserve = (flags & MAP_HUGETLB) ? 0 : MAP_NORESERVE;
+    void *q = umi_sys_mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | noreserve | MAP_FIXED | flags, -1, 0);
+    int err = errno;
+    errno = q == p ? saved : err;
     return q == p ? 0 : -1;
 }
 
-void umi_region_decommit(void *p) {
+void umi_region_decommit(void *p) { umi_region_decommit_size(p, UNIT_SIZE); }
+
+void umi_region_decommit_size(void *p, size_t size) {
     int saved = errno;
-    void *q = umi_sys_mmap(p, UNIT_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-    if (q == p) umi_sys_madvise(p, UNIT_SIZE, MADV_DONTDUMP); /* as the rest of the reservation */
+    /* Replacing the mapping releases hugetlb pages whole, back to their pool. */
+    void *q = umi_sys_mmap(p, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (q == p) umi_sys_madvise(p, size, MADV_DONTDUMP); /* as the rest of the reservation */
     /* Out of mappings (vm.max_map_count)? Then it stays writable, but reads zero all the same. */
-    else umi_sys_madvise(p, UNIT_SIZE, MADV_DONTNEED);
+    else umi_sys_madvise(p, size, MADV_DONTNEED);
     atomic_fetch_add_explicit(&umi_os_stats.unmaps, 1, memory_order_relaxed);
     errno = saved;
 }
+
+size_t umi_region_unit_index(const void *p) { return ((uintptr_t)p - region_base) >> UM_REGION_UNIT_SHIFT; }

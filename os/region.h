@@ -32,9 +32,20 @@ void umi_region_put(void *p);
  * Returns the bytes released (0: nothing to release). The caller serialises it with
  * umi_region_take. */
 size_t umi_region_shrink(void);
+/* `units` never-used units in a row, aligned to `align_units` units (a 1 GiB page covers 256),
+ * or NULL. Units skipped to align the run are given back (umi_region_put). Serialised as
+ * umi_region_take. The run's units are given back one by one with umi_region_put. */
+void *umi_region_take_run(size_t units, size_t align_units);
 /* Map a taken unit read-write (zeros). 0 on success; -1 on failure, errno preserved. */
 int umi_region_commit(void *p);
+/* The same for `size` bytes of taken units, with more mmap flags (MAP_HUGETLB and its size):
+ * 0 on success; -1 on failure with errno as mmap set it (ENOMEM: the pool is short). A
+ * failed MAP_FIXED may leave the range unmapped: commit it again, or decommit it, at once. */
+int umi_region_commit_flags(void *p, size_t size, int flags);
 /* Map a unit read-only again: zeros, no memory behind it. Then umi_region_put it. */
 void umi_region_decommit(void *p);
+void umi_region_decommit_size(void *p, size_t size);
+/* The index of the unit holding p (p in the region). */
+size_t umi_region_unit_index(const void *p);
 
 #endif

@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 
 /* The kinds of call that can be failed (the order of um_fault_stats_t's arrays). */
-typedef enum um_sys_call_e { UM_SYS_MMAP, UM_SYS_MUNMAP, UM_SYS_MADVISE, UM_SYS_MREMAP, UM_SYS_MPROTECT, UM_SYS_COUNT } um_sys_call_t;
+typedef enum um_sys_call_e { UM_SYS_MMAP, UM_SYS_MUNMAP, UM_SYS_MADVISE, UM_SYS_MREMAP, UM_SYS_MPROTECT, UM_SYS_MLOCK, UM_SYS_COUNT } um_sys_call_t;
 
 #if defined(UM_DEBUG) && UM_DEBUG
 bool umi_fault_now(um_sys_call_t call); /* counts the call; true: fail it */
@@ -41,6 +41,11 @@ static inline void *umi_sys_mremap(void *old, size_t old_len, size_t new_len, in
 static inline int umi_sys_mprotect(void *addr, size_t len, int prot) {
     if (umi_fault_now(UM_SYS_MPROTECT)) { errno = ENOMEM; return -1; }
     return mprotect(addr, len, prot);
+}
+/* mlock2 (flags 0 or MLOCK_ONFAULT); a refusal over RLIMIT_MEMLOCK is ENOMEM (or EAGAIN). */
+static inline int umi_sys_mlock2(const void *addr, size_t len, unsigned flags) {
+    if (umi_fault_now(UM_SYS_MLOCK)) { errno = ENOMEM; return -1; }
+    return mlock2(addr, len, flags);
 }
 
 #endif

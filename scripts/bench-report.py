@@ -269,6 +269,94 @@ plot {", ".join(plots)}
     return ok
 
 
+TLB_TITLE = "## TLB-bound workloads and huge pages"
+TLB_WORKLOADS = [("chase", "random pointer chase over 2 GiB of 64-byte nodes"),
+                 ("hash", "random lookups in a 20 M-entry chained hash table")]
+
+
+def tlb_section(csv_path, meta_path):
+    """The section of scripts/bench-tlb.sh's runs (issue 13): lines of Markdown, or [] without data."""
+    if not os.path.exists(csv_path):
+        return []
+    meta = read_meta(meta_path) if os.path.exists(meta_path) else {}
+    runs = {}
+    configs = []
+    with open(csv_path) as f:
+        for r in csv.DictReader(f):
+            if r["config"] not in configs:
+                configs.append(r["config"])
+            if r["status"] != "ok":
+                continue
+            d = runs.setdefault((r["workload"], r["config"]), {"time": [], "total": [], "rss": [], "flt": []})
+            d["time"].append(float(r["time_s"]))
+            d["total"].append(float(r["time_s"]) + float(r["build_s"]))
+            d["rss"].append(int(r["rss_kb"]) / 1024.0)
+            d["flt"].append(int(r["minflt"]) + int(r["majflt"]))
+    med = lambda v: statistics.median(v) if v else None
+    L = [TLB_TITLE, ""]
+    L.append("Generated from `build/bench/tlb.csv` by `scripts/bench-report.py` (runs: `%s`, part of `make bench`; "
+             "%s runs each, interleaved in rotated order, medians shown; %s; took %s s). "
+             "Random phase: the time of the chase or the lookups alone; run: the set-up (every malloc, "
+             "the page faults of a first touch, linking or inserting) plus the random phase (`bench/tlb.c`); "
+             "ratios are to umalloc with 4 KiB pages. On this shared 2-core VM the random phase is bimodal "
+             "(about 0.43 s or 0.75 s for the chase, in every configuration, with the load of the other "
+             "core): its median over 3 runs says more about the machine than about the pages, so the best "
+             "of the runs is shown too. Peak memory is the "
+             "process's peak RSS with hugetlb pages counted (`VmRSS + HugetlbPages` at the workload's peak: "
+             "the kernel's RSS leaves hugetlb pages out); faults are minor + major page faults of the whole "
+             "process (getrusage). Kernel %s, THP `%s`; %s." % (
+                 meta.get("command", "scripts/bench-tlb.sh"), meta.get("runs", "?"), meta.get("date", "?"),
+                 meta.get("duration_s", "?"), meta.get("kernel", "?"), meta.get("thp", "?"),
+                 meta.get("pools", "?")))
+    L.append("")
+    if meta.get("have_1g") == "0":
+        L.append("**1 GiB pages: not measured.** This kernel has no 1 GiB hugetlb pool (the virtual CPU lacks "
+                 "`pdpe1gb`), so `UMALLOC_HUGEPAGES=1G` and mimalloc's reserved 1 GiB pages are left out.")
+        L.append("")
+    for w, what in TLB_WORKLOADS:
+        base = runs.get((w, "umalloc-4k"))
+        b = med(base["time"]) if base else None
+        bt = med(base["total"]) if base else None
+        bm = min(base["time"]) if base else None
+        L.append("### %s: %s" % (w, what))
+        L.append("")
+        L.append("`bench/tlb %s`" % meta.get("args_" + w, ""))
+        L.append("")
+        L.append("| configuration | random phase (s) | ratio | best of the runs (s) | ratio | run (s) | ratio | peak memory (MiB) | page faults |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in configs:
+            d = runs.get((w, c))
+            if not d:
+                L.append("| %s | FAIL | | | | | | | |" % c)
+                continue
+            t, tt, tm = med(d["time"]), med(d["total"]), min(d["time"])
+            L.append("| %s | %.3f | %s | %.3f | %s | %.2f | %s | %.0f | %d |" % (
+                c, t, ("%.2fx" % (t / b)) if b else "-", tm, ("%.2fx" % (tm / bm)) if bm else "-",
+                tt, ("%.2fx" % (tt / bt)) if bt else "-", med(d["rss"]), med(d["flt"])))
+        L.append("")
+    L.append("Configurations:")
+    L.append("")
+    for c in configs:
+        L.append("- `%s`: `%s`" % (c, meta.get("config_" + c, "?")))
+    L.append("")
+    return L
+
+
+def splice_tlb(md_path, section):
+    """Put the TLB section into an existing report, in place of the old one (before "## Workloads")."""
+    with open(md_path) as f:
+        text = f.read()
+    if TLB_TITLE in text:
+        head, rest = text.split(TLB_TITLE, 1)
+        nxt = rest.find("\n## ")
+        text = head + (rest[nxt + 1:] if nxt >= 0 else "")
+    at = text.find("## Workloads")
+    block = "\n".join(section) + "\n"
+    text = text[:at] + block + text[at:] if at >= 0 else text.rstrip("\n") + "\n\n" + block
+    with open(md_path, "w") as f:
+        f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="build/bench/results.csv")
@@ -277,7 +365,20 @@ def main():
     ap.add_argument("--meta", default="build/bench/meta.txt")
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--img", default="docs/img")
+    ap.add_argument("--tlb", default="build/bench/tlb.csv")
+    ap.add_argument("--tlb-meta", default="build/bench/tlb-meta.txt")
+    ap.add_argument("--tlb-only", action="store_true",
+                    help="only replace the TLB section of an existing --out (after scripts/bench-tlb.sh alone)")
     args = ap.parse_args()
+
+    if args.tlb_only:
+        section = tlb_section(args.tlb, args.tlb_meta)
+        if not section:
+            sys.exit("bench-report: no %s" % args.tlb)
+        splice_tlb(args.out, section)
+        shutil.copyfile(args.tlb, os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-tlb.csv"))
+        print("bench-report: wrote the TLB section of %s" % args.out)
+        return
 
     meta = read_meta(args.meta)
     workloads, allocs, samples, status, threads = load_results(args.results)
@@ -548,6 +649,7 @@ def main():
         L.append("Not measured in this run (valgrind missing or BENCH_INSTR=0); see `make bench-instr`.")
     L.append("")
 
+    L.extend(tlb_section(args.tlb, args.tlb_meta))
     L.append("## Workloads")
     L.append("")
     L.append("Sources in `bench/`; each takes its sizes as `name=value` arguments (QUICK passes smaller ones).")
@@ -567,6 +669,8 @@ def main():
     with open(args.out, "w") as f:
         f.write("\n".join(L))
     shutil.copyfile(args.results, os.path.join(out_dir, "bench-results.csv"))
+    if os.path.exists(args.tlb):
+        shutil.copyfile(args.tlb, os.path.join(out_dir, "bench-tlb.csv"))
     print("bench-report: wrote %s (%d workloads x %d allocators), charts: %s" % (
         args.out, len(workloads), len(allocs), ", ".join(sorted(charts.values())) or "none"))
 

@@ -25,6 +25,7 @@
 #   BENCH_REPORT=0 do not rewrite docs/benchmarks.md (results stay in build/bench/)
 #   BENCH_ALLOW_NO_UMALLOC=1  exit 0 even if build/libumalloc.so is missing
 #   BENCH_UMALLOC=path        benchmark another build of umalloc (default build/libumalloc.so)
+#   TLB=0          skip the TLB-bound workloads (scripts/bench-tlb.sh; TLB_RUNS=N runs, default 3)
 # Raw results: build/bench/results.csv (one line per run), build/bench/instr.csv, build/bench/meta.txt;
 # output of the last run of each workload/allocator pair: build/bench/logs/.
 set -uo pipefail
@@ -394,6 +395,20 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && [ "$QUICK" != 1 ] && command -v valgrind >/de
         printf '  %-18s %s\n' "$name" "${row#*,}"
     done <<<"$WORKLOAD_TABLE"
     mv "$COST_CSV.new" "$COST_CSV"
+fi
+
+# --- TLB-bound workloads and huge pages (issue 13) -----------------------------------------------
+# scripts/bench-tlb.sh: 2 GiB pointer chase and 20 M-entry hash table under every huge-page mode of
+# umalloc and of the peers; about 5 minutes with its 3 runs. TLB=0 leaves it out; QUICK runs it
+# at a tenth of the sizes, once.
+if [ "${TLB:-1}" != 0 ]; then
+    say "bench: TLB-bound workloads (scripts/bench-tlb.sh)"
+    if [ "$QUICK" = 1 ]; then
+        RUNS=1 TLB_MIB=256 TLB_ENTRIES=2000000 TLB_STEPS=1000000 TLB_LOOKUPS=1000000 TLB_COMMAND="make bench QUICK=1" \
+            scripts/bench-tlb.sh || warn "scripts/bench-tlb.sh failed"
+    else
+        RUNS=${TLB_RUNS:-3} TLB_COMMAND="make bench" scripts/bench-tlb.sh || warn "scripts/bench-tlb.sh failed"
+    fi
 fi
 
 # --- metadata and report -------------------------------------------------------------------------

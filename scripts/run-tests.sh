@@ -6,6 +6,9 @@
 #   unit-asan    build/test/unit-asan   the same tests, core and tests under ASan+UBSan
 #   unit-tsan    build/test/unit-tsan   the same tests under TSan
 #   system       build/test/system      real programs under LD_PRELOAD=build/libumalloc.so
+#   hugepages    scripts/test-hugepages.sh   huge pages, prefault, mlock, um_map_file, as root
+#                (sizes the hugetlb pools itself and puts them back); SKIP elsewhere, and FAIL
+#                under CI=true when the kernel refuses 2 MiB pages
 #   steady-state scripts/steady-state.sh   thread churn, Larson, mstress... under umalloc: peak
 #                RSS after round 10 within 10 % of round 3 (memory settles, nothing leaks)
 #   fuzz-replay  scripts/fuzz.sh replay   every input of test/fuzz/corpus once through
@@ -36,7 +39,7 @@ read -r -a crit_flags <<<"${UM_CRITERION_FLAGS:---jobs 2}"
 step_timeout=${UM_STEP_TIMEOUT:-1200}
 logdir=build/test-logs
 
-all_steps=(unit unit-asan unit-tsan system steady-state fuzz-replay bench-instr install guest numa)
+all_steps=(unit unit-asan unit-tsan system hugepages steady-state fuzz-replay bench-instr install guest numa)
 if (($#)); then
     for s in "$@"; do
         [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "usage: $0 [${all_steps[*]}]" >&2; exit 2; }
@@ -183,6 +186,9 @@ for s in "${steps[@]}"; do
         system)
             run_step system "build/test/system ${crit_flags[*]}" build/test/system -- \
                 build/test/system "${crit_flags[@]}" ;;
+        hugepages)
+            run_step hugepages "scripts/test-hugepages.sh" scripts/test-hugepages.sh -- \
+                scripts/test-hugepages.sh ;;
         steady-state)
             run_step steady-state "scripts/steady-state.sh" scripts/steady-state.sh -- \
                 scripts/steady-state.sh ;;

@@ -220,6 +220,8 @@ static void render_text(um_sink *k, const um_stats_t *s, const char *reason, int
         page_names[1], human(h2, sizeof h2, s->page_kind_mapped_bytes[1]), (ull)s->page_kind_mapped_bytes[1],
         page_names[2], human(h3, sizeof h3, s->page_kind_mapped_bytes[2]), (ull)s->page_kind_mapped_bytes[2],
         page_names[3], human(h4, sizeof h4, s->page_kind_mapped_bytes[3]), (ull)s->page_kind_mapped_bytes[3]);
+    rec(k, "huge-page fallbacks: %llu; locked: %s (%llu B)\n", (ull)s->hugepage_fallbacks,
+        human(h1, sizeof h1, s->locked_bytes), (ull)s->locked_bytes);
     rec(k, "calls: %s %llu, %s %llu, %s %llu, %s %llu, %s %llu, %s %llu, %s %llu, %s %llu\n",
         call_names[0], (ull)s->calls[0], call_names[1], (ull)s->calls[1], call_names[2], (ull)s->calls[2],
         call_names[3], (ull)s->calls[3], call_names[4], (ull)s->calls[4], call_names[5], (ull)s->calls[5],
@@ -274,6 +276,7 @@ static void render_json(um_sink *k, const um_stats_t *s, const char *reason, int
     rec(k, ",\"page_sizes\":{\"%s\":%llu,\"%s\":%llu,\"%s\":%llu,\"%s\":%llu}", page_names[0],
         (ull)s->page_kind_mapped_bytes[0], page_names[1], (ull)s->page_kind_mapped_bytes[1], page_names[2],
         (ull)s->page_kind_mapped_bytes[2], page_names[3], (ull)s->page_kind_mapped_bytes[3]);
+    rec(k, ",\"hugepage_fallbacks\":%llu,\"locked_bytes\":%llu", (ull)s->hugepage_fallbacks, (ull)s->locked_bytes);
     unsigned nodes = s->node_count > UM_STATS_NODES ? UM_STATS_NODES : s->node_count;
     json_open_array(k, "nodes");
     for (unsigned n = 0; n < nodes; n++)

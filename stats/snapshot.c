@@ -1,8 +1,10 @@
 /* The snapshot: what the core counts, summed on the reader's side (see stats/stats.h). */
+#include <stddef.h>
 #include <string.h>
 
 #include "core/internal.h"
 #include "os/os.h"
+#include "hugepages/pagesize.h"
 #include "stats/stats.h"
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
@@ -187,6 +189,17 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
         if (out->node_mapped_bytes[n] != 0 || out->node_migrated_pages[n] != 0) out->node_count = (unsigned)n + 1;
     }
     for (size_t k = 0; k < UM_PAGES_KINDS; k++) out->page_kind_mapped_bytes[k] = atomic_load_explicit(&umi_counters.kind_mapped[k], UM_RELAXED);
+    /* Units of reserved runs that hold no segment (hugepages/reserve.c): mapped and resident. */
+    for (size_t k = 0; k < UM_PAGES_KINDS; k++) {
+        uint64_t idle = atomic_load_explicit(&umi_pages_stats.idle[k], UM_RELAXED);
+        out->page_kind_mapped_bytes[k] += idle;
+        out->node_mapped_bytes[0] += idle;
+        out->mapped_bytes += idle;
+        out->committed_bytes += idle;
+        out->free_bytes += idle;
+    }
+    out->hugepage_fallbacks = atomic_load_explicit(&umi_pages_stats.fallbacks, UM_RELAXED);
+    out->locked_bytes = atomic_load_explicit(&umi_counters.locked, UM_RELAXED) + atomic_load_explicit(&umi_pages_stats.idle_locked, UM_RELAXED);
 
     atomic_store_explicit(&umi_counters.sampled_pooled_live, out->live_bytes - out->large_bytes, UM_RELAXED);
     umi_count_peak(out->live_bytes);
@@ -198,11 +211,21 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     return 0;
 }
 
-UM_API void um_stats_get(um_stats_t *out) {
-    if (out == NULL) return;
+/* Programs built against version 2's header have a um_stats_t that ends where version 3 added
+ * the per-node and huge-page fields. */
+#define UM_STATS_V2_SIZE offsetof(um_stats_t, node_committed_bytes)
+
+UM_API void um_stats_get_sized(um_stats_t *out, size_t size) {
+    if (out == NULL || size < sizeof out->version) return;
     umi_process_init();
-    umi_stats_snapshot(out, 0);
+    if (size >= sizeof *out) { umi_stats_snapshot(out, 0); return; }
+    um_stats_t s;
+    umi_stats_snapshot(&s, 0);
+    s.version = 2; /* what such a caller's fields are */
+    memcpy(out, &s, size);
 }
+
+UM_API void(um_stats_get)(um_stats_t *out) { um_stats_get_sized(out, UM_STATS_V2_SIZE); }
 
 /* um_get_totals: the same walk, fewer fields. */
 UM_API void um_get_totals(um_totals_t *out) {

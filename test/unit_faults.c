@@ -1,5 +1,6 @@
 /* A failing OS never corrupts the heap. Every kind of system call the OS layer makes (mmap,
- * munmap, madvise, mremap, mprotect: os/sys.h) is failed on purpose (os/fault.h, test builds
+ * munmap, madvise, mremap, mprotect, mlock2: os/sys.h; refused hugetlb mappings and locks are
+ * test/unit_hugepages.c's) is failed on purpose (os/fault.h, test builds
  * only) while a mixed two-thread workload runs:
  *  - the Nth call of the kind, for each N of the first 200 calls (fewer in the sanitizer builds,
  *    which run every step 3-10x slower: every 20th under ASan, every 100th under TSan);

@@ -591,3 +591,30 @@ Test(semantics, version_string)
     cr_assert_not_null(um_version());
     cr_assert_str_eq(um_version(), UMALLOC_VERSION);
 }
+
+/* A program built against an older umalloc.h has a shorter um_stats_t: the library must not
+ * write past it. The function um_stats_get is what version 2 programs call; the macro of this
+ * header passes the full size. */
+Test(semantics, stats_get_writes_no_further_than_the_callers_struct)
+{
+    enum { CANARY = 0x5c };
+    size_t v2 = offsetof(um_stats_t, node_committed_bytes);
+    unsigned char *buf = malloc(sizeof(um_stats_t) + 64); /* the C library's: not the heap under test */
+    cr_assert_not_null(buf);
+    void *p = um_malloc(100); /* something to count */
+    memset(buf, CANARY, sizeof(um_stats_t) + 64);
+    (um_stats_get)((um_stats_t *)buf);
+    for (size_t i = v2; i < sizeof(um_stats_t) + 64; i++)
+        cr_assert_eq(buf[i], CANARY, "byte %zu of a version-2 caller's memory (its struct is %zu bytes) was written", i, v2);
+    um_stats_t *s = (um_stats_t *)buf;
+    cr_assert_eq(s->version, 2);
+    cr_assert_geq(s->live_blocks, 1);
+
+    memset(buf, CANARY, sizeof(um_stats_t) + 64);
+    um_stats_get((um_stats_t *)buf);
+    for (size_t i = sizeof(um_stats_t); i < sizeof(um_stats_t) + 64; i++) cr_assert_eq(buf[i], CANARY, "byte %zu past um_stats_t was written", i);
+    cr_assert_eq(s->version, UM_STATS_VERSION);
+    cr_assert_geq(s->live_blocks, 1);
+    um_free(p);
+    free(buf);
+}

@@ -1,0 +1,252 @@
+/* Huge pages, prefaulting, locking (hugepages/): what can be checked without root and without a
+ * hugetlb pool. A refused hugetlb mapping (os/fault.h makes the first mmap fail, whatever the
+ * pool holds) falls back to smaller pages, is counted, and is not asked again on the next
+ * mapping; a refused commit in the small-page region leaves the unit usable; a refused mlock
+ * says one line and nothing is counted locked; um_map_file maps what the file holds and says why
+ * when it cannot. The kernel's side (pools, smaps, VmLck, faults) is scripts/test-hugepages.sh's. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "base/options.h"
+#include "core/internal.h"
+#include "hugepages/pagesize.h"
+#include "os/fault.h"
+#include "os/os.h"
+#include "os/region.h"
+#include "test_util.h"
+
+/* Options as the environment would give them, before umalloc starts in this test's process. */
+static void start_with(const char *a, const char *b) {
+    char *envp[3] = {(char *)a, (char *)b, NULL};
+    umi_options_load(envp, 0);
+    void *p = um_malloc(16); /* umi_process_init: reads them */
+    um_free(p);
+}
+
+/* Start with 4 KiB pages (so that no pool was asked yet, and none is backing off), then take up
+ * `mode` as the policy. */
+static void switch_to(const char *mode) {
+    start_with("UMALLOC_HUGEPAGES=none", NULL);
+    char *envp[2] = {(char *)mode, NULL};
+    umi_options_load(envp, 0);
+    umi_pages_init();
+}
+
+static uint64_t fallbacks(void) { return atomic_load_explicit(&umi_pages_stats.fallbacks, memory_order_relaxed); }
+
+Test(hugepages, refused_hugetlb_map_falls_back_and_backs_off) {
+    switch_to("UMALLOC_HUGEPAGES=2M");
+    uint64_t f0 = fallbacks();
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MMAP, 0, 0); /* the hugetlb mmap */
+    unsigned kind = 99;
+    char *p = umi_pages_map(4 * TU_MiB, 4 * TU_MiB, &kind);
+    um_fault_stats_t s = umi_fault_disarm();
+    cr_assert_not_null(p, "a refused hugetlb mapping must fall back, not fail");
+    cr_assert_eq(s.calls[UM_SYS_MMAP], 2, "the hugetlb try, then 4 KiB pages");
+    cr_assert_eq(s.failed[UM_SYS_MMAP], 1);
+    cr_assert(kind == UM_PAGES_4K || kind == UM_PAGES_THP, "kind %u after a refusal", kind);
+    cr_assert(tu_is_aligned(p, 4 * TU_MiB));
+    memset(p, 0xab, 4 * TU_MiB);
+    cr_assert_eq(fallbacks(), f0 + 1, "the fallback is counted");
+    /* Backing off: the next mapping does not ask the pool again. */
+    umi_fault_arm(UM_FAULT_FROM, UM_SYS_MMAP, UINT64_MAX, 0); /* count only */
+    char *q = umi_pages_map(4 * TU_MiB, 4 * TU_MiB, &kind);
+    s = umi_fault_disarm();
+    cr_assert_not_null(q);
+    cr_assert_eq(s.calls[UM_SYS_MMAP], 1, "%llu mmap calls: the empty pool was asked again", (unsigned long long)s.calls[UM_SYS_MMAP]);
+    cr_assert_eq(fallbacks(), f0 + 2);
+    umi_pages_unmap(p, 4 * TU_MiB);
+    umi_pages_unmap(q, 4 * TU_MiB);
+}
+
+Test(hugepages, refused_region_commit_leaves_the_unit_usable) {
+    switch_to("UMALLOC_HUGEPAGES=2M");
+    umi_lock(&umi_cache_lock);
+    char *at = umi_region_take();
+    umi_unlock(&umi_cache_lock);
+    if (at == NULL) cr_skip_test("no small-page region in this build (%s)", UM_TEST_VARIANT);
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MMAP, 0, 0);
+    unsigned kind = 99;
+    int rc = umi_pages_commit(at, 4 * TU_MiB, &kind);
+    um_fault_stats_t s = umi_fault_disarm();
+    cr_assert_eq(rc, 0, "the unit must be committed with smaller pages");
+    cr_assert_eq(s.failed[UM_SYS_MMAP], 1, "the hugetlb commit was not tried");
+    cr_assert(kind < UM_PAGES_2M);
+    memset(at, 0x5a, 4 * TU_MiB); /* mapped read-write: no hole left by the refused MAP_FIXED */
+    umi_pages_decommit(at, 4 * TU_MiB);
+    cr_assert_eq(((volatile char *)at)[12345], 0, "decommitted: read-only zeros again");
+    umi_lock(&umi_cache_lock);
+    umi_region_put(at);
+    umi_unlock(&umi_cache_lock);
+}
+
+Test(hugepages, huge_blocks_and_segments_live_through_refusals) {
+    start_with("UMALLOC_HUGEPAGES=2M", NULL);
+    umi_fault_arm(UM_FAULT_RANDOM, UM_SYS_MMAP, 300000, 7); /* 30 % of every mmap */
+    void *big[8], *small[4096];
+    for (int i = 0; i < 8; i++) {
+        big[i] = um_malloc((size_t)(i + 1) * 3 * TU_MiB);
+        if (big[i]) memset(big[i], i, (size_t)(i + 1) * 3 * TU_MiB);
+    }
+    for (int i = 0; i < 4096; i++) {
+        small[i] = um_malloc(1000);
+        if (small[i]) memset(small[i], 1, 1000);
+    }
+    umi_fault_disarm();
+    for (int i = 0; i < 8; i++) um_free(big[i]);
+    for (int i = 0; i < 4096; i++) um_free(small[i]);
+    um_stats_t s;
+    um_stats_get(&s);
+    cr_assert_gt(s.hugepage_fallbacks, 0, "no fallback counted (no pool here, or refused on purpose)");
+    um_trim(0);
+}
+
+Test(hugepages, refused_mlock_says_one_line_and_goes_on) {
+    start_with("UMALLOC_MLOCK=1", "UMALLOC_HUGEPAGES=none");
+    um_stats_t st;
+    um_stats_get(&st);
+    uint64_t locked0 = st.locked_bytes; /* the first segment's, locked before the refusals */
+    tu_capture_t c;
+    tu_capture_begin(&c);
+    umi_fault_arm(UM_FAULT_FROM, UM_SYS_MLOCK, 0, 0);
+    void *p[64];
+    for (int i = 0; i < 64; i++) { p[i] = um_malloc((size_t)(i % 4 + 1) * TU_MiB); cr_assert_not_null(p[i]); memset(p[i], 3, TU_MiB); }
+    um_fault_stats_t s = umi_fault_disarm();
+    char out[4096];
+    tu_capture_end(&c, out, sizeof out);
+    cr_assert_gt(s.failed[UM_SYS_MLOCK], 0);
+    cr_assert_eq(tu_count_lines(out), 1, "expected one line, got: %s", out);
+    cr_assert(strstr(out, "UMALLOC_MLOCK=1") && strstr(out, "RLIMIT_MEMLOCK"), "%s", out);
+    cr_assert_eq(s.failed[UM_SYS_MLOCK], s.calls[UM_SYS_MLOCK]);
+    cr_assert_eq(s.calls[UM_SYS_MLOCK], 1, "after a refusal nothing more is asked to be locked");
+    um_stats_get(&st);
+    cr_assert_eq(st.locked_bytes, locked0, "only what was locked before the refusal counts");
+    for (int i = 0; i < 64; i++) um_free(p[i]);
+}
+
+Test(hugepages, locked_memory_is_counted_and_never_purged_in_parts) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 64 * TU_MiB && geteuid() != 0)
+        cr_skip_test("RLIMIT_MEMLOCK is %llu KiB: too low to lock a few segments", (unsigned long long)rl.rlim_cur >> 10);
+    start_with("UMALLOC_MLOCK=1", "UMALLOC_PURGE_DELAY_MS=0");
+    char *p[2000];
+    for (int i = 0; i < 2000; i++) { p[i] = um_malloc(4000); cr_assert_not_null(p[i]); p[i][0] = 1; }
+    um_stats_t s;
+    um_stats_get(&s);
+    cr_assert_geq(s.locked_bytes, 8 * TU_MiB, "locked %llu B", (unsigned long long)s.locked_bytes);
+    cr_assert_leq(s.locked_bytes, s.mapped_bytes);
+    uint64_t purged0 = atomic_load_explicit(&umi_os_stats.purged_total, memory_order_relaxed);
+    for (int i = 0; i < 2000; i++) um_free(p[i]); /* purge delay 0: a plain segment's slots would be purged now */
+    cr_assert_eq(atomic_load_explicit(&umi_os_stats.purged_total, memory_order_relaxed), purged0,
+                 "locked memory was purged in parts (the kernel refuses it: every try a wasted call)");
+    um_trim(0);
+    um_stats_get(&s);
+    cr_assert_leq(s.locked_bytes, s.mapped_bytes);
+}
+
+Test(hugepages, what_can_be_purged_in_parts) {
+    cr_assert(umi_pages_splittable(UM_PAGES_4K));
+    cr_assert(umi_pages_splittable(UM_PAGES_THP));
+    cr_assert_not(umi_pages_splittable(UM_PAGES_2M));
+    cr_assert_not(umi_pages_splittable(UM_PAGES_1G));
+    cr_assert_not(umi_pages_splittable(UM_PAGES_4K | UM_PAGES_LOCKED));
+}
+
+Test(hugepages, option_values) {
+    long long v;
+    char err[256];
+    cr_assert_eq(umi_option_parse(UM_OPT_HUGEPAGES, "2m", &v, err, sizeof err), 0);
+    cr_assert_eq(v, UM_HUGEPAGES_2M);
+    cr_assert_eq(umi_option_parse(UM_OPT_HUGEPAGES, "1G", &v, err, sizeof err), 0);
+    cr_assert_eq(v, UM_HUGEPAGES_1G);
+    cr_assert_eq(umi_option_parse(UM_OPT_HUGEPAGES, "none", &v, err, sizeof err), 0);
+    cr_assert_eq(v, UM_HUGEPAGES_NONE);
+    cr_assert_eq(umi_option_parse(UM_OPT_HUGEPAGES, "3M", &v, err, sizeof err), -1);
+    cr_assert(strstr(err, "none, thp, 2M, 1G"), "%s", err);
+    cr_assert_eq(umi_option_parse(UM_OPT_RESERVE, "lots", &v, err, sizeof err), -1);
+    cr_assert_eq(umi_option_parse(UM_OPT_RESERVE, "1G", &v, err, sizeof err), 0);
+    cr_assert_eq(v, 1LL << 30);
+    cr_assert_eq(umi_option_parse(UM_OPT_PREFAULT, "yes", &v, err, sizeof err), 0);
+    cr_assert_eq(v, 1);
+}
+
+/* ---- um_map_file ---------------------------------------------------------------------------- */
+static int open_fds(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
+static void temp_file(char *path, size_t cap, size_t size) {
+    snprintf(path, cap, "/tmp/umalloc-unit-map-%d-XXXXXX", (int)getpid());
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    char buf[4096];
+    for (size_t off = 0; off < size; off += sizeof buf) {
+        for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)((off + i) * 7 + 1);
+        size_t n = size - off < sizeof buf ? size - off : sizeof buf;
+        cr_assert_eq(write(fd, buf, n), (ssize_t)n);
+    }
+    close(fd);
+}
+
+Test(hugepages, map_file_reads_what_the_file_holds) {
+    char path[128];
+    size_t size = 5 * TU_MiB + 123, got = 0;
+    temp_file(path, sizeof path, size);
+    int fds = open_fds();
+    const unsigned char *p = um_map_file(path, UM_MAP_READ | UM_MAP_PREFAULT | UM_MAP_HUGE, &got);
+    cr_assert_not_null(p, "errno %d", errno);
+    cr_assert_eq(got, tu_round_up(size, tu_page_size()));
+    for (size_t i = 0; i < size; i += 4093) cr_assert_eq(p[i], (unsigned char)(i * 7 + 1), "byte %zu", i);
+    cr_assert_eq(p[size], 0, "past the end of the file, in its last page: zeros");
+    cr_assert_eq(open_fds(), fds, "the descriptor is not kept");
+    cr_assert_eq(um_unmap_file((void *)p, got), 0);
+
+    unsigned char *w = um_map_file(path, UM_MAP_SHARED, &got); /* shared: writes reach the file */
+    cr_assert_not_null(w);
+    w[100] = 0xee;
+    cr_assert_eq(um_unmap_file(w, got), 0);
+    int fd = open(path, O_RDONLY);
+    unsigned char c = 0;
+    cr_assert_eq(pread(fd, &c, 1, 100), 1);
+    cr_assert_eq(c, 0xee);
+    close(fd);
+    unlink(path);
+}
+
+Test(hugepages, map_file_errors_say_why_and_leave_nothing) {
+    char path[128];
+    size_t got = 77;
+    temp_file(path, sizeof path, 10000);
+    int fds = open_fds();
+    errno = 0; cr_assert_null(um_map_file(NULL, UM_MAP_READ, &got)); cr_assert_eq(errno, EINVAL);
+    errno = 0; cr_assert_null(um_map_file(path, UM_MAP_READ, NULL)); cr_assert_eq(errno, EINVAL);
+    errno = 0; cr_assert_null(um_map_file(path, 0, &got)); cr_assert_eq(errno, EINVAL);
+    errno = 0; cr_assert_null(um_map_file(path, UM_MAP_READ | UM_MAP_SHARED, &got)); cr_assert_eq(errno, EINVAL);
+    errno = 0; cr_assert_null(um_map_file(path, UM_MAP_READ | 0x100, &got)); cr_assert_eq(errno, EINVAL);
+    errno = 0; cr_assert_null(um_map_file("/nonexistent/umalloc", UM_MAP_READ, &got)); cr_assert_eq(errno, ENOENT);
+    errno = 0; cr_assert_null(um_map_file("/tmp", UM_MAP_READ, &got)); cr_assert_eq(errno, ENODEV);
+    char empty[128];
+    temp_file(empty, sizeof empty, 0);
+    errno = 0; cr_assert_null(um_map_file(empty, UM_MAP_READ, &got)); cr_assert_eq(errno, EINVAL);
+    umi_fault_arm(UM_FAULT_FROM, UM_SYS_MMAP, 0, 0);
+    errno = 0; cr_assert_null(um_map_file(path, UM_MAP_READ | UM_MAP_HUGE, &got));
+    umi_fault_disarm();
+    cr_assert_eq(errno, ENOMEM);
+    umi_fault_arm(UM_FAULT_FROM, UM_SYS_MLOCK, 0, 0);
+    errno = 0; cr_assert_null(um_map_file(path, UM_MAP_READ | UM_MAP_LOCK, &got), "a lock refused fails the call");
+    umi_fault_disarm();
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(got, 77, "*size is left alone on failure");
+    cr_assert_eq(open_fds(), fds, "a descriptor leaked");
+    errno = 0; cr_assert_eq(um_unmap_file(NULL, 4096), -1); cr_assert_eq(errno, EINVAL);
+    unlink(path);
+    unlink(empty);
+}
