@@ -75,6 +75,24 @@ static uint64_t page_touched(const um_segment_t *seg, const um_page_t *page, siz
     return span < area ? span : area;
 }
 
+/* What of a segment the kernel can have made resident: the OS pages touched, and where
+ * transparent huge pages were advised, each 2 MiB half of it that any of them lies in (the kernel
+ * backs an advised range's first fault with a whole huge page when it has one). */
+#define UM_THP_SIZE ((size_t)2 << 20)
+typedef struct touch_s {
+    size_t bytes;    /* OS pages touched */
+    unsigned halves; /* bit h: something touched in the h-th 2 MiB of the segment */
+} touch_t;
+static void touch(touch_t *t, size_t at, size_t len) {
+    if (len == 0) return;
+    t->bytes += len;
+    t->halves |= (at < UM_THP_SIZE ? 1u : 0u) | (at + len > UM_THP_SIZE ? 2u : 0u);
+}
+static size_t segment_resident(const um_segment_t *seg, const touch_t *t) {
+    if (UM_PAGES_KIND(seg->page_kind) != UM_PAGES_THP) return t->bytes;
+    return (size_t)__builtin_popcount(t->halves) * UM_THP_SIZE;
+}
+
 int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     if (in_signal && umi_locks_held_by_me()) return -1;
     memset(out, 0, sizeof *out);
@@ -115,18 +133,18 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
         bool walk = UM_WALK_OTHERS || owner == self || owner == NULL || owner->handed; /* no thread's */
         out->metadata_bytes += hdr;
         out->committed_bytes += hdr;
-        node_add(out->node_committed_bytes, seg->node, hdr);
+        touch_t touched = {.bytes = hdr, .halves = 1};
         size_t psize = (size_t)1 << seg->page_shift;
         for (size_t i = 0; i < seg->page_count; i++) {
             um_page_t *page = &seg->pages[i];
             size_t bsize = UM_SHARED_READ(page->block_size);
             uint8_t slot = UM_SHARED_READ(page->slot);
-            size_t area = i == 0 ? psize - hdr : psize;
-            if (slot == UM_SLOT_DIRTY) { out->committed_bytes += area; node_add(out->node_committed_bytes, seg->node, area); }
+            size_t area = i == 0 ? psize - hdr : psize, at = i * psize + (i == 0 ? hdr : 0);
+            if (slot == UM_SLOT_DIRTY) { out->committed_bytes += area; touch(&touched, at, area); }
             if (bsize == 0 || slot != UM_SLOT_USED) continue;
             out->pages++;
             out->committed_bytes += area;
-            node_add(out->node_committed_bytes, seg->node, page_touched(seg, page, area));
+            touch(&touched, at, page_touched(seg, page, area));
             um_page_hot_t *hot = umi_page_hot_in(seg, page);
             uint64_t allocs = UM_SHARED_READ(hot->allocs), freed = UM_SHARED_READ(hot->frees);
             if (walk) {
@@ -143,6 +161,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             out->free_bytes += area > live * bsize ? area - live * bsize : 0;
             node_add(out->node_live_bytes, seg->node, live * bsize);
         }
+        node_add(out->node_committed_bytes, seg->node, segment_resident(seg, &touched));
     }
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_abandoned_lock);

@@ -326,12 +326,12 @@ static void *stats_job(void *a) {
 }
 
 static void test_stats(size_t mib, double max_diff) {
-    void (*get)(um_stats_t *) = (void (*)(um_stats_t *))um("um_stats_get");
+    void (*get)(um_stats_t *, size_t) = (void (*)(um_stats_t *, size_t))um("um_stats_get_sized");
     job_t jobs[64];
     for (int n = 0; n < nodes; n++) jobs[n] = (job_t){.node = n, .bytes = mib << 20};
     run_jobs(jobs, stats_job);
     static um_stats_t s;
-    get(&s);
+    get(&s, sizeof s);
     /* The kernel's count: pages per node of every anonymous mapping of the process. */
     unsigned long long kern[64] = {0};
     FILE *f = fopen("/proc/self/numa_maps", "r");

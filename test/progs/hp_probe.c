@@ -75,10 +75,10 @@ static long status_kb(const char *key) {
 }
 
 static void stats(void) {
-    void (*get)(um_stats_t *) = (void (*)(um_stats_t *))dlsym(RTLD_DEFAULT, "um_stats_get");
+    void (*get)(um_stats_t *, size_t) = (void (*)(um_stats_t *, size_t))dlsym(RTLD_DEFAULT, "um_stats_get_sized");
     if (!get) { printf("umalloc=no\n"); return; }
     um_stats_t s;
-    get(&s);
+    get(&s, sizeof s);
     printf("fallbacks=%llu\nmapped_4k=%llu\nmapped_thp=%llu\nmapped_2m=%llu\nmapped_1g=%llu\nlocked_bytes=%llu\ncommitted_bytes=%llu\n",
            (unsigned long long)s.hugepage_fallbacks, (unsigned long long)s.page_kind_mapped_bytes[0],
            (unsigned long long)s.page_kind_mapped_bytes[1], (unsigned long long)s.page_kind_mapped_bytes[2],
