@@ -531,29 +531,32 @@ def main():
                  "CPU time %s, peak RSS %s." % tuple(("%.2f×" % x) if x else "-" for x in (wall_um, cpu_um, rss_um)))
         L.append("")
 
-    if "umalloc" in allocs and "umalloc-nostats" in allocs:
+    cost = {}
+    if "umalloc" in allocs and os.path.exists(args.cost):
+        with open(args.cost) as f:
+            for r in csv.DictReader(f):
+                try:
+                    cost[r["workload"]] = int(r["ir_umalloc"]) / int(r["ir_nostats"])
+                except (ValueError, ZeroDivisionError, KeyError):
+                    pass
+    timed_nostats = "umalloc" in allocs and "umalloc-nostats" in allocs
+    if cost or timed_nostats:
         # What statistics counting costs: the same library built with -DUM_NO_STATS, side by side.
         L.append("## Cost of statistics counting")
         L.append("")
         L.append("umalloc against the same library built with the counting compiled out "
-                 "(`build/nostats/libumalloc.so`, `-DUM_NO_STATS=1`), median of each, in the same "
-                 "interleaved runs. Above 1 means counting costs that much.")
+                 "(`build/nostats/libumalloc.so`, `-DUM_NO_STATS=1`). Above 1 means counting costs "
+                 "that much." + ("" if timed_nostats else " The no-stats build is not timed by default "
+                 "(`make bench ALLOCS=\"glibc jemalloc mimalloc tcmalloc umalloc umalloc-nostats\"` times it)."))
         L.append("")
-        cost = {}
-        if os.path.exists(args.cost):
-            with open(args.cost) as f:
-                for r in csv.DictReader(f):
-                    try:
-                        cost[r["workload"]] = int(r["ir_umalloc"]) / int(r["ir_nostats"])
-                    except (ValueError, ZeroDivisionError, KeyError):
-                        pass
         if cost:
             L.append("The *instructions* column is the deterministic measure: the whole program's "
                      "instructions under callgrind at the QUICK sizes, umalloc / no-stats. Wall and "
                      "CPU time move by several percent between identical runs here, in both directions.")
             L.append("")
-        L.append("| workload | instructions: umalloc / no-stats | wall: umalloc / no-stats | CPU: umalloc / no-stats |")
-        L.append("|---|---:|---:|---:|")
+        L.append("| workload | instructions: umalloc / no-stats" +
+                 (" | wall: umalloc / no-stats | CPU: umalloc / no-stats |" if timed_nostats else " |"))
+        L.append("|---|---:|" + ("---:|---:|" if timed_nostats else ""))
         rw, rc, ri = [], [], []
         for w in workloads:
             cells = [w]
@@ -562,7 +565,7 @@ def main():
                 cells.append("%.4f" % cost[w])
             else:
                 cells.append("-")
-            for metric, acc in (("wall", rw), ("cpu", rc)):
+            for metric, acc in ((("wall", rw), ("cpu", rc)) if timed_nostats else ()):
                 a, b = med[metric][w]["umalloc"], med[metric][w]["umalloc-nostats"]
                 if a and b:
                     acc.append(a / b)
@@ -570,7 +573,8 @@ def main():
                 else:
                     cells.append("-")
             L.append("| " + " | ".join(cells) + " |")
-        L.append("| **geometric mean** | **%s** | **%s** | **%s** |" % tuple(("%.4f" % geomean(x)) if x else "-" for x in (ri, rw, rc)))
+        means = (ri, rw, rc) if timed_nostats else (ri,)
+        L.append("| **geometric mean** | " + " | ".join(("**%.4f**" % geomean(x)) if x else "-" for x in means) + " |")
         L.append("")
 
     if "umalloc" in allocs and "umalloc-secure" in allocs:
