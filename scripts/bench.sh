@@ -11,11 +11,12 @@
 #
 # Environment:
 #   QUICK=1        small sizes, 3 runs: the whole suite in well under 2 minutes
-#   RUNS=N         runs per workload and allocator (default 6, QUICK 3); the median is reported.
-#                  With as many runs as allocators, each follows each other about equally often (RUNS=7
-#                  for the 7 default ones). The 30 rows (each about 0.3-0.8 s under glibc)
-#                  x 7 allocators x 6 runs, with the instruction counts, take about 16 minutes
-#                  on the 2-core machine
+#   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
+#                  With as many runs as allocators, each follows each other about equally often
+#                  (5 for the 5 default ones; an odd count also has a middle run for a median).
+#                  The 30 rows (each about 0.3-0.8 s under glibc) x 5 allocators x 5 runs take
+#                  about 6.5 minutes on the 2-core machine; the instruction counts and the TLB pair
+#                  bring make bench to about 14
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
 #                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
 #                  umalloc-secure (build/libumalloc-secure.so, the hardened build: what it costs);
@@ -39,7 +40,7 @@ TMP=$OUT/tmp
 QUICK=${QUICK:-0}
 [ "$QUICK" = 0 ] || [ "$QUICK" = 1 ] || QUICK=1
 RUNS_ENV=${RUNS:-}
-if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; TIMEOUT=60; else RUNS=${RUNS:-6}; TIMEOUT=180; fi
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; TIMEOUT=60; else RUNS=${RUNS:-5}; TIMEOUT=180; fi
 START=$(date +%s)
 
 say() { printf '%s\n' "$*"; }
@@ -388,10 +389,16 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && [ "$QUICK" != 1 ] && command -v valgrind >/de
         [[ " ${WL_NAMES[*]} " == *" $name "* ]] || continue
         read -r prog pargs <<<"$quick"
         row="$name"
+        # Both builds at once, one per core: an instruction count does not depend on what else
+        # runs, and this part of the run would otherwise take minutes.
         for a in umalloc umalloc-nostats; do
             # shellcheck disable=SC2086
-            ir=$(LD_PRELOAD=${LIB[$a]} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-                "$BIN/$prog" $pargs 2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1)
+            LD_PRELOAD=${LIB[$a]} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+                "$BIN/$prog" $pargs 2>"$TMP/cost-$a.err" >/dev/null &
+        done
+        wait
+        for a in umalloc umalloc-nostats; do
+            ir=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$TMP/cost-$a.err" | tail -1)
             row="$row,${ir:-}"
         done
         echo "$row" >>"$COST_CSV.new"
