@@ -15,7 +15,6 @@
 #define MAP_HUGE_SHIFT 26
 #endif
 
-#define UM_MiB_ ((size_t)1 << 20)
 #define UM_2M ((size_t)2 << 20)
 #define UM_1G ((size_t)1 << 30)
 /* One transparent huge page: below it advice buys nothing. */
