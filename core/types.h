@@ -103,7 +103,7 @@ struct um_segment_s;
 
 /* ---- pages ---------------------------------------------------------------------------- */
 /* A page's hot words: the fields malloc's and free()'s fast paths touch. A small page keeps them
- * in the last 48 bytes of its own memory, never inside a block: free() reaches them from the
+ * in the last 128 bytes of its own memory, never inside a block: free() reaches them from the
  * block pointer with one `or` (p | 0xfff0 is 16 bytes before the page's end) instead of a
  * segment-map load, a shift and an index (docs/design.md, "Thread heaps and the fast path").
  * Medium and large pages, which free() reaches through the segment map anyway, keep theirs in the
@@ -124,7 +124,21 @@ struct um_segment_s;
  * 0xff, and no thread pointer has a nonzero top byte: the owner compare fails, and the slow path
  * reports the pointer. A page's memory reads zero until the page is first set up (owner 0: no
  * thread's), the guard is written before the owner, and a free page's owner is 0. */
-typedef struct um_page_hot_s {
+/* Two cache lines, the owner's and everyone's. The first holds what the owner writes on every
+ * malloc and free (list head, counts); the second the owner word, which every free reads,
+ * other threads' frees included, and which changes only when the page is set up, fills or is
+ * abandoned. With both on one line, each remote free read a line the owner was writing and
+ * pulled it away from the owner's core, and the owner's next malloc pulled it back: two
+ * transfers per block freed across threads (docs/design.md, "A page's hot words"). 128 bytes
+ * and 64-aligned, so that the split holds in the segment header's hot[] too. */
+#define UM_PAGE_HOT_SIZE 128
+#if UM_SECURE
+#define UM_HOT_OWNER_LINE_PAD (64 - 7 * 8)
+#else
+#define UM_HOT_OWNER_LINE_PAD (64 - 3 * 8)
+#endif
+typedef struct __attribute__((aligned(64))) um_page_hot_s {
+    /* ---- the owner's line */
     struct um_block_s *free;       /* blocks to hand out, the last freed first (owner only) */
     /* Blocks handed out and given back since the page was set up (owner only; remote frees
      * count once collected). allocs - frees is the blocks in use: free() decrements nothing and
@@ -139,16 +153,14 @@ typedef struct um_page_hot_s {
     uint64_t span;                 /* reserved * block_size */
     uint64_t block_div;            /* = um_page_t.block_div: and at a multiple of the block size from start */
 #endif
+    uint8_t owner_line_pad[UM_HOT_OWNER_LINE_PAD];
+    /* ---- everyone's line: read by every free, written rarely */
+    uint8_t shared_line_pad[64 - 3 * 8];
     _Atomic uintptr_t owner;       /* owner thread id (its thread pointer) | UM_PAGE_* flags; 0 = none */
-    uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above) */
+    uintptr_t guard[2];            /* UM_PAGE_GUARD while the page is in use (see above); last, at the page end */
 } um_page_hot_t;
-/* sizeof(um_page_hot_t): a small page's block area ends before it */
-#if UM_SECURE
-#define UM_PAGE_HOT_SIZE 80
-#else
-#define UM_PAGE_HOT_SIZE 48
-#endif
 _Static_assert(sizeof(um_page_hot_t) == UM_PAGE_HOT_SIZE, "the fast path reaches the hot words from the page end");
+_Static_assert(offsetof(um_page_hot_t, owner) == 64 + 40, "owner and guard end everyone's line");
 #define UM_PAGE_GUARD (~(uintptr_t)0)
 
 /* A page's descriptor, in its segment's header. */
