@@ -248,3 +248,46 @@ Test(errors, double_free_after_other_frees_is_detected)
         assert_heap_still_works(n, 2000, "a double free after other frees");
     }
 }
+
+/* A pointer into the middle of a block, 16-byte aligned, freed by a thread that does not own
+ * the block's page (every such free takes the checked path) or, for a medium block, by its
+ * owner: reported, and the block stays in use, intact. */
+static void *free_from_thread(void *p)
+{
+    um_free(p);
+    return NULL;
+}
+
+Test(errors, free_of_a_pointer_inside_a_block_is_reported)
+{
+    static const size_t sizes[] = {48, 112, 1000, 20000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        unsigned char *p = um_malloc(n);
+        cr_assert_not_null(p);
+        tu_fill(p, n, tu_seed(p, n));
+        for (int remote = 0; remote <= 1; remote++) {
+            if (!remote && n <= 8192) continue; /* the owner's small-block free is the unchecked fast path */
+            um_totals_t before = tu_totals();
+            tu_capture_t cap;
+            char out[4096];
+            cr_assert_eq(tu_capture_begin(&cap), 0);
+            if (remote) {
+                pthread_t t;
+                cr_assert_eq(pthread_create(&t, NULL, free_from_thread, p + 32), 0);
+                pthread_join(t, NULL);
+            } else {
+                um_free(p + 32);
+            }
+            size_t len = tu_capture_end(&cap, out, sizeof out);
+            cr_assert_gt(len, 0, "free(p + 32) of a %zu-byte block (%s) printed nothing", n, remote ? "other thread" : "owner");
+            cr_assert(strstr(out, "middle of a block") != NULL, "%zu-byte block: stderr said: %s", n, out);
+            um_totals_t after = tu_totals();
+            cr_assert_eq(after.live_blocks, before.live_blocks, "%zu-byte block: live blocks %zu -> %zu", n,
+                         before.live_blocks, after.live_blocks);
+        }
+        cr_assert_eq(tu_check(p, n, tu_seed(p, n)), -1, "%zu-byte block changed by the bad free", n);
+        um_free(p);
+    }
+    assert_heap_still_works(0, 2000, "frees inside blocks");
+}
