@@ -408,8 +408,8 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && [ "$QUICK" != 1 ] && command -v valgrind >/de
 fi
 
 # --- TLB-bound workloads and huge pages (issue 13) -----------------------------------------------
-# scripts/bench-tlb.sh: 2 GiB pointer chase and 20 M-entry hash table under every huge-page mode of
-# umalloc and of the peers; about 5 minutes with its 3 runs. TLB=0 leaves it out; QUICK runs it
+# scripts/bench-tlb.sh: 1 GiB pointer chase and 10 M-entry hash table under every huge-page mode of
+# umalloc and of the peers; about 3.5 minutes with its 3 runs. TLB=0 leaves it out; QUICK runs it
 # at a tenth of the sizes, once.
 if [ "${TLB:-1}" != 0 ]; then
     say "bench: TLB-bound workloads (scripts/bench-tlb.sh)"
