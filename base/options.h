@@ -73,7 +73,7 @@ typedef enum um_option_type {
       "print the version and every option's value and where it came from, at start")             \
     X(HELP, BOOL, 0, 0, 0, NULL, "print this list of options at start, then run the program")  \
     /* ---- core (core/) ---- */                                                                \
-    X(PURGE_DELAY_MS, DURATION, 25, 0, 3600000, NULL,                                            \
+    X(PURGE_DELAY_MS, DURATION, 100, 0, 3600000, NULL,                                           \
       "delay before free pages are given back to the OS; 0 = at once")                          \
     X(LARGE_THRESHOLD, SIZE, 512 * UM_KiB, 4 * UM_KiB, 512 * UM_KiB, NULL,                       \
       "blocks of at least this size are mapped on their own")                                    \

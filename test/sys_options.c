@@ -589,7 +589,7 @@ Test(options, purge_delay_takes_effect) {
     r = so_released_after("3600s", "300", &at_free);
     cr_expect_lt(r, 4 * SO_MiB, "UMALLOC_PURGE_DELAY_MS=3600s: %lld bytes released in 300 ms", r);
     cr_expect_lt(at_free, 4 * SO_MiB, "UMALLOC_PURGE_DELAY_MS=3600s: %lld bytes released at free", at_free);
-    /* The default (25 ms), and the default after a bad value: kept at free, back within 300 ms. */
+    /* The default (100 ms), and the default after a bad value: kept at free, back within 300 ms. */
     r = so_released_after(NULL, "300", &at_free);
     cr_expect_lt(at_free, 4 * SO_MiB, "default delay: %lld bytes released at free", at_free);
     cr_expect_geq(r, 16 * SO_MiB, "default delay: only %lld bytes released in 300 ms", r);
