@@ -6,6 +6,7 @@
 #include "os/os.h"
 #include "core/check.h"
 #include "core/counters.h"
+#include "hugepages/pagesize.h"
 
 /* The hot words every empty heap's direct[] points at. Its free list is NULL, so the fast path
  * falls through to the slow path without a separate "is this thread initialised?" test. */
@@ -140,7 +141,7 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     hot->free = (um_block_t *)first;
 #endif
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
-    umi_count_carved(n * bsize);
+    umi_count_carved(umi_pages_carved_add((int64_t)(n * bsize)));
 }
 
 /* An empty page's free list holds its blocks in the order they were freed, which after a
@@ -153,7 +154,7 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
  * until it is handed out again, so a double free of it is still caught meanwhile. */
 static void page_forget_free_list(um_page_t *page) {
     umi_page_hot(page)->free = NULL;
-    umi_count_uncarved((size_t)page->capacity * page->block_size);
+    umi_pages_carved_add(-(int64_t)((size_t)page->capacity * page->block_size));
     UM_SHARED_WRITE(page->capacity, 0);
 }
 

@@ -31,8 +31,16 @@ typedef struct um_pages_stats_s {
     _Atomic uint64_t idle[UM_PAGES_KINDS];      /* bytes of reserved runs held by no segment, by kind */
     _Atomic uint64_t idle_locked;               /* of those, locked */
     _Atomic uint64_t held;                      /* bytes mapped through this layer now (segments, blocks, runs) */
+    /* Bytes of segments the core has carved into blocks now: what segments use, as against what
+     * they hold (a segment is mapped whole, 4 MiB, and touched as far as it is carved). Told by
+     * the core (umi_pages_carved_add); read for the thp threshold and by the statistics. */
+    _Atomic uint64_t carved;
 } um_pages_stats_t;
 extern um_pages_stats_t umi_pages_stats;
+/* The core carved (bytes > 0) or forgot (< 0) blocks; returns the new total. */
+static inline uint64_t umi_pages_carved_add(int64_t bytes) {
+    return atomic_fetch_add_explicit(&umi_pages_stats.carved, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
+}
 
 /* Read the options (once, at process start-up, after base/options). */
 void umi_pages_init(void);

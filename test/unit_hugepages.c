@@ -250,3 +250,64 @@ Test(hugepages, map_file_errors_say_why_and_leave_nothing) {
     unlink(path);
     unlink(empty);
 }
+
+/* thp mode advises segments once umalloc *uses* 256 MiB: its huge blocks whole, of its segments
+ * what is carved into blocks. Threads that each hold one 80 KiB block map a 4 MiB segment each
+ * for it (one page per class of 64 KiB and more): 72 of them hold 288 MiB of segments and use
+ * under 6 MiB, and none may be advised (a 2 MiB page faulted in behind each block). A 260 MiB
+ * huge block is in use whole: the next segment is advised. */
+#define THP_THREADS 72
+static pthread_barrier_t thp_taken, thp_checked;
+static void *hold_one_large_block(void *arg) {
+    (void)arg;
+    char *p = um_malloc(80 << 10);
+    cr_assert_not_null(p);
+    p[0] = 1;
+    pthread_barrier_wait(&thp_taken);
+    pthread_barrier_wait(&thp_checked);
+    um_free(p);
+    return NULL;
+}
+static uint64_t thp_mapped(void) {
+    um_stats_t s;
+    um_stats_get(&s);
+    return s.page_kind_mapped_bytes[UM_PAGES_THP];
+}
+
+Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
+    start_with("UMALLOC_HUGEPAGES=thp", NULL);
+    void *probe = umi_os_map_aligned(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE);
+    cr_assert_not_null(probe);
+    int advisable = umi_os_advise_huge(probe, UM_SEGMENT_SIZE);
+    umi_os_unmap(probe, UM_SEGMENT_SIZE);
+    if (!advisable) cr_skip_test("this kernel takes no MADV_HUGEPAGE (no transparent huge pages)");
+
+    pthread_t t[THP_THREADS];
+    pthread_barrier_init(&thp_taken, NULL, THP_THREADS + 1);
+    pthread_barrier_init(&thp_checked, NULL, THP_THREADS + 1);
+    for (int i = 0; i < THP_THREADS; i++) cr_assert_eq(pthread_create(&t[i], NULL, hold_one_large_block, NULL), 0);
+    pthread_barrier_wait(&thp_taken);
+    uint64_t held = atomic_load_explicit(&umi_pages_stats.held, memory_order_relaxed);
+    uint64_t thp = thp_mapped();
+    pthread_barrier_wait(&thp_checked);
+    for (int i = 0; i < THP_THREADS; i++) pthread_join(t[i], NULL);
+    cr_assert_geq(held, (uint64_t)THP_THREADS * UM_SEGMENT_SIZE, "the threads' blocks did not map a segment each: %llu B held",
+                  (unsigned long long)held);
+    cr_assert_eq(thp, 0, "%llu B of sparsely used segments advised for THP (%llu B held)", (unsigned long long)thp,
+                 (unsigned long long)held);
+
+    char *big = um_malloc((size_t)260 << 20); /* advised itself, from 2 MiB */
+    cr_assert_not_null(big);
+    uint64_t before = thp_mapped();
+    pthread_barrier_init(&thp_taken, NULL, 2);
+    pthread_barrier_init(&thp_checked, NULL, 2);
+    pthread_t one;
+    cr_assert_eq(pthread_create(&one, NULL, hold_one_large_block, NULL), 0);
+    pthread_barrier_wait(&thp_taken);
+    uint64_t after = thp_mapped();
+    pthread_barrier_wait(&thp_checked);
+    pthread_join(one, NULL);
+    um_free(big);
+    cr_assert_geq(after - before, UM_SEGMENT_SIZE, "no segment advised with a 260 MiB block in use (THP %llu -> %llu B)",
+                  (unsigned long long)before, (unsigned long long)after);
+}
