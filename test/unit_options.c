@@ -298,7 +298,7 @@ Test(options_parse, table_is_consistent) {
 Test(options_parse, defaults_of_this_issue) {
     cr_expect_eq(umi_option_table[UM_OPT_VERBOSE].def, 0);
     cr_expect_eq(umi_option_table[UM_OPT_HELP].def, 0);
-    cr_expect_eq(umi_option_table[UM_OPT_PURGE_DELAY_MS].def, 25);
+    cr_expect_eq(umi_option_table[UM_OPT_PURGE_DELAY_MS].def, 100);
     cr_expect_eq(umi_option_table[UM_OPT_PURGE_DELAY_MS].max, 3600000);
     cr_expect_eq(umi_option_table[UM_OPT_LARGE_THRESHOLD].def, 512 * 1024);
     cr_expect_eq(umi_option_table[UM_OPT_LARGE_THRESHOLD].min, 4 * 1024);
@@ -617,8 +617,8 @@ Test(options_load, a_bad_value_gets_one_line_and_the_default) {
     char *env[] = {"UMALLOC_PURGE_DELAY_MS=abc", NULL};
     const char *out = uo_load(env, 0);
     cr_expect_str_eq(out, "umalloc: UMALLOC_PURGE_DELAY_MS=abc is not valid: expected a duration "
-                          "in ms (0..3600000, suffix ms or s); using the default 25\n");
-    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 25);
+                          "in ms (0..3600000, suffix ms or s); using the default 100\n");
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 100);
     cr_expect_eq(umi_option_source(UM_OPT_PURGE_DELAY_MS), UM_SRC_REJECTED);
 
     const struct {
@@ -687,7 +687,7 @@ Test(options_load, first_definition_wins) {
     cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 5);
     char *env2[] = {"UMALLOC_PURGE_DELAY_MS=abc", "UMALLOC_PURGE_DELAY_MS=7", NULL};
     cr_expect_eq(uo_lines(uo_load(env2, 0)), 1);
-    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 25);
+    cr_expect_eq(umi_option(UM_OPT_PURGE_DELAY_MS), 100);
 }
 
 Test(options_load, secure_processes_ignore_everything_silently) {
@@ -740,7 +740,7 @@ Test(options_load, verbose_shows_values_and_sources) {
     const char *lines[] = {
         "umalloc:   UMALLOC_VERBOSE=1 (environment)\n",
         "umalloc:   UMALLOC_HELP=0 (default)\n",
-        "umalloc:   UMALLOC_PURGE_DELAY_MS=25 (default)\n",
+        "umalloc:   UMALLOC_PURGE_DELAY_MS=100 (default)\n",
         "umalloc:   UMALLOC_LARGE_THRESHOLD=128KiB (environment)\n",
         "umalloc:   UMALLOC_STATS_SIGNAL=USR1 (default)\n",
         "umalloc:   UMALLOC_STATS_AT_EXIT=0 (default)\n",

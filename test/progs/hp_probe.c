@@ -116,7 +116,7 @@ static int small(size_t mib) {
     smaps_kernel_pages();
     stats();
     for (size_t i = 0; i < n; i++) free(v[i]);
-    keep_going(300); /* the purge delay is 25 ms by default: this is well past it */
+    keep_going(600); /* the purge delay is 100 ms by default: this is well past it */
     printf("free_after=%ld\nfree1g_after=%ld\n", meminfo("HugePages_Free"), sysfs_free_1g());
     if (getenv("HP_PROBE_DUMP")) { void (*pr)(int, int) = (void (*)(int, int))dlsym(RTLD_DEFAULT, "um_stats_print"); if (pr) pr(1, 0); }
     munmap(v, n * sizeof *v);
