@@ -73,9 +73,13 @@ void *umi_calloc(size_t count, size_t size) {
     return p;
 }
 
-/* Aligned blocks. Power-of-two size classes in pages that start aligned are aligned already;
- * otherwise over-allocate by the alignment and hand out an inner pointer, flagging the page so
- * that free() looks for the block start. */
+/* Aligned blocks. Every page's block area starts on an OS page, so for an alignment up to 4 KiB
+ * every block of a class whose size is a multiple of it is aligned: the smallest such class
+ * that wastes no more than over-allocating would (4 KiB-aligned blocks of 4 KiB + a little come
+ * from the 8 KiB class). Otherwise over-allocate by the alignment and hand out an inner pointer,
+ * flagging the page so that free() looks for the block start: the flag sends every free of the
+ * page's blocks down the slow path, and the inner pointer wastes up to the alignment. */
+#define UM_CLASS_ALIGN_MAX ((size_t)4096)
 static void *malloc_aligned(size_t align, size_t size) {
     if (align <= 16) return internal_malloc(size);
     if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
@@ -93,7 +97,14 @@ static void *malloc_aligned(size_t align, size_t size) {
         return p;
     }
     size_t bin = umi_bin_of(size);
-    if ((umi_bin_size(bin) & (align - 1)) == 0) {
+    if (align <= UM_CLASS_ALIGN_MAX) {
+        for (size_t b = bin; b < UM_BIN_COUNT && umi_bin_size(b) <= size + align - 16; b++) {
+            if ((umi_bin_size(b) & (align - 1)) != 0) continue;
+            void *p = internal_malloc(umi_bin_size(b));
+            UM_CHECK(((uintptr_t)p & (align - 1)) == 0);
+            return p;
+        }
+    } else if ((umi_bin_size(bin) & (align - 1)) == 0) {
         void *p = internal_malloc(size);
         if (p == NULL || ((uintptr_t)p & (align - 1)) == 0) return p;
         internal_free(p);

@@ -2,6 +2,7 @@
  * um_pvalloc (glibc semantics), and aligned blocks mixed with ordinary ones. */
 #include <criterion/criterion.h>
 
+#include "core/internal.h"
 #include "test_util.h"
 
 static size_t next_pow2(size_t a)
@@ -296,4 +297,28 @@ Test(align, zero_size_with_any_alignment_is_a_real_block, .timeout = 60)
     }
     um_totals_t end = tu_totals();
     cr_assert_eq(end.live_blocks, base.live_blocks, "blocks leaked: %zu -> %zu", base.live_blocks, end.live_blocks);
+}
+
+/* Up to 4 KiB, an alignment is met by a size class that is a multiple of it (every page's block
+ * area starts on an OS page): the block is the class's own, not an inner pointer into a bigger
+ * one, so it wastes no more than the class and its page keeps free()'s plain paths. */
+Test(align, small_alignments_come_from_aligned_classes)
+{
+    static const struct { size_t align, size, usable; } cases[] = {
+        {64, 100, 128}, {256, 1000, 1024}, {512, 700, 1024}, {4096, 4112, 8192}, {4096, 4096, 4096}, {4096, 9000, 12288},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        void *p = NULL;
+        cr_assert_eq(um_posix_memalign(&p, cases[i].align, cases[i].size), 0);
+        cr_assert_eq((uintptr_t)p % cases[i].align, 0);
+        size_t usable = um_malloc_usable_size(p);
+        cr_assert_eq(usable, cases[i].usable, "posix_memalign(%zu, %zu): %zu usable bytes, expected the class of %zu",
+                     cases[i].align, cases[i].size, usable, cases[i].usable);
+        um_segment_t *seg = umi_segment_of(p);
+        um_page_t *page = umi_page_of(seg, p);
+        cr_assert_eq(atomic_load(&umi_page_hot_in(seg, page)->owner) & UM_PAGE_HAS_ALIGNED, 0,
+                     "posix_memalign(%zu, %zu) handed out an inner pointer", cases[i].align, cases[i].size);
+        memset(p, 0x5a, cases[i].size);
+        um_free(p);
+    }
 }
