@@ -21,7 +21,11 @@ static bool small_in_region; /* small segments come from the region */
 
 static um_segment_t *cache_list;
 static size_t cache_count;
-#define UM_CACHE_MAX 64 /* 256 MiB of address space at most; what is resident is purged on the usual delay */
+/* Empty segments kept for reuse: resident until the purge delay, mapped until the retain time.
+ * The count bounds address space (4 GiB) and the walks of the list, not memory: a segment
+ * dropped because the cache is full is unmapped at once, and a program that frees a heap bigger
+ * than the cache and builds it again faults every page of the difference in again. */
+#define UM_CACHE_MAX 1024
 
 static bool slot_purge(um_segment_t *seg, um_page_t *page);
 static bool slots_purge(um_segment_t *seg, size_t first, size_t last);

@@ -1,7 +1,9 @@
 /* Large blocks: a 1 GiB block (RSS up and back down), a realloc growth loop from 1 KiB to
  * 256 MiB, repeated large allocations that must not accumulate, calloc of reused large blocks. */
 #include <criterion/criterion.h>
+#include <sys/resource.h>
 
+#include "base/options.h"
 #include "test_util.h"
 
 Test(large, one_gib_block_rss_up_and_down, .timeout = 120)
@@ -182,4 +184,42 @@ Test(large, reuse_across_sizes_keeps_contents, .timeout = 120)
     cr_assert_eq(tu_check(c2, 2 * c_n, 5), -1, "grown block lost its contents");
     um_free(z);
     um_free(c2);
+}
+
+/* A heap of small blocks bigger than the segment cache used to hold (64 segments, 256 MiB), all
+ * freed, then allocated again: the second round finds its segments in the cache, resident
+ * (the purge delay has not passed), instead of mapping fresh ones and faulting every page in
+ * again. The cache dropped what it could not hold at once, unmapped. */
+static long minor_faults(void)
+{
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return r.ru_minflt;
+}
+
+Test(large, a_big_heap_freed_and_taken_again_reuses_its_segments, .timeout = 120)
+{
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
+    umi_options_load(envp, 0);
+    enum { N = 36000, SIZE = 8192 }; /* 7 blocks a 64 KiB page: 5143 pages, 81 segments */
+    char **v = calloc(N, sizeof *v);
+    cr_assert_not_null(v);
+    long faults[2];
+    for (int round = 0; round < 2; round++) {
+        long f0 = minor_faults();
+        for (size_t i = 0; i < N; i++) {
+            v[i] = um_malloc(SIZE);
+            cr_assert_not_null(v[i]);
+            v[i][0] = (char)i;
+        }
+        faults[round] = minor_faults() - f0;
+        for (size_t i = 0; i < N; i++) {
+            cr_assert_eq(v[i][0], (char)i);
+            um_free(v[i]);
+        }
+    }
+    free(v);
+    fprintf(stderr, "[large/segments reused] minor faults: %ld, then %ld\n", faults[0], faults[1]);
+    cr_assert_gt(faults[0], N / 2, "the first round faulted only %ld times: nothing measured", faults[0]);
+    cr_assert_lt(faults[1], faults[0] / 50, "the second round faulted %ld times (the first %ld)", faults[1], faults[0]);
 }
