@@ -30,7 +30,6 @@
 #include "base/fmt.h"
 #include "core/block.h"
 #include "core/counters.h"
-#include "hugepages/pagesize.h"
 
 #define UM_CHECK_LINES_MAX 16 /* problems printed in full; the rest are counted */
 
@@ -266,7 +265,7 @@ size_t umi_check_heap(bool quiet_program) {
     for (size_t i = 0; i < UM_STATS_NODES; i++) by_node += atomic_load_explicit(&umi_counters.node_mapped[i], UM_RELAXED);
     for (size_t i = 0; i < UM_PAGES_KINDS; i++) by_kind += atomic_load_explicit(&umi_counters.kind_mapped[i], UM_RELAXED);
     if (by_node != mapped || by_kind != mapped) problem(&c, "statistics of mapped bytes differ from the segments mapped", &umi_counters);
-    if (atomic_load_explicit(&umi_pages_stats.carved, UM_RELAXED) != c.carved_bytes) problem(&c, "carved bytes counted differ from the pages' blocks", &umi_pages_stats);
+    if (atomic_load_explicit(&umi_counters.carved, UM_RELAXED) != c.carved_bytes) problem(&c, "statistics of carved bytes differ from the pages' blocks", &umi_counters);
 #endif
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_cache_lock);

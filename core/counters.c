@@ -116,6 +116,7 @@ void umi_count_page_gone(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
     UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
     UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf, hot));
+    umi_count_uncarved((size_t)page->capacity * page->block_size);
 }
 
 void umi_count_fold_heap(um_heap_t *heap) {
@@ -134,11 +135,13 @@ void umi_count_exited_heap(um_heap_t *heap) {
  * each time carved bytes pass 9/8 of what they were at the last sample (and 1 MiB more at
  * least, so a small program pays for a handful of samples), the statistics are asked for one
  * at the next safe point. */
-void umi_count_carved(uint64_t now) {
+void umi_count_carved(size_t bytes) {
+    uint64_t now = ADD(umi_counters.carved, bytes) + bytes;
     uint64_t next = atomic_load_explicit(&umi_counters.next_sample, UM_RELAXED);
     if (now < next) return;
     uint64_t step = now / 8 > ((uint64_t)1 << 20) ? now / 8 : ((uint64_t)1 << 20);
     if (atomic_compare_exchange_strong(&umi_counters.next_sample, &next, now + step)) umi_safe_point_request(UM_SAFE_SAMPLE);
 }
 
+void umi_count_uncarved(size_t bytes) { atomic_fetch_sub_explicit(&umi_counters.carved, bytes, UM_RELAXED); }
 #endif /* !UM_NO_STATS */

@@ -27,6 +27,7 @@ typedef struct um_counters_s {
     _Atomic uint64_t internal_allocs, internal_frees;
     _Atomic uint64_t failed, invalid, null_frees;
     _Atomic uint64_t huge_allocs, huge_frees, huge_usable_total;
+    _Atomic uint64_t carved;                      /* bytes carved into pooled blocks now */
     _Atomic uint64_t next_sample;                 /* carved bytes at which a peak sample is due */
     _Atomic uint64_t peak_live;                   /* highest live bytes seen (see stats/stats.h) */
     _Atomic uint64_t sampled_pooled_live;         /* live bytes outside huge blocks at the last snapshot */
@@ -65,7 +66,8 @@ static inline void umi_safe_point(void) {
 #if defined(UM_NO_STATS) && UM_NO_STATS
 #define UM_COUNT_ADD(field, n) ((void)0)
 static inline void umi_count_page_gone(um_heap_t *heap, um_page_t *page) { (void)heap; (void)page; }
-static inline void umi_count_carved(uint64_t carved_now) { (void)carved_now; }
+static inline void umi_count_carved(size_t bytes) { (void)bytes; }
+static inline void umi_count_uncarved(size_t bytes) { (void)bytes; }
 static inline void umi_count_exited_heap(um_heap_t *heap) { (void)heap; }
 static inline void umi_count_fold_heap(um_heap_t *heap) { (void)heap; }
 static inline void umi_count_call(unsigned call) { (void)call; }
@@ -81,7 +83,8 @@ static inline void umi_count_migrated(int node, uint64_t pages) { (void)node; (v
 #else
 #define UM_COUNT_ADD(field, n) UM_OWNER_ADD(field, n)
 void umi_count_page_gone(um_heap_t *heap, um_page_t *page); /* a page slot goes back to its segment */
-void umi_count_carved(uint64_t carved_now); /* blocks were carved: umi_pages_stats.carved is now this */
+void umi_count_carved(size_t bytes);      /* bytes newly carved into blocks */
+void umi_count_uncarved(size_t bytes);
 void umi_count_exited_heap(um_heap_t *heap); /* a thread's counters outlive its heap (registry lock) */
 void umi_count_fold_heap(um_heap_t *heap);   /* the same, for a heap no thread had (registry lock) */
 void umi_count_call(unsigned call);       /* an entry point other than malloc/free ran */

@@ -141,7 +141,8 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     hot->free = (um_block_t *)first;
 #endif
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
-    umi_count_carved(umi_pages_carved_add((int64_t)(n * bsize)));
+    umi_count_carved(n * bsize);
+    umi_pages_touched_add((int64_t)n, bsize);
 }
 
 /* An empty page's free list holds its blocks in the order they were freed, which after a
@@ -154,7 +155,8 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
  * until it is handed out again, so a double free of it is still caught meanwhile. */
 static void page_forget_free_list(um_page_t *page) {
     umi_page_hot(page)->free = NULL;
-    umi_pages_carved_add(-(int64_t)((size_t)page->capacity * page->block_size));
+    umi_count_uncarved((size_t)page->capacity * page->block_size);
+    umi_pages_touched_add(-(int64_t)page->capacity, page->block_size);
     UM_SHARED_WRITE(page->capacity, 0);
 }
 

@@ -349,7 +349,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     UM_CHECK(page->slot == UM_SLOT_USED && seg->cookie == ((uintptr_t)seg ^ umi_cookie));
     umi_page_set_never_delayed(page); /* a remote free still touching the page finishes first */
     umi_count_page_gone(heap, page);
-    umi_pages_carved_add(-(int64_t)((size_t)page->capacity * page->block_size));
+    umi_pages_touched_add(-(int64_t)page->capacity, page->block_size);
     {   /* ASan: the next page of this slot may be of another class, its hot words anywhere */
         size_t size;
         uint8_t *area = umi_page_area(seg, page, &size);

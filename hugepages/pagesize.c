@@ -22,12 +22,14 @@
 /* With UMALLOC_HUGEPAGES=thp, segments are advised once umalloc uses this much: a heap that
  * small fits in the TLB's reach with 4 KiB pages, and a 2 MiB page faulted in for the first
  * 64 KiB slot of a segment would multiply its resident memory. What it uses is its huge blocks
- * and runs whole, but of its segments only what the core has carved into blocks: a program
- * whose threads each use many size classes a little maps a 4 MiB segment for every class of
- * 64 KiB blocks and more in every thread, and touches a block or two of each (8 threads
- * replaced in rounds, mimalloc-bench's mstress pattern, mapped 288 MiB with 30 MiB in use;
- * counted by what was mapped, its segments were advised and its RSS reached 93 MiB, not
- * 17 MiB). */
+ * and runs whole, but of its segments only what carving has surely touched (umi_pages_stats.
+ * touched): a program whose threads each use many size classes a little maps a 4 MiB segment
+ * for every class of 64 KiB blocks and more in every thread, and touches a block or two of
+ * each (8 threads replaced in rounds, mimalloc-bench's mstress pattern, mapped 288 MiB with
+ * 30 MiB in use; counted by what was mapped, its segments were advised and its RSS reached
+ * 93 MiB, not 17 MiB); a program may carve big blocks and write a few bytes of each (2000
+ * blocks of 100 KiB aligned to 64 KiB, 64 bytes written: carved 384 MiB, 18 MiB resident with
+ * 4 KiB pages, 252 MiB once advised). */
 #define UM_THP_SEGMENTS_FROM ((uint64_t)256 << 20)
 /* After a pool refused a page, it is not asked again for this long: each refused mmap costs a
  * system call and the kernel's search of the pool. */
@@ -105,15 +107,15 @@ static unsigned policy_kind(size_t size, uintptr_t at) {
 }
 
 /* THP advice for a mapping the policy backs with 4 KiB pages in thp mode, or after a hugetlb
- * fall-back. In thp mode a segment-sized mapping is advised once the core has carved
- * UM_THP_SEGMENTS_FROM of segments into blocks; a huge block from 2 MiB up. A fall-back from 2M
+ * fall-back. In thp mode a segment-sized mapping is advised once umalloc uses
+ * UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up. A fall-back from 2M
  * or 1G is advised at once: the program asked for huge pages. */
 static unsigned advise(void *p, size_t size, bool is_unit) {
     if (mode == UM_PAGES_4K || size < UM_THP_MIN) return UM_PAGES_4K;
     if (is_unit && mode == UM_PAGES_THP) {
         uint64_t held = atomic_load_explicit(&umi_pages_stats.held, memory_order_relaxed);
         uint64_t in_use = held - atomic_load_explicit(&segments_held, memory_order_relaxed) +
-                          atomic_load_explicit(&umi_pages_stats.carved, memory_order_relaxed);
+                          atomic_load_explicit(&umi_pages_stats.touched, memory_order_relaxed);
         if (in_use < UM_THP_SEGMENTS_FROM) return UM_PAGES_4K;
     }
     return umi_os_advise_huge(p, size) ? UM_PAGES_THP : UM_PAGES_4K;

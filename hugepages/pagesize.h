@@ -31,15 +31,18 @@ typedef struct um_pages_stats_s {
     _Atomic uint64_t idle[UM_PAGES_KINDS];      /* bytes of reserved runs held by no segment, by kind */
     _Atomic uint64_t idle_locked;               /* of those, locked */
     _Atomic uint64_t held;                      /* bytes mapped through this layer now (segments, blocks, runs) */
-    /* Bytes of segments the core has carved into blocks now: what segments use, as against what
-     * they hold (a segment is mapped whole, 4 MiB, and touched as far as it is carved). Told by
-     * the core (umi_pages_carved_add); read for the thp threshold and by the statistics. */
-    _Atomic uint64_t carved;
+    /* Bytes of segments the core has carved into blocks now, counting of a block bigger than an
+     * OS page only that first page, which carving writes (the free-list link): what segments
+     * surely have resident, as against what they hold (a segment is mapped whole, 4 MiB) and
+     * what is carved (a program may touch a few bytes of each big block). Told by the core
+     * (umi_pages_touched_add); read for the thp threshold. */
+    _Atomic uint64_t touched;
 } um_pages_stats_t;
 extern um_pages_stats_t umi_pages_stats;
-/* The core carved (bytes > 0) or forgot (< 0) blocks; returns the new total. */
-static inline uint64_t umi_pages_carved_add(int64_t bytes) {
-    return atomic_fetch_add_explicit(&umi_pages_stats.carved, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
+/* The core carved (count > 0) or forgot (count < 0) `count` blocks of `block_size` bytes. */
+static inline void umi_pages_touched_add(int64_t count, size_t block_size) {
+    int64_t per_block = block_size < 4096 ? (int64_t)block_size : 4096;
+    atomic_fetch_add_explicit(&umi_pages_stats.touched, (uint64_t)(count * per_block), memory_order_relaxed);
 }
 
 /* Read the options (once, at process start-up, after base/options). */

@@ -172,5 +172,5 @@ Test(check, finds_statistics_that_do_not_add_up) {
     page->capacity = saved;
     um_free(p);
     cr_assert_geq(problems, 1);
-    cr_assert(strstr(out, "carved bytes counted differ") != NULL, "checker said: %s", out);
+    cr_assert(strstr(out, "statistics of carved bytes differ") != NULL, "checker said: %s", out);
 }

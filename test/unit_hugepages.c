@@ -311,3 +311,27 @@ Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
     cr_assert_geq(after - before, UM_SEGMENT_SIZE, "no segment advised with a 260 MiB block in use (THP %llu -> %llu B)",
                   (unsigned long long)before, (unsigned long long)after);
 }
+
+/* Of a block bigger than an OS page, the thp threshold counts only the first page (carving
+ * writes its link there): a program may carve hundreds of MiB of big blocks and write a few
+ * bytes of each. 2000 blocks of 200 KiB carve 400 MiB of segments and touch 8 MiB: no segment
+ * may be advised (each would fault a 2 MiB page in behind a few written bytes). */
+Test(hugepages, thp_advice_counts_a_big_block_by_its_first_page) {
+    start_with("UMALLOC_HUGEPAGES=thp", NULL);
+    void *probe = umi_os_map_aligned(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE);
+    cr_assert_not_null(probe);
+    int advisable = umi_os_advise_huge(probe, UM_SEGMENT_SIZE);
+    umi_os_unmap(probe, UM_SEGMENT_SIZE);
+    if (!advisable) cr_skip_test("this kernel takes no MADV_HUGEPAGE (no transparent huge pages)");
+    enum { N = 2000 };
+    static char *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = um_malloc(200 << 10);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 1, 64);
+    }
+    uint64_t thp = thp_mapped();
+    for (int i = 0; i < N; i++) um_free(v[i]);
+    cr_assert_eq(thp, 0, "%llu B of segments advised for THP while 2000 big blocks had 64 bytes written each",
+                 (unsigned long long)thp);
+}
