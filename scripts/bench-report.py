@@ -300,7 +300,7 @@ def tlb_section(csv_path, meta_path):
              "the page faults of a first touch, linking or inserting) plus the random phase (`bench/tlb.c`); "
              "ratios are to umalloc with 4 KiB pages. On this shared 2-core VM the random phase is bimodal "
              "(about 0.43 s or 0.75 s for the chase, in every configuration, with the load of the other "
-             "core): its median over 3 runs says more about the machine than about the pages, so the best "
+             "core): its median over a few runs says more about the machine than about the pages, so the best "
              "of the runs is shown too. Peak memory is the "
              "process's peak RSS with hugetlb pages counted (`VmRSS + HugetlbPages` at the workload's peak: "
              "the kernel's RSS leaves hugetlb pages out); faults are minor + major page faults of the whole "

@@ -14,8 +14,8 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 30 rows (each about 0.3-0.8 s under glibc) x 5 allocators x 5 runs take
-#                  about 6.5 minutes on the 2-core machine; the instruction counts and the TLB pair
+#                  The 31 rows (each about 0.3-0.8 s under glibc) x 5 allocators x 5 runs take
+#                  8-9.5 minutes on the 2-core machine; the instruction counts and the TLB pair
 #                  bring make bench to about 14
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
 #                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
@@ -26,7 +26,7 @@
 #   BENCH_REPORT=0 do not rewrite docs/benchmarks.md (results stay in build/bench/)
 #   BENCH_ALLOW_NO_UMALLOC=1  exit 0 even if build/libumalloc.so is missing
 #   BENCH_UMALLOC=path        benchmark another build of umalloc (default build/libumalloc.so)
-#   TLB=0          skip the TLB-bound workloads (scripts/bench-tlb.sh; TLB_RUNS=N runs, default 3)
+#   TLB=0          skip the TLB-bound workloads (scripts/bench-tlb.sh; TLB_RUNS=N runs, default 2)
 # Raw results: build/bench/results.csv (one line per run), build/bench/instr.csv, build/bench/meta.txt;
 # output of the last run of each workload/allocator pair: build/bench/logs/.
 set -uo pipefail
@@ -410,7 +410,7 @@ fi
 
 # --- TLB-bound workloads and huge pages (issue 13) -----------------------------------------------
 # scripts/bench-tlb.sh: 1 GiB pointer chase and 10 M-entry hash table under every huge-page mode of
-# umalloc and of the peers; about 3.5 minutes with its 3 runs. TLB=0 leaves it out; QUICK runs it
+# umalloc and of the peers; about 3 minutes with its 2 runs. TLB=0 leaves it out; QUICK runs it
 # at a tenth of the sizes, once.
 if [ "${TLB:-1}" != 0 ]; then
     say "bench: TLB-bound workloads (scripts/bench-tlb.sh)"
@@ -418,7 +418,7 @@ if [ "${TLB:-1}" != 0 ]; then
         RUNS=1 TLB_MIB=256 TLB_ENTRIES=2000000 TLB_STEPS=1000000 TLB_LOOKUPS=1000000 TLB_COMMAND="make bench QUICK=1" \
             scripts/bench-tlb.sh || warn "scripts/bench-tlb.sh failed"
     else
-        RUNS=${TLB_RUNS:-3} TLB_COMMAND="make bench" scripts/bench-tlb.sh || warn "scripts/bench-tlb.sh failed"
+        RUNS=${TLB_RUNS:-2} TLB_COMMAND="make bench" scripts/bench-tlb.sh || warn "scripts/bench-tlb.sh failed"
     fi
 fi
 
