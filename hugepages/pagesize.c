@@ -23,13 +23,9 @@
  * small fits in the TLB's reach with 4 KiB pages, and a 2 MiB page faulted in for the first
  * 64 KiB slot of a segment would multiply its resident memory. What it uses is its huge blocks
  * and runs whole, but of its segments only what carving has surely touched (umi_pages_stats.
- * touched): a program whose threads each use many size classes a little maps a 4 MiB segment
- * for every class of 64 KiB blocks and more in every thread, and touches a block or two of
- * each (8 threads replaced in rounds, mimalloc-bench's mstress pattern, mapped 288 MiB with
- * 30 MiB in use; counted by what was mapped, its segments were advised and its RSS reached
- * 93 MiB, not 17 MiB); a program may carve big blocks and write a few bytes of each (2000
- * blocks of 100 KiB aligned to 64 KiB, 64 bytes written: carved 384 MiB, 18 MiB resident with
- * 4 KiB pages, 252 MiB once advised). */
+ * touched), not what they map: a thread maps a 4 MiB segment for the first block of each class
+ * of 64 KiB and more, so many threads that each use many classes a little hold many times what
+ * they use; and of a big block a program may write a few bytes only. */
 #define UM_THP_SEGMENTS_FROM ((uint64_t)256 << 20)
 /* After a pool refused a page, it is not asked again for this long: each refused mmap costs a
  * system call and the kernel's search of the pool. */

@@ -268,6 +268,13 @@ static void *hold_one_large_block(void *arg) {
     um_free(p);
     return NULL;
 }
+static void skip_without_thp(void) {
+    void *probe = umi_os_map_aligned(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE);
+    cr_assert_not_null(probe);
+    int advisable = umi_os_advise_huge(probe, UM_SEGMENT_SIZE);
+    umi_os_unmap(probe, UM_SEGMENT_SIZE);
+    if (!advisable) cr_skip_test("this kernel takes no MADV_HUGEPAGE (no transparent huge pages)");
+}
 static uint64_t thp_mapped(void) {
     um_stats_t s;
     um_stats_get(&s);
@@ -276,11 +283,7 @@ static uint64_t thp_mapped(void) {
 
 Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
     start_with("UMALLOC_HUGEPAGES=thp", NULL);
-    void *probe = umi_os_map_aligned(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE);
-    cr_assert_not_null(probe);
-    int advisable = umi_os_advise_huge(probe, UM_SEGMENT_SIZE);
-    umi_os_unmap(probe, UM_SEGMENT_SIZE);
-    if (!advisable) cr_skip_test("this kernel takes no MADV_HUGEPAGE (no transparent huge pages)");
+    skip_without_thp();
 
     pthread_t t[THP_THREADS];
     pthread_barrier_init(&thp_taken, NULL, THP_THREADS + 1);
@@ -318,11 +321,7 @@ Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
  * may be advised (each would fault a 2 MiB page in behind a few written bytes). */
 Test(hugepages, thp_advice_counts_a_big_block_by_its_first_page) {
     start_with("UMALLOC_HUGEPAGES=thp", NULL);
-    void *probe = umi_os_map_aligned(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE);
-    cr_assert_not_null(probe);
-    int advisable = umi_os_advise_huge(probe, UM_SEGMENT_SIZE);
-    umi_os_unmap(probe, UM_SEGMENT_SIZE);
-    if (!advisable) cr_skip_test("this kernel takes no MADV_HUGEPAGE (no transparent huge pages)");
+    skip_without_thp();
     enum { N = 2000 };
     static char *v[N];
     for (int i = 0; i < N; i++) {
