@@ -30,6 +30,7 @@ static size_t cache_count;
 static bool slot_purge(um_segment_t *seg, um_page_t *page);
 static bool slots_purge(um_segment_t *seg, size_t first, size_t last);
 static void segment_unmap(um_segment_t *seg);
+static void cache_trim(bool purge_all, bool unmap_all);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT};
 
@@ -144,6 +145,14 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
+    unsigned page_kind = umi_pages_for_reused_unit(seg, seg->page_kind);
+    if (page_kind != seg->page_kind) { /* mapped when umalloc used too little for THP */
+        umi_lock(&umi_segments_lock);
+        umi_count_mapped(seg, -1);
+        seg->page_kind = (uint8_t)page_kind;
+        umi_count_mapped(seg, 1);
+        umi_unlock(&umi_segments_lock);
+    }
     if (seg->kind != kind) { /* slot layout changes: forget per-slot residency */
         size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
         /* A hugetlb page or locked memory is not purged: cleared by hand, it stays resident. */
@@ -232,20 +241,23 @@ static void segment_release(um_heap_t *heap, um_segment_t *seg) {
     umi_segment_cache_trim(false);
 }
 
-/* Cached segments: purge what is resident after the purge delay, unmap after the retain time
- * (everything, when forced). Mapping a segment costs a syscall and faults in every page it
- * touches again; keeping the address space costs nothing once purged. */
-void umi_segment_cache_trim(bool force) {
+/* Cached segments: purge what is resident after the purge delay (at once with purge_all), unmap
+ * after the retain time (at once with unmap_all). Mapping a segment costs a syscall and faults
+ * in every page it touches again; keeping the address space costs nothing once purged. */
+void umi_segment_cache_trim(bool force) { cache_trim(force, force); }
+
+static void cache_trim(bool purge_all, bool unmap_all) {
     uint64_t now = umi_os_now_ms();
     for (;;) {
         um_segment_t *victim = NULL, *purge = NULL;
         umi_lock(&umi_cache_lock);
         for (um_segment_t *s = cache_list; s; s = s->next) {
             uint64_t age = now - s->cached_at_ms;
-            if (force || age >= UM_RETAIN_MS + umi_purge_delay_ms) { victim = s; break; }
+            bool expired = purge_all || age >= umi_purge_delay_ms;
+            if (unmap_all || age >= UM_RETAIN_MS + umi_purge_delay_ms) { victim = s; break; }
             /* A hugetlb page can't be purged in parts: released whole after the delay. */
-            if (!umi_pages_splittable(s->page_kind) && age >= umi_purge_delay_ms) { victim = s; break; }
-            if (s->dirty_pages > 0 && age >= umi_purge_delay_ms) { purge = s; break; }
+            if (!umi_pages_splittable(s->page_kind) && expired) { victim = s; break; }
+            if (s->dirty_pages > 0 && expired) { purge = s; break; }
         }
         if (victim) { umi_seg_list_remove(&cache_list, victim); cache_count--; }
         else if (purge) { umi_seg_list_remove(&cache_list, purge); cache_count--; } /* ours while we purge it */
@@ -270,10 +282,10 @@ void umi_segment_cache_trim(bool force) {
     }
     if (atomic_load_explicit(&umi_pages_temp_runs, UM_RELAXED) != 0) { /* 1 GiB runs (hugepages/reserve.c) */
         umi_lock(&umi_cache_lock);
-        umi_pages_runs_trim(now, umi_purge_delay_ms, force);
+        umi_pages_runs_trim(now, umi_purge_delay_ms, unmap_all);
         umi_unlock(&umi_cache_lock);
     }
-    umi_huge_cache_trim(force);
+    umi_huge_cache_trim(unmap_all);
 }
 
 void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg) {
@@ -404,7 +416,10 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
     heap->next_purge_ms = next == UINT64_MAX ? now + umi_purge_delay_ms : next;
     /* Forced with the heap's slots (a thread exiting, um_trim): keeping the cache resident for
      * the threads that come next would save them faults, but in a program that runs its
-     * threads in rounds, the peak RSS would then climb round after round. */
-    umi_segment_cache_trim(force);
+     * threads in rounds, the peak RSS would then climb round after round. It stays mapped: an
+     * munmap and the next thread's mmap each take the address-space lock for writing, which
+     * stalls the page faults of every other thread, and each munmap shoots down the TLBs of
+     * every CPU the process runs on. um_trim unmaps it by itself. */
+    cache_trim(force, false);
 }
 

@@ -209,6 +209,11 @@ size_t umi_pages_block_size(size_t map_size) {
     return rounded < map_size ? map_size : rounded;
 }
 
+unsigned umi_pages_for_reused_unit(void *p, unsigned was) {
+    if (was != UM_PAGES_4K || mode != UM_PAGES_THP) return was;
+    return advise(p, UM_UNIT_BYTES, true);
+}
+
 unsigned umi_pages_for_huge_block(void *p, size_t size, unsigned was) {
     if (UM_PAGES_KIND(was) >= UM_PAGES_2M) return was;
     unsigned got = advise(p, size, false);

@@ -77,6 +77,10 @@ static inline bool umi_pages_splittable(unsigned kind) {
     return (kind & UM_PAGES_LOCKED) == 0 && UM_PAGES_KIND(kind) < UM_PAGES_2M;
 }
 
+/* A segment-sized unit mapped earlier with 4 KiB pages (`was`), taken again from a cache: in thp
+ * mode, advised now if umalloc uses enough memory by now. Returns the kind that backs it. */
+unsigned umi_pages_for_reused_unit(void *p, unsigned was);
+
 /* A huge block's mapping [p, p + size) assembled or grown from cached memory: advise
  * transparent huge pages where the policy does (from 2 MiB up). Returns the kind that backs
  * it now, given what backed it (`was`). */
