@@ -150,31 +150,25 @@ static void *realloc_block(void *p, size_t size) {
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
     um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) return umi_realloc_foreign(p, size);
-    size_t usable;
-    if (seg->kind == UM_KIND_HUGE) {
-        usable = umi_huge_usable(seg, p);
-        if (size <= usable && size >= usable / 2) return p;
-        if (size >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
-            void *q = umi_huge_realloc(seg, p, size > usable ? with_headroom(size) : size); /* mremap: no copy */
-            if (q != NULL) return q;
-        }
-    } else {
-        usable = umi_usable_size(p);
-        if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
+    size_t usable = umi_usable_in(seg, p);
+    if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
+    if (seg->kind == UM_KIND_HUGE && size >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
+        void *q = umi_huge_realloc(seg, p, size > usable ? with_headroom(size) : size); /* mremap: no copy */
+        if (q != NULL) return q;
     }
     void *q;
     size_t want = size > usable ? with_headroom(size) : size;
     if (size > usable && size <= 2 * usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
         q = umi_huge_alloc_growable(want);
-        if (q != NULL) umi_count_internal(1, 0);
     } else {
         if (want >= umi_large_threshold && size < umi_large_threshold) want = size;
-        q = internal_malloc(want);
+        q = umi_malloc(want);
     }
-    if (UM_UNLIKELY(q == NULL && want != size)) q = internal_malloc(size);
+    if (UM_UNLIKELY(q == NULL && want != size)) q = umi_malloc(size);
     if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
     memcpy(q, p, UM_SAN_LIVE_SIZE(p, usable < size ? usable : size));
-    internal_free(p);
+    umi_free(p);
+    umi_count_internal(1, 1); /* once for both: counting is a call */
     return q;
 }
 

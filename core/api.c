@@ -84,6 +84,10 @@ size_t umi_usable_size(const void *p) {
     if (p == NULL) return 0;
     um_segment_t *seg = umi_segment_lookup(p);
     if (seg == NULL) return umi_usable_foreign(p);
+    return umi_usable_in(seg, p);
+}
+
+size_t umi_usable_in(um_segment_t *seg, const void *p) {
     if (seg->kind == UM_KIND_HUGE) return umi_huge_usable(seg, p);
     um_page_t *page = umi_page_of(seg, p);
     if (page->slot != UM_SLOT_USED) return 0;

@@ -30,25 +30,15 @@ void umi_safe_point_run(void) {
 
 #if !(defined(UM_NO_STATS) && UM_NO_STATS)
 
-static um_heap_t *own_heap(void) {
-    um_heap_t *h = umi_tl_heap;
-    return (h == &umi_heap_empty || h == &umi_heap_dead) ? NULL : h;
-}
+void umi_count_call_shared(unsigned call) { ADD(umi_counters.calls[call], 1); }
 
-void umi_count_call(unsigned call) {
-    um_heap_t *h = own_heap();
-    if (h) UM_OWNER_ADD(h->stats.calls[call], 1);
-    else ADD(umi_counters.calls[call], 1);
-}
-
-void umi_count_internal(int allocs, int frees) {
-    um_heap_t *h = own_heap();
-    if (h) { UM_OWNER_ADD(h->stats.internal_allocs, (uint64_t)allocs); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)frees); }
-    else { ADD(umi_counters.internal_allocs, (uint64_t)allocs); ADD(umi_counters.internal_frees, (uint64_t)frees); }
+void umi_count_internal_shared(int allocs, int frees) {
+    ADD(umi_counters.internal_allocs, (uint64_t)allocs);
+    ADD(umi_counters.internal_frees, (uint64_t)frees);
 }
 
 void umi_count_sized_free(int counted) {
-    um_heap_t *h = own_heap();
+    um_heap_t *h = umi_count_heap();
     if (h) { UM_OWNER_ADD(h->stats.calls[UM_CALL_FREE_SIZED], 1); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)counted); }
     else { ADD(umi_counters.calls[UM_CALL_FREE_SIZED], 1); ADD(umi_counters.internal_frees, (uint64_t)counted); }
 }

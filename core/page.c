@@ -492,5 +492,8 @@ walk:;
 void *umi_block_start(um_segment_t *seg, um_page_t *page, const void *p) {
     size_t off = (size_t)((const uint8_t *)p - page->start);
     if ((const uint8_t *)p < page->start || off >= (size_t)page->reserved * page->block_size) return NULL;
+    /* realloc and malloc_usable_size come here with a block's start nearly always: that is told
+     * without the 64-bit divide (um_page_t.block_div) */
+    if ((uint64_t)(uint32_t)off * page->block_div <= page->block_div - 1) return (void *)p;
     return page->start + off - off % page->block_size;
 }
