@@ -266,6 +266,8 @@ size_t umi_check_heap(bool quiet_program) {
     for (size_t i = 0; i < UM_PAGES_KINDS; i++) by_kind += atomic_load_explicit(&umi_counters.kind_mapped[i], UM_RELAXED);
     if (by_node != mapped || by_kind != mapped) problem(&c, "statistics of mapped bytes differ from the segments mapped", &umi_counters);
     if (atomic_load_explicit(&umi_counters.carved, UM_RELAXED) != c.carved_bytes) problem(&c, "statistics of carved bytes differ from the pages' blocks", &umi_counters);
+#else
+    (void)mapped; /* no statistics to compare it with */
 #endif
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_cache_lock);
