@@ -135,6 +135,10 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     leftover_put(&got, got.base, (size_t)(at - got.base));
     leftover_put(&got, at + size, (size_t)(got.base + got.size - (at + size)));
     umi_count_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
+    if (got.purged) { /* the delay purged it, and it is wanted again */
+        uint64_t now = umi_os_now_ms();
+        umi_purge_regret(now - got.cached_at_ms, now);
+    }
     out->base = at;
     out->is_zero = got.purged;
     out->page_kind = got.page_kind;
@@ -250,15 +254,15 @@ bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *ou
 /* Purge pieces older than the purge delay, unmap those older than the retain time. */
 void umi_huge_cache_trim(bool force) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return;
-    uint64_t now = umi_os_now_ms();
+    uint64_t now = umi_os_now_ms(), delay = umi_purge_delay();
     for (;;) {
         huge_piece_t p;
         bool unmap = false, purge = false;
         umi_lock(&umi_cache_lock);
         for (size_t i = 0; i < piece_count; i++) {
             uint64_t age = now - pieces[i].cached_at_ms;
-            unmap = force || age >= UM_RETAIN_MS + umi_purge_delay_ms;
-            purge = !unmap && !pieces[i].purged && age >= umi_purge_delay_ms;
+            unmap = force || age >= UM_RETAIN_MS + delay;
+            purge = !unmap && !pieces[i].purged && age >= delay;
             if (purge && !umi_pages_splittable(pieces[i].page_kind)) { unmap = true; purge = false; } /* locked: whole */
             if (unmap || purge) { p = pieces[i]; piece_remove(i); break; }
         }

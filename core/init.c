@@ -18,7 +18,6 @@
 
 uintptr_t umi_cookie = 0x9e3779b97f4a7c15u;
 size_t umi_large_threshold = UM_LARGE_MAX;
-uint64_t umi_purge_delay_ms = 10;
 _Atomic int umi_initialized;
 #if defined(UM_DEBUG) && UM_DEBUG
 void (*volatile umi_test_hook)(int point, void *arg);
@@ -65,7 +64,7 @@ void umi_process_init(void) {
         umi_options_init();
         umi_large_threshold = (size_t)umi_option(UM_OPT_LARGE_THRESHOLD);
         if (umi_large_threshold > UM_LARGE_MAX) umi_large_threshold = UM_LARGE_MAX;
-        umi_purge_delay_ms = (uint64_t)umi_option(UM_OPT_PURGE_DELAY_MS);
+        umi_purge_delay_init();
         umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
         umi_numa_init(); /* before the first segment is placed */
         umi_pages_init(); /* before the first segment: the region's reservation is backed as it says */

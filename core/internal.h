@@ -131,7 +131,19 @@ extern um_heap_t umi_heap_empty;        /* every thread starts here: its pages h
 extern um_heap_t umi_heap_dead;         /* a thread after its exit hook ran */
 extern __thread um_heap_t *umi_tl_heap; /* initial-exec TLS: one %fs-relative load */
 extern size_t umi_large_threshold;      /* blocks of this size or more get their own mapping */
-extern uint64_t umi_purge_delay_ms;     /* how long a free page stays resident */
+/* How long a free page slot stays resident (core/purge_delay.c): UMALLOC_PURGE_DELAY_MS, or,
+ * when that is not set, as long as the program's cycles of freeing and reusing memory take
+ * (up to UM_PURGE_DELAY_MAX_MS). */
+extern uint64_t umi_purge_delay_ms;
+static inline uint64_t umi_purge_delay(void) { return __atomic_load_n(&umi_purge_delay_ms, __ATOMIC_RELAXED); }
+#define UM_PURGE_DELAY_MAX_MS 2000
+#define UM_PURGE_DECAY_MS 10000
+void umi_purge_delay_init(void);   /* after the options are read */
+bool umi_purge_delay_adaptive(void);
+/* Memory the delay purged after it had been free for free_for_ms is wanted again. */
+void umi_purge_regret(uint64_t free_for_ms, uint64_t now_ms);
+/* A delay that has not been needed for UM_PURGE_DECAY_MS halves (toward the option's value). */
+void umi_purge_delay_decay(uint64_t now_ms);
 /* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000

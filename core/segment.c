@@ -58,7 +58,7 @@ void umi_segment_init_process(void) {
     small_in_region = base != 0;
     /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
      * path tests for that (umi_page_local_free_slow), so every free takes it. */
-    if (base != 0 && umi_purge_delay_ms != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
+    if (base != 0 && umi_purge_delay() != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
     umi_pages_reserve_init(); /* UMALLOC_RESERVE: units of the region, mapped now */
 }
 
@@ -128,6 +128,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     for (size_t i = 0; i < UM_PAGES_MAX; i++) {
         um_page_t *page = &seg->pages[i];
         page->index = (uint8_t)i;
+        page->freed_at_ms = 0; /* never purged by the delay (umi_purge_regret) */
         UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
         UM_SHARED_WRITE(page->block_size, 0);
     }
@@ -248,13 +249,15 @@ void umi_segment_cache_trim(bool force) { cache_trim(force, force); }
 
 static void cache_trim(bool purge_all, bool unmap_all) {
     uint64_t now = umi_os_now_ms();
+    umi_purge_delay_decay(now);
+    uint64_t delay = umi_purge_delay();
     for (;;) {
         um_segment_t *victim = NULL, *purge = NULL;
         umi_lock(&umi_cache_lock);
         for (um_segment_t *s = cache_list; s; s = s->next) {
             uint64_t age = now - s->cached_at_ms;
-            bool expired = purge_all || age >= umi_purge_delay_ms;
-            if (unmap_all || age >= UM_RETAIN_MS + umi_purge_delay_ms) { victim = s; break; }
+            bool expired = purge_all || age >= delay;
+            if (unmap_all || age >= UM_RETAIN_MS + delay) { victim = s; break; }
             /* A hugetlb page can't be purged in parts: released whole after the delay. */
             if (!umi_pages_splittable(s->page_kind) && expired) { victim = s; break; }
             if (s->dirty_pages > 0 && expired) { purge = s; break; }
@@ -265,9 +268,10 @@ static void cache_trim(bool purge_all, bool unmap_all) {
         if (victim) {
             segment_unmap(victim);
         } else if (purge) {
-            bool refused = false;
+            bool refused = false, forced = now - purge->cached_at_ms < delay;
             for (size_t i = 0, run = SIZE_MAX; i <= purge->page_count; i++) {
                 bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
+                if (dirty && forced) purge->pages[i].freed_at_ms = 0; /* no verdict on the delay */
                 if (dirty && run == SIZE_MAX) run = i;
                 if (!dirty && run != SIZE_MAX) { refused |= !slots_purge(purge, run, i - 1); run = SIZE_MAX; }
             }
@@ -282,7 +286,7 @@ static void cache_trim(bool purge_all, bool unmap_all) {
     }
     if (atomic_load_explicit(&umi_pages_temp_runs, UM_RELAXED) != 0) { /* 1 GiB runs (hugepages/reserve.c) */
         umi_lock(&umi_cache_lock);
-        umi_pages_runs_trim(now, umi_purge_delay_ms, unmap_all);
+        umi_pages_runs_trim(now, delay, unmap_all);
         umi_unlock(&umi_cache_lock);
     }
     umi_huge_cache_trim(unmap_all);
@@ -322,6 +326,11 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
     UM_CHECK(pick != NULL);
     if (pick->slot == UM_SLOT_DIRTY) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
     else pick->is_zero = 1;
+    if (pick->slot == UM_SLOT_CLEAN && pick->freed_at_ms != 0) { /* the delay purged it: too soon? */
+        uint64_t now = umi_os_now_ms();
+        umi_purge_regret(now - pick->freed_at_ms, now);
+        pick->freed_at_ms = 0;
+    }
     UM_SHARED_WRITE(pick->slot, UM_SLOT_USED);
     seg->used_pages++;
     if (seg->used_pages == seg->page_count) {
@@ -379,7 +388,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
         umi_seg_list_remove(&heap->full_segments, seg);
         umi_seg_list_push(&heap->segments[seg->kind], seg);
     }
-    if (umi_purge_delay_ms == 0 && slot_purge(seg, page)) heap->dirty_pages--;
+    if (umi_purge_delay() == 0 && slot_purge(seg, page)) heap->dirty_pages--;
     if (seg->used_pages == 0) segment_release(heap, seg);
 }
 
@@ -387,6 +396,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
 void umi_segment_purge(um_heap_t *heap, bool force) {
     if (heap->dirty_pages == 0 && !force) return;
     uint64_t now = umi_os_now_ms();
+    uint64_t delay = umi_purge_delay();
     if (!force && now < heap->next_purge_ms) return;
     uint64_t next = UINT64_MAX;
     um_segment_t *lists[UM_KIND_COUNT + 1];
@@ -398,9 +408,10 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
-                bool expired = i < seg->page_count && page->slot == UM_SLOT_DIRTY &&
-                               (force || now - page->freed_at_ms >= umi_purge_delay_ms);
+                bool aged = i < seg->page_count && page->slot == UM_SLOT_DIRTY && now - page->freed_at_ms >= delay;
+                bool expired = aged || (force && i < seg->page_count && page->slot == UM_SLOT_DIRTY);
                 if (expired) {
+                    if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;
                     continue;
                 }
@@ -408,12 +419,12 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
                     if (slots_purge(seg, run, i - 1)) heap->dirty_pages -= i - run;
                     run = SIZE_MAX;
                 }
-                if (i < seg->page_count && page->slot == UM_SLOT_DIRTY && page->freed_at_ms + umi_purge_delay_ms < next)
-                    next = page->freed_at_ms + umi_purge_delay_ms;
+                if (i < seg->page_count && page->slot == UM_SLOT_DIRTY && page->freed_at_ms + delay < next)
+                    next = page->freed_at_ms + delay;
             }
         }
     }
-    heap->next_purge_ms = next == UINT64_MAX ? now + umi_purge_delay_ms : next;
+    heap->next_purge_ms = next == UINT64_MAX ? now + delay : next;
     /* Forced with the heap's slots (a thread exiting, um_trim): keeping the cache resident for
      * the threads that come next would save them faults, but in a program that runs its
      * threads in rounds, the peak RSS would then climb round after round. It stays mapped: an

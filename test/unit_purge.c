@@ -1,0 +1,96 @@
+/* The purge delay follows the program's cycles (core/purge_delay.c): memory the delay purged
+ * and the program then wanted again makes it longer, up to UM_PURGE_DELAY_MAX_MS; unused, it
+ * halves back; set in the environment, it is kept as it is. */
+#include <criterion/criterion.h>
+
+#include "base/options.h"
+#include "core/internal.h"
+#include "os/os.h"
+#include "test_util.h"
+
+enum { BLOCKS = 2048, BLOCK = 8192 }; /* 16 MiB in small pages */
+
+static void fill_and_free(char **v) {
+    for (size_t i = 0; i < BLOCKS; i++) {
+        v[i] = um_malloc(BLOCK);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 0x3c, BLOCK);
+    }
+    for (size_t i = 0; i < BLOCKS; i++) um_free(v[i]);
+}
+
+/* A little allocation work for `ms`: pages run dry, and the slow path sweeps the emptied
+ * pages and purges what has been free for longer than the delay. */
+static void idle_work(unsigned ms) {
+    double end = tu_now() + ms / 1000.0;
+    void *w[512];
+    while (tu_now() < end) {
+        for (size_t i = 0; i < 512; i++) w[i] = um_malloc(1024);
+        for (size_t i = 0; i < 512; i++) um_free(w[i]);
+        tu_sleep_ms(5);
+    }
+}
+
+static size_t purged(void) { return atomic_load_explicit(&umi_os_stats.purged_total, memory_order_relaxed); }
+
+/* Two cycles of fill, free and 400 ms of other work: the purged bytes of each cycle, and the
+ * delay after the first refill. */
+static void two_cycles(size_t out_purged[2], uint64_t *delay_after_refill) {
+    static char *v[BLOCKS];
+    fill_and_free(v);
+    size_t p0 = purged();
+    idle_work(400);
+    out_purged[0] = purged() - p0;
+    fill_and_free(v);
+    *delay_after_refill = umi_purge_delay();
+    p0 = purged();
+    idle_work(400);
+    out_purged[1] = purged() - p0;
+}
+
+Test(purge, the_delay_grows_to_the_programs_cycle, .timeout = 60) {
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    cr_assert_eq(umi_purge_delay(), 100);
+    size_t p[2];
+    uint64_t delay;
+    two_cycles(p, &delay);
+    fprintf(stderr, "[purge/adaptive] purged %.1f MiB, delay then %llu ms, purged %.1f MiB\n", tu_mib(p[0]),
+            (unsigned long long)delay, tu_mib(p[1]));
+    cr_assert_geq(p[0], 8 * TU_MiB, "the first cycle's 16 MiB were not purged after 400 ms (%.1f MiB)", tu_mib(p[0]));
+    cr_assert_geq(delay, 600, "refilling memory purged after ~400 ms left the delay at %llu ms", (unsigned long long)delay);
+    cr_assert_leq(delay, UM_PURGE_DELAY_MAX_MS);
+    cr_assert_lt(p[1], 2 * TU_MiB, "the second cycle's memory was purged again (%.1f MiB) with a %llu ms delay",
+                 tu_mib(p[1]), (unsigned long long)delay);
+}
+
+Test(purge, a_delay_set_in_the_environment_is_kept, .timeout = 60) {
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=100", NULL};
+    umi_options_load(envp, 0);
+    size_t p[2];
+    uint64_t delay;
+    two_cycles(p, &delay);
+    cr_assert_eq(delay, 100, "UMALLOC_PURGE_DELAY_MS=100 became %llu ms", (unsigned long long)delay);
+    cr_assert_geq(p[1], 8 * TU_MiB, "the second cycle was not purged (%.1f MiB)", tu_mib(p[1]));
+    cr_assert(!umi_purge_delay_adaptive());
+}
+
+Test(purge, an_unneeded_delay_halves_back_to_the_option) {
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    uint64_t now = umi_os_now_ms();
+    umi_purge_regret(700, now);
+    cr_assert_eq(umi_purge_delay(), 1400);
+    umi_purge_regret(5000, now); /* longer than any delay kept: no verdict */
+    cr_assert_eq(umi_purge_delay(), 1400);
+    umi_purge_delay_decay(now + UM_PURGE_DECAY_MS - 1);
+    cr_assert_eq(umi_purge_delay(), 1400, "halved before UM_PURGE_DECAY_MS");
+    umi_purge_delay_decay(now + UM_PURGE_DECAY_MS);
+    cr_assert_eq(umi_purge_delay(), 700);
+    umi_purge_delay_decay(now + UM_PURGE_DECAY_MS + 1); /* one halving a period */
+    cr_assert_eq(umi_purge_delay(), 700);
+    for (int i = 2; i < 8; i++) umi_purge_delay_decay(now + (uint64_t)i * UM_PURGE_DECAY_MS);
+    cr_assert_eq(umi_purge_delay(), 100, "did not decay to the option's value: %llu", (unsigned long long)umi_purge_delay());
+}
