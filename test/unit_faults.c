@@ -251,7 +251,7 @@ Test(faults, refused_purge_keeps_calloc_zeroed) {
     memset(big, 0xa5, SIZE);
     um_free(big); /* into the huge-block cache, resident */
     umi_fault_arm(UM_FAULT_FROM, UM_SYS_MADVISE, 0, 0);
-    tu_sleep_ms((unsigned)umi_purge_delay_ms + 35); /* past the purge delay: the next huge free purges the cached piece */
+    tu_sleep_ms((unsigned)umi_purge_delay() + 35); /* past the purge delay: the next huge free purges the cached piece */
     um_free(other);
     um_fault_stats_t s = umi_fault_disarm();
     cr_assert_gt(s.failed[UM_SYS_MADVISE], 0, "no purge was attempted: nothing was tested");
