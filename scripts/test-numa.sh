@@ -16,6 +16,7 @@
 #               it allocates there is on node 1
 #   prodcons    (2 nodes) a producer on node 0, a consumer on node 1 freeing, 3 rounds of 2M
 #               64-byte blocks: >= 99 % on node 0 every round, RSS after round 3 within 5 % of round 1
+#               (each measured after malloc_trim: what is left is held, not kept for reuse)
 #   migrate     um_numa_migrate moves a 64 MiB block to node 1, every page; um_numa_node_of agrees
 #               with libnuma; um_malloc_onnode places its block on the node asked for
 #   stats       per-node committed bytes (um_stats_get) against /proc/self/numa_maps: within 2 %
