@@ -44,6 +44,7 @@ static void held_sub(size_t size) {
 }
 
 static unsigned mode = UM_PAGES_THP; /* UMALLOC_HUGEPAGES */
+static bool mode_set;                /* ... set in the environment (not the default) */
 static bool prefault, lock_on;
 static _Atomic bool lock_refused;     /* an mlock2 was refused: nothing is locked from then on */
 static _Atomic uint64_t retry_at_ms[UM_PAGES_KINDS]; /* a pool of that kind refused: not before */
@@ -51,6 +52,7 @@ static _Atomic bool said_fallback;
 
 void umi_pages_init(void) {
     mode = (unsigned)umi_option(UM_OPT_HUGEPAGES);
+    mode_set = umi_option_source(UM_OPT_HUGEPAGES) == UM_SRC_ENV;
     prefault = umi_option(UM_OPT_PREFAULT) != 0;
     lock_on = umi_option(UM_OPT_MLOCK) != 0;
 }
@@ -102,12 +104,33 @@ static unsigned policy_kind(size_t size, uintptr_t at) {
     return k;
 }
 
+/* Huge blocks in the default mode: advised once the program has shown that it fills them. A
+ * transparent huge page faults in 2 MiB at the first write anywhere in it, and a program that
+ * allocates big buffers and writes a little of each (a hash table sized for the worst case, a
+ * buffer per connection) would hold up to 512 times what it uses: 50 blocks of 3 MB with 64
+ * bytes written in each took 104 MiB. So the first huge block is not advised; each new one
+ * looks at the one before it (its first 2 MiB, with mincore), and from the first that is at
+ * least half resident on, huge blocks are advised. A program that fills its blocks pays 4 KiB
+ * faults for one block; one that does not never pays the 2 MiB ones. UMALLOC_HUGEPAGES=thp set
+ * in the environment advises every huge block at once. */
+static _Atomic bool huge_blocks_filled;
+static _Atomic uintptr_t huge_block_last; /* the probe: the huge block mapped before */
+static bool huge_blocks_dense(void *p) {
+    if (mode_set || atomic_load_explicit(&huge_blocks_filled, memory_order_relaxed)) return true;
+    uintptr_t last = atomic_exchange_explicit(&huge_block_last, (uintptr_t)p, memory_order_relaxed);
+    /* freed and unmapped since: mincore finds nothing resident, and the next block is probed */
+    if (last == 0 || umi_os_resident_pages((void *)last, UM_THP_MIN) * 2 < UM_THP_MIN / umi_os_page_size()) return false;
+    atomic_store_explicit(&huge_blocks_filled, true, memory_order_relaxed);
+    return true;
+}
+
 /* THP advice for a mapping the policy backs with 4 KiB pages in thp mode, or after a hugetlb
  * fall-back. In thp mode a segment-sized mapping is advised once umalloc uses
- * UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up. A fall-back from 2M
- * or 1G is advised at once: the program asked for huge pages. */
+ * UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up once huge blocks are seen filled (above). A
+ * fall-back from 2M or 1G is advised at once: the program asked for huge pages. */
 static unsigned advise(void *p, size_t size, bool is_unit) {
     if (mode == UM_PAGES_4K || size < UM_THP_MIN) return UM_PAGES_4K;
+    if (!is_unit && mode == UM_PAGES_THP && !huge_blocks_dense(p)) return UM_PAGES_4K;
     if (is_unit && mode == UM_PAGES_THP) {
         uint64_t held = atomic_load_explicit(&umi_pages_stats.held, memory_order_relaxed);
         uint64_t in_use = held - atomic_load_explicit(&segments_held, memory_order_relaxed) +

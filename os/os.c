@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include "os/sys.h"
 #include <time.h>
 #include <unistd.h>
@@ -115,6 +116,17 @@ void umi_os_guard(void *p, size_t size, bool on) {
     int saved = errno;
     umi_sys_mprotect(p, size, on ? PROT_NONE : PROT_READ | PROT_WRITE);
     errno = saved;
+}
+
+size_t umi_os_resident_pages(const void *p, size_t size) {
+    unsigned char vec[512];
+    size_t ps = umi_os_page_size(), pages = size / ps, resident = 0;
+    if (pages > sizeof vec) pages = sizeof vec;
+    int saved = errno;
+    if (pages != 0 && mincore((void *)((uintptr_t)p & ~(uintptr_t)(ps - 1)), pages * ps, vec) == 0)
+        for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    errno = saved;
+    return resident;
 }
 
 int umi_os_populate(void *p, size_t size) {

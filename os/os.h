@@ -41,6 +41,9 @@ int umi_os_advise_huge(void *p, size_t size);
 /* Fault [p, p + size) in now, writable (MADV_POPULATE_WRITE, Linux 5.14): 1 on success, 0 if
  * the kernel refused or does not know the advice (the caller may touch the pages instead). */
 int umi_os_populate(void *p, size_t size);
+/* How many of the OS pages of [p, p + size) are resident (mincore; size at most 2 MiB);
+ * 0 if the range is not mapped. */
+size_t umi_os_resident_pages(const void *p, size_t size);
 /* mlock2 [p, p + size) (on_fault: MLOCK_ONFAULT, pages are locked as they are touched).
  * Returns 0, or the errno of the refusal (ENOMEM or EAGAIN over RLIMIT_MEMLOCK). */
 int umi_os_lock(void *p, size_t size, bool on_fault);

@@ -334,3 +334,42 @@ Test(hugepages, thp_advice_counts_a_big_block_by_its_first_page) {
     cr_assert_eq(thp, 0, "%llu B of segments advised for THP while 2000 big blocks had 64 bytes written each",
                  (unsigned long long)thp);
 }
+
+/* By default a huge block is advised for THP only once the program has filled one: 20 blocks of
+ * 3 MB with 64 bytes written in each stay on 4 KiB pages (advised, each would fault a 2 MiB page
+ * in behind those bytes: 40 MiB for 1.3 KiB written); a block filled whole makes the next ones
+ * advised. UMALLOC_HUGEPAGES=thp set in the environment advises every one at once. */
+Test(hugepages, default_mode_advises_huge_blocks_once_one_is_filled) {
+    start_with(NULL, NULL);
+    skip_without_thp();
+    enum { N = 20, SIZE = 3000000 };
+    static char *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = um_malloc(SIZE);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 1, 64);
+    }
+    uint64_t sparse = thp_mapped();
+    char *full = um_malloc(SIZE);
+    cr_assert_not_null(full);
+    memset(full, 2, SIZE);
+    char *next = um_malloc(SIZE);
+    cr_assert_not_null(next);
+    uint64_t after = thp_mapped();
+    for (int i = 0; i < N; i++) um_free(v[i]);
+    um_free(full);
+    um_free(next);
+    cr_assert_eq(sparse, 0, "%llu B of huge blocks with 64 bytes written each advised for THP", (unsigned long long)sparse);
+    cr_assert_geq(after, (uint64_t)SIZE, "a huge block after one filled whole was not advised (THP %llu B)", (unsigned long long)after);
+}
+
+Test(hugepages, thp_set_in_the_environment_advises_every_huge_block) {
+    start_with("UMALLOC_HUGEPAGES=thp", NULL);
+    skip_without_thp();
+    char *p = um_malloc(3000000);
+    cr_assert_not_null(p);
+    memset(p, 1, 64);
+    uint64_t thp = thp_mapped();
+    um_free(p);
+    cr_assert_geq(thp, (uint64_t)3000000, "the first huge block was not advised with UMALLOC_HUGEPAGES=thp (%llu B)", (unsigned long long)thp);
+}
