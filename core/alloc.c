@@ -168,7 +168,7 @@ static void *realloc_block(void *p, size_t size) {
     if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
     memcpy(q, p, UM_SAN_LIVE_SIZE(p, usable < size ? usable : size));
     umi_free(p);
-    umi_count_internal(1, 1); /* once for both: counting is a call */
+    umi_count_internal(1, 1); /* the malloc and the free above */
     return q;
 }
 

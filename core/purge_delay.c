@@ -1,8 +1,8 @@
 /* The purge delay in effect, and how it follows the program (see core/internal.h).
  *
  * A purge gives a free page slot's memory back to the OS; a page carved there again faults in
- * every OS page it touches (10 us each in a virtual machine, several times what the purge
- * saved). The delay keeps freed memory resident for a while in case the program wants it back.
+ * every OS page it touches, which costs many times what the purge saved. The delay keeps freed
+ * memory resident for a while in case the program wants it back.
  * Which while is right depends on the program: one that builds and drops its data in cycles
  * (an interpreter between collections, a batch job, a server between bursts) wants it back
  * after a cycle, however long that is.

@@ -107,12 +107,11 @@ static unsigned policy_kind(size_t size, uintptr_t at) {
 /* Huge blocks in the default mode: advised once the program has shown that it fills them. A
  * transparent huge page faults in 2 MiB at the first write anywhere in it, and a program that
  * allocates big buffers and writes a little of each (a hash table sized for the worst case, a
- * buffer per connection) would hold up to 512 times what it uses: 50 blocks of 3 MB with 64
- * bytes written in each took 104 MiB. So the first huge block is not advised; each new one
- * looks at the one before it (its first 2 MiB, with mincore), and from the first that is at
- * least half resident on, huge blocks are advised. A program that fills its blocks pays 4 KiB
- * faults for one block; one that does not never pays the 2 MiB ones. UMALLOC_HUGEPAGES=thp set
- * in the environment advises every huge block at once. */
+ * buffer per connection) would hold up to 512 times what it uses. So the first huge block is
+ * not advised; each new one looks at the one before it (its first 2 MiB, with mincore), and
+ * from the first that is at least half resident on, huge blocks are advised. A program that
+ * fills its blocks pays 4 KiB faults for one block; one that does not never pays the 2 MiB
+ * ones. UMALLOC_HUGEPAGES=thp set in the environment advises every huge block at once. */
 static _Atomic bool huge_blocks_filled;
 static _Atomic uintptr_t huge_block_last; /* the probe: the huge block mapped before */
 static bool huge_blocks_dense(void *p) {
