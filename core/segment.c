@@ -408,8 +408,9 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
-                bool aged = i < seg->page_count && page->slot == UM_SLOT_DIRTY && now - page->freed_at_ms >= delay;
-                bool expired = aged || (force && i < seg->page_count && page->slot == UM_SLOT_DIRTY);
+                bool dirty = i < seg->page_count && page->slot == UM_SLOT_DIRTY;
+                bool aged = dirty && now - page->freed_at_ms >= delay;
+                bool expired = aged || (force && dirty);
                 if (expired) {
                     if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;
@@ -419,7 +420,7 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
                     if (slots_purge(seg, run, i - 1)) heap->dirty_pages -= i - run;
                     run = SIZE_MAX;
                 }
-                if (i < seg->page_count && page->slot == UM_SLOT_DIRTY && page->freed_at_ms + delay < next)
+                if (dirty && page->freed_at_ms + delay < next)
                     next = page->freed_at_ms + delay;
             }
         }
