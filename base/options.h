@@ -74,7 +74,8 @@ typedef enum um_option_type {
     X(HELP, BOOL, 0, 0, 0, NULL, "print this list of options at start, then run the program")  \
     /* ---- core (core/) ---- */                                                                \
     X(PURGE_DELAY_MS, DURATION, 100, 0, 3600000, NULL,                                           \
-      "delay before free pages are given back to the OS; 0 = at once")                          \
+      "delay before free pages are given back to the OS; 0 = at once; unset, it grows from "    \
+      "100 ms to fit the program's cycles of reuse (2 s at most)")                                \
     X(LARGE_THRESHOLD, SIZE, 512 * UM_KiB, 4 * UM_KiB, 512 * UM_KiB, NULL,                       \
       "blocks of at least this size are mapped on their own")                                    \
     X(CHECK, BOOL, 0, 0, 0, NULL,                                                                \
