@@ -72,6 +72,7 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
+    page->recarve = 0;
     um_page_hot_t *hot = umi_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
@@ -105,6 +106,10 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
+    /* Blocks carved before the page's free list was forgotten (page_forget_free_list) are
+     * resident already: carving them again a chunk at a time would only take the slow path
+     * more often, in the programs that empty and refill their pages round after round. */
+    if (page->recarve > page->capacity + n) n = page->recarve - page->capacity;
     size_t left = page->reserved - page->capacity; /* blocks not carved yet */
     if (n > left) n = left;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
@@ -157,6 +162,7 @@ static void page_forget_free_list(um_page_t *page) {
     umi_page_hot(page)->free = NULL;
     umi_count_uncarved((size_t)page->capacity * page->block_size);
     umi_pages_touched_add(-(int64_t)page->capacity, page->block_size);
+    if (page->capacity > page->recarve) page->recarve = page->capacity;
     UM_SHARED_WRITE(page->capacity, 0);
 }
 

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <malloc.h>
 
+#include "core/internal.h"
 #include "test_util.h"
 
 static char static_buffer[256];
@@ -552,6 +553,30 @@ Test(semantics, blocks_go_out_in_address_order)
             fresh, again, N);
     cr_assert_leq(again, N / 6, "after freeing all in a shuffled order, %zu of %d blocks came from lower in the same "
                   "page than the one before: emptied pages are not handed out in address order", again, N);
+    for (size_t i = 0; i < N; i++)
+        um_free(p[i]);
+}
+
+/* A page whose free list was forgotten (as above) is resident up to what it had carved: it is
+ * carved again in one step, not 4 KiB at a time, so a program that fills and empties its pages
+ * round after round does not take the slow path every few blocks. */
+Test(semantics, a_page_carved_again_is_carved_in_one_step)
+{
+    enum { N = 40, SIZE = 1000 }; /* in one 64 KiB page (55 blocks), 3 blocks per 4 KiB */
+    void *p[N];
+    for (size_t i = 0; i < N; i++)
+        cr_assert_not_null(p[i] = um_malloc(SIZE));
+    for (size_t i = 0; i < N; i++)
+        um_free(p[i]);
+    umi_page_sweep(umi_tl_heap, true); /* the bin's only page: kept, its free list forgotten */
+    uint32_t refills = umi_tl_heap->refills;
+    for (size_t i = 0; i < N; i++)
+        cr_assert_not_null(p[i] = um_malloc(SIZE));
+    refills = umi_tl_heap->refills - refills;
+    fprintf(stderr, "[semantics/recarve] %u refills for %d blocks of %d bytes in a page carved again\n", refills, N,
+            SIZE);
+    cr_assert_leq(refills, 2, "%u refills for %d blocks of %d bytes: a page is carved again a chunk at a time",
+                  refills, N, SIZE);
     for (size_t i = 0; i < N; i++)
         um_free(p[i]);
 }
