@@ -84,10 +84,11 @@ void umi_heap_own_handed(um_heap_t *heap) {
 
 void umi_heap_dissolve_handed(bool all) {
     uint64_t now = umi_os_now_ms();
+    UM_TEST_HOOK(UM_HOOK_CLOCK_READ, (void *)"handed heaps");
     while (atomic_load_explicit(&umi_handed_count, UM_RELAXED) != 0) {
         umi_lock(&umi_abandoned_lock);
         um_heap_t *heap = handed_tail; /* the oldest */
-        if (heap != NULL && (all || now - heap->handed_at_ms >= UM_RETAIN_MS)) unlink_handed(heap);
+        if (heap != NULL && (all || umi_os_ms_since(heap->handed_at_ms, now) >= UM_RETAIN_MS)) unlink_handed(heap);
         else heap = NULL;
         umi_unlock(&umi_abandoned_lock);
         if (heap == NULL) return;

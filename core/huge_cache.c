@@ -255,12 +255,13 @@ bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *ou
 void umi_huge_cache_trim(bool force) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return;
     uint64_t now = umi_os_now_ms(), delay = umi_purge_delay();
+    UM_TEST_HOOK(UM_HOOK_CLOCK_READ, (void *)"huge cache");
     for (;;) {
         huge_piece_t p;
         bool unmap = false, purge = false;
         umi_lock(&umi_cache_lock);
         for (size_t i = 0; i < piece_count; i++) {
-            uint64_t age = now - pieces[i].cached_at_ms;
+            uint64_t age = umi_os_ms_since(pieces[i].cached_at_ms, now);
             unmap = force || age >= UM_RETAIN_MS + delay;
             purge = !unmap && !pieces[i].purged && age >= delay;
             if (purge && !umi_pages_splittable(pieces[i].page_kind)) { unmap = true; purge = false; } /* locked: whole */

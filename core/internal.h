@@ -29,7 +29,11 @@ UM_COLD void umi_warn_ptr(const char *what, const void *p);
 
 /* Test builds (UM_DEBUG) let a test pause a thread between the steps of a protocol, to force
  * an interleaving that is otherwise a matter of luck; elsewhere the hooks compile to nothing. */
-enum { UM_HOOK_REMOTE_FREEING, UM_HOOK_REMOTE_PUSHED };
+enum {
+    UM_HOOK_REMOTE_FREEING, /* arg: the page */
+    UM_HOOK_REMOTE_PUSHED,  /* arg: the page */
+    UM_HOOK_CLOCK_READ,     /* a walk of stamped entries read the clock; arg: its name */
+};
 #if defined(UM_DEBUG) && UM_DEBUG
 extern void (*volatile umi_test_hook)(int point, void *arg);
 #define UM_TEST_HOOK(point, arg) do { if (umi_test_hook) umi_test_hook((point), (arg)); } while (0)

@@ -251,11 +251,12 @@ static void cache_trim(bool purge_all, bool unmap_all) {
     uint64_t now = umi_os_now_ms();
     umi_purge_delay_decay(now);
     uint64_t delay = umi_purge_delay();
+    UM_TEST_HOOK(UM_HOOK_CLOCK_READ, (void *)"segment cache");
     for (;;) {
         um_segment_t *victim = NULL, *purge = NULL;
         umi_lock(&umi_cache_lock);
         for (um_segment_t *s = cache_list; s; s = s->next) {
-            uint64_t age = now - s->cached_at_ms;
+            uint64_t age = umi_os_ms_since(s->cached_at_ms, now);
             bool expired = purge_all || age >= delay;
             if (unmap_all || age >= UM_RETAIN_MS + delay) { victim = s; break; }
             /* A hugetlb page can't be purged in parts: released whole after the delay. */
@@ -268,7 +269,7 @@ static void cache_trim(bool purge_all, bool unmap_all) {
         if (victim) {
             segment_unmap(victim);
         } else if (purge) {
-            bool refused = false, forced = now - purge->cached_at_ms < delay;
+            bool refused = false, forced = umi_os_ms_since(purge->cached_at_ms, now) < delay;
             for (size_t i = 0, run = SIZE_MAX; i <= purge->page_count; i++) {
                 bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
                 if (dirty && forced) purge->pages[i].freed_at_ms = 0; /* no verdict on the delay */

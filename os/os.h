@@ -48,6 +48,10 @@ size_t umi_os_resident_pages(const void *p, size_t size);
  * Returns 0, or the errno of the refusal (ENOMEM or EAGAIN over RLIMIT_MEMLOCK). */
 int umi_os_lock(void *p, size_t size, bool on_fault);
 uint64_t umi_os_now_ms(void);
+/* Milliseconds from `then` to `now`, 0 if `then` is later: a walk that read the clock once may
+ * meet a stamp another thread wrote after that read, and the plain difference would wrap to
+ * an age of 584 million years. */
+static inline uint64_t umi_os_ms_since(uint64_t then, uint64_t now) { return now > then ? now - then : 0; }
 
 /* Process-wide counters of what went back to the OS (relaxed atomics, slow paths only). What is
  * mapped is counted per segment by the statistics walk (stats/snapshot.c). */

@@ -12,7 +12,9 @@
  *    backup heap's lock held) that carve enough to ask for a statistics sample;
  *  - lowered_address_space_limit_leaves_room: RLIMIT_AS lowered after start-up;
  *  - deferred_dump_waits_for_a_safe_point: a statistics dump deferred by a signal that came
- *    while a lock was held runs at the next allocation slow path, not inside the unlock. */
+ *    while a lock was held runs at the next allocation slow path, not inside the unlock;
+ *  - segment_cached_during_a_trim_is_not_taken_for_old, and the same for a huge block and a
+ *    heap handed off during a sweep: an entry stamped after a walk read the clock. */
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <sys/wait.h>
 
 #include "core/internal.h"
+#include "os/os.h"
 #include "test_util.h"
 
 /* ---- a remote freer paused between its steps ------------------------------------------------ */
@@ -332,4 +335,79 @@ Test(races, deferred_dump_waits_for_a_safe_point, .timeout = 60) {
     cr_assert_gt(file_size(path), 0, "the deferred dump did not run at the next allocation slow path");
     um_free(p);
     unlink(path);
+}
+
+/* ---- a walk that read the clock before another thread stamped an entry ------------------------- */
+/* The trims of the segment cache and of the huge cache, and the dissolving of handed-off heaps,
+ * read the clock once and then walk entries that other threads stamp meanwhile. A stamp newer
+ * than the walker's clock once made an age that wrapped to 2^64 ms: a segment cached a moment
+ * ago was unmapped at once, a heap handed off a moment ago dissolved before any thread could
+ * take it. The hook holds the walker right after its clock read while another thread stamps. */
+static const char *clock_site;       /* the walk to hold up */
+static pthread_t clock_walker;       /* the thread walking */
+static void (*clock_meanwhile)(void); /* what another thread does while it is held */
+
+static void *run_meanwhile(void *arg) {
+    clock_meanwhile();
+    return arg;
+}
+
+static void clock_hook(int point, void *arg) {
+    if (point != UM_HOOK_CLOCK_READ || !pthread_equal(pthread_self(), clock_walker) || strcmp(arg, clock_site) != 0) return;
+    clock_site = ""; /* once */
+    tu_sleep_ms(20); /* the coarse clock ticks every 1-4 ms: the stamp below is newer than `now` */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_meanwhile, NULL), 0);
+    pthread_join(t, NULL);
+}
+
+static void hold_walk(const char *site, void (*meanwhile)(void)) {
+    clock_site = site;
+    clock_walker = pthread_self();
+    clock_meanwhile = meanwhile;
+    umi_test_hook = clock_hook;
+}
+
+static size_t unmaps(void) { return atomic_load(&umi_os_stats.unmaps); }
+
+static void thread_with_a_block_exits(void) { um_free(um_malloc(100)); } /* its segment: cached */
+
+Test(races, segment_cached_during_a_trim_is_not_taken_for_old, .timeout = 60) {
+    um_free(um_malloc(100));
+    size_t before = unmaps();
+    hold_walk("segment cache", thread_with_a_block_exits);
+    umi_segment_cache_trim(false);
+    umi_test_hook = NULL;
+    cr_assert_eq(clock_site[0], 0, "the trim never reached its hook");
+    cr_assert_eq(unmaps(), before, "a segment cached during the trim was unmapped at once (%zu munmap)", unmaps() - before);
+}
+
+static void *huge_block;
+static void huge_block_freed(void) { um_free(huge_block); }
+
+Test(races, huge_block_cached_during_a_trim_is_not_taken_for_old, .timeout = 60) {
+    void *first = um_malloc((size_t)8 << 20);
+    huge_block = um_malloc((size_t)8 << 20);
+    cr_assert(first != NULL && huge_block != NULL);
+    memset(huge_block, 1, 4096);
+    um_free(first); /* a piece in the cache: the trim walks the cache */
+    size_t before = unmaps();
+    hold_walk("huge cache", huge_block_freed);
+    umi_huge_cache_trim(false);
+    umi_test_hook = NULL;
+    cr_assert_eq(clock_site[0], 0, "the trim never reached its hook");
+    cr_assert_eq(unmaps(), before, "a huge block cached during the trim was unmapped at once (%zu munmap)", unmaps() - before);
+}
+
+static void *kept_block;
+static void thread_keeping_a_block_exits(void) { kept_block = um_malloc(100); } /* its heap: handed off */
+
+Test(races, heap_handed_off_during_a_sweep_waits_for_a_thread, .timeout = 60) {
+    um_free(um_malloc(100));
+    hold_walk("handed heaps", thread_keeping_a_block_exits);
+    umi_heap_dissolve_handed(false);
+    umi_test_hook = NULL;
+    cr_assert_eq(clock_site[0], 0, "the sweep never reached its hook");
+    cr_assert_eq(atomic_load(&umi_handed_count), 1, "a heap handed off during the sweep was dissolved at once");
+    um_free(kept_block);
 }
