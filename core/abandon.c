@@ -115,12 +115,13 @@ void umi_segment_stop_delayed(um_heap_t *heap) {
     umi_heap_collect_delayed(heap);
 }
 
-void umi_segment_give_back(um_heap_t *heap) {
+void umi_segment_give_back(um_heap_t *heap, um_purge_t what) {
     /* Every page with no block in use goes back, and the segments that leaves empty; the free
-     * slots are purged now: the threads that come next may be far fewer, and nothing else would
-     * purge them before one takes the memory over. */
+     * slots are purged now (but for a hand-off, see UM_PURGE_HANDOFF): the threads that come
+     * next may be far fewer, and nothing else would purge them before one takes the memory
+     * over. */
     each_segment(heap, give_back_empty);
-    umi_segment_purge(heap, true);
+    umi_segment_purge(heap, what);
 }
 
 void umi_segment_abandon_segments(um_heap_t *heap) {
@@ -130,7 +131,7 @@ void umi_segment_abandon_segments(um_heap_t *heap) {
 
 void umi_segment_abandon_all(um_heap_t *heap) {
     umi_segment_stop_delayed(heap);
-    umi_segment_give_back(heap);
+    umi_segment_give_back(heap, UM_PURGE_ALL);
     umi_segment_abandon_segments(heap); /* what holds live blocks: for the threads that come later */
 }
 

@@ -130,7 +130,7 @@ UM_API int um_trim(size_t pad) {
     um_heap_t *heap = umi_heap_for_thread();
     if (heap != NULL) {
         umi_page_sweep(heap, true); /* pages free() emptied, still queued */
-        umi_segment_purge(heap, true);
+        umi_segment_purge(heap, UM_PURGE_ALL);
     }
     umi_segment_cache_trim(true);
     return atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED) != before ||

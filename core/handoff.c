@@ -38,7 +38,7 @@ bool umi_heap_may_hand_off(const um_heap_t *heap) {
 
 void umi_heap_quiesce_for_hand_off(um_heap_t *heap) {
     umi_segment_stop_delayed(heap);
-    umi_segment_give_back(heap);
+    umi_segment_give_back(heap, UM_PURGE_HANDOFF);
     umi_segment_strip_owners(heap);
     heap->tid = 0;
 }
@@ -92,7 +92,7 @@ void umi_heap_dissolve_handed(bool all) {
         else heap = NULL;
         umi_unlock(&umi_abandoned_lock);
         if (heap == NULL) return;
-        umi_segment_give_back(heap);        /* pages emptied by remote frees while it waited */
+        umi_segment_give_back(heap, UM_PURGE_ALL); /* pages emptied by remote frees while it waited */
         umi_segment_abandon_segments(heap); /* owners already stripped, states NEVER */
         umi_heap_release_struct(heap);      /* with the counts of the pages given back */
     }

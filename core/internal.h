@@ -263,9 +263,16 @@ static inline void umi_seg_list_remove(um_segment_t **head, um_segment_t *seg) {
 static inline um_segment_t **umi_segment_heap_list(um_heap_t *heap, um_segment_t *seg) {
     return seg->used_pages == seg->page_count ? &heap->full_segments : &heap->segments[seg->kind];
 }
-um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind); /* a free page slot */
+um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin); /* a free page slot for a page of bin */
 void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
-void umi_segment_purge(um_heap_t *heap, bool force);
+/* What umi_segment_purge gives back: the heap's free slots, and what the segment cache holds. */
+typedef enum {
+    UM_PURGE_AGED,    /* what has been free for longer than the purge delay */
+    UM_PURGE_ALL,     /* everything free (um_trim, a thread's exit without a hand-off) */
+    UM_PURGE_HANDOFF, /* everything free but the small slots, which the heap's next thread
+                       * reuses (core/handoff.c); they age with the delay under that thread */
+} um_purge_t;
+void umi_segment_purge(um_heap_t *heap, um_purge_t what);
 void umi_segment_cache_trim(bool force);
 void umi_segment_init_process(void);    /* reserve the small-page region */
 bool umi_release_for_retry(void); /* the OS refused memory: give back caches; true if a retry may succeed */
@@ -277,7 +284,7 @@ void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg); /* 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
 void umi_segment_stop_delayed(um_heap_t *heap); /* abandon_all in steps: no more delayed frees, */
-void umi_segment_give_back(um_heap_t *heap);    /* ...empty pages back and purged, */
+void umi_segment_give_back(um_heap_t *heap, um_purge_t what); /* ...empty pages back, purged, */
 void umi_segment_abandon_segments(um_heap_t *heap); /* ...the segments onto the list */
 void umi_segment_strip_owners(um_heap_t *heap); /* a quiesced heap's pages belong to no thread */
 void umi_segment_take_owners(um_heap_t *heap);  /* ...and now to heap->tid's */

@@ -67,12 +67,13 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     uint8_t *area = umi_page_area(seg, page, &area_size);
     size_t bsize = umi_bin_size(bin);
     page->start = area;
+    /* what a page of this bin had carved in the slot is resident still, unless it was purged */
+    if (page->is_zero || page->bin != bin) page->recarve = 0;
     UM_SHARED_WRITE(page->block_size, (uint32_t)bsize);
     UM_SHARED_WRITE(page->bin, (uint16_t)bin);
     UM_SHARED_WRITE(page->reserved, (uint32_t)(area_size / bsize));
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
-    page->recarve = 0;
     um_page_hot_t *hot = umi_page_hot(page);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
@@ -431,11 +432,11 @@ void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
     if (UM_UNLIKELY(epoch != heap->purge_epoch)) {
         heap->purge_epoch = epoch;
         umi_page_sweep(heap, true);
-        umi_segment_purge(heap, true);
+        umi_segment_purge(heap, UM_PURGE_ALL);
     } else {
         /* the clock is read on one slow path in 32 only: the sweep's pace needs no more */
         if ((++heap->slow_calls & 31) == 0) umi_page_sweep(heap, false);
-        if (heap->dirty_pages > 0) umi_segment_purge(heap, false);
+        if (heap->dirty_pages > 0) umi_segment_purge(heap, UM_PURGE_AGED);
     }
 
     um_page_queue_t *q = &heap->queues[bin];
@@ -479,7 +480,7 @@ walk:;
         umi_page_queue_push(heap, page);
     }
     if (page == NULL) {
-        page = umi_segment_page_alloc(heap, umi_bin_kind(bin));
+        page = umi_segment_page_alloc(heap, bin);
         if (page == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         umi_page_init(heap, page, bin);
         page_extend(heap, page);

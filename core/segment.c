@@ -125,7 +125,13 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     if (UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL) seg->page_count--; /* the guard page is in the last slot */
     seg->used_pages = 0;
     seg->dirty_pages = 0;
-    for (size_t i = 0; i < UM_PAGES_MAX; i++) {
+    /* Medium and large segments have 8 slots and 1: their page structs all lie in the header's
+     * first OS page, and writing no more leaves the second one untouched in a fresh segment
+     * (4 KiB less resident for each; a program with many threads has a large segment per
+     * large size class and thread). A small segment's every struct is written, the guard
+     * slot's too: a stray free() into the guard page reads it. */
+    size_t structs = kind == UM_KIND_SMALL ? UM_PAGES_MAX : seg->page_count;
+    for (size_t i = 0; i < structs; i++) {
         um_page_t *page = &seg->pages[i];
         page->index = (uint8_t)i;
         page->freed_at_ms = 0; /* never purged by the delay (umi_purge_regret) */
@@ -306,7 +312,8 @@ static um_segment_t *segment_with_slot(um_heap_t *heap, um_kind_t kind, int node
     return seg;
 }
 
-um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
+um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
+    um_kind_t kind = umi_bin_kind(bin);
     /* The heap's placement (umi_heap_numa_check); the backup heap serves every exiting thread
      * and takes its memory from wherever it is. */
     int node = !umi_numa_on ? UMI_NUMA_UNBOUND : heap->is_backup ? umi_arena_current_node() : heap->numa_node;
@@ -317,12 +324,22 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, um_kind_t kind) {
     }
     if (seg == NULL) seg = segment_alloc(heap, kind, node);
     if (seg == NULL) return NULL;
-    /* Prefer a dirty slot: its memory is resident already, reusing it saves page faults. */
+    /* Prefer a dirty slot: its memory is resident already, reusing it saves page faults. Best
+     * one that held a page of this size class: the blocks that page had carved are resident,
+     * and page_extend carves them again in one step (um_page_t.recarve). In a slot of another
+     * class the new page would carve only what it needs, and the rest of what the slot holds
+     * resident would sit unused while other pages fault in memory of their own: a program
+     * whose threads come and go and reuse each other's heaps (core/handoff.c) would see its
+     * RSS creep up to every slot's largest use. */
     um_page_t *pick = NULL;
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
-        if (page->slot == UM_SLOT_DIRTY) { pick = page; break; }
-        if (page->slot == UM_SLOT_CLEAN && pick == NULL) pick = page;
+        if (page->slot == UM_SLOT_DIRTY) {
+            if (page->bin == bin) { pick = page; break; }
+            if (pick == NULL || pick->slot != UM_SLOT_DIRTY) pick = page;
+        } else if (page->slot == UM_SLOT_CLEAN && pick == NULL) {
+            pick = page;
+        }
     }
     UM_CHECK(pick != NULL);
     if (pick->slot == UM_SLOT_DIRTY) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
@@ -379,6 +396,7 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     }
     bool was_full = seg->used_pages == seg->page_count;
     atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
+    if (page->capacity > page->recarve) page->recarve = page->capacity; /* resident: for a page of its bin */
     UM_SHARED_WRITE(page->block_size, 0);
     UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
     page->freed_at_ms = umi_os_now_ms();
@@ -393,8 +411,18 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     if (seg->used_pages == 0) segment_release(heap, seg);
 }
 
-/* Purge the heap's free slots that have been dirty for longer than the delay. */
-void umi_segment_purge(um_heap_t *heap, bool force) {
+/* Purge the heap's free slots that have been dirty for longer than the delay, or all of them
+ * (UM_PURGE_ALL), or all but the small ones (UM_PURGE_HANDOFF).
+ *
+ * Why a hand-off keeps the small slots: the next thread that takes the heap allocates the
+ * same size classes, and it takes a dirty slot that held its class first
+ * (umi_segment_page_alloc), carving what the slot had carved in one step. Purged, every such
+ * page is faulted in again 4 KiB at a time, at a page fault each (a program that replaces its
+ * threads all the time, mstress, spent most of its system time there). Medium and large slots
+ * are purged still: their blocks are 8 KiB and more, few to a page, and a program writes a
+ * big block only in part, so a kept slot holds far more than the next thread touches. */
+void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
+    bool force = what != UM_PURGE_AGED;
     if (heap->dirty_pages == 0 && !force) return;
     uint64_t now = umi_os_now_ms();
     uint64_t delay = umi_purge_delay();
@@ -406,12 +434,13 @@ void umi_segment_purge(um_heap_t *heap, bool force) {
     for (size_t k = 0; k <= UM_KIND_COUNT; k++) {
         for (um_segment_t *seg = lists[k]; seg; seg = seg->next) {
             if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
+            bool force_here = force && !(what == UM_PURGE_HANDOFF && seg->kind == UM_KIND_SMALL);
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
                 bool dirty = i < seg->page_count && page->slot == UM_SLOT_DIRTY;
                 bool aged = dirty && now - page->freed_at_ms >= delay;
-                bool expired = aged || (force && dirty);
+                bool expired = aged || (force_here && dirty);
                 if (expired) {
                     if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;

@@ -5,6 +5,7 @@
  * failures with tu_fail(). */
 #include <criterion/criterion.h>
 #include <sched.h>
+#include <sys/resource.h>
 
 #include "core/internal.h"
 #include "os/os.h"
@@ -478,6 +479,72 @@ Test(threads, thread_exit_purges_emptied_segments_without_unmapping_them, .timeo
         cr_assert_lt(rss, rss0 + 4 * TU_MiB, "RSS %.1f MiB after the threads, %.1f before", tu_mib(rss), tu_mib(rss0));
     cr_assert_lt(tu_totals().committed_bytes, committed0 + 4 * TU_MiB, "committed %.1f MiB after the threads, %.1f before",
                  tu_mib(tu_totals().committed_bytes), tu_mib(committed0));
+}
+
+/* A thread hands its heap to the next one with its small free slots resident: the next thread
+ * takes the slots of the classes it allocates again, and its blocks there cost no page fault.
+ * Purged at the hand-off, every 4 KiB of them was faulted in again. */
+enum { HANDOFF_BLOCKS = 120, HANDOFF_SIZE = 1000 }; /* ~2 small pages of one class */
+
+typedef struct {
+    void *keep;        /* a block left live: the heap keeps its segment */
+    uintptr_t lo, hi;  /* where the blocks lay (first thread), or lie (second) */
+    long faults;       /* minor faults while allocating and writing them */
+} handoff_arg_t;
+
+static long thread_minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt;
+}
+
+static void *handoff_worker(void *argp)
+{
+    handoff_arg_t *a = argp;
+    void *v[HANDOFF_BLOCKS];
+    a->keep = um_malloc(64);
+    long f0 = thread_minor_faults();
+    a->lo = UINTPTR_MAX;
+    a->hi = 0;
+    for (size_t i = 0; i < HANDOFF_BLOCKS; i++) {
+        v[i] = um_malloc(HANDOFF_SIZE);
+        if (v[i] == NULL) {
+            tu_fail("um_malloc(%d) returned NULL", HANDOFF_SIZE);
+            return NULL;
+        }
+        memset(v[i], 0x33, HANDOFF_SIZE);
+        if ((uintptr_t)v[i] < a->lo) a->lo = (uintptr_t)v[i];
+        if ((uintptr_t)v[i] > a->hi) a->hi = (uintptr_t)v[i];
+    }
+    a->faults = thread_minor_faults() - f0;
+    for (size_t i = 0; i < HANDOFF_BLOCKS; i++)
+        um_free(v[i]);
+    return NULL;
+}
+
+Test(threads, handed_off_heap_keeps_small_free_slots_resident, .timeout = 60)
+{
+    tu_fail_reset();
+    handoff_arg_t first = {0}, second = {0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, handoff_worker, &first), 0);
+    pthread_join(th, NULL);
+    ASSERT_NO_WORKER_FAILURE();
+    cr_assert_eq(atomic_load(&umi_handed_count), 1, "precondition: the first thread handed its heap off");
+    cr_assert_eq(pthread_create(&th, NULL, handoff_worker, &second), 0);
+    pthread_join(th, NULL);
+    ASSERT_NO_WORKER_FAILURE();
+    fprintf(stderr, "[threads/handoff warm] first thread %ld faults, second %ld, for %d blocks of %d bytes\n",
+            first.faults, second.faults, HANDOFF_BLOCKS, HANDOFF_SIZE);
+    cr_assert(second.lo >= first.lo && second.hi <= first.hi,
+              "the second thread's blocks [%#lx, %#lx] are not in the first one's slots [%#lx, %#lx]",
+              (unsigned long)second.lo, (unsigned long)second.hi, (unsigned long)first.lo, (unsigned long)first.hi);
+    cr_assert_geq(first.faults, 20, "precondition: fresh slots fault (%ld faults)", first.faults);
+    cr_assert_leq(second.faults, 2, "%ld page faults for blocks in slots the first thread left resident",
+                  second.faults);
+    um_free(first.keep);
+    um_free(second.keep);
 }
 
 /* ---- um_thread_done ---------------------------------------------------------------------------- */
