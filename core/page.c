@@ -108,9 +108,10 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     size_t n = (bsize <= UM_EXTEND_TINY_MAX ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
-    /* Blocks carved before the page's free list was forgotten (page_forget_free_list) are
-     * resident already: carving them again a chunk at a time would only take the slow path
-     * more often, in the programs that empty and refill their pages round after round. */
+    /* Blocks carved before the page's free list was forgotten (page_forget_free_list), or by
+     * the slot's previous page of this class, are resident already: carving them again a chunk
+     * at a time would only take the slow path more often, in the programs that empty and
+     * refill their pages round after round. */
     if (page->recarve > page->capacity + n) n = page->recarve - page->capacity;
     size_t left = page->reserved - page->capacity; /* blocks not carved yet */
     if (n > left) n = left;

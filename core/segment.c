@@ -417,8 +417,8 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
  * Why a hand-off keeps the small slots: the next thread that takes the heap allocates the
  * same size classes, and it takes a dirty slot that held its class first
  * (umi_segment_page_alloc), carving what the slot had carved in one step. Purged, every such
- * page is faulted in again 4 KiB at a time, at a page fault each (a program that replaces its
- * threads all the time, mstress, spent most of its system time there). Medium and large slots
+ * page is faulted in again 4 KiB at a time, a page fault each, in a program that replaces its
+ * threads all the time. Medium and large slots
  * are purged still: their blocks are 8 KiB and more, few to a page, and a program writes a
  * big block only in part, so a kept slot holds far more than the next thread touches. */
 void umi_segment_purge(um_heap_t *heap, um_purge_t what) {

@@ -175,8 +175,9 @@ typedef struct um_page_s {
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
     uint8_t is_zero;          /* blocks not yet carved are known to be zero (fresh from the OS) */
-    uint32_t recarve;         /* blocks carved before the free list was last forgotten: resident,
-                               * so page_extend carves them again in one step */
+    uint32_t recarve;         /* blocks of `bin` carved in this slot before its free list was
+                               * forgotten or the slot freed: resident (unless the slot was
+                               * purged), so page_extend carves them again in one step */
     /* ~0 / block_size + 1: an offset below 2^32 is a multiple of block_size iff
      * offset * block_div <= block_div - 1 (mod 2^64; Lemire's test), which spares the generic
      * free path, where every medium and large block goes, a division. */

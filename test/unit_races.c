@@ -361,11 +361,16 @@ static void clock_hook(int point, void *arg) {
     pthread_join(t, NULL);
 }
 
-static void hold_walk(const char *site, void (*meanwhile)(void)) {
+/* Run walk(false) in this thread, held after its clock read while another thread runs
+ * meanwhile(). */
+static void walk_held(const char *site, void (*walk)(bool), void (*meanwhile)(void)) {
     clock_site = site;
     clock_walker = pthread_self();
     clock_meanwhile = meanwhile;
     umi_test_hook = clock_hook;
+    walk(false);
+    umi_test_hook = NULL;
+    cr_assert_eq(clock_site[0], 0, "the walk of the %s never reached its hook", site);
 }
 
 static size_t unmaps(void) { return atomic_load(&umi_os_stats.unmaps); }
@@ -375,10 +380,7 @@ static void thread_with_a_block_exits(void) { um_free(um_malloc(100)); } /* its 
 Test(races, segment_cached_during_a_trim_is_not_taken_for_old, .timeout = 60) {
     um_free(um_malloc(100));
     size_t before = unmaps();
-    hold_walk("segment cache", thread_with_a_block_exits);
-    umi_segment_cache_trim(false);
-    umi_test_hook = NULL;
-    cr_assert_eq(clock_site[0], 0, "the trim never reached its hook");
+    walk_held("segment cache", umi_segment_cache_trim, thread_with_a_block_exits);
     cr_assert_eq(unmaps(), before, "a segment cached during the trim was unmapped at once (%zu munmap)", unmaps() - before);
 }
 
@@ -392,10 +394,7 @@ Test(races, huge_block_cached_during_a_trim_is_not_taken_for_old, .timeout = 60)
     memset(huge_block, 1, 4096);
     um_free(first); /* a piece in the cache: the trim walks the cache */
     size_t before = unmaps();
-    hold_walk("huge cache", huge_block_freed);
-    umi_huge_cache_trim(false);
-    umi_test_hook = NULL;
-    cr_assert_eq(clock_site[0], 0, "the trim never reached its hook");
+    walk_held("huge cache", umi_huge_cache_trim, huge_block_freed);
     cr_assert_eq(unmaps(), before, "a huge block cached during the trim was unmapped at once (%zu munmap)", unmaps() - before);
 }
 
@@ -404,10 +403,7 @@ static void thread_keeping_a_block_exits(void) { kept_block = um_malloc(100); } 
 
 Test(races, heap_handed_off_during_a_sweep_waits_for_a_thread, .timeout = 60) {
     um_free(um_malloc(100));
-    hold_walk("handed heaps", thread_keeping_a_block_exits);
-    umi_heap_dissolve_handed(false);
-    umi_test_hook = NULL;
-    cr_assert_eq(clock_site[0], 0, "the sweep never reached its hook");
+    walk_held("handed heaps", umi_heap_dissolve_handed, thread_keeping_a_block_exits);
     cr_assert_eq(atomic_load(&umi_handed_count), 1, "a heap handed off during the sweep was dissolved at once");
     um_free(kept_block);
 }
