@@ -269,8 +269,9 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
 typedef enum {
     UM_PURGE_AGED,    /* what has been free for longer than the purge delay */
     UM_PURGE_ALL,     /* everything free (um_trim, a thread's exit without a hand-off) */
-    UM_PURGE_HANDOFF, /* everything free but the small slots, which the heap's next thread
-                       * reuses (core/handoff.c); they age with the delay under that thread */
+    UM_PURGE_HANDOFF, /* everything free but one small slot of each size class, which the
+                       * heap's next thread reuses (core/handoff.c); they age with the delay
+                       * under that thread */
 } um_purge_t;
 void umi_segment_purge(um_heap_t *heap, um_purge_t what);
 void umi_segment_cache_trim(bool force);

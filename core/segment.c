@@ -412,15 +412,18 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
 }
 
 /* Purge the heap's free slots that have been dirty for longer than the delay, or all of them
- * (UM_PURGE_ALL), or all but the small ones (UM_PURGE_HANDOFF).
+ * (UM_PURGE_ALL), or all but one small slot of each size class (UM_PURGE_HANDOFF).
  *
- * Why a hand-off keeps the small slots: the next thread that takes the heap allocates the
- * same size classes, and it takes a dirty slot that held its class first
+ * Why a hand-off keeps small slots: the next thread that takes the heap allocates the same
+ * size classes, and it takes a dirty slot that held its class first
  * (umi_segment_page_alloc), carving what the slot had carved in one step. Purged, every such
  * page is faulted in again 4 KiB at a time, a page fault each, in a program that replaces its
- * threads all the time. Medium and large slots
- * are purged still: their blocks are 8 KiB and more, few to a page, and a program writes a
- * big block only in part, so a kept slot holds far more than the next thread touches. */
+ * threads all the time. One a class: a thread that freed a lot before it exited must not
+ * leave all of it resident in a heap that may wait long for its next thread (it is purged
+ * when the heap is dissolved, but that takes a living thread's allocations); one page of each
+ * class serves the next thread's first blocks. Medium and large slots are purged still: their
+ * blocks are 8 KiB and more, few to a page, and a program writes a big block only in part, so
+ * a kept slot holds far more than the next thread touches. */
 void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
     bool force = what != UM_PURGE_AGED;
     if (heap->dirty_pages == 0 && !force) return;
@@ -428,19 +431,24 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
     uint64_t delay = umi_purge_delay();
     if (!force && now < heap->next_purge_ms) return;
     uint64_t next = UINT64_MAX;
+    uint64_t kept[(UM_BIN_COUNT + 63) / 64] = {0}; /* UM_PURGE_HANDOFF: classes with a slot kept */
     um_segment_t *lists[UM_KIND_COUNT + 1];
     for (size_t k = 0; k < UM_KIND_COUNT; k++) lists[k] = heap->segments[k];
     lists[UM_KIND_COUNT] = heap->full_segments;
     for (size_t k = 0; k <= UM_KIND_COUNT; k++) {
         for (um_segment_t *seg = lists[k]; seg; seg = seg->next) {
             if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
-            bool force_here = force && !(what == UM_PURGE_HANDOFF && seg->kind == UM_KIND_SMALL);
+            bool keep_small = what == UM_PURGE_HANDOFF && seg->kind == UM_KIND_SMALL;
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
                 bool dirty = i < seg->page_count && page->slot == UM_SLOT_DIRTY;
                 bool aged = dirty && now - page->freed_at_ms >= delay;
-                bool expired = aged || (force_here && dirty);
+                bool expired = aged || (force && dirty);
+                if (expired && !aged && keep_small && !(kept[page->bin / 64] >> (page->bin % 64) & 1)) {
+                    kept[page->bin / 64] |= (uint64_t)1 << (page->bin % 64);
+                    expired = false;
+                }
                 if (expired) {
                     if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;
