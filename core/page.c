@@ -15,12 +15,11 @@ um_page_hot_t umi_hot_empty;
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
  * that uses many classes a little (sizes spread over 8..1000 bytes, a few blocks each) touches
- * 4 KiB a class. Classes of 128 bytes and less get 8 KiB (at least 64 blocks), so that the
- * tiny classes a program allocates in bulk take the slow path once per 64+ blocks. Every heap
- * that uses a class carves that much at least: more adds up in a program with many threads. */
+ * 4 KiB a class. Classes of 128 bytes and less get 16 KiB (at least 128 blocks), so that the
+ * tiny classes a program allocates in bulk take the slow path once per 128+ blocks. */
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
-#define UM_EXTEND_TINY_BYTES (4096 * 2)
+#define UM_EXTEND_TINY_BYTES (4096 * 4)
 #if UM_SECURE
 /* The secure build hands out the fresh blocks of each group of this many in a random order:
  * one of 256 random permutations, drawn at start-up (so that they differ from run to run) and
