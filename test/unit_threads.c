@@ -432,22 +432,37 @@ Test(threads, thread_exit_gives_memory_back, .timeout = 120)
  * segments stay mapped in the cache for the threads that come next. Unmapping them at every
  * exit cost a munmap and an mmap per segment and per thread, each taking the address-space lock
  * that every page fault of the other threads needs. */
+/* Allocate n blocks of size, write them, free them all; false (and a worker failure) if one
+ * allocation failed. */
+static bool fill_write_free(size_t n, size_t size, int byte)
+{
+    void **v = calloc(n, sizeof *v);
+    if (v == NULL) {
+        tu_fail("calloc failed");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        v[i] = um_malloc(size);
+        if (v[i] == NULL) {
+            tu_fail("um_malloc(%zu) returned NULL", size);
+            ok = false;
+        } else {
+            memset(v[i], byte, size);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        um_free(v[i]); /* um_free(NULL) is a no-op */
+    free(v);
+    return ok;
+}
+
 static void *segment_filler(void *argp)
 {
     size_t *bytes = argp;
     enum { N = 48, SIZE = 200 << 10 }; /* large pages: whole 4 MiB segments */
-    void *v[N];
-    for (size_t i = 0; i < N; i++) {
-        v[i] = um_malloc(SIZE);
-        if (!v[i]) {
-            tu_fail("um_malloc(%d) returned NULL", SIZE);
-            return NULL;
-        }
-        memset(v[i], 0x5a, SIZE);
-    }
-    *bytes = (size_t)N * SIZE;
-    for (size_t i = 0; i < N; i++)
-        um_free(v[i]);
+    if (fill_write_free(N, SIZE, 0x5a))
+        *bytes = (size_t)N * SIZE;
     return NULL;
 }
 
@@ -551,19 +566,9 @@ Test(threads, handed_off_heap_keeps_small_free_slots_resident, .timeout = 60)
  * all resident in a heap that may wait long for its next thread. */
 static void *free_many_then_exit(void *argp)
 {
-    enum { N = 600 }; /* ~11 small pages of one class */
-    void **keep = argp, *v[N];
+    void **keep = argp;
     *keep = um_malloc(64); /* the heap keeps its segment: only the slots can be purged */
-    for (size_t i = 0; i < N; i++) {
-        v[i] = um_malloc(HANDOFF_SIZE);
-        if (v[i] == NULL) {
-            tu_fail("um_malloc(%d) returned NULL", HANDOFF_SIZE);
-            return NULL;
-        }
-        memset(v[i], 0x44, HANDOFF_SIZE);
-    }
-    for (size_t i = 0; i < N; i++)
-        um_free(v[i]);
+    fill_write_free(600, HANDOFF_SIZE, 0x44); /* ~11 small pages of one class */
     return NULL;
 }
 
