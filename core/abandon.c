@@ -156,7 +156,7 @@ static void take_owner(um_heap_t *heap, um_segment_t *seg) {
         uintptr_t flags = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_FLAGS;
         bool full = (flags & UM_PAGE_IN_FULL) != 0;
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | (full ? UM_DELAY_USE : UM_DELAY_NORMAL),
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~UM_TF_STATE) | (full ? UM_DELAY_USE : UM_DELAY_NORMAL),
                                                       memory_order_acq_rel, UM_RELAXED)) {}
         atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | flags, memory_order_release);
         umi_page_collect(heap, page);
@@ -179,7 +179,7 @@ static void give_up(um_heap_t *heap, um_segment_t *seg) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        atomic_store_explicit(&page->thread_free, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, UM_RELAXED);
+        atomic_store_explicit(&page->thread_free, (tf & ~UM_TF_STATE) | UM_DELAY_NEVER, UM_RELAXED);
         atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
         atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
     }
@@ -201,8 +201,8 @@ static void forget_freeing(um_heap_t *heap, um_segment_t *seg) {
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        if (page->slot == UM_SLOT_USED && (tf & 3) == UM_DELAY_FREEING)
-            atomic_store_explicit(&page->thread_free, (tf & ~(uintptr_t)3) | UM_DELAY_USE, UM_RELAXED);
+        if (page->slot == UM_SLOT_USED && (tf & UM_TF_STATE) == UM_DELAY_FREEING)
+            atomic_store_explicit(&page->thread_free, (tf & ~UM_TF_STATE) | UM_DELAY_USE, UM_RELAXED);
     }
 }
 void umi_segment_forget_freeing(um_heap_t *heap) { each_segment(heap, forget_freeing); }
@@ -220,7 +220,7 @@ static bool adopt_one(um_heap_t *heap, um_segment_t *seg) {
         atomic_store_explicit(&UM_PAGE_OWNER(page), heap->tid | aligned, memory_order_release);
         /* NEVER -> NORMAL: remote frees push onto the page again; the heap wakes it when full */
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~(uintptr_t)3, memory_order_acq_rel, UM_RELAXED)) {}
+        while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~UM_TF_STATE, memory_order_acq_rel, UM_RELAXED)) {}
         umi_page_collect(heap, page);
         if (UM_PAGE_USED(page) == 0) {
             bool last = seg->used_pages == 1;

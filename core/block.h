@@ -4,7 +4,7 @@
  *  - ASan builds poison a free block whole (base/sanitize.h). The accessors are not
  *    instrumented, so the core alone may touch a free block, and there is no moment at which a
  *    free block is open: unpoisoning around each access instead would race with a thread that
- *    takes the block meanwhile (the owner collecting a remote free, the statistics walk) and
+ *    takes the block meanwhile (the owner collecting a remote free, a heap check) and
  *    could leave a block in use poisoned, or a free one open.
  *  - The secure build (UM_SECURE) stores each link encoded, XORed with the secret of its page
  *    (um_page_hot_t.secret) and with the link's own address: a use-after-free write over a
@@ -31,8 +31,6 @@
 UM_BLOCK_FN uintptr_t umi_key_get(const um_block_t *b) { return b->key; }
 UM_BLOCK_FN void umi_key_set(um_block_t *b, uintptr_t key) { b->key = key; }
 UM_BLOCK_FN uintptr_t umi_link_load(const um_block_t *b) { return (uintptr_t)b->next; }
-/* for a reader racing with the list's owner (the statistics walk) */
-UM_BLOCK_FN uintptr_t umi_link_load_racy(const um_block_t *b) { return (uintptr_t)__atomic_load_n(&b->next, __ATOMIC_RELAXED); }
 UM_BLOCK_FN void umi_link_store(um_block_t *b, uintptr_t v) { b->next = (um_block_t *)v; }
 
 /* The secret of the lists of the page whose hot words are `hot`. */
@@ -57,7 +55,7 @@ static inline __attribute__((always_inline)) uintptr_t umi_link_code(const um_bl
 static inline __attribute__((always_inline)) void umi_link_set(um_block_t *b, um_block_t *next, uintptr_t secret) {
     umi_link_store(b, (uintptr_t)next ^ umi_link_code(b, secret));
 }
-/* Decoded, not checked: for a caller that checks every pointer itself (the statistics walk). */
+/* Decoded, not checked: for a caller that checks every pointer itself (core/check.c). */
 static inline __attribute__((always_inline)) um_block_t *umi_link_get(const um_block_t *b, uintptr_t secret) {
     return (um_block_t *)(umi_link_load(b) ^ umi_link_code(b, secret));
 }

@@ -85,16 +85,17 @@ static void check_page(check_t *c, um_heap_t *heap, um_segment_t *seg, um_page_t
     uintptr_t owner = atomic_load_explicit(&hot->owner, UM_RELAXED);
     if ((owner & ~UM_PAGE_FLAGS) != tid) problem(c, "page whose owner word is not its heap's thread", page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    if (tid == 0 && (tf & 3) != UM_DELAY_NEVER) problem(c, "page of no thread that may still wake a heap", page);
+    if (tid == 0 && (tf & UM_TF_STATE) != UM_DELAY_NEVER) problem(c, "page of no thread that may still wake a heap", page);
 
     block_seen_t seen;
     for (size_t i = 0; i < (page->capacity + 63) / 64; i++) seen.bits[i] = 0;
     size_t local = walk_blocks(c, page, hot->free, UM_HOT_SECRET(hot), &seen, false);
-    size_t remote = walk_blocks(c, page, (um_block_t *)(tf & ~(uintptr_t)3), UM_PAGE_SECRET(page), &seen, true);
+    size_t remote = walk_blocks(c, page, UM_TF_LIST(tf), UM_PAGE_SECRET(page), &seen, true);
     if (local == SIZE_MAX || remote == SIZE_MAX) return;
     uint64_t used = umi_hot_used(hot);
     if (hot->allocs < hot->frees || local + used != page->capacity) problem(c, "page whose free and used blocks do not add up to its carved ones", page);
     else if (remote > used) problem(c, "page with more remote frees than blocks in use", page);
+    else if (remote != UM_TF_COUNT(tf)) problem(c, "page whose remote list is not as long as its word says", page);
     c->carved_bytes += (size_t)page->capacity * page->block_size;
 }
 

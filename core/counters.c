@@ -95,17 +95,11 @@ void umi_count_mapped(const um_segment_t *seg, int sign) {
 
 /* A page slot leaves its heap: its counts go to the heap's, or they would vanish (the slot's
  * next page starts from zero). Remote frees not yet collected count as frees. */
-static uint32_t list_length(const um_block_t *b, const um_page_hot_t *hot) {
-    uint32_t n = 0;
-    for (; b != NULL; b = umi_link_next(b, hot)) n++;
-    return n;
-}
-
 void umi_count_page_gone(um_heap_t *heap, um_page_t *page) {
     um_page_hot_t *hot = umi_page_hot(page);
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED) & ~(uintptr_t)3;
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     UM_OWNER_ADD(heap->stats.mallocs[page->bin], hot->allocs);
-    UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + list_length((const um_block_t *)tf, hot));
+    UM_OWNER_ADD(heap->stats.frees[page->bin], hot->frees + UM_TF_COUNT(tf));
     umi_count_uncarved((size_t)page->capacity * page->block_size);
 }
 

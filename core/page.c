@@ -168,19 +168,23 @@ static void page_forget_free_list(um_page_t *page) {
     UM_SHARED_WRITE(page->capacity, 0);
 }
 
-/* Move the blocks other threads freed onto the free list: one exchange and one walk. */
+/* Move the blocks other threads freed onto the free list: one CAS, and no walk when the free
+ * list is empty, as it is when a refill comes here for the bin's first page (the list's length
+ * is in the word, see UM_TF_COUNT). */
 void umi_page_collect(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    if ((tf & ~(uintptr_t)3) == 0) return;
+    if ((tf & ~UM_TF_STATE) == 0) return;
     /* Take the whole remote list at once, keeping the delay state bits. */
-    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & 3, memory_order_acquire, UM_RELAXED)) {}
-    um_block_t *list = (um_block_t *)(tf & ~(uintptr_t)3);
+    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & UM_TF_STATE, memory_order_acquire, UM_RELAXED)) {}
+    um_block_t *list = UM_TF_LIST(tf);
+    size_t count = UM_TF_COUNT(tf);
+    UM_CHECK(list != NULL && count != 0 && count <= page->capacity);
     um_page_hot_t *hot = umi_page_hot(page);
-    um_block_t *tail = list, *next;
-    size_t count = 1;
-    while ((next = umi_link_next(tail, hot)) != NULL) { tail = next; count++; }
-    UM_CHECK(count <= page->capacity);
-    umi_link_set(tail, hot->free, UM_HOT_SECRET(hot));
+    if (hot->free != NULL) {
+        um_block_t *tail = list, *next;
+        while ((next = umi_link_next(tail, hot)) != NULL) tail = next;
+        umi_link_set(tail, hot->free, UM_HOT_SECRET(hot));
+    }
     hot->free = list;
     UM_OWNER_ADD(hot->frees, count);
     UM_COUNT_ADD(heap->stats.remote_frees, count);
@@ -234,9 +238,9 @@ void umi_page_queue_remove(um_heap_t *heap, um_page_t *page) {
 static bool page_to_full(um_heap_t *heap, um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     for (;;) {
-        if ((tf & ~(uintptr_t)3) != 0) return false;
-        if ((tf & 3) == UM_DELAY_USE) break;
-        if ((tf & 3) == UM_DELAY_FREEING) {
+        if ((tf & ~UM_TF_STATE) != 0) return false;
+        if ((tf & UM_TF_STATE) == UM_DELAY_USE) break;
+        if ((tf & UM_TF_STATE) == UM_DELAY_FREEING) {
             /* A remote free is waking us for an earlier stay in "full". When it is done it
              * resets the state to NORMAL, which would leave this stay without a wake-up: wait
              * for it, then ask for USE like any page that fills up. */
@@ -244,7 +248,7 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
             tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
             continue;
         }
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~UM_TF_STATE) | UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
     }
     umi_page_queue_remove(heap, page);
     atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_IN_FULL, UM_RELAXED);
@@ -277,12 +281,12 @@ void umi_page_unfull(um_heap_t *heap, um_page_t *page) {
 void umi_page_set_never_delayed(um_page_t *page) {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     for (;;) {
-        if ((tf & 3) == UM_DELAY_FREEING) {
+        if ((tf & UM_TF_STATE) == UM_DELAY_FREEING) {
             sched_yield();
             tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
             continue;
         }
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NEVER, memory_order_acq_rel, UM_RELAXED))
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~UM_TF_STATE) | UM_DELAY_NEVER, memory_order_acq_rel, UM_RELAXED))
             return;
     }
 }
@@ -293,16 +297,18 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
     UM_SAN_POISON(b, page->block_size);
     umi_key_set(b, key);
     uintptr_t secret = UM_PAGE_SECRET(page);
+    UM_CHECK((uintptr_t)b < UM_TF_COUNT_ONE);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED), next;
     do {
-        if ((tf & 3) == UM_DELAY_USE) {
-            next = (tf & ~(uintptr_t)3) | UM_DELAY_FREEING;
+        if ((tf & UM_TF_STATE) == UM_DELAY_USE) {
+            next = (tf & ~UM_TF_STATE) | UM_DELAY_FREEING;
         } else {
-            umi_link_set(b, (um_block_t *)(tf & ~(uintptr_t)3), secret);
-            next = (uintptr_t)b | (tf & 3);
+            umi_link_set(b, UM_TF_LIST(tf), secret);
+            next = (tf + UM_TF_COUNT_ONE) & ~(UM_TF_COUNT_ONE - 1); /* one more in the list, */
+            next |= (uintptr_t)b | (tf & UM_TF_STATE);              /* b at its head */
         }
     } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, next, memory_order_release, UM_RELAXED));
-    if ((tf & 3) != UM_DELAY_USE) return;
+    if ((tf & UM_TF_STATE) != UM_DELAY_USE) return;
 
     /* We are the first to free into this full page: wake the owner. It cannot go away while the
      * state is FREEING (abandoning waits for it), so reading its heap is safe. */
@@ -316,7 +322,7 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
      * (umi_segment_page_free). */
     UM_TEST_HOOK(UM_HOOK_REMOTE_PUSHED, page);
     tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~(uintptr_t)3) | UM_DELAY_NORMAL, memory_order_release, UM_RELAXED)) {}
+    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~UM_TF_STATE) | UM_DELAY_NORMAL, memory_order_release, UM_RELAXED)) {}
 }
 
 /* The owner frees into a page that is full, has aligned blocks, or just became empty. */

@@ -79,7 +79,17 @@ typedef struct um_block_s {
     uintptr_t key;
 } um_block_t;
 
-/* page->thread_free keeps its state in the low 2 bits of the list head pointer. */
+/* page->thread_free is one word: the head of the list of blocks other threads freed, the
+ * list's length in bits 48-63 (user-space pointers have 48 bits), and a um_delayed_t in bits 0-1
+ * (blocks are 16-byte aligned). With the length in the word, the owner takes the list over
+ * without walking it: each block of it was written last by the thread that freed it, so a walk
+ * is a chain of cache misses, one transfer from the other core per block, before the owner can
+ * use any of them. A page holds at most 4096 blocks, so the length cannot overflow. */
+#define UM_TF_STATE ((uintptr_t)3)
+#define UM_TF_COUNT_SHIFT 48
+#define UM_TF_COUNT_ONE ((uintptr_t)1 << UM_TF_COUNT_SHIFT)
+#define UM_TF_LIST(tf) ((um_block_t *)((tf) & (UM_TF_COUNT_ONE - 1) & ~UM_TF_STATE))
+#define UM_TF_COUNT(tf) ((size_t)((tf) >> UM_TF_COUNT_SHIFT))
 typedef enum um_delayed_e {
     UM_DELAY_NORMAL = 0, /* remote frees push onto the page list */
     UM_DELAY_USE = 1,    /* page is full: the first remote free goes to heap->delayed_free to wake the owner */
@@ -167,7 +177,7 @@ _Static_assert(offsetof(um_page_hot_t, owner) == 64 + 40, "owner and guard end e
 typedef struct um_page_s {
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
     uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the first `capacity` of `reserved` */
-    _Atomic uintptr_t thread_free; /* blocks other threads freed | um_delayed_t in bits 0-1 */
+    _Atomic uintptr_t thread_free; /* blocks other threads freed: head | length << 48 | um_delayed_t */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
     uint32_t reserved;        /* blocks that fit in the page */

@@ -8,39 +8,6 @@
 #include "stats/stats.h"
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
-/* Length of a block list of `page`, read while its owner may be changing it. Every link is
- * checked to be a carved block of this page before it is followed (the carved blocks are the
- * first `capacity` of the `reserved`, see page_extend), so a racing owner can make the count
- * wrong but never make us read outside the page's block area; the segment cannot be unmapped
- * meanwhile (the caller holds the registry lock). */
-static uint32_t racy_list_length(um_page_t *page, const um_block_t *b) {
-    size_t bsize = UM_SHARED_READ(page->block_size), area_size;
-    uint32_t cap = UM_SHARED_READ(page->capacity), res = UM_SHARED_READ(page->reserved), n = 0;
-    if (bsize == 0 || cap > res) return 0;
-    const uint8_t *area = umi_page_area(umi_segment_of(page), page, &area_size);
-    const uint8_t *lo = area, *hi = area + (size_t)cap * bsize;
-    if (hi > area + area_size) hi = area + area_size; /* fields read from two generations of the page */
-    uintptr_t secret = 0; /* the page's, in the secure build: links are encoded (core/block.h) */
-#if UM_SECURE
-    secret = UM_SHARED_READ(page->secret);
-#endif
-    while (b != NULL && n < cap) {
-        const uint8_t *at = (const uint8_t *)b;
-        if (at < lo || at >= hi || (size_t)(at - area) % bsize != 0) break;
-        n++;
-        b = (const um_block_t *)(umi_link_load_racy(b) ^ umi_link_code(b, secret));
-    }
-    return n;
-}
-
-/* Under TSan, the lists of another live thread are not walked (the tool would rightly call the
- * read a race): their counts are then off by what sits on those lists. */
-#if defined(__SANITIZE_THREAD__)
-#define UM_WALK_OTHERS 0
-#else
-#define UM_WALK_OTHERS 1
-#endif
-
 static void add_heap(uint64_t *mallocs, uint64_t *frees, um_stats_t *out, const um_heap_stats_t *h, uint64_t *ia, uint64_t *ifr) {
     for (size_t b = 0; b < UM_BIN_COUNT; b++) {
         mallocs[b] += UM_SHARED_READ(h->mallocs[b]);
@@ -100,7 +67,6 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     uint64_t mallocs[UM_BIN_COUNT] = {0}, frees[UM_BIN_COUNT] = {0};
     uint64_t internal_allocs = 0, internal_frees = 0;
     size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
-    um_heap_t *self = umi_tl_heap;
 
     umi_lock(&umi_registry_lock);
     for (um_heap_t *h = umi_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
@@ -129,8 +95,6 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             node_add(out->node_live_bytes, seg->node, usable);
             continue;
         }
-        um_heap_t *owner = atomic_load_explicit(&seg->heap, UM_RELAXED);
-        bool walk = UM_WALK_OTHERS || owner == self || owner == NULL || owner->handed; /* no thread's */
         out->metadata_bytes += hdr;
         out->committed_bytes += hdr;
         touch_t touched = {.bytes = hdr, .halves = 1};
@@ -147,13 +111,10 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             touch(&touched, at, page_touched(seg, page, area));
             um_page_hot_t *hot = umi_page_hot_in(seg, page);
             uint64_t allocs = UM_SHARED_READ(hot->allocs), freed = UM_SHARED_READ(hot->frees);
-            if (walk) {
-                /* acquire: the pushers' links were written before their releasing CAS */
-                uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire) & ~(uintptr_t)3;
-                uint64_t remote = racy_list_length(page, (const um_block_t *)tf);
-                freed += remote;
-                out->remote_frees += remote;
-            }
+            /* the remote frees not yet collected: the list's length is in its word */
+            uint64_t remote = UM_TF_COUNT(atomic_load_explicit(&page->thread_free, UM_RELAXED));
+            freed += remote;
+            out->remote_frees += remote;
             size_t bin = UM_SHARED_READ(page->bin);
             mallocs[bin] += allocs;
             frees[bin] += freed;

@@ -802,3 +802,58 @@ Test(threads, next_thread_takes_over_an_exited_threads_heap) {
     for (int i = 0; i < 50; i++) um_free(kept[i]);
     um_free(got[0]);
 }
+
+/* ---- remote frees not yet collected ------------------------------------------------------- */
+/* What other threads freed into a page sits on the page's remote list until its owner next
+ * refills from it. The list's length travels with its head in one word (UM_TF_COUNT): the
+ * owner takes the list over without walking it, and the statistics count those frees without
+ * walking another thread's list (which they skipped under TSan, calling the blocks live). */
+typedef struct {
+    void *blocks[200];
+    pthread_barrier_t bar;
+} held_t;
+
+static void *hold_blocks(void *argp)
+{
+    held_t *h = argp;
+    for (size_t i = 0; i < 200; i++)
+        h->blocks[i] = um_malloc(48);
+    pthread_barrier_wait(&h->bar); /* allocated */
+    pthread_barrier_wait(&h->bar); /* main freed them: stay alive, collect nothing */
+    return NULL;
+}
+
+Test(threads, remote_frees_into_a_live_threads_pages_are_counted_at_once, .timeout = 60)
+{
+    static held_t h;
+    cr_assert_eq(pthread_barrier_init(&h.bar, NULL, 2), 0);
+    um_totals_t base = tu_totals();
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, hold_blocks, &h), 0);
+    pthread_barrier_wait(&h.bar);
+    for (size_t i = 0; i < 200; i++)
+        cr_assert_not_null(h.blocks[i]);
+    um_totals_t held = tu_totals();
+    cr_assert_eq(held.live_blocks, base.live_blocks + 200, "200 blocks allocated: live %zu -> %zu", base.live_blocks,
+                 held.live_blocks);
+
+    for (size_t i = 0; i < 200; i++)
+        um_free(h.blocks[i]); /* remote: the owner is alive and waits */
+    size_t listed = 0;
+    for (size_t i = 0; i < 200; i++) { /* each page once: its word counts its remote list */
+        um_page_t *page = umi_page_of(umi_segment_of(h.blocks[i]), h.blocks[i]);
+        size_t j = 0;
+        while (j < i && umi_page_of(umi_segment_of(h.blocks[j]), h.blocks[j]) != page)
+            j++;
+        if (j == i)
+            listed += UM_TF_COUNT(atomic_load(&page->thread_free));
+    }
+    cr_assert_eq(listed, 200, "the remote lists' words count %zu blocks, 200 were freed", listed);
+    um_totals_t freed = tu_totals();
+    cr_assert_eq(freed.live_blocks, base.live_blocks,
+                 "all 200 freed by this thread, none collected by their owner: live %zu, %zu before", freed.live_blocks,
+                 base.live_blocks);
+    pthread_barrier_wait(&h.bar);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.bar);
+}
