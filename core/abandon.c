@@ -48,10 +48,29 @@ static void each_segment(um_heap_t *heap, void (*fn)(um_heap_t *, um_segment_t *
     }
 }
 
+/* A walk over the pages of seg in use that stops after the last one: a thread's exit and the
+ * next thread's start each walk every segment of the heap, and a segment that holds a page or
+ * two (a thread that lived for one request) would otherwise be read through all of its 64
+ * descriptors, 88 cache lines, several times per thread. The caller may free each page it is
+ * given (the count of those still to come is taken at the start). */
+typedef struct {
+    um_segment_t *seg;
+    size_t next;  /* index to look at next */
+    size_t left;  /* pages in use not reached yet */
+} used_walk_t;
+static inline used_walk_t used_walk(um_segment_t *seg) { return (used_walk_t){seg, 0, seg->used_pages}; }
+static inline um_page_t *used_next(used_walk_t *w) {
+    while (w->left != 0 && w->next < w->seg->page_count) {
+        um_page_t *page = &w->seg->pages[w->next++];
+        if (page->slot == UM_SLOT_USED) { w->left--; return page; }
+    }
+    return NULL;
+}
+
 static void pages_never_delayed(um_heap_t *heap, um_segment_t *seg) {
     (void)heap;
-    for (size_t i = 0; i < seg->page_count; i++)
-        if (seg->pages[i].slot == UM_SLOT_USED) umi_page_set_never_delayed(&seg->pages[i]);
+    used_walk_t w = used_walk(seg);
+    for (um_page_t *page; (page = used_next(&w)) != NULL;) umi_page_set_never_delayed(page);
 }
 
 /* The free blocks of a page of big blocks, given back to the OS but for their first OS page
@@ -74,9 +93,8 @@ static void purge_free_big_blocks(um_page_t *page) {
 /* Collect every page of seg and give back the empty ones. Returns false if that emptied the
  * segment (it went to the cache and is no longer the heap's). */
 static bool give_back_empty_pages(um_heap_t *heap, um_segment_t *seg) {
-    for (size_t i = 0; i < seg->page_count; i++) {
-        um_page_t *page = &seg->pages[i];
-        if (page->slot != UM_SLOT_USED) continue;
+    used_walk_t w = used_walk(seg);
+    for (um_page_t *page; (page = used_next(&w)) != NULL;) {
         umi_page_collect(heap, page);
         if (UM_PAGE_USED(page) != 0) continue;
         if (!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL)) umi_page_queue_remove(heap, page);
@@ -91,9 +109,8 @@ static void give_back_empty(um_heap_t *heap, um_segment_t *seg) { (void)give_bac
 static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
     umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
     heap->dirty_pages -= seg->dirty_pages;
-    for (size_t i = 0; i < seg->page_count; i++) {
-        um_page_t *page = &seg->pages[i];
-        if (page->slot != UM_SLOT_USED) continue;
+    used_walk_t w = used_walk(seg);
+    for (um_page_t *page; (page = used_next(&w)) != NULL;) {
         purge_free_big_blocks(page);
         uintptr_t keep = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
         atomic_store_explicit(&UM_PAGE_OWNER(page), keep, UM_RELAXED); /* no thread's: every free is remote */
@@ -138,9 +155,8 @@ void umi_segment_abandon_all(um_heap_t *heap) {
 /* ---- a whole heap handed to the next thread (core/handoff.c) --------------------------------- */
 static void strip_owner(um_heap_t *heap, um_segment_t *seg) {
     (void)heap;
-    for (size_t i = 0; i < seg->page_count; i++) {
-        um_page_t *page = &seg->pages[i];
-        if (page->slot != UM_SLOT_USED) continue;
+    used_walk_t w = used_walk(seg);
+    for (um_page_t *page; (page = used_next(&w)) != NULL;) {
         uintptr_t flags = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_FLAGS;
         atomic_store_explicit(&UM_PAGE_OWNER(page), flags, UM_RELAXED); /* no thread's: every free is remote */
     }
@@ -150,9 +166,8 @@ void umi_segment_strip_owners(um_heap_t *heap) { each_segment(heap, strip_owner)
 /* The heap's new thread owns its pages: its id in the owner words, remote frees back on the
  * page lists (full pages wake it again), and what was freed meanwhile collected. */
 static void take_owner(um_heap_t *heap, um_segment_t *seg) {
-    for (size_t i = 0; i < seg->page_count; i++) {
-        um_page_t *page = &seg->pages[i];
-        if (page->slot != UM_SLOT_USED) continue;
+    used_walk_t w = used_walk(seg);
+    for (um_page_t *page; (page = used_next(&w)) != NULL;) {
         uintptr_t flags = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_FLAGS;
         bool full = (flags & UM_PAGE_IN_FULL) != 0;
         uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
