@@ -253,6 +253,14 @@ static inline void umi_seg_list_push(um_segment_t **head, um_segment_t *seg) {
     if (*head) (*head)->prev = seg;
     *head = seg;
 }
+static inline void umi_seg_list_append(um_segment_t **head, um_segment_t *seg) { /* O(length) */
+    um_segment_t *last = *head;
+    while (last != NULL && last->next != NULL) last = last->next;
+    seg->next = NULL;
+    seg->prev = last;
+    if (last) last->next = seg;
+    else *head = seg;
+}
 static inline void umi_seg_list_remove(um_segment_t **head, um_segment_t *seg) {
     if (seg->prev) seg->prev->next = seg->next;
     else *head = seg->next;

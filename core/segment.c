@@ -403,9 +403,18 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
     seg->used_pages--;
     seg->dirty_pages++;
     heap->dirty_pages++;
+    /* A full segment that gets a slot back goes first in its list, where the next new page
+     * looks: the slot is resident, and a new page there takes no page fault. But not on hugetlb
+     * pages (or locked memory), where every slot is resident anyway and the memory goes back
+     * only with the whole segment: there a segment whose pages are being freed one after
+     * another (a structure torn down, the sweep retiring the empty pages it left) goes last, to
+     * empty and go. First, it took a new page into the first slot it freed and was pinned by it:
+     * 2 MiB of blocks allocated while 100 MiB were being freed kept five segments of 2 MiB pages
+     * where two would do. */
     if (was_full) {
         umi_seg_list_remove(&heap->full_segments, seg);
-        umi_seg_list_push(&heap->segments[seg->kind], seg);
+        if (umi_pages_splittable(seg->page_kind)) umi_seg_list_push(&heap->segments[seg->kind], seg);
+        else umi_seg_list_append(&heap->segments[seg->kind], seg);
     }
     if (umi_purge_delay() == 0 && slot_purge(seg, page)) heap->dirty_pages--;
     if (seg->used_pages == 0) segment_release(heap, seg);
