@@ -581,6 +581,34 @@ Test(semantics, a_page_carved_again_is_carved_in_one_step)
         um_free(p[i]);
 }
 
+/* A fresh page's first carve is 4 KiB in every class: a thread that allocates a few blocks of a
+ * tiny class (one of many threads alive at once) touches one OS page for them, not four. From
+ * the second carve on, tiny classes carve 16 KiB, so that bulk allocation takes the slow path
+ * once per 128 blocks or more. */
+Test(semantics, a_fresh_pages_first_carve_is_4_kib)
+{
+    enum { SIZE = 48, MAX = 200000 };
+    static void *p[MAX];
+    size_t n = 0, found = MAX;
+    for (; n < MAX && found == MAX; n++) { /* until a block is the first out of a fresh page */
+        cr_assert_not_null(p[n] = um_malloc(SIZE));
+        um_page_t *page = umi_page_of(umi_segment_of(p[n]), p[n]);
+        if (page->is_zero && umi_page_hot(page)->allocs == 1)
+            found = n;
+    }
+    cr_assert_lt(found, MAX, "no fresh page of %d-byte blocks in %d mallocs", SIZE, MAX);
+    um_page_t *page = umi_page_of(umi_segment_of(p[found]), p[found]);
+    size_t first = page->capacity;
+    cr_assert_eq(first, 4096 / SIZE, "a fresh page of %d-byte blocks carved %zu blocks first (%zu bytes), not 4 KiB",
+                 SIZE, first, first * SIZE);
+    for (size_t i = 1; i < first + 1; i++) /* its first carve used up: the next one */
+        cr_assert_not_null(p[n++] = um_malloc(SIZE));
+    cr_assert_eq(page->capacity, first + 16384 / SIZE, "the second carve of a %d-byte page: %zu blocks, not 16 KiB",
+                 SIZE, (size_t)page->capacity - first);
+    for (size_t i = 0; i < n; i++)
+        um_free(p[i]);
+}
+
 /* A block freed into a full page is reused before blocks freed earlier into other full pages:
  * the page rejoins its class's queue right behind the page malloc is serving, not at the end. */
 Test(semantics, block_freed_last_into_full_pages_goes_out_first)
