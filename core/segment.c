@@ -408,9 +408,8 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
      * pages (or locked memory), where every slot is resident anyway and the memory goes back
      * only with the whole segment: there a segment whose pages are being freed one after
      * another (a structure torn down, the sweep retiring the empty pages it left) goes last, to
-     * empty and go. First, it took a new page into the first slot it freed and was pinned by it:
-     * 2 MiB of blocks allocated while 100 MiB were being freed kept five segments of 2 MiB pages
-     * where two would do. */
+     * empty and go: at the front, it would take a new page into the first slot it frees, and one
+     * page of blocks would pin 4 MiB of hugetlb memory. */
     if (was_full) {
         umi_seg_list_remove(&heap->full_segments, seg);
         if (umi_pages_splittable(seg->page_kind)) umi_seg_list_push(&heap->segments[seg->kind], seg);
