@@ -137,7 +137,7 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     umi_count_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
     if (got.purged) { /* the delay purged it, and it is wanted again */
         uint64_t now = umi_os_now_ms();
-        umi_purge_regret(now - got.cached_at_ms, now);
+        umi_purge_regret(now - got.cached_at_ms, now, size);
     }
     out->base = at;
     out->is_zero = got.purged;
@@ -272,6 +272,7 @@ void umi_huge_cache_trim(bool force) {
             piece_unmap(&p);
         } else if (purge) {
             p.purged = umi_os_purge(p.base, p.size); /* refused: it holds what it held */
+            if (p.purged) umi_purge_delay_purged(p.size, now);
             umi_lock(&umi_cache_lock);
             bool ok = piece_add(&p); /* cached_at unchanged: it still expires on time */
             umi_unlock(&umi_cache_lock);

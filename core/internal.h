@@ -142,10 +142,13 @@ extern uint64_t umi_purge_delay_ms;
 static inline uint64_t umi_purge_delay(void) { return __atomic_load_n(&umi_purge_delay_ms, __ATOMIC_RELAXED); }
 #define UM_PURGE_DELAY_MAX_MS 2000
 #define UM_PURGE_DECAY_MS 10000
+#define UM_PURGE_WINDOW_MS 1000 /* regrets are weighed against what the delay purged in 1-2 of these */
 void umi_purge_delay_init(void);   /* after the options are read */
 bool umi_purge_delay_adaptive(void);
-/* Memory the delay purged after it had been free for free_for_ms is wanted again. */
-void umi_purge_regret(uint64_t free_for_ms, uint64_t now_ms);
+/* The delay purged `bytes` (page slots, cached segments, huge pieces; not forced purges). */
+void umi_purge_delay_purged(size_t bytes, uint64_t now_ms);
+/* `bytes` the delay purged after they had been free for free_for_ms are wanted again. */
+void umi_purge_regret(uint64_t free_for_ms, uint64_t now_ms, size_t bytes);
 /* A delay that has not been needed for UM_PURGE_DECAY_MS halves (toward the option's value). */
 void umi_purge_delay_decay(uint64_t now_ms);
 /* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,

@@ -280,7 +280,12 @@ static void cache_trim(bool purge_all, bool unmap_all) {
                 bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
                 if (dirty && forced) purge->pages[i].freed_at_ms = 0; /* no verdict on the delay */
                 if (dirty && run == SIZE_MAX) run = i;
-                if (!dirty && run != SIZE_MAX) { refused |= !slots_purge(purge, run, i - 1); run = SIZE_MAX; }
+                if (!dirty && run != SIZE_MAX) {
+                    bool ok = slots_purge(purge, run, i - 1);
+                    if (ok && !forced) umi_purge_delay_purged((i - run) << purge->page_shift, now);
+                    refused |= !ok;
+                    run = SIZE_MAX;
+                }
             }
             umi_lock(&umi_cache_lock);
             umi_seg_list_push(&cache_list, purge); /* cached_at unchanged: it still expires on time */
@@ -346,7 +351,7 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
     else pick->is_zero = 1;
     if (pick->slot == UM_SLOT_CLEAN && pick->freed_at_ms != 0) { /* the delay purged it: too soon? */
         uint64_t now = umi_os_now_ms();
-        umi_purge_regret(now - pick->freed_at_ms, now);
+        umi_purge_regret(now - pick->freed_at_ms, now, (size_t)1 << seg->page_shift);
         pick->freed_at_ms = 0;
     }
     UM_SHARED_WRITE(pick->slot, UM_SLOT_USED);
@@ -448,6 +453,7 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
             if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
             bool keep_small = what == UM_PURGE_HANDOFF && seg->kind == UM_KIND_SMALL;
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
+            size_t run_aged = 0;   /* how many of the run the delay expired (the others are forced) */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
                 bool dirty = i < seg->page_count && page->slot == UM_SLOT_DIRTY;
@@ -460,11 +466,16 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
                 if (expired) {
                     if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;
+                    if (aged) run_aged++;
                     continue;
                 }
                 if (run != SIZE_MAX) {
-                    if (slots_purge(seg, run, i - 1)) heap->dirty_pages -= i - run;
+                    if (slots_purge(seg, run, i - 1)) {
+                        heap->dirty_pages -= i - run;
+                        umi_purge_delay_purged(run_aged << seg->page_shift, now);
+                    }
                     run = SIZE_MAX;
+                    run_aged = 0;
                 }
                 if (dirty && page->freed_at_ms + delay < next)
                     next = page->freed_at_ms + delay;

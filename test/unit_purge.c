@@ -65,6 +65,47 @@ Test(purge, the_delay_grows_to_the_programs_cycle, .timeout = 60) {
                  tu_mib(p[1]), (unsigned long long)delay);
 }
 
+/* An interpreter that builds one big string a cycle among much else takes back a piece or two
+ * of all the delay purged: keeping everything resident for seconds would save it a few faults. */
+Test(purge, a_little_taken_back_does_not_grow_the_delay, .timeout = 60) {
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    static char *v[BLOCKS];
+    fill_and_free(v);
+    size_t p0 = purged();
+    idle_work(400);
+    cr_assert_geq(purged() - p0, 8 * TU_MiB, "the 16 MiB were not purged after 400 ms (%.1f MiB)", tu_mib(purged() - p0));
+    for (size_t i = 0; i < BLOCKS / 16; i++) v[i] = um_malloc(BLOCK); /* 1 MiB of the 16 */
+    cr_assert_eq(umi_purge_delay(), 100, "taking back 1 MiB of 16 made the delay %llu ms", (unsigned long long)umi_purge_delay());
+    for (size_t i = BLOCKS / 16; i < BLOCKS; i++) v[i] = um_malloc(BLOCK); /* all of it: the cycle */
+    uint64_t delay = umi_purge_delay();
+    cr_assert_geq(delay, 600, "taking all 16 MiB back after ~400 ms left the delay at %llu ms", (unsigned long long)delay);
+    for (size_t i = 0; i < BLOCKS; i++) um_free(v[i]);
+}
+
+/* The same counted in bytes, without the clock: regrets grow the delay once they add up to a
+ * quarter of what it purged. */
+Test(purge, regrets_count_in_bytes_against_what_the_delay_purged) {
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    uint64_t now = umi_os_now_ms() + 1;
+    umi_purge_delay_purged((size_t)16 << 20, now);
+    umi_purge_regret(700, now, (size_t)3 << 20);
+    cr_assert_eq(umi_purge_delay(), 100, "3 MiB back of 16 grew the delay to %llu ms", (unsigned long long)umi_purge_delay());
+    umi_purge_regret(700, now, (size_t)1 << 20);
+    cr_assert_eq(umi_purge_delay(), 1400);
+    /* counted from the change on: the next verdict needs a quarter of what is purged after it,
+     * in the window of the regret or the one before */
+    umi_purge_delay_purged((size_t)16 << 20, now);
+    umi_purge_regret(900, now + UM_PURGE_WINDOW_MS, (size_t)1 << 20);
+    cr_assert_eq(umi_purge_delay(), 1400, "16 MiB purged a window before did not count");
+    /* two windows on, what was purged then no longer outweighs the present */
+    umi_purge_regret(900, now + 3 * UM_PURGE_WINDOW_MS, (size_t)1 << 20);
+    cr_assert_eq(umi_purge_delay(), 1800);
+}
+
 Test(purge, a_delay_set_in_the_environment_is_kept, .timeout = 60) {
     char *envp[] = {"UMALLOC_PURGE_DELAY_MS=100", NULL};
     umi_options_load(envp, 0);
@@ -81,9 +122,9 @@ Test(purge, an_unneeded_delay_halves_back_to_the_option) {
     umi_options_load(envp, 0);
     um_free(um_malloc(16)); /* the core reads its options */
     uint64_t now = umi_os_now_ms();
-    umi_purge_regret(700, now);
+    umi_purge_regret(700, now, 65536);
     cr_assert_eq(umi_purge_delay(), 1400);
-    umi_purge_regret(5000, now); /* longer than any delay kept: no verdict */
+    umi_purge_regret(5000, now, 65536); /* longer than any delay kept: no verdict */
     cr_assert_eq(umi_purge_delay(), 1400);
     umi_purge_delay_decay(now + UM_PURGE_DECAY_MS - 1);
     cr_assert_eq(umi_purge_delay(), 1400, "halved before UM_PURGE_DECAY_MS");
