@@ -10,6 +10,14 @@
 #define UM_HIDDEN __attribute__((visibility("hidden")))
 #define UM_NOINLINE __attribute__((noinline))
 #define UM_COLD __attribute__((cold, noinline))
+/* Big zeroed buffers that a process touches rarely or in part (dump buffers, bitmaps, the
+ * segment map): in .lbss, after .bss. Among the small variables every process writes at
+ * start-up they would spread those over many OS pages, each a page fault in every process. */
+#if defined(__x86_64__) /* where the compiler knows .lbss as zero-initialised (NOBITS) */
+#define UM_BIG_BSS __attribute__((section(".lbss.umalloc")))
+#else
+#define UM_BIG_BSS
+#endif
 #define UM_RELAXED memory_order_relaxed
 
 /* The hardened build (make SECURE=1: build/libumalloc-secure.so) compiles with -DUM_SECURE=1:

@@ -8,6 +8,7 @@
  *
  * The parsing and formatting of option values is in base/option_values.c.
  */
+#include "base/base.h"
 #include "base/options.h"
 
 #include <errno.h>
@@ -39,7 +40,7 @@ static const char o_type_names[][10] = {
 };
 
 /* Effective string values (STRING options only), and where each value came from. */
-static char o_str_storage[UM_OPT__COUNT][UM_OPTION_TEXT_MAX];
+UM_BIG_BSS static char o_str_storage[UM_OPT__COUNT][UM_OPTION_TEXT_MAX];
 static unsigned char o_str_set[UM_OPT__COUNT];
 static unsigned char o_source[UM_OPT__COUNT];
 
@@ -324,8 +325,8 @@ static void o_scan_envp(char *const *envp) {
 /* environ is not set yet: read the environment the process started with from /proc. The file
  * is read in chunks; only entries that start with UMALLOC_ are kept, in a static buffer (we
  * run once, under o_init_state). */
-static char o_proc_chunk[4096];
-static char o_proc_entry[UM_OPTION_TEXT_MAX + 256];
+UM_BIG_BSS static char o_proc_chunk[4096];
+UM_BIG_BSS static char o_proc_entry[UM_OPTION_TEXT_MAX + 256];
 
 static void o_scan_proc(void) {
     int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
@@ -361,8 +362,14 @@ static void o_scan_proc(void) {
 
 int umi_options_secure(void) {
     /* AT_SECURE is what ld.so and glibc's tunables go by (setuid, setgid, file capabilities);
-     * the id comparison is a fallback should the aux vector not say. */
-    if (getauxval(AT_SECURE) != 0) return 1;
+     * the id comparison (four system calls in every process) is a fallback for an aux vector
+     * without it. errno is the caller's: this runs inside its first malloc. */
+    int saved = errno;
+    errno = 0;
+    unsigned long secure = getauxval(AT_SECURE);
+    int missing = secure == 0 && errno == ENOENT;
+    errno = saved;
+    if (!missing) return secure != 0;
     return getuid() != geteuid() || getgid() != getegid();
 }
 

@@ -251,7 +251,7 @@ size_t umi_check_heap(bool quiet_program) {
     umi_lock(&umi_cache_lock);
     umi_lock(&umi_segments_lock);
     for (um_heap_t *heap = umi_heap_registry; heap != NULL; heap = heap->reg_next) check_heap(&c, heap, heap->tid);
-    check_heap(&c, &umi_heap_backup, umi_heap_backup.tid);
+    if (umi_heap_backup.tid != 0) check_heap(&c, &umi_heap_backup, umi_heap_backup.tid); /* set up */
     umi_heap_each_handed(check_handed, &c);
     umi_segment_each_abandoned(check_abandoned, &c);
     umi_segment_each_cached(check_cached, &c);

@@ -118,12 +118,16 @@ void umi_count_exited_heap(um_heap_t *heap) {
 /* Live bytes can reach a new high only through blocks carved since the last sample or reused:
  * each time carved bytes pass 9/8 of what they were at the last sample (and 1 MiB more at
  * least, so a small program pays for a handful of samples), the statistics are asked for one
- * at the next safe point. */
+ * at the next safe point. The first is due at 1 MiB: a sample fills a 5 KiB snapshot, and a
+ * process that never carves that much (a shell's `ls`, a `sed` in a pipe) would pay its page
+ * faults at start-up for a peak under 1 MiB, which the statistics then give as the live bytes
+ * at the time they are read. */
+#define UM_SAMPLE_FIRST ((uint64_t)1 << 20)
 void umi_count_carved(size_t bytes) {
     uint64_t now = ADD(umi_counters.carved, bytes) + bytes;
     uint64_t next = atomic_load_explicit(&umi_counters.next_sample, UM_RELAXED);
-    if (now < next) return;
-    uint64_t step = now / 8 > ((uint64_t)1 << 20) ? now / 8 : ((uint64_t)1 << 20);
+    if (now < next || now < UM_SAMPLE_FIRST) return;
+    uint64_t step = now / 8 > UM_SAMPLE_FIRST ? now / 8 : UM_SAMPLE_FIRST;
     if (atomic_compare_exchange_strong(&umi_counters.next_sample, &next, now + step)) umi_safe_point_request(UM_SAFE_SAMPLE);
 }
 

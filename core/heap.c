@@ -11,17 +11,35 @@
 #include "core/check.h"
 #include "core/counters.h"
 
-#define EMPTY_HEAP_INIT \
-    { .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty}, .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty}, .numa_node = UMI_NUMA_UNSET }
-um_heap_t umi_heap_empty = EMPTY_HEAP_INIT;
-um_heap_t umi_heap_dead = EMPTY_HEAP_INIT;
-/* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
- * every free into them takes the remote path, which needs no lock. */
-um_heap_t umi_heap_backup = {.tid = (uintptr_t)&umi_heap_backup,
-                             .direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty},
-                             .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty},
-                             .is_backup = 1, .numa_node = UMI_NUMA_UNSET};
+/* Every thread starts on the empty heap, so it is set up statically. The dead and backup heaps
+ * are set up when first needed (heap_set_up_dead, umi_heap_malloc_backup): set up statically,
+ * their 1106 pointers each to umi_hot_empty would be relocated as the library loads, writing
+ * six OS pages, a page fault each in every process, most of which never use either. */
+um_heap_t umi_heap_empty = {.direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty},
+                            .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty},
+                            .numa_node = UMI_NUMA_UNSET};
+UM_BIG_BSS um_heap_t umi_heap_dead;
+UM_BIG_BSS um_heap_t umi_heap_backup; /* guarded by umi_backup_lock; its tid is 0 until it is set up */
 __thread um_heap_t *umi_tl_heap __attribute__((tls_model("initial-exec"))) = &umi_heap_empty;
+
+/* A heap with no page: every allocation from it takes the slow path. */
+static void heap_set_up_inert(um_heap_t *heap) {
+    for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
+    for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
+    heap->numa_node = UMI_NUMA_UNSET;
+}
+
+static pthread_once_t dead_once = PTHREAD_ONCE_INIT;
+static void heap_set_up_dead(void) { heap_set_up_inert(&umi_heap_dead); }
+
+/* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
+ * every free into them takes the remote path, which needs no lock. Under umi_backup_lock. */
+static void heap_set_up_backup(void) {
+    if (umi_heap_backup.tid != 0) return;
+    heap_set_up_inert(&umi_heap_backup);
+    umi_heap_backup.is_backup = 1;
+    umi_heap_backup.tid = (uintptr_t)&umi_heap_backup;
+}
 
 um_heap_t *umi_heap_registry;
 size_t umi_heap_count;
@@ -104,6 +122,7 @@ static void thread_exit_hook(void *value) {
     um_heap_t *heap = value;
     if (heap != NULL && heap == umi_tl_heap) {
         umi_heap_thread_done(heap);
+        pthread_once(&dead_once, heap_set_up_dead);
         umi_tl_heap = &umi_heap_dead;
     }
 }
@@ -212,6 +231,7 @@ void umi_heap_collect_delayed(um_heap_t *heap) {
 void *umi_heap_malloc_backup(size_t size) {
     umi_process_init();
     umi_lock(&umi_backup_lock);
+    heap_set_up_backup();
     umi_heap_collect_delayed(&umi_heap_backup);
     void *p = umi_malloc_generic(size, &umi_heap_backup);
     umi_unlock(&umi_backup_lock);

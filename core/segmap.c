@@ -1,7 +1,7 @@
 /* The segment map: which 4 MiB units of the address space are ours, and how. */
 #include "core/internal.h"
 
-_Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
+UM_BIG_BSS _Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
 
 void umi_segmap_set(void *start, size_t size, unsigned first_kind) {
     uintptr_t first = (uintptr_t)start >> UM_SEGMENT_SHIFT;

@@ -41,10 +41,10 @@ _Atomic size_t umi_pages_temp_runs;
 /* Unit states of every run, side by side: the reservation's first (up to 64 GiB: 16 Ki units),
  * then 1 GiB runs. Static, so that it costs what is touched. */
 #define STATE_BYTES (16384 + RUNS_MAX * UNITS_1G)
-static uint8_t states[STATE_BYTES];
+UM_BIG_BSS static uint8_t states[STATE_BYTES];
 /* Which run a unit of the region belongs to (index + 1; 0: none). 256 KiB of bss, of which a
  * page per 4096 units (16 GiB) is ever touched. */
-static uint8_t unit_run[(size_t)1 << (UM_REGION_BITS - UM_REGION_UNIT_SHIFT)];
+UM_BIG_BSS static uint8_t unit_run[(size_t)1 << (UM_REGION_BITS - UM_REGION_UNIT_SHIFT)];
 
 static void idle_add(const run_t *r, size_t bytes, int sign) {
     uint64_t n = sign > 0 ? bytes : (uint64_t)0 - bytes;

@@ -1,5 +1,6 @@
 /* The small-page region (see os/region.h): the reservation, and which of its 4 MiB units
  * are in use. */
+#include "base/base.h"
 #include "os/region.h"
 
 #include <errno.h>
@@ -25,7 +26,7 @@
 static uintptr_t region_base;        /* 0: no region */
 static size_t bump;                  /* units [0, bump) have been handed out at least once */
 static size_t limit = UNITS;         /* units [0, limit) are reserved (umi_region_shrink) */
-static uint64_t given_back[WORDS];   /* bit set: a unit below bump that is free again (32 KiB) */
+UM_BIG_BSS static uint64_t given_back[WORDS];   /* bit set: a unit below bump that is free again (32 KiB) */
 static size_t given_back_count;
 static size_t given_back_hint;       /* no word below this has a bit set */
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "base/fmt.h"
 #include "stats/stats.h"
 #include "umalloc.h"
@@ -327,8 +328,8 @@ size_t umi_stats_render(char *buf, size_t cap, int fd, const um_stats_t *s, int 
 /* um_stats_print's buffer: taken with a flag; a second caller (another thread, or a signal
  * handler calling us while we print) streams through its stack instead. */
 #define UM_PRINT_BUF (64 * 1024)
-static char print_buf[UM_PRINT_BUF];
-static um_stats_t print_snap;
+UM_BIG_BSS static char print_buf[UM_PRINT_BUF];
+UM_BIG_BSS static um_stats_t print_snap;
 static atomic_int print_busy; /* 0, or the pid of the process printing (a child forked meanwhile takes it over) */
 
 static __attribute__((noinline)) int print_on_stack(int fd, int format) {

@@ -41,10 +41,10 @@ void umi_stats_dump_meta(uint64_t meta[5], int take_seq);
 #define UM_DUMP_BUF (64 * 1024) /* a dump is ~3-20 KiB; larger ones are cut, saying so */
 #define UM_DUMP_WAIT_MS 2000    /* how long a dump waits for another thread's dump to finish */
 
-static char dump_buf[UM_DUMP_BUF];
-static um_stats_t dump_snap;
-static char dump_path[UM_OPTION_TEXT_MAX + 64]; /* UMALLOC_STATS_FILE with %p expanded */
-static char req_text[PATH_MAX + 2];             /* the request file's contents */
+UM_BIG_BSS static char dump_buf[UM_DUMP_BUF];
+UM_BIG_BSS static um_stats_t dump_snap;
+UM_BIG_BSS static char dump_path[UM_OPTION_TEXT_MAX + 64]; /* UMALLOC_STATS_FILE with %p expanded */
+UM_BIG_BSS static char req_text[PATH_MAX + 2];             /* the request file's contents */
 static atomic_int dump_busy; /* guards the four above: 0, or the pid of the process dumping */
 static __thread int tl_in_dump;                 /* this thread is in a dump (or our handler) */
 
@@ -356,7 +356,7 @@ static void run_deferred(void) {
 /* A peak sample: a snapshot raises the peak of live bytes (stats/stats.h); the numbers are not
  * kept. A snapshot is 5 KiB: too much for the stack of a thread that may have a small one. */
 static void sample_peak(void) {
-    static um_stats_t sample;
+    UM_BIG_BSS static um_stats_t sample;
     static _Atomic int sampling;
     if (atomic_exchange_explicit(&sampling, 1, memory_order_acquire)) return; /* another thread samples */
     umi_stats_snapshot(&sample, 0);
