@@ -60,6 +60,9 @@ DESCRIPTIONS = {
                 "half oldest first",
     "sh8bench": "sh8bench-style: sh6bench's batches, the oldest-first half freed by the next thread "
                 "of a ring",
+    "spawn": "300 short processes run one after another, each with the allocator preloaded: 400 "
+             "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
+             "set-up and exit paid per process, as in a shell script or a build",
     "python": "python3 (PYTHONMALLOC=malloc) on an object-heavy script: objects with dicts and "
               "lists, an index, sorting, strings, JSON",
     "sqlite": "sqlite3 on an in-memory database: bulk inserts, two indexes, joins, grouping, "
