@@ -126,16 +126,27 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     /* Only a block whose header shares its 4 MiB unit: an over-aligned one (header in the unit
      * below, map entry UM_MAP_HUGE_PREV) is copied instead. */
     if (p != seg->pages[0].start || seg->map_base != (void *)seg || offset >= UM_SEGMENT_SIZE) return NULL;
-    if (seg->multi_vma) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
     size_t new_size = umi_pages_block_size(round_page(offset + size) + UM_GUARD_SIZE), old_size = seg->map_size;
+    /* Cached memory right after the block first (umi_huge_cache_take_after): resident, and no
+     * system call. It may be another kernel mapping than the block's, so mremap is off for
+     * the block from then on; when the piece is used up, the next growth copies. */
+    size_t taken = new_size > old_size ? umi_huge_cache_take_after((uint8_t *)seg + old_size, new_size - old_size, seg->node, seg->page_kind) : 0;
+    if (taken == 0 && seg->multi_vma) return NULL;
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, old_size);
     umi_count_mapped(seg, -1);
     /* mremap resizes one kernel mapping: the guard page must be one with the rest meanwhile */
     if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg + old_size - UM_GUARD_SIZE, UM_GUARD_SIZE, false);
-    um_segment_t *nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
+    um_segment_t *nseg;
+    if (taken != 0) {
+        nseg = seg;
+        new_size = old_size + taken;
+        seg->multi_vma = 1;
+    } else {
+        nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
+    }
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
     else {

@@ -244,6 +244,43 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     return true;
 }
 
+/* For a huge block growing in place: the cached piece that starts where the block ends, or its
+ * first `size` bytes (all of it when what would be left is too small to keep). A block taken
+ * from the front of a piece (take_in_place) has the rest of that piece right after it; a
+ * vector or list that grows a little at a time then grows into memory that is mapped and,
+ * most likely, resident, with no system call and no page fault. Grown with mremap instead, it
+ * would move to fresh address space and fault in every page it gains, while the resident piece
+ * beside it waited to be purged. Returns the bytes taken (0: none). */
+size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind) {
+    if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return 0;
+    size_t taken = 0;
+    huge_piece_t got = {0};
+    umi_lock(&umi_cache_lock);
+    for (size_t i = 0; i < piece_count; i++) {
+        huge_piece_t *p = &pieces[i];
+        if (p->base != end || p->size < size || p->node != node || p->page_kind != page_kind) continue;
+        got = *p;
+        if (p->size - size < UM_HUGE_PIECE_MIN) {
+            taken = p->size;
+            piece_remove(i);
+        } else {
+            taken = size;
+            p->base += size;
+            p->size -= size;
+            atomic_fetch_sub_explicit(&umi_huge_cached_bytes, size, UM_RELAXED);
+        }
+        break;
+    }
+    umi_unlock(&umi_cache_lock);
+    if (taken == 0) return 0;
+    umi_count_mapped_bytes(got.node, got.page_kind, taken, -1); /* the caller counts the block */
+    if (got.purged) {
+        uint64_t now = umi_os_now_ms();
+        umi_purge_regret(now - got.cached_at_ms, now, taken);
+    }
+    return taken;
+}
+
 bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
     out->multi_vma = 0;

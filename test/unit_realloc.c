@@ -205,3 +205,35 @@ Test(realloc, reallocarray_normal_use)
         cr_assert_eq(q[i], i < 10 ? i * i : i, "um_reallocarray shrink lost element %d", i);
     um_free(q);
 }
+
+/* A list or vector that grows by an eighth at a time, as CPython's lists do, is a huge block
+ * from 64 KiB on. Grown again after the last one was freed, it is taken from the front of the
+ * cached piece that one left, and grows into the rest of it where it lies
+ * (umi_huge_cache_take_after): resident memory, no system call. With mremap it grew into fresh
+ * address space beside, and faulted in every page it gained, round after round, while the
+ * resident piece went unused: mapped memory rose by the buffer's size each round. */
+Test(realloc, a_growing_buffer_grows_into_the_cached_memory_after_it)
+{
+    size_t mapped[3] = {0};
+    for (int round = 0; round < 3; round++) {
+        size_t n = 48 * TU_KiB;
+        char *p = um_malloc(n);
+        cr_assert_not_null(p);
+        tu_fill(p, n, 7);
+        while (n < 8 * TU_MiB) {
+            size_t grown = n + n / 8 + 64;
+            char *q = um_realloc(p, grown);
+            cr_assert_not_null(q, "um_realloc(%zu) returned NULL", grown);
+            check_block(q, n, 7, "growth", n, grown);
+            tu_fill(q, grown, 7);
+            p = q;
+            n = grown;
+        }
+        mapped[round] = tu_totals().mapped_bytes;
+        um_free(p);
+    }
+    fprintf(stderr, "[realloc/grow into cache] mapped at 8 MiB, rounds 1-3: %.1f, %.1f, %.1f MiB\n", tu_mib(mapped[0]),
+            tu_mib(mapped[1]), tu_mib(mapped[2]));
+    cr_assert_leq(mapped[2], mapped[0] + TU_MiB, "round 3 mapped %.1f MiB more than round 1: it did not grow into the cached piece",
+                  tu_mib(mapped[2] - mapped[0]));
+}
