@@ -133,6 +133,9 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
      * the block from then on; when the piece is used up, the next growth copies. */
     size_t taken = new_size > old_size ? umi_huge_cache_take_after((uint8_t *)seg + old_size, new_size - old_size, seg->node, seg->page_kind) : 0;
     if (taken == 0 && seg->multi_vma) return NULL;
+    /* Grown by mremap, the block gains fresh pages, a fault each; copied into a resident piece
+     * of the cache, it gains none, and the copy costs less than the faults would. */
+    if (taken == 0 && new_size > old_size && umi_huge_cache_has_resident_fit(new_size, seg->node)) return NULL;
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
     umi_segmap_clear(seg, old_size);

@@ -281,6 +281,21 @@ size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned p
     return taken;
 }
 
+/* Whether a resident piece holds a 4 MiB-aligned run of `size` bytes (take_in_place would use
+ * it). A hint: another thread may take it first. */
+bool umi_huge_cache_has_resident_fit(size_t size, int node) {
+    if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
+    bool fit = false;
+    umi_lock(&umi_cache_lock);
+    for (size_t i = 0; i < piece_count && !fit; i++) {
+        const huge_piece_t *p = &pieces[i];
+        uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
+        fit = !p->purged && p->node == node && at + size <= end && at + size > at;
+    }
+    umi_unlock(&umi_cache_lock);
+    return fit;
+}
+
 bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
     out->multi_vma = 0;

@@ -344,6 +344,7 @@ bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *ou
 /* The cached bytes from `end` on, at least `size` of them, for a huge block ending there to
  * grow into in place; 0 if no piece starts there. */
 size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind);
+bool umi_huge_cache_has_resident_fit(size_t size, int node);
 /* Keep a freed huge mapping for reuse; false if it doesn't fit (the caller unmaps it). */
 bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind);
 void umi_huge_cache_trim(bool force);

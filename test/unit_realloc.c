@@ -237,3 +237,41 @@ Test(realloc, a_growing_buffer_grows_into_the_cached_memory_after_it)
     cr_assert_leq(mapped[2], mapped[0] + TU_MiB, "round 3 mapped %.1f MiB more than round 1: it did not grow into the cached piece",
                   tu_mib(mapped[2] - mapped[0]));
 }
+
+/* With no cached piece right after it, a growing huge block that would gain fresh pages by
+ * mremap is copied into a resident cached piece instead, when one has room: the copy costs
+ * less than a page fault per page gained. */
+Test(realloc, a_growing_buffer_moves_into_resident_cached_memory)
+{
+    size_t n = 48 * TU_KiB;
+    char *b = um_malloc(n);
+    cr_assert_not_null(b);
+    while (n < 200 * TU_KiB) { /* grown step by step: from 64 KiB on a huge block of its own */
+        n += n / 8;
+        b = um_realloc(b, n);
+        cr_assert_not_null(b);
+    }
+    tu_fill(b, n, 11);
+    char *spacer = um_malloc(TU_MiB); /* live: whatever comes next is not right after b */
+    cr_assert_not_null(spacer);
+    char *c = um_malloc(8 * TU_MiB); /* freed: a resident 8 MiB piece in the cache */
+    cr_assert_not_null(c);
+    memset(c, 0x33, 8 * TU_MiB);
+    um_free(c);
+    size_t before = tu_totals().mapped_bytes;
+    char *q = b;
+    while (n < 4 * TU_MiB) { /* by an eighth at a time */
+        size_t grown = n + n / 8;
+        q = um_realloc(b, grown);
+        cr_assert_not_null(q);
+        check_block(q, n, 11, "growth", n, grown);
+        tu_fill(q, grown, 11);
+        b = q;
+        n = grown;
+    }
+    size_t after = tu_totals().mapped_bytes;
+    cr_assert(q >= c - 4096 && q < c + 8 * TU_MiB, "grown to %zu at %p, not in the cached piece at %p", n, (void *)q, (void *)c);
+    cr_assert_leq(after, before + TU_MiB, "mapped went from %.1f to %.1f MiB", tu_mib(before), tu_mib(after));
+    um_free(q);
+    um_free(spacer);
+}
