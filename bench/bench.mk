@@ -4,7 +4,7 @@ BENCH_BIN := build/bench/bin
 BENCH_CC ?= cc
 BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE
 WORKLOADS := larson xmalloc cache-scratch cache-thrash churn realloc large tree \
-             threadchurn mstress malloc-large rptest alloc-test sh6bench tlb spawn
+             threadchurn mstress malloc-large rptest alloc-test sh6bench tlb spawn vector
 
 all: $(addprefix $(BENCH_BIN)/,$(WORKLOADS) bench-run instr)
 

@@ -148,6 +148,8 @@ alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=
 alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
 sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/100
 sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
+vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
+vector-2t|2|c|vector threads=2 rounds=100|vector threads=2 rounds=20|420/90
 spawn|1|c|spawn procs=300|spawn procs=60|900/180
 python|1|python|25000 3|8000 2|650/90
 sqlite|1|sqlite|150000|30000|700/100
