@@ -9,8 +9,9 @@
  *
  * So, unless UMALLOC_PURGE_DELAY_MS is set, the delay learns the cycle: a page carved in a
  * slot that the delay purged after it had been free for T ms is a purge that cost faults (a
- * regret), and the delay becomes 2T (UM_PURGE_DELAY_MAX_MS at most), so that the next cycle's
- * memory stays. Only when the regrets add up to a quarter of what the delay purged, though: a
+ * regret), and the delay becomes 2T (UM_PURGE_DELAY_MAX_MS at most; the longest T of the
+ * regrets that make the verdict), so that the next cycle's memory stays. Only when the regrets
+ * add up to a quarter of what the delay purged, though: a
  * longer delay keeps *everything* freed resident for longer, and a program that takes back a
  * block or two of all it dropped (an interpreter that builds one big string per cycle among
  * much else) would hold its whole garbage for seconds to save a few faults. What the delay
