@@ -115,16 +115,24 @@ bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
     return ok;
 }
 
-/* 1. In place: the piece whose 4 MiB-aligned run of `size` bytes wastes least. */
+/* Whether piece p, on `node`, holds a 4 MiB-aligned run of `size` bytes. Under the lock. */
+static bool piece_holds(const huge_piece_t *p, size_t size, int node) {
+    uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
+    return p->node == node && at + size <= end && at + size > at;
+}
+
+/* 1. In place: of the pieces that hold a 4 MiB-aligned run of `size` bytes, a resident one
+ * first (a purged one faults in every page again), and of those the one that wastes least. */
 static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
     size_t best = SIZE_MAX, bi = 0;
+    bool best_purged = true;
     umi_lock(&umi_cache_lock);
     for (size_t i = 0; i < piece_count; i++) {
         const huge_piece_t *p = &pieces[i];
-        uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
-        if (p->node != node || at + size > end || at + size < at) continue;
-        if (p->size < best) { best = p->size; bi = i; }
+        if (!piece_holds(p, size, node)) continue;
+        bool better = best == SIZE_MAX || (best_purged && !p->purged) || (best_purged == (bool)p->purged && p->size < best);
+        if (better) { best = p->size; bi = i; best_purged = p->purged; }
     }
     if (best == SIZE_MAX) { umi_unlock(&umi_cache_lock); return false; }
     got = pieces[bi];
@@ -281,17 +289,13 @@ size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned p
     return taken;
 }
 
-/* Whether a resident piece holds a 4 MiB-aligned run of `size` bytes (take_in_place would use
- * it). A hint: another thread may take it first. */
+/* Whether a resident piece holds a 4 MiB-aligned run of `size` bytes (take_in_place would take
+ * one such). A hint: another thread may take it first. */
 bool umi_huge_cache_has_resident_fit(size_t size, int node) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
     bool fit = false;
     umi_lock(&umi_cache_lock);
-    for (size_t i = 0; i < piece_count && !fit; i++) {
-        const huge_piece_t *p = &pieces[i];
-        uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
-        fit = !p->purged && p->node == node && at + size <= end && at + size > at;
-    }
+    for (size_t i = 0; i < piece_count && !fit; i++) fit = !pieces[i].purged && piece_holds(&pieces[i], size, node);
     umi_unlock(&umi_cache_lock);
     return fit;
 }
