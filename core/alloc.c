@@ -67,8 +67,10 @@ void *umi_calloc(size_t count, size_t size) {
     if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_count_failed(); return NULL; }
     void *p = internal_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
-    um_segment_t *seg = umi_segment_of(p);
-    if (seg->kind == UM_KIND_HUGE && (uint8_t *)p - (uint8_t *)seg == UM_HUGE_HEADER && seg->pages[0].is_zero) return p; /* fresh or purged */
+    if (total >= umi_large_threshold) { /* a huge block: its memory may read as zero already */
+        um_segment_t *seg = umi_segment_lookup(p);
+        if (seg->kind == UM_KIND_HUGE && seg->pages[0].is_zero) return p; /* fresh or purged */
+    }
     memset(p, 0, total);
     return p;
 }

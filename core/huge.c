@@ -2,10 +2,10 @@
  * move it with mremap instead of copying, and free can hand its memory to the piece cache
  * (core/huge_cache.c) for the next huge block of any size.
  *
- * Layout: a segment header at a 4 MiB boundary, the block UM_HUGE_HEADER bytes later (or at the
- * first `align` boundary after the header). When align is 4 MiB or more the block itself starts
- * on a 4 MiB boundary: its header then sits in the 4 MiB unit just below, and the map entry of
- * the block's unit says so (UM_MAP_HUGE_PREV). */
+ * Layout: the block's header (a um_segment_t with one page) is the OS page right before the
+ * block, and the huge index (core/segmap.c) has a bit for it, so that the block may start on
+ * any OS page: the cache places blocks wherever a piece has room. The mapping starts at the
+ * header, or, for a block aligned beyond an OS page, up to `align` bytes before it. */
 #include <string.h>
 
 #include "core/internal.h"
@@ -26,13 +26,8 @@ static void huge_unmap(um_segment_t *seg) {
     umi_arena_unmap(seg->map_base, seg->map_size);
 }
 
-static void huge_publish(um_segment_t *seg, uint8_t *block, size_t offset) {
-    if (offset >= UM_SEGMENT_SIZE) {
-        umi_segmap_set(seg->map_base, seg->map_size, UM_MAP_INTERIOR);
-        atomic_store_explicit(&umi_segmap[(uintptr_t)block >> UM_SEGMENT_SHIFT], UM_MAP_HUGE_PREV, memory_order_release);
-    } else {
-        umi_segmap_set(seg->map_base, seg->map_size, UM_SEGMENT_SHIFT);
-    }
+static void huge_publish(um_segment_t *seg, uint8_t *block) {
+    umi_huge_index_add(seg);
     umi_segment_register(seg);
     atomic_fetch_add_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, block), UM_RELAXED);
     umi_count_huge(1, umi_huge_usable(seg, block));
@@ -71,9 +66,19 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         is_zero = true;
     }
-    UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
     uint8_t *block = base + offset;
-    um_segment_t *seg = offset >= UM_SEGMENT_SIZE ? (um_segment_t *)(block - UM_SEGMENT_SIZE) : (um_segment_t *)base;
+    um_segment_t *seg = (um_segment_t *)(block - UM_HUGE_HEADER);
+    if (UM_UNLIKELY(!umi_huge_index_prepare(seg))) { /* no memory for the index's leaf */
+        umi_count_mapped_bytes(node, page_kind, map_size, 1); /* the cache counts what it holds */
+        if (!umi_huge_cache_put(base, map_size, node, page_kind, multi_vma)) {
+            umi_count_mapped_bytes(node, page_kind, map_size, -1);
+            umi_arena_unmap(base, map_size);
+        }
+        errno = ENOMEM;
+        umi_count_failed();
+        return NULL;
+    }
+    UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
     /* Cached memory holds whatever was there: clear the part of the header a huge block uses
      * (fresh memory reads as zero already). */
     if (!is_zero) memset(seg, 0, offsetof(um_segment_t, pages[1]));
@@ -93,7 +98,7 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     UM_SHARED_WRITE(page->slot, UM_SLOT_USED);
     page->reserved = page->capacity = 1; /* no hot words (UM_PAGE_OWNER...): huge frees never need them */
     if (UM_GUARD_SIZE != 0) umi_os_guard(base + map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
-    huge_publish(seg, block, offset);
+    huge_publish(seg, block);
     umi_count_mapped(seg, 1);
     return block;
 }
@@ -112,20 +117,29 @@ UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi
     UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
     atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
     umi_segment_unregister(seg);
-    umi_segmap_clear(seg->map_base, seg->map_size);
+    umi_huge_index_remove(seg);
     /* the cache's pieces are read-write throughout: the next block there may be of any size */
     if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg->map_base + seg->map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, false);
     /* The cache keeps counting the bytes as mapped on the segment's node and page kind. */
-    if (!umi_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind)) huge_unmap(seg);
+    if (!umi_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind, seg->multi_vma)) huge_unmap(seg);
     umi_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
+}
+
+/* Moved by its page tables to fresh address space (4 MiB-aligned, as every fresh huge mapping),
+ * with the index ready for the header there. NULL: not moved. */
+static um_segment_t *move_resized(um_segment_t *seg, size_t old_size, size_t new_size) {
+    void *dst = umi_os_map_aligned(new_size, UM_SEGMENT_SIZE);
+    if (dst == NULL) return NULL;
+    if (umi_huge_index_prepare(dst) && umi_os_move_resize(seg, old_size, new_size, dst) != NULL) return dst;
+    umi_os_unmap(dst, new_size);
+    return NULL;
 }
 
 /* Grow or shrink in the kernel: mremap moves page tables, never bytes. */
 void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
-    size_t offset = (size_t)((uint8_t *)p - (uint8_t *)seg);
-    /* Only a block whose header shares its 4 MiB unit: an over-aligned one (header in the unit
-     * below, map entry UM_MAP_HUGE_PREV) is copied instead. */
-    if (p != seg->pages[0].start || seg->map_base != (void *)seg || offset >= UM_SEGMENT_SIZE) return NULL;
+    const size_t offset = UM_HUGE_HEADER;
+    /* An over-aligned block (its mapping starts before its header) is copied instead. */
+    if (p != seg->pages[0].start || seg->map_base != (void *)seg) return NULL;
     if (size > SIZE_MAX / 2 - offset) return NULL;
     size_t new_size = umi_pages_block_size(round_page(offset + size) + UM_GUARD_SIZE), old_size = seg->map_size;
     /* Cached memory right after the block first (umi_huge_cache_take_after): resident, and no
@@ -138,7 +152,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     if (taken == 0 && new_size > old_size && umi_huge_cache_has_resident_fit(new_size, seg->node)) return NULL;
     size_t old_usable = umi_huge_usable(seg, p);
     umi_segment_unregister(seg);
-    umi_segmap_clear(seg, old_size);
+    umi_huge_index_remove(seg);
     umi_count_mapped(seg, -1);
     /* mremap resizes one kernel mapping: the guard page must be one with the rest meanwhile */
     if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)seg + old_size - UM_GUARD_SIZE, UM_GUARD_SIZE, false);
@@ -148,7 +162,8 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
         new_size = old_size + taken;
         seg->multi_vma = 1;
     } else {
-        nseg = umi_os_remap(seg, old_size, new_size, UM_SEGMENT_SIZE);
+        nseg = umi_os_resize(seg, old_size, new_size); /* in place first: no copy, no move */
+        if (nseg == NULL) nseg = move_resized(seg, old_size, new_size);
     }
     bool failed = nseg == NULL;
     if (failed) nseg = seg; /* unchanged */
@@ -161,7 +176,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     }
     if (UM_GUARD_SIZE != 0) umi_os_guard((uint8_t *)nseg + nseg->map_size - UM_GUARD_SIZE, UM_GUARD_SIZE, true);
     umi_count_mapped(nseg, 1);
-    umi_segmap_set(nseg, nseg->map_size, UM_SEGMENT_SHIFT);
+    umi_huge_index_add(nseg);
     umi_segment_register(nseg);
     if (failed) return NULL;
     size_t new_usable = umi_huge_usable(nseg, nseg->pages[0].start);

@@ -5,8 +5,8 @@
  * the program writes (one 2 MiB clear per THP fault), and that dominates a program that
  * cycles big buffers of varying sizes. A cache that only reuses a block for a request of about
  * the same size misses most of the time. Here a request is served, in order:
- *   1. in place, from any piece holding a 4 MiB-aligned run of the size (the piece is split;
- *      what is left on either side stays cached), with no system call;
+ *   1. in place, from the front of any piece of the size or more (what is left stays cached),
+ *      with no system call;
  *   2. else, for a block realloc will grow, by *growing* the largest resident piece with
  *      mremap, in place or moved to an aligned place: mremap moves page-table entries, never
  *      bytes, so the block gets resident memory that costs no fault and no clearing;
@@ -26,13 +26,14 @@
 #include "numa/arena.h"
 #include "core/counters.h"
 
-#define UM_HUGE_PIECES 64
+/* Leftovers of every size are kept: a small one merges with its neighbours when the block
+ * beside it comes back (piece_add), and unmapped it would split the kernel mapping, and cost
+ * its pages' faults again. */
+#define UM_HUGE_PIECES 128
 /* Resident until purged (UMALLOC_PURGE_DELAY_MS), so it only adds to a peak for that long.
  * Sized so that a program cycling through blocks of tens of MiB, from more than one thread,
  * finds most of them resident: every byte not reused is a fault that clears it again. */
 #define UM_HUGE_CACHE_BYTES ((size_t)256 << 20)
-/* A leftover smaller than this is unmapped at once instead of cluttering the array. */
-#define UM_HUGE_PIECE_MIN ((size_t)256 << 10)
 
 typedef struct huge_piece_s {
     uint8_t *base;         /* page-aligned start */
@@ -41,14 +42,13 @@ typedef struct huge_piece_s {
     int16_t node;          /* NUMA node it is bound to (-1: none), for the statistics */
     uint8_t page_kind;     /* UM_PAGES_*: what backs it, for the statistics */
     uint8_t purged;        /* purged since it was freed: reads as zero, nothing resident to move */
+    uint8_t multi_vma;     /* may span several kernel mappings: mremap can't grow or move it */
 } huge_piece_t;
 
 static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by umi_cache_lock */
 static size_t piece_count;
 static _Atomic size_t piece_hint; /* piece_count, readable without the lock */
 _Atomic size_t umi_huge_cached_bytes;
-
-#define SEG_ALIGN(x) (((uintptr_t)(x) + UM_SEGMENT_MASK) & ~(uintptr_t)UM_SEGMENT_MASK)
 
 static void piece_unmap(const huge_piece_t *p) {
     umi_count_mapped_bytes(p->node, p->page_kind, p->size, -1);
@@ -61,11 +61,28 @@ static void piece_remove(size_t i) {
     pieces[i] = pieces[--piece_count];
     atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
 }
+/* A piece is merged with the cached pieces right before and after it (same node, backing and
+ * purge state): a block cut from a piece's front and freed again makes the whole piece again,
+ * for the next block of that size. Without it, a program whose buffers come back in other
+ * sizes every round (vectors rebuilt, messages of varying length) would find only the pieces
+ * earlier blocks cut, each too small, and map fresh memory, a fault per page, while as much
+ * memory sat resident in the cache. The result may span several kernel mappings. */
 static bool piece_add(const huge_piece_t *p) {
+    huge_piece_t m = *p;
+    for (size_t i = 0; i < piece_count;) {
+        const huge_piece_t *q = &pieces[i];
+        bool before = q->base + q->size == m.base, after = m.base + m.size == q->base;
+        if (!(before || after) || q->node != m.node || q->page_kind != m.page_kind || q->purged != m.purged) { i++; continue; }
+        if (before) m.base = q->base;
+        m.size += q->size;
+        if (q->cached_at_ms > m.cached_at_ms) m.cached_at_ms = q->cached_at_ms; /* in use until then */
+        m.multi_vma = 1;
+        piece_remove(i); /* the last piece moves to i: look at i again */
+    }
     if (piece_count == UM_HUGE_PIECES) return false;
-    pieces[piece_count++] = *p;
+    pieces[piece_count++] = m;
     atomic_store_explicit(&piece_hint, piece_count, UM_RELAXED);
-    atomic_fetch_add_explicit(&umi_huge_cached_bytes, p->size, UM_RELAXED);
+    atomic_fetch_add_explicit(&umi_huge_cached_bytes, m.size, UM_RELAXED);
     return true;
 }
 static size_t piece_oldest(void) {
@@ -75,29 +92,26 @@ static size_t piece_oldest(void) {
     return o;
 }
 
-/* Put a leftover [base, base + size) of piece `from` back (or unmap it if it is tiny or there
- * is no room). Takes the lock itself. */
+/* Put a leftover [base, base + size) of piece `from` back (or unmap it if there is no room).
+ * Takes the lock itself. */
 static void leftover_put(const huge_piece_t *from, uint8_t *base, size_t size) {
     if (size == 0) return;
     huge_piece_t p = *from;
     p.base = base;
     p.size = size;
-    if (size >= UM_HUGE_PIECE_MIN) {
-        umi_lock(&umi_cache_lock);
-        bool ok = piece_add(&p);
-        umi_unlock(&umi_cache_lock);
-        if (ok) return;
-    }
-    piece_unmap(&p);
+    umi_lock(&umi_cache_lock);
+    bool ok = piece_add(&p);
+    umi_unlock(&umi_cache_lock);
+    if (!ok) piece_unmap(&p);
 }
 
-bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
+bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind, bool multi_vma) {
     if (size > UM_HUGE_CACHE_BYTES / 2) return false; /* one block would flush everything else */
     /* Hugetlb pages go back to their pool at once: pieces are cut and purged at 4 KiB
      * boundaries, which would split them. */
     if (UM_PAGES_KIND(page_kind) >= UM_PAGES_2M) return false;
     huge_piece_t p = {.base = base, .size = size, .cached_at_ms = umi_os_now_ms(), .node = (int16_t)node,
-                      .page_kind = (uint8_t)page_kind, .purged = 0};
+                      .page_kind = (uint8_t)page_kind, .purged = 0, .multi_vma = multi_vma};
     huge_piece_t evict[4];
     size_t nevict = 0;
     umi_lock(&umi_cache_lock);
@@ -115,14 +129,14 @@ bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind) {
     return ok;
 }
 
-/* Whether piece p, on `node`, holds a 4 MiB-aligned run of `size` bytes. Under the lock. */
+/* Whether piece p, on `node`, holds `size` bytes. Under the lock. */
 static bool piece_holds(const huge_piece_t *p, size_t size, int node) {
-    uintptr_t at = SEG_ALIGN(p->base), end = (uintptr_t)p->base + p->size;
-    return p->node == node && at + size <= end && at + size > at;
+    return p->node == node && p->size >= size;
 }
 
-/* 1. In place: of the pieces that hold a 4 MiB-aligned run of `size` bytes, a resident one
- * first (a purged one faults in every page again), and of those the one that wastes least. */
+/* 1. In place: of the pieces that hold `size` bytes, a resident one first (a purged one faults
+ * in every page again), and of those the one that wastes least. The block takes the piece's
+ * front: what is left stays right after it, for it to grow into (umi_huge_cache_take_after). */
 static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
     size_t best = SIZE_MAX, bi = 0;
@@ -139,9 +153,8 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     piece_remove(bi);
     umi_unlock(&umi_cache_lock);
 
-    uint8_t *at = (uint8_t *)SEG_ALIGN(got.base);
-    leftover_put(&got, got.base, (size_t)(at - got.base));
-    leftover_put(&got, at + size, (size_t)(got.base + got.size - (at + size)));
+    uint8_t *at = got.base;
+    leftover_put(&got, at + size, got.size - size);
     umi_count_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
     if (got.purged) { /* the delay purged it, and it is wanted again */
         uint64_t now = umi_os_now_ms();
@@ -150,15 +163,18 @@ static bool take_in_place(size_t size, int node, um_huge_take_t *out) {
     out->base = at;
     out->is_zero = got.purged;
     out->page_kind = got.page_kind;
+    out->multi_vma = got.multi_vma;
     return true;
 }
 
-/* The largest resident (not purged) piece on `node` smaller than `below`, or SIZE_MAX. Under
- * the lock. */
-static size_t piece_largest_resident(int node, size_t below) {
+/* The largest resident (not purged) piece on `node` smaller than `below` (and one kernel
+ * mapping if one_vma), or SIZE_MAX. Under the lock. */
+static size_t piece_largest_resident(int node, size_t below, bool one_vma) {
     size_t bi = SIZE_MAX;
     for (size_t i = 0; i < piece_count; i++)
-        if (!pieces[i].purged && pieces[i].node == node && pieces[i].size < below && (bi == SIZE_MAX || pieces[i].size > pieces[bi].size)) bi = i;
+        if (!pieces[i].purged && pieces[i].node == node && pieces[i].size < below && !(one_vma && pieces[i].multi_vma) &&
+            (bi == SIZE_MAX || pieces[i].size > pieces[bi].size))
+            bi = i;
     return bi;
 }
 
@@ -169,7 +185,7 @@ static size_t piece_largest_resident(int node, size_t below) {
 static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     huge_piece_t got;
     umi_lock(&umi_cache_lock);
-    size_t bi = piece_largest_resident(node, size);
+    size_t bi = piece_largest_resident(node, size, true);
     if (bi == SIZE_MAX) { umi_unlock(&umi_cache_lock); return false; }
     got = pieces[bi];
     piece_remove(bi);
@@ -196,14 +212,14 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     size_t nchunks = 0, covered = 0;
     umi_lock(&umi_cache_lock);
     while (covered < size && nchunks < MAX_CHUNKS) {
-        size_t bi = piece_largest_resident(node, SIZE_MAX);
+        size_t bi = piece_largest_resident(node, SIZE_MAX, false);
         if (bi == SIZE_MAX) break;
         huge_piece_t *p = &pieces[bi];
         size_t want = size - covered;
         chunk[nchunks] = *p;
         if (p->size <= want) {
             piece_remove(bi);
-        } else { /* take its end: the start keeps its alignment for an in-place fit later */
+        } else { /* take its end: its start stays for the block before it to grow into */
             chunk[nchunks].base = p->base + p->size - want;
             chunk[nchunks].size = want;
             p->size -= want;
@@ -252,13 +268,13 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     return true;
 }
 
-/* For a huge block growing in place: the cached piece that starts where the block ends, or its
- * first `size` bytes (all of it when what would be left is too small to keep). A block taken
- * from the front of a piece (take_in_place) has the rest of that piece right after it; a
- * vector or list that grows a little at a time then grows into memory that is mapped and,
- * most likely, resident, with no system call and no page fault. Grown with mremap instead, it
- * would move to fresh address space and fault in every page it gains, while the resident piece
- * beside it waited to be purged. Returns the bytes taken (0: none). */
+/* For a huge block growing in place: the first `size` bytes of the cached piece that starts
+ * where the block ends. A block taken from the front of a piece (take_in_place) has the rest
+ * of that piece right after it; a vector or list that grows a little at a time then grows into
+ * memory that is mapped and, most likely, resident, with no system call and no page fault.
+ * Grown with mremap instead, it would move to fresh address space and fault in every page it
+ * gains, while the resident piece beside it waited to be purged. Returns the bytes taken (0:
+ * none). */
 size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return 0;
     size_t taken = 0;
@@ -268,11 +284,10 @@ size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned p
         huge_piece_t *p = &pieces[i];
         if (p->base != end || p->size < size || p->node != node || p->page_kind != page_kind) continue;
         got = *p;
-        if (p->size - size < UM_HUGE_PIECE_MIN) {
-            taken = p->size;
+        taken = size;
+        if (p->size == size) {
             piece_remove(i);
         } else {
-            taken = size;
             p->base += size;
             p->size -= size;
             atomic_fetch_sub_explicit(&umi_huge_cached_bytes, size, UM_RELAXED);
@@ -289,8 +304,8 @@ size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned p
     return taken;
 }
 
-/* Whether a resident piece holds a 4 MiB-aligned run of `size` bytes (take_in_place would take
- * one such). A hint: another thread may take it first. */
+/* Whether a resident piece holds `size` bytes (take_in_place would take one such). A hint:
+ * another thread may take it first. */
 bool umi_huge_cache_has_resident_fit(size_t size, int node) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
     bool fit = false;

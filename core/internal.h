@@ -75,8 +75,7 @@ static inline um_kind_t umi_bin_kind(size_t bin) {
  * "ours?" and pointer -> page), or one of these small codes. */
 enum {
     UM_MAP_NONE = 0,      /* not ours */
-    UM_MAP_HUGE_PREV = 2, /* an over-aligned huge block starts here; its header is 4 MiB below */
-    UM_MAP_INTERIOR = 3,  /* inside a huge block of ours, not a block start */
+    UM_MAP_HUGE = 4,      /* huge block headers are (or were) here: ask the huge index */
     UM_MAP_MIN_SHIFT = UM_SMALL_PAGE_SHIFT, /* entries >= this are segment starts */
 };
 extern _Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
@@ -126,8 +125,16 @@ static inline __attribute__((always_inline)) void *umi_hot_pop(um_page_hot_t *ho
 static inline bool umi_map_is_segment(unsigned entry) { return entry >= UM_MAP_MIN_SHIFT; }
 /* The calling thread's id: its thread pointer, one %fs-relative load, unique among live threads. */
 static inline uintptr_t umi_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
-void umi_segmap_set(void *start, size_t size, unsigned first_entry);
-void umi_segmap_clear(void *start, size_t size);
+/* A pooled segment's entry: its page shift (it fills its unit), or none again. */
+void umi_segmap_set(um_segment_t *seg);
+void umi_segmap_clear(um_segment_t *seg);
+/* The huge index (core/segmap.c): a bit per OS page that holds a live huge block's header.
+ * prepare makes room for `header`'s bit (false: no memory for it); add and remove need it. */
+bool umi_huge_index_prepare(const void *header);
+void umi_huge_index_add(const void *header);
+void umi_huge_index_remove(const void *header);
+/* The header of the huge block starting at p, or NULL: p - UM_HUGE_HEADER holds a live one. */
+um_segment_t *umi_huge_lookup(uintptr_t p);
 
 /* ---- globals ---------------------------------------------------------------------------- */
 extern uintptr_t umi_cookie;            /* random, never 0: segment header checks */
@@ -168,8 +175,7 @@ static inline um_segment_t *umi_segment_lookup(const void *p) {
     um_segment_t *seg;
     unsigned entry = umi_segmap_get(u);
     if (UM_LIKELY(umi_map_is_segment(entry))) seg = umi_segment_of(p);
-    else if (entry == UM_MAP_HUGE_PREV) seg = (um_segment_t *)((u & ~(uintptr_t)UM_SEGMENT_MASK) - UM_SEGMENT_SIZE);
-    else return NULL;
+    else if ((seg = umi_huge_lookup(u)) == NULL) return NULL;
     UM_CHECK(seg->cookie == ((uintptr_t)seg ^ umi_cookie));
     return seg;
 }
@@ -332,7 +338,7 @@ extern _Atomic size_t umi_huge_live_bytes;
 
 /* ---- huge_cache.c ----------------------------------------------------------------------- */
 typedef struct um_huge_take_s {
-    uint8_t *base;     /* 4 MiB-aligned start of a mapping of the asked size */
+    uint8_t *base;     /* page-aligned start of memory of the asked size */
     uint8_t is_zero;   /* every byte reads as zero (purged or fresh) */
     uint8_t page_kind; /* UM_PAGES_*: what backs it */
     uint8_t multi_vma; /* made of several kernel mappings: mremap can't grow or move it */
@@ -345,8 +351,9 @@ bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *ou
  * grow into in place; 0 if no piece starts there. */
 size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind);
 bool umi_huge_cache_has_resident_fit(size_t size, int node);
-/* Keep a freed huge mapping for reuse; false if it doesn't fit (the caller unmaps it). */
-bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind);
+/* Keep a freed huge mapping for reuse; false if it doesn't fit (the caller unmaps it).
+ * multi_vma: it may span several kernel mappings (um_segment_t.multi_vma). */
+bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind, bool multi_vma);
 void umi_huge_cache_trim(bool force);
 extern _Atomic size_t umi_huge_cached_bytes;
 

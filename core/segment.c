@@ -138,7 +138,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
         UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
         UM_SHARED_WRITE(page->block_size, 0);
     }
-    umi_segmap_set(seg, UM_SEGMENT_SIZE, seg->page_shift); /* the map entry carries the page shift */
+    umi_segmap_set(seg); /* the map entry carries the page shift */
 }
 
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
@@ -208,7 +208,7 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
 
 static void segment_unmap(um_segment_t *seg) {
     umi_segment_unregister(seg);
-    umi_segmap_clear(seg, UM_SEGMENT_SIZE);
+    umi_segmap_clear(seg);
     umi_count_mapped(seg, -1);
     if (umi_region_contains(seg)) {
         /* A unit of a run stays mapped, its run's (hugepages/reserve.c). Else read-only zeros

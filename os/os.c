@@ -170,16 +170,25 @@ static void *move_to_aligned(void *p, size_t old_size, size_t new_size, size_t a
     return q;
 }
 
-void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align) {
+void *umi_os_resize(void *p, size_t old_size, size_t new_size) {
     size_t ps = umi_os_page_size();
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
-    UM_SAN_UNPOISON(p, old_size); /* ASan: the shadow stays behind if the pages move */
-    int saved = errno; /* realloc may still succeed by copying: a failed attempt leaves no trace */
-    void *q = umi_sys_mremap(p, old_size, new_size, 0, NULL); /* in place first: no copy, no move */
-    if (q == MAP_FAILED) q = move_to_aligned(p, old_size, new_size, align);
+    int saved = errno; /* realloc may still succeed another way: a failed attempt leaves no trace */
+    void *q = umi_sys_mremap(p, old_size, new_size, 0, NULL);
     errno = saved;
-    return q;
+    return q == MAP_FAILED ? NULL : q;
+}
+
+void *umi_os_move_resize(void *p, size_t old_size, size_t new_size, void *dst) {
+    size_t ps = umi_os_page_size();
+    old_size = (old_size + ps - 1) & ~(ps - 1);
+    new_size = (new_size + ps - 1) & ~(ps - 1);
+    UM_SAN_UNPOISON(p, old_size); /* ASan: the shadow stays behind when the pages move */
+    int saved = errno;
+    void *q = umi_sys_mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    errno = saved;
+    return q == dst ? q : NULL;
 }
 
 int umi_os_move(void *from, size_t size, void *dst) {
@@ -191,10 +200,11 @@ int umi_os_move(void *from, size_t size, void *dst) {
 }
 
 void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
-    if (((uintptr_t)p & (align - 1)) == 0) return umi_os_remap(p, old_size, new_size, align);
-    UM_SAN_UNPOISON(p, old_size);
+    void *q = ((uintptr_t)p & (align - 1)) == 0 ? umi_os_resize(p, old_size, new_size) : NULL;
+    if (q != NULL) return q;
+    UM_SAN_UNPOISON(p, old_size); /* ASan: the shadow stays behind when the pages move */
     int saved = errno;
-    void *q = move_to_aligned(p, old_size, new_size, align); /* in place it would stay unaligned */
+    q = move_to_aligned(p, old_size, new_size, align); /* in place it would stay unaligned */
     errno = saved;
     return q;
 }

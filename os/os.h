@@ -21,9 +21,13 @@ void *umi_os_map_fixed(void *p, size_t size);
 /* Give the memory back to the OS; it reads as zero afterwards and costs no RSS. false if the
  * kernel refused: then the memory is as it was, contents included (nothing may assume zeros). */
 bool umi_os_purge(void *p, size_t size);
-/* Resize a mapping; moves it to a fresh `align`-aligned place if it cannot grow in place.
- * Returns the new address or NULL (the old mapping is then untouched). */
-void *umi_os_remap(void *p, size_t old_size, size_t new_size, size_t align);
+/* Resize a mapping where it is: p, or NULL when the address space after it is taken (the
+ * mapping is then untouched). */
+void *umi_os_resize(void *p, size_t old_size, size_t new_size);
+/* Move [p, p + old_size) onto dst, a mapping of new_size bytes the caller made, resizing it on
+ * the way: page tables move, no byte is copied. dst, or NULL when the kernel refused (p is
+ * then untouched; dst may be unmapped: the caller unmaps it). */
+void *umi_os_move_resize(void *p, size_t old_size, size_t new_size, void *dst);
 /* Move the pages of [from, from + size) to dst (replacing what is mapped there): page tables
  * move, no byte is copied or cleared. 0 on success, -1 if the kernel refused (nothing moved). */
 int umi_os_move(void *from, size_t size, void *dst);

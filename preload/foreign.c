@@ -39,7 +39,6 @@ static bool from_glibc_heap(const void *p) {
 }
 
 void umi_free_foreign(void *p) {
-    if (umi_segmap_get((uintptr_t)p) == UM_MAP_INTERIOR) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
     const um_libc_t *libc = from_glibc_heap(p) ? umi_libc() : NULL;
     if (libc != NULL && libc->free != NULL) { libc->free(p); return; }
     umi_warn_ptr("free of a pointer umalloc did not allocate:", p);

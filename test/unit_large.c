@@ -223,3 +223,43 @@ Test(large, a_big_heap_freed_and_taken_again_reuses_its_segments, .timeout = 120
     cr_assert_gt(faults[0], N / 2, "the first round faulted only %ld times: nothing measured", faults[0]);
     cr_assert_lt(faults[1], faults[0] / 50, "the second round faulted %ld times (the first %ld)", faults[1], faults[0]);
 }
+
+/* A freed huge block's memory serves the next huge blocks wherever they fit in it, not only at
+ * a 4 MiB boundary: blocks find their header through the huge index, one page before them.
+ * And blocks cut from it and freed again make it whole again (the cache merges neighbours), so
+ * that a block as large as the first fits there once more. Before, the second 1 MiB block and
+ * the 2.5 MiB one were fresh mappings, a page fault per page, while the freed memory waited. */
+static bool inside(const void *p, size_t n, const unsigned char *lo, size_t span)
+{
+    return (const unsigned char *)p >= lo && (const unsigned char *)p + n <= lo + span;
+}
+
+Test(large, freed_huge_memory_serves_blocks_anywhere_in_it_and_merges_again, .timeout = 120)
+{
+    const size_t n = 3 * TU_MiB, small = TU_MiB, big = 5 * TU_MiB / 2;
+    unsigned char *a = um_malloc(n);
+    cr_assert_not_null(a);
+    tu_fill(a, n, 1);
+    um_free(a);
+    unsigned char *b1 = um_malloc(small), *b2 = um_malloc(small);
+    cr_assert(b1 != NULL && b2 != NULL);
+    cr_assert(inside(b1, small, a, n) && inside(b2, small, a, n),
+              "blocks of 1 MiB at %p and %p, not in the freed 3 MiB at %p", (void *)b1, (void *)b2, (void *)a);
+    tu_fill(b1, small, 2);
+    tu_fill(b2, small, 3);
+    cr_assert_eq(tu_check(b1, small, 2), -1);
+    /* Only block starts are ours: a pointer a page into a block, and one just past it, are not
+     * (and looking them up must not fault, whatever lies there). */
+    cr_assert_eq(um_owns(b1), 1);
+    cr_assert_eq(um_owns(b1 + 4096), 0);
+    cr_assert_eq(um_owns(b2 + um_malloc_usable_size(b2)), 0);
+    cr_assert_eq(um_malloc_usable_size(b1 + 4096), 0);
+    um_free(b1);
+    um_free(b2);
+    unsigned char *c = um_malloc(big);
+    cr_assert_not_null(c);
+    cr_assert(inside(c, big, a, n), "a block of 2.5 MiB at %p, not in the freed 3 MiB at %p", (void *)c, (void *)a);
+    tu_fill(c, big, 4);
+    cr_assert_eq(tu_check(c, big, 4), -1);
+    um_free(c);
+}
