@@ -275,3 +275,49 @@ Test(realloc, a_growing_buffer_moves_into_resident_cached_memory)
     um_free(q);
     um_free(spacer);
 }
+
+/* Two buffers growing in turn, each from 64 KiB on a huge block of its own, with two freed
+ * 3 MiB blocks in the cache: the second buffer starts in the other piece, not right behind
+ * the first, so that both grow in place to 2 MiB, never copied. When the second took the rest
+ * of the first one's piece (the smallest fit), the first could not grow any more, was copied
+ * elsewhere, and left its old block behind in the cache. */
+static char *grow_step(char *p, size_t *n, uint64_t seed)
+{
+    size_t grown = *n + *n / 8;
+    char *q = um_realloc(p, grown);
+    cr_assert_not_null(q, "um_realloc(%zu) returned NULL", grown);
+    check_block(q, *n, seed, "growth", *n, grown);
+    tu_fill(q, grown, seed);
+    *n = grown;
+    return q;
+}
+
+Test(realloc, buffers_growing_side_by_side_grow_in_place)
+{
+    const size_t piece = 3 * TU_MiB;
+    char *a = um_malloc(piece), *spacer = um_malloc(piece), *b = um_malloc(piece);
+    cr_assert(a != NULL && spacer != NULL && b != NULL);
+    memset(a, 1, piece);
+    memset(b, 2, piece);
+    um_free(a);
+    um_free(b);
+    size_t n1 = 48 * TU_KiB, n2 = 48 * TU_KiB;
+    char *v1 = um_malloc(n1), *v2 = um_malloc(n2);
+    cr_assert(v1 != NULL && v2 != NULL);
+    tu_fill(v1, n1, 21);
+    tu_fill(v2, n2, 22);
+    while (n1 < 80 * TU_KiB) { /* both become huge blocks, one after the other */
+        v1 = grow_step(v1, &n1, 21);
+        v2 = grow_step(v2, &n2, 22);
+    }
+    char *start1 = v1, *start2 = v2;
+    while (n1 < 2 * TU_MiB) {
+        v1 = grow_step(v1, &n1, 21);
+        v2 = grow_step(v2, &n2, 22);
+        cr_assert(v1 == start1 && v2 == start2, "at %zu bytes the buffers moved: %p -> %p, %p -> %p", n1, (void *)start1,
+                  (void *)v1, (void *)start2, (void *)v2);
+    }
+    um_free(v1);
+    um_free(v2);
+    um_free(spacer);
+}
