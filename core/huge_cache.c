@@ -142,7 +142,7 @@ static bool piece_holds(const huge_piece_t *p, size_t size, int node) {
  * blocks keep out of each other's way: buffers growing side by side (vectors built in turn)
  * each took the rest of the piece the one before had been cut from, the smallest fit; the one
  * before could then not grow in place any more and was copied, and every copy left its old
- * block resident in the cache, a third more peak RSS in the vector benchmark. */
+ * block resident in the cache until the purge delay. */
 static bool take_in_place(size_t size, int node, bool growable, um_huge_take_t *out) {
     huge_piece_t got;
     size_t best = SIZE_MAX, bi = 0;
