@@ -85,6 +85,9 @@ void *umi_calloc(size_t count, size_t size) {
 static void *malloc_aligned(size_t align, size_t size) {
     if (align <= 16) return internal_malloc(size);
     if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
+    /* umi_large_threshold is read below: a program's first allocation may be this one, made
+     * while another thread's first one sets the threshold from the options. */
+    umi_process_init();
     /* A mapped block of 0 bytes would start where its mapping ends: no usable byte, and from
      * 4 MiB alignments up outside its own segment, so free() would not know it. */
     if (size == 0) size = 1;

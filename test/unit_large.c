@@ -263,3 +263,67 @@ Test(large, freed_huge_memory_serves_blocks_anywhere_in_it_and_merges_again, .ti
     cr_assert_eq(tu_check(c, big, 4), -1);
     um_free(c);
 }
+
+/* The huge index under two threads: huge blocks (600 KiB and more: none pooled) of every
+ * alignment made, grown, freed by their thread or by the other one, in pieces of each other's
+ * freed memory. Every block start is found (um_owns, usable size); a pointer a page into a
+ * block never is (a pooled page that hands out aligned blocks takes inner pointers, so this
+ * holds for huge blocks only); contents survive. */
+enum { IDX_SLOTS = 64 };
+static _Atomic(unsigned char *) idx_shared[IDX_SLOTS];
+
+static void idx_check(const unsigned char *p, size_t n, size_t align)
+{
+    cr_assert(p != NULL && ((uintptr_t)p & (align - 1)) == 0, "block %p not aligned to %zu", (const void *)p, align);
+    cr_assert_eq(um_owns(p), 1, "block %p of %zu bytes not found", (const void *)p, n);
+    cr_assert_geq(um_malloc_usable_size((void *)p), n);
+    cr_assert_eq(um_owns(p + 4096), 0, "a page into block %p counted as a block", (const void *)p);
+}
+
+static void *idx_worker(void *arg)
+{
+    tu_rng_t r = tu_rng((uint64_t)(uintptr_t)arg);
+    static const size_t aligns[] = {16, 4096, 64 * 1024, 2 * 1024 * 1024, 4 * 1024 * 1024};
+    unsigned char *mine[8] = {0};
+    size_t size[8] = {0};
+    for (size_t it = 0; it < tu_pick(400, 200, 100); it++) {
+        size_t k = tu_range(&r, 0, 7);
+        if (mine[k] != NULL) { /* grow it, or give it away, or free it */
+            cr_assert_eq(mine[k][0], (unsigned char)k);
+            cr_assert_eq(mine[k][size[k] - 1], (unsigned char)(k + 1));
+            uint64_t what = tu_next(&r) % 3;
+            if (what == 0) {
+                size_t n = size[k] + size[k] / 4 + 4096;
+                unsigned char *q = um_realloc(mine[k], n);
+                cr_assert_not_null(q);
+                cr_assert(q[0] == (unsigned char)k && q[size[k] - 1] == (unsigned char)(k + 1), "realloc lost the contents");
+                mine[k] = q;
+                size[k] = n;
+                idx_check(q, n, 16);
+                q[n - 1] = (unsigned char)(k + 1);
+                continue;
+            }
+            if (what == 1) mine[k] = atomic_exchange(&idx_shared[tu_range(&r, 0, IDX_SLOTS - 1)], mine[k]);
+            um_free(mine[k]); /* ours, or the one the other thread left in the slot (NULL too) */
+            mine[k] = NULL;
+            continue;
+        }
+        size_t align = aligns[tu_range(&r, 0, 4)], n = tu_range(&r, 600 * 1024, 3 * 1024 * 1024);
+        unsigned char *p = align == 16 ? um_malloc(n) : um_aligned_alloc(align, n);
+        idx_check(p, n, align);
+        p[0] = (unsigned char)k;
+        p[n - 1] = (unsigned char)(k + 1);
+        mine[k] = p;
+        size[k] = n;
+    }
+    for (int k = 0; k < 8; k++) um_free(mine[k]);
+    return NULL;
+}
+
+Test(large, huge_blocks_made_and_freed_by_two_threads_are_always_found, .timeout = 120)
+{
+    pthread_t t[2];
+    for (uintptr_t i = 0; i < 2; i++) cr_assert_eq(pthread_create(&t[i], NULL, idx_worker, (void *)(i + 1)), 0);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < IDX_SLOTS; i++) um_free(atomic_exchange(&idx_shared[i], NULL));
+}
