@@ -39,6 +39,8 @@ static bool from_glibc_heap(const void *p) {
 }
 
 void umi_free_foreign(void *p) {
+    /* Where huge blocks lie (the 4 MiB unit says so), but starting none: an inner pointer. */
+    if (umi_segmap_get((uintptr_t)p) == UM_MAP_HUGE) { umi_warn_ptr("free of a pointer into large-block memory that starts no block:", p); return; }
     const um_libc_t *libc = from_glibc_heap(p) ? umi_libc() : NULL;
     if (libc != NULL && libc->free != NULL) { libc->free(p); return; }
     umi_warn_ptr("free of a pointer umalloc did not allocate:", p);

@@ -101,6 +101,15 @@ int main(void) {
         }
     CHECK(owns(blk), "block no longer owned after interior free");
 
+    /* The same in a huge block, two pages in (page-aligned: it could look like a block start
+     * to a lookup that trusted the page before it). */
+    unsigned char *huge = malloc(3 << 20);
+    memset(huge, 0x66, 3 << 20);
+    free_captured("pointer two pages into a 3 MiB block (+8192)", huge + 8192);
+    CHECK(huge[0] == 0x66 && huge[8192] == 0x66 && huge[(3 << 20) - 1] == 0x66, "3 MiB block changed by the interior free");
+    CHECK(owns(huge), "3 MiB block no longer owned after interior free");
+    free(huge);
+
     unsigned char *twice = malloc(64);
     memset(twice, 0x44, 64);
     free(twice);
