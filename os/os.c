@@ -174,6 +174,7 @@ void *umi_os_resize(void *p, size_t old_size, size_t new_size) {
     size_t ps = umi_os_page_size();
     old_size = (old_size + ps - 1) & ~(ps - 1);
     new_size = (new_size + ps - 1) & ~(ps - 1);
+    UM_SAN_UNPOISON(p, old_size); /* ASan: a shrink unmaps the tail, which must not stay poisoned */
     int saved = errno; /* realloc may still succeed another way: a failed attempt leaves no trace */
     void *q = umi_sys_mremap(p, old_size, new_size, 0, NULL);
     errno = saved;
