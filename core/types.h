@@ -8,7 +8,9 @@
  * kept in the page itself, at its end (um_page_hot_t). Small segments are carved from one
  * reserved 1 TiB region (os/region.c), so that free() recognises a small block with one
  * compare and reaches its page's hot words with one mask. Blocks of LARGE_THRESHOLD and more get
- * a mapping of their own (a "huge" segment with one page and one block).
+ * memory of their own (a "huge" segment with one page and one block): a mapping, or a piece of
+ * a freed one (core/huge_cache.c). Their header is the OS page before the block, wherever that
+ * lies, not at the mask: the huge index finds it (core/segmap.c).
  *
  * Each thread owns a *heap*: per size class, a queue of pages it allocates from. Only the owner
  * touches a page's `free` list (no lock, no atomic); other threads push the
@@ -218,13 +220,13 @@ typedef struct um_segment_s {
                                * UM_PAGES_LOCKED (0x80) when it is mlock'ed (hugepages/pagesize.h) */
     uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
     uint8_t given_up;         /* a dead thread's, in a fork child: on no list, never reused (core/abandon.c) */
-    uint8_t multi_vma;        /* huge, assembled from cached pieces: several kernel mappings, so
-                               * mremap can't resize it (realloc copies it once, to one mapping) */
+    uint8_t multi_vma;        /* huge, made of cached pieces that may be several kernel mappings,
+                               * so mremap can't resize it (realloc copies it once, to one mapping) */
     uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside
                                * the small-page fast path, so kept in the header's first cache
                                * line with kind and page_shift, which that free reads anyway */
-    size_t map_size;          /* bytes mapped from map_base (a huge segment is larger than 4 MiB) */
-    void *map_base;           /* what to unmap (differs from the segment for aligned huge blocks) */
+    size_t map_size;          /* bytes from map_base (a huge segment's: header, block, rounding) */
+    void *map_base;           /* where its memory starts (before the header: aligned huge blocks) */
     _Atomic(struct um_heap_s *) heap; /* owning heap; NULL when abandoned or huge */
     struct um_segment_s *next; /* in the owner's list, the abandoned list or the cache */
     struct um_segment_s *prev;
