@@ -22,21 +22,31 @@ UM_BIG_BSS um_heap_t umi_heap_dead;
 UM_BIG_BSS um_heap_t umi_heap_backup; /* guarded by umi_backup_lock; its tid is 0 until it is set up */
 __thread um_heap_t *umi_tl_heap __attribute__((tls_model("initial-exec"))) = &umi_heap_empty;
 
-/* A heap with no page: every allocation from it takes the slow path. */
-static void heap_set_up_inert(um_heap_t *heap) {
+/* A heap with no page, every allocation from it a slow path: a pooled structure before its
+ * next thread, and the dead and backup heaps when first used. */
+static void heap_reset(um_heap_t *heap) {
+#if UM_SECURE
+    /* A pooled structure goes on counting: started again from 0 at the same address, the next
+     * thread's page secrets and block order would repeat those of the thread before. */
+    uint64_t rng = heap->rng;
+    memset(heap, 0, sizeof(*heap));
+    heap->rng = rng;
+#else
+    memset(heap, 0, sizeof(*heap));
+#endif
+    heap->numa_node = UMI_NUMA_UNSET;
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
-    heap->numa_node = UMI_NUMA_UNSET;
 }
 
 static pthread_once_t dead_once = PTHREAD_ONCE_INIT;
-static void heap_set_up_dead(void) { heap_set_up_inert(&umi_heap_dead); }
+static void heap_set_up_dead(void) { heap_reset(&umi_heap_dead); }
 
 /* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
  * every free into them takes the remote path, which needs no lock. Under umi_backup_lock. */
 static void heap_set_up_backup(void) {
     if (umi_heap_backup.tid != 0) return;
-    heap_set_up_inert(&umi_heap_backup);
+    heap_reset(&umi_heap_backup);
     umi_heap_backup.is_backup = 1;
     umi_heap_backup.tid = (uintptr_t)&umi_heap_backup;
 }
@@ -57,21 +67,6 @@ void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
     size_t lo = bin == 1 ? 0 : umi_bin_size(bin - 1) + 1, hi = size;
     if (heap->direct[hi] == target) return; /* the slots of a bin always change together */
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
-}
-
-static void heap_reset(um_heap_t *heap) {
-#if UM_SECURE
-    /* A pooled structure goes on counting: started again from 0 at the same address, the next
-     * thread's page secrets and block order would repeat those of the thread before. */
-    uint64_t rng = heap->rng;
-    memset(heap, 0, sizeof(*heap));
-    heap->rng = rng;
-#else
-    memset(heap, 0, sizeof(*heap));
-#endif
-    heap->numa_node = UMI_NUMA_UNSET;
-    for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
-    for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }
 
 static void registry_add(um_heap_t *heap) {

@@ -135,6 +135,31 @@ static bool piece_holds(const huge_piece_t *p, size_t size, int node) {
     return p->node == node && p->size >= size;
 }
 
+/* Take the first `size` bytes of piece i for a block: what is left stays cached where it is,
+ * now behind that block. Returns the piece as it was. Under the lock. */
+static huge_piece_t piece_take_front(size_t i, size_t size) {
+    huge_piece_t got = pieces[i];
+    if (pieces[i].size == size) {
+        piece_remove(i);
+    } else {
+        pieces[i].base += size;
+        pieces[i].size -= size;
+        pieces[i].after_block = 1;
+        atomic_fetch_sub_explicit(&umi_huge_cached_bytes, size, UM_RELAXED);
+    }
+    return got;
+}
+
+/* `bytes` of piece `got` went to a block: the block counts them from now on, and if the delay
+ * had purged them, that was too soon (umi_purge_regret). Outside the lock. */
+static void piece_taken(const huge_piece_t *got, size_t bytes) {
+    umi_count_mapped_bytes(got->node, got->page_kind, bytes, -1);
+    if (got->purged) {
+        uint64_t now = umi_os_now_ms();
+        umi_purge_regret(now - got->cached_at_ms, now, bytes);
+    }
+}
+
 /* 1. In place: of the pieces that hold `size` bytes, a resident one first (a purged one faults
  * in every page again); for a block that will grow, one that no live block may grow into
  * next; of those the one that wastes least. The block takes the piece's front: what is left
@@ -155,19 +180,10 @@ static bool take_in_place(size_t size, int node, bool growable, um_huge_take_t *
         if (best == SIZE_MAX || rank < best_rank || (rank == best_rank && p->size < best)) { best = p->size; bi = i; best_rank = rank; }
     }
     if (best == SIZE_MAX) { umi_unlock(&umi_cache_lock); return false; }
-    got = pieces[bi];
-    piece_remove(bi);
+    got = piece_take_front(bi, size);
     umi_unlock(&umi_cache_lock);
-
-    uint8_t *at = got.base;
-    got.after_block = 1;
-    leftover_put(&got, at + size, got.size - size);
-    umi_count_mapped_bytes(got.node, got.page_kind, size, -1); /* the caller counts the block */
-    if (got.purged) { /* the delay purged it, and it is wanted again */
-        uint64_t now = umi_os_now_ms();
-        umi_purge_regret(now - got.cached_at_ms, now, size);
-    }
-    out->base = at;
+    piece_taken(&got, size);
+    out->base = got.base;
     out->is_zero = got.purged;
     out->page_kind = got.page_kind;
     out->multi_vma = got.multi_vma;
@@ -285,30 +301,17 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
 size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return 0;
     size_t taken = 0;
-    huge_piece_t got = {0};
+    huge_piece_t got;
     umi_lock(&umi_cache_lock);
     for (size_t i = 0; i < piece_count; i++) {
-        huge_piece_t *p = &pieces[i];
+        const huge_piece_t *p = &pieces[i];
         if (p->base != end || p->size < size || p->node != node || p->page_kind != page_kind) continue;
-        got = *p;
+        got = piece_take_front(i, size);
         taken = size;
-        if (p->size == size) {
-            piece_remove(i);
-        } else {
-            p->base += size;
-            p->after_block = 1;
-            p->size -= size;
-            atomic_fetch_sub_explicit(&umi_huge_cached_bytes, size, UM_RELAXED);
-        }
         break;
     }
     umi_unlock(&umi_cache_lock);
-    if (taken == 0) return 0;
-    umi_count_mapped_bytes(got.node, got.page_kind, taken, -1); /* the caller counts the block */
-    if (got.purged) {
-        uint64_t now = umi_os_now_ms();
-        umi_purge_regret(now - got.cached_at_ms, now, taken);
-    }
+    if (taken != 0) piece_taken(&got, taken);
     return taken;
 }
 
