@@ -114,8 +114,8 @@ UM_API int um_owns(const void *p) {
     const um_block_t *b = umi_block_start(seg, page, p);
     if (b == NULL) return 0;
     if ((const void *)b != p && !(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED)) return 0;
-    /* never carved: page_extend carves the first `capacity` of the `reserved` blocks */
-    if ((size_t)((const uint8_t *)b - page->start) >= (size_t)page->capacity * page->block_size) return 0;
+    /* never carved: page_extend has carved `capacity` of the `reserved` blocks (um_page_t.rotation) */
+    if (!umi_block_carved(page, (size_t)((const uint8_t *)b - page->start) / page->block_size)) return 0;
     return umi_key_get(b) != umi_block_key(b); /* a free block carries its key */
 }
 

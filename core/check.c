@@ -57,9 +57,10 @@ static size_t walk_blocks(check_t *c, um_page_t *page, um_block_t *b, uintptr_t 
     size_t n = 0, bsize = page->block_size;
     for (; b != NULL; b = umi_link_get(b, secret)) {
         size_t off = (size_t)((uint8_t *)b - page->start);
-        if ((uint8_t *)b < page->start || off >= (size_t)page->capacity * bsize) { problem(c, "free-list block outside the carved blocks of its page", b); return SIZE_MAX; }
+        if ((uint8_t *)b < page->start || off >= (size_t)page->reserved * bsize) { problem(c, "free-list block outside the carved blocks of its page", b); return SIZE_MAX; }
         if (off % bsize != 0) { problem(c, "free-list block not at a block boundary", b); return SIZE_MAX; }
         size_t i = off / bsize;
+        if (!umi_block_carved(page, i)) { problem(c, "free-list block outside the carved blocks of its page", b); return SIZE_MAX; }
         if (seen->bits[i / 64] & ((uint64_t)1 << (i % 64))) { problem(c, "block twice on the free lists of its page", b); return SIZE_MAX; }
         seen->bits[i / 64] |= (uint64_t)1 << (i % 64);
         if (marked && umi_key_get(b) != umi_block_key(b)) { problem(c, "block on a remote free list without the free mark", b); return SIZE_MAX; }
@@ -88,7 +89,7 @@ static void check_page(check_t *c, um_heap_t *heap, um_segment_t *seg, um_page_t
     if (tid == 0 && (tf & UM_TF_STATE) != UM_DELAY_NEVER) problem(c, "page of no thread that may still wake a heap", page);
 
     block_seen_t seen;
-    for (size_t i = 0; i < (page->capacity + 63) / 64; i++) seen.bits[i] = 0;
+    for (size_t i = 0; i < (page->reserved + 63) / 64; i++) seen.bits[i] = 0;
     size_t local = walk_blocks(c, page, hot->free, UM_HOT_SECRET(hot), &seen, false);
     size_t remote = walk_blocks(c, page, UM_TF_LIST(tf), UM_PAGE_SECRET(page), &seen, true);
     if (local == SIZE_MAX || remote == SIZE_MAX) return;

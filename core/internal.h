@@ -111,6 +111,16 @@ static inline um_page_hot_t *umi_page_hot(const um_page_t *page) { return umi_pa
 static inline size_t umi_page_tail(const um_segment_t *seg) { return seg->kind == UM_KIND_SMALL ? UM_PAGE_HOT_SIZE : 0; }
 #define UM_PAGE_OWNER(page) (umi_page_hot(page)->owner)
 #define UM_PAGE_FREE(page) (umi_page_hot(page)->free)
+/* The position (block index from page->start) of the i-th block a page carves, and whether the
+ * block at a position has been carved (see um_page_t.rotation). */
+static inline size_t umi_block_pos(const um_page_t *page, size_t i) {
+    size_t pos = i + page->rotation;
+    return pos >= page->reserved ? pos - page->reserved : pos;
+}
+static inline bool umi_block_carved(const um_page_t *page, size_t pos) {
+    size_t i = pos >= page->rotation ? pos - page->rotation : pos + page->reserved - page->rotation;
+    return i < page->capacity;
+}
 /* Blocks of the page in use (remote frees not yet collected count as in use). */
 static inline uint64_t umi_hot_used(const um_page_hot_t *hot) { return hot->allocs - hot->frees; }
 #define UM_PAGE_USED(page) umi_hot_used(umi_page_hot(page))

@@ -78,6 +78,16 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     page->block_div = ~(uint64_t)0 / bsize + 1;
     UM_SHARED_WRITE(page->capacity, 0);
     um_page_hot_t *hot = umi_page_hot(page);
+    /* A small page carves first the blocks that lie in its last OS page, with its hot words,
+     * which the page's set-up writes anyway: a class a thread or a short process uses a little
+     * costs one page fault, not two. Then from its start, in address order. */
+    size_t rotation = 0;
+    if (seg->kind == UM_KIND_SMALL) {
+        uintptr_t last_os_page = (uintptr_t)hot & ~(uintptr_t)4095;
+        if (last_os_page > (uintptr_t)area) rotation = (last_os_page - (uintptr_t)area + bsize - 1) / bsize;
+        if (rotation >= page->reserved) rotation = 0; /* no block fits beside the hot words */
+    }
+    page->rotation = (uint16_t)rotation;
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
 #if UM_SECURE
@@ -97,18 +107,19 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
 }
 
-/* Thread more never-used blocks onto the free list, in address order from the page's start
- * (the secure build shuffles them locally, see below): the carved blocks are the first
- * `capacity` of the `reserved`.
+/* Thread more never-used blocks onto the free list, in address order (the secure build
+ * shuffles them locally, see below): a small page's first carve is the blocks beside its hot
+ * words, in its last OS page; the next ones go on from the page's start (um_page_t.rotation).
  *  - Why upwards: the blocks a program allocates one after another then lie one after another,
  *    the way it will most likely walk them, and the hardware prefetchers follow.
- *  - And away from the page's end: carved from the end down, the blocks in use would share
- *    the page's last 4 KiB, and with it L1 sets and low address bits, with the hot words of
- *    every small page: in a program with many classes in use and few blocks in each, blocks
- *    and hot words would evict each other from the L1 cache. */
+ *  - And only the first carve beside the hot words: carved all from the end down, the blocks in
+ *    use would share the page's last 4 KiB, and with it L1 sets and low address bits, with the
+ *    hot words of every small page: in a program with many classes in use and few blocks in
+ *    each, blocks and hot words would evict each other from the L1 cache. */
 static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
-    /* a page's first carve is 4 KiB whatever the class: see UM_EXTEND_BYTES */
+    /* a page's first carve is at most 4 KiB whatever the class (and the blocks beside the hot
+     * words, below): see UM_EXTEND_BYTES */
     bool tiny = bsize <= UM_EXTEND_TINY_MAX && page->capacity != 0;
     size_t n = (tiny ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
     if (n == 0) n = 1;
@@ -119,7 +130,13 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     if (page->recarve > page->capacity + n) n = page->recarve - page->capacity;
     size_t left = page->reserved - page->capacity; /* blocks not carved yet */
     if (n > left) n = left;
-    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    /* The blocks beside the hot words make a carve of their own (um_page_t.rotation), unless
+     * the slot holds more resident already. */
+    size_t beside = page->reserved - page->rotation;
+    if (page->rotation != 0 && page->capacity < beside && page->recarve <= beside && n > beside - page->capacity)
+        n = beside - page->capacity;
+    size_t c0 = page->capacity;
+#define UM_CARVED_AT(i) ((um_block_t *)(page->start + umi_block_pos(page, c0 + (i)) * bsize))
     um_page_hot_t *hot = umi_page_hot(page);
     uintptr_t secret = UM_HOT_SECRET(hot);
 #if UM_SECURE
@@ -138,7 +155,7 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
         for (size_t k = 0; k < UM_CARVE_GROUP; k++) {
             size_t i = g + perm[k];
             if (i >= n) continue; /* the last group may be short */
-            um_block_t *b = (um_block_t *)(first + i * bsize);
+            um_block_t *b = UM_CARVED_AT(i);
             if (last != NULL) umi_link_set(last, b, secret);
             else head = b;
             last = b;
@@ -148,10 +165,11 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     hot->free = head;
 #else
     (void)heap;
-    for (size_t i = 0; i + 1 < n; i++) umi_link_set((um_block_t *)(first + i * bsize), (um_block_t *)(first + (i + 1) * bsize), secret);
-    umi_link_set((um_block_t *)(first + (n - 1) * bsize), hot->free, secret); /* after any freed ones: cold */
-    hot->free = (um_block_t *)first;
+    for (size_t i = 0; i + 1 < n; i++) umi_link_set(UM_CARVED_AT(i), UM_CARVED_AT(i + 1), secret);
+    umi_link_set(UM_CARVED_AT(n - 1), hot->free, secret); /* after any freed ones: cold */
+    hot->free = UM_CARVED_AT(0);
 #endif
+#undef UM_CARVED_AT
     UM_SHARED_WRITE(page->capacity, page->capacity + (uint32_t)n);
     umi_count_carved(n * bsize);
     umi_pages_touched_add((int64_t)n, bsize);

@@ -178,7 +178,7 @@ _Static_assert(offsetof(um_page_hot_t, owner) == 64 + 40, "owner and guard end e
 /* A page's descriptor, in its segment's header. */
 typedef struct um_page_s {
     uint32_t block_size;      /* bytes per block (multiple of 16); 0 when the slot is free */
-    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): the first `capacity` of `reserved` */
+    uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): see `rotation` */
     _Atomic uintptr_t thread_free; /* blocks other threads freed: head | length << 48 | um_delayed_t */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
     uint8_t *start;           /* first block */
@@ -187,6 +187,9 @@ typedef struct um_page_s {
     uint8_t index;            /* position in the segment */
     uint8_t slot;             /* um_slot_t */
     uint8_t is_zero;          /* blocks not yet carved are known to be zero (fresh from the OS) */
+    uint16_t rotation;        /* position of the first block carved: a small page's first blocks are
+                               * those in its last OS page, beside its hot words; the i-th block
+                               * carved lies at position (i + rotation) % reserved (page_extend) */
     uint32_t recarve;         /* blocks of `bin` carved in this slot before its free list was
                                * forgotten or the slot freed: resident (unless the slot was
                                * purged), so page_extend carves them again in one step */

@@ -514,13 +514,19 @@ Test(semantics, last_freed_block_goes_out_first_and_counts)
 }
 
 /* Blocks go out in address order: fresh ones as they are carved, and those of a page that emptied
- * (freed in no order) once its free list is dropped and the page carved again. */
+ * (freed in no order) once its free list is dropped and the page carved again. A page carves the
+ * blocks beside its hot words, at its end, first (um_page_t.rotation): going on from its last
+ * block to its first is that order, not a descent. */
 static size_t descents_within_pages(void **p, size_t n)
 {
     size_t d = 0;
-    for (size_t i = 1; i < n; i++)
-        if (((uintptr_t)p[i] >> 16) == ((uintptr_t)p[i - 1] >> 16) && p[i] < p[i - 1])
-            d++;
+    for (size_t i = 1; i < n; i++) {
+        if (((uintptr_t)p[i] >> 16) != ((uintptr_t)p[i - 1] >> 16) || p[i] > p[i - 1]) continue;
+        um_page_t *page = umi_page_of(umi_segment_of(p[i]), p[i]);
+        size_t prev = (size_t)((uint8_t *)p[i - 1] - page->start) / page->block_size;
+        if (p[i] == (void *)page->start && prev == page->reserved - 1u && page->rotation != 0) continue; /* the wrap */
+        d++;
+    }
     return d;
 }
 
@@ -581,11 +587,11 @@ Test(semantics, a_page_carved_again_is_carved_in_one_step)
         um_free(p[i]);
 }
 
-/* A fresh page's first carve is 4 KiB in every class: a thread that allocates a few blocks of a
- * tiny class (one of many threads alive at once) touches one OS page for them, not four. From
- * the second carve on, tiny classes carve 16 KiB, so that bulk allocation takes the slow path
- * once per 128 blocks or more. */
-Test(semantics, a_fresh_pages_first_carve_is_4_kib)
+/* A fresh small page carves first the blocks beside its hot words, in its last OS page, which
+ * the page's set-up writes anyway: a thread or a short process that uses a class a little
+ * touches one OS page for it, not two. Then from the page's start, in address order, 16 KiB at a
+ * time for tiny classes (bulk allocation takes the slow path once per 128 blocks or more). */
+Test(semantics, a_fresh_pages_first_blocks_share_the_hot_words_os_page)
 {
     enum { SIZE = 48, MAX = 200000 };
     static void *p[MAX];
@@ -598,13 +604,24 @@ Test(semantics, a_fresh_pages_first_carve_is_4_kib)
     }
     cr_assert_lt(found, MAX, "no fresh page of %d-byte blocks in %d mallocs", SIZE, MAX);
     um_page_t *page = umi_page_of(umi_segment_of(p[found]), p[found]);
+    uintptr_t hot = (uintptr_t)umi_page_hot(page), hot_os_page = hot & ~(uintptr_t)4095;
     size_t first = page->capacity;
-    cr_assert_eq(first, 4096 / SIZE, "a fresh page of %d-byte blocks carved %zu blocks first (%zu bytes), not 4 KiB",
-                 SIZE, first, first * SIZE);
-    for (size_t i = 1; i < first + 1; i++) /* its first carve used up: the next one */
+    cr_assert_geq(first, (4096 - UM_PAGE_HOT_SIZE) / SIZE - 1, "a fresh page of %d-byte blocks carved %zu blocks first", SIZE, first);
+    for (size_t i = 1; i < first; i++) /* the rest of its first carve */
         cr_assert_not_null(p[n++] = um_malloc(SIZE));
-    cr_assert_eq(page->capacity, first + 16384 / SIZE, "the second carve of a %d-byte page: %zu blocks, not 16 KiB",
-                 SIZE, (size_t)page->capacity - first);
+    for (size_t i = 0; i < first; i++) {
+        uintptr_t b = (uintptr_t)p[found + i];
+        cr_assert(b >= hot_os_page && b + SIZE <= hot, "block %zu of a fresh page's first carve (%p) is not beside its hot words (%p)",
+                  i, (void *)b, (void *)hot);
+        cr_assert(i == 0 || p[found + i] > p[found + i - 1], "the first carve's blocks go out in address order");
+    }
+    cr_assert(hot_os_page - SIZE < (uintptr_t)page->start || (uintptr_t)p[found] - SIZE < hot_os_page,
+              "a block below the first carve's would have fit beside the hot words");
+    cr_assert_not_null(p[n++] = um_malloc(SIZE)); /* the next carve: from the page's start */
+    cr_assert_eq(p[n - 1], (void *)page->start, "after the blocks beside the hot words, %p and not the page's first block %p",
+                 p[n - 1], (void *)page->start);
+    cr_assert_eq(page->capacity, first + 16384 / SIZE, "the second carve of a %d-byte page: %zu blocks, not 16 KiB", SIZE,
+                 (size_t)page->capacity - first);
     for (size_t i = 0; i < n; i++)
         um_free(p[i]);
 }
