@@ -181,7 +181,7 @@ typedef struct um_page_s {
     uint32_t capacity;        /* blocks carved so far (lazily, to touch less memory): see `rotation` */
     _Atomic uintptr_t thread_free; /* blocks other threads freed: head | length << 48 | um_delayed_t */
     _Atomic(struct um_heap_s *) heap; /* owning heap, for the delayed-free wake-up */
-    uint8_t *start;           /* first block */
+    uint8_t *start;           /* the block at position 0, the page's lowest (see rotation) */
     uint32_t reserved;        /* blocks that fit in the page */
     uint16_t bin;             /* size class */
     uint8_t index;            /* position in the segment */
