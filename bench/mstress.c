@@ -14,10 +14,12 @@
  * by the main thread at the end.
  *
  * Every block carries a header (tag, size) and, from 24 bytes, the tag again in its last word;
- * it is checked before every free and realloc. Which thread frees a block depends on
+ * it is checked before every free and realloc. With fill=1 a block is written whole when it is
+ * allocated (as a program fills a buffer it asked for), not only at its ends: the pages of a
+ * big block then all count, which the ends-only writes leave out. Which thread frees a block depends on
  * scheduling, but every block is freed once, so the checksum (sum of the tags) does not.
  *
- *   mstress threads=2 rounds=20 iters=200000 live=500 transfers=1000 big=200 max=393216 seed=1
+ *   mstress threads=2 rounds=20 iters=200000 live=500 transfers=1000 big=200 max=393216 fill=0 seed=1
  * iters is per thread and round. rss=1 prints "round N rss_kb=K" on stderr after each round.
  */
 #include "common.h"
@@ -29,7 +31,7 @@ typedef struct {
 } hdr_t;
 
 static _Atomic(hdr_t *) *g_transfer;
-static long long g_iters, g_live, g_ntransfer, g_big, g_max;
+static long long g_iters, g_live, g_ntransfer, g_big, g_max, g_fill;
 static _Atomic uint64_t g_sum;
 static _Atomic long long g_bad, g_allocs, g_frees;
 
@@ -52,6 +54,8 @@ static size_t pick_size(rng_t *r)
 
 static void mark(hdr_t *h, size_t n, uint64_t tag)
 {
+    if (g_fill)
+        memset(h, (int)(tag & 0xff), n);
     h->tag = tag;
     h->size = n;
     if (n >= 24)
@@ -145,6 +149,7 @@ int main(int argc, char **argv)
     g_ntransfer = opt("transfers", 1000);
     g_big = opt("big", 200);
     g_max = opt("max", 393216);
+    g_fill = opt("fill", 0);
     uint64_t seed = (uint64_t)opt("seed", 1);
     int rss = (int)opt("rss", 0);
     opts_done();
