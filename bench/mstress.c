@@ -16,8 +16,9 @@
  * Every block carries a header (tag, size) and, from 24 bytes, the tag again in its last word;
  * it is checked before every free and realloc. With fill=1 a block is written whole when it is
  * allocated (as a program fills a buffer it asked for), not only at its ends: the pages of a
- * big block then all count, which the ends-only writes leave out. Which thread frees a block depends on
- * scheduling, but every block is freed once, so the checksum (sum of the tags) does not.
+ * big block then all count, which the ends-only writes leave out. Which thread frees a block
+ * depends on scheduling, but every block is freed once, so the checksum (sum of the tags) does
+ * not.
  *
  *   mstress threads=2 rounds=20 iters=200000 live=500 transfers=1000 big=200 max=393216 fill=0 seed=1
  * iters is per thread and round. rss=1 prints "round N rss_kb=K" on stderr after each round.
