@@ -38,6 +38,18 @@ void umi_lock(um_lock_t *l) {
     }
 }
 
+bool umi_trylock(um_lock_t *l) {
+#if defined(UM_DEBUG) && UM_DEBUG
+    if (UM_UNLIKELY((tl_held >> l->rank) != 0)) order_violation(l);
+    tl_names[l->rank] = l->name;
+#endif
+    __atomic_store_n(&tl_held, tl_held | (1u << l->rank), __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return true;
+    __atomic_store_n(&tl_held, tl_held & ~(1u << l->rank), __ATOMIC_RELAXED);
+    return false;
+}
+
 void umi_unlock(um_lock_t *l) {
     atomic_store_explicit(&l->held, 0, memory_order_release);
     __atomic_store_n(&tl_held, tl_held & ~(1u << l->rank), __ATOMIC_RELAXED);

@@ -11,6 +11,7 @@
 #define UM_LOCK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 typedef struct um_lock_s {
     _Atomic int held;  /* 1 while some thread holds it */
@@ -22,6 +23,9 @@ typedef struct um_lock_s {
 
 void umi_lock(um_lock_t *l);
 void umi_unlock(um_lock_t *l);
+/* Take the lock if it is free, without waiting: true if taken. The order is checked as for
+ * umi_lock (a try cannot deadlock, but the hierarchy stays one). */
+bool umi_trylock(um_lock_t *l);
 /* Nonzero while the calling thread holds or is acquiring a lock: a signal handler that
  * interrupted it must not take any, and the safe point must not run. */
 int umi_locks_held_by_me(void);

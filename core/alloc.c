@@ -26,6 +26,7 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
         return umi_huge_alloc(size, 16);
     }
     size_t bin = umi_bin_of(size);
+    if (bin >= UM_BIN_EXTENT_FIRST && umi_extents_on) return umi_extent_alloc(heap, bin, 16, false);
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL && (++heap->refills & 31) != 0) {
         um_page_hot_t *hot = heap->bin_hot[bin];
@@ -65,6 +66,14 @@ void *umi_calloc(size_t count, size_t size) {
     umi_count_call(UM_CALL_CALLOC);
     size_t total;
     if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_count_failed(); return NULL; }
+    if (umi_is_extent_size(total) && total < umi_large_threshold) { /* clears only the pages it must */
+        void *p = umi_extent_alloc(umi_tl_heap, umi_bin_of(total), 16, true);
+        if (p != NULL) {
+            umi_count_internal(1, 0);
+            UM_SAN_EXPOSE(p, total);
+        }
+        return p;
+    }
     void *p = internal_malloc(total);
     if (UM_UNLIKELY(p == NULL)) return NULL;
     if (total >= umi_large_threshold) { /* a huge block: its memory may read as zero already */
@@ -102,6 +111,12 @@ static void *malloc_aligned(size_t align, size_t size) {
         return p;
     }
     size_t bin = umi_bin_of(size);
+    if (align > UM_CLASS_ALIGN_MAX && umi_is_extent_size(size + align - 16)) {
+        /* a big block is placed at the alignment: no inner pointer */
+        void *p = umi_extent_alloc(umi_tl_heap, umi_is_extent_size(size) ? bin : UM_BIN_EXTENT_FIRST, align, false);
+        if (p != NULL) umi_count_internal(1, 0);
+        return p;
+    }
     if (align <= UM_CLASS_ALIGN_MAX) {
         for (size_t b = bin; b < UM_BIN_COUNT && umi_bin_size(b) <= size + align - 16; b++) {
             if ((umi_bin_size(b) & (align - 1)) != 0) continue;
@@ -163,7 +178,11 @@ static void *realloc_block(void *p, size_t size) {
     }
     void *q;
     size_t want = size > usable ? with_headroom(size) : size;
-    if (size > usable && size <= 2 * usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
+    bool growing_buffer = size > usable && size <= 2 * usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX;
+    /* A big block that is not such a buffer: into the free pages after it, or giving back its tail. */
+    if (seg->kind == UM_KIND_EXTENT && !growing_buffer && (umi_extent_resize(seg, p, want) || (want != size && umi_extent_resize(seg, p, size))))
+        return p;
+    if (growing_buffer) {
         q = umi_huge_alloc_growable(want);
     } else {
         if (want >= umi_large_threshold && size < umi_large_threshold) want = size;

@@ -89,6 +89,7 @@ size_t umi_usable_size(const void *p) {
 
 size_t umi_usable_in(um_segment_t *seg, const void *p) {
     if (seg->kind == UM_KIND_HUGE) return umi_huge_usable(seg, p);
+    if (seg->kind == UM_KIND_EXTENT) return umi_extent_usable(seg, p);
     um_page_t *page = umi_page_of(seg, p);
     if (page->slot != UM_SLOT_USED) return 0;
     const uint8_t *b = umi_block_start(seg, page, p);
@@ -109,6 +110,7 @@ UM_API int um_owns(const void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
     if (seg == NULL) return 0;
     if (seg->kind == UM_KIND_HUGE) return p == seg->pages[0].start;
+    if (seg->kind == UM_KIND_EXTENT) return umi_extent_usable(seg, p) != 0;
     um_page_t *page = umi_page_of(seg, p);
     if (UM_SHARED_READ(page->slot) != UM_SLOT_USED) return 0;
     const um_block_t *b = umi_block_start(seg, page, p);
@@ -132,6 +134,7 @@ UM_API int um_trim(size_t pad) {
         umi_page_sweep(heap, true); /* pages free() emptied, still queued */
         umi_segment_purge(heap, UM_PURGE_ALL);
     }
+    umi_extent_tick_all(true); /* every arena's free pages, and its free segments to the cache */
     umi_segment_cache_trim(true);
     return atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED) != before ||
            atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED) != unmapped_before;

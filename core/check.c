@@ -216,6 +216,23 @@ static void given_up(check_t *c, um_segment_t *seg) {
     }
 }
 
+/* The extent arenas' segments (each is listed there), and their page maps. */
+static void check_extents(check_t *c) {
+    for (unsigned i = 0; i < UM_EXTENT_ARENAS_MAX; i++) {
+        um_extent_arena_t *a = &umi_extent_arenas[i];
+        size_t dirty = 0;
+        for (um_segment_t *seg = a->segments; seg != NULL; seg = seg->next) {
+            c->listed_segments++;
+            if (seg->cookie != ((uintptr_t)seg ^ umi_cookie)) { problem(c, "extent segment with a bad cookie", seg); continue; }
+            if (umi_segmap_get((uintptr_t)seg) != UM_EXTENT_PAGE_SHIFT) problem(c, "extent segment missing from the segment map", seg);
+            const char *what = umi_extent_check(seg, a);
+            if (what != NULL) problem(c, what, seg);
+            dirty += seg->extents.dirty_pages;
+        }
+        if (dirty != a->dirty_pages) problem(c, "extent arena whose count of dirty pages is wrong", a);
+    }
+}
+
 /* Every registered segment: huge ones checked here, pooled ones counted (each must have been
  * on exactly one list). Returns the bytes the registry maps. */
 static size_t check_registry(check_t *c, size_t *pooled, size_t *huge_usable) {
@@ -249,8 +266,10 @@ size_t umi_check_heap(bool quiet_program) {
     umi_lock(&umi_registry_lock);
     umi_lock(&umi_backup_lock);
     umi_lock(&umi_abandoned_lock);
+    umi_extent_lock_all();
     umi_lock(&umi_cache_lock);
     umi_lock(&umi_segments_lock);
+    check_extents(&c);
     for (um_heap_t *heap = umi_heap_registry; heap != NULL; heap = heap->reg_next) check_heap(&c, heap, heap->tid);
     if (umi_heap_backup.tid != 0) check_heap(&c, &umi_heap_backup, umi_heap_backup.tid); /* set up */
     umi_heap_each_handed(check_handed, &c);
@@ -273,6 +292,7 @@ size_t umi_check_heap(bool quiet_program) {
 #endif
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_cache_lock);
+    umi_extent_unlock_all();
     umi_unlock(&umi_abandoned_lock);
     umi_unlock(&umi_backup_lock);
     umi_unlock(&umi_registry_lock);

@@ -49,6 +49,7 @@ UM_NOINLINE void umi_free_generic(void *p) {
         return;
     }
     if (seg->kind == UM_KIND_HUGE) { umi_huge_free(seg, p); return; }
+    if (seg->kind == UM_KIND_EXTENT) { umi_extent_free(seg, p); return; }
     um_page_t *page = umi_page_of(seg, p);
     um_page_hot_t *hot = umi_page_hot_in(seg, page);
     /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */

@@ -165,6 +165,7 @@ static void heap_retire(um_heap_t *heap) {
 
 void umi_heap_thread_done(um_heap_t *heap) {
     umi_safe_point();
+    umi_extent_thread_exit();
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false);
     if (!umi_heap_may_hand_off(heap)) {
         umi_segment_abandon_all(heap);
@@ -203,7 +204,7 @@ static um_block_t *delayed_next(um_block_t *b) {
     if (next == NULL) return NULL;
     unsigned entry = umi_segmap_get_block((uintptr_t)next); /* 16-byte aligned, and ours */
     um_segment_t *seg = umi_segment_of(next);
-    if (!umi_map_is_segment(entry) || seg->kind == UM_KIND_HUGE) umi_link_corrupt(b, next);
+    if (!umi_map_is_segment(entry) || seg->kind >= UM_KIND_HUGE) umi_link_corrupt(b, next);
     um_page_t *page = umi_page_of(seg, next);
     if (page->slot != UM_SLOT_USED || !umi_link_ok(umi_page_hot_in(seg, page), next)) umi_link_corrupt(b, next);
 #endif

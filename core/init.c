@@ -30,19 +30,26 @@ um_lock_t umi_abandoned_lock = UM_LOCK_INIT(UM_RANK_ABANDONED, "abandoned segmen
 um_lock_t umi_cache_lock = UM_LOCK_INIT(UM_RANK_CACHE, "segment cache");
 um_lock_t umi_segments_lock = UM_LOCK_INIT(UM_RANK_SEGMENTS, "segment registry");
 
-/* The locks, in the documented order; fork takes them all so the child sees consistent lists. */
-static um_lock_t *const lock_order[] = {&umi_init_lock, &umi_registry_lock, &umi_backup_lock, &umi_abandoned_lock, &umi_cache_lock, &umi_segments_lock};
-#define LOCK_COUNT (sizeof(lock_order) / sizeof(lock_order[0]))
+/* The locks, in the documented order (the extent arenas' between abandoned and cache); fork
+ * takes them all so the child sees consistent lists. */
+static um_lock_t *const locks_before_extents[] = {&umi_init_lock, &umi_registry_lock, &umi_backup_lock, &umi_abandoned_lock};
+static um_lock_t *const locks_after_extents[] = {&umi_cache_lock, &umi_segments_lock};
+#define COUNT(a) (sizeof(a) / sizeof(a[0]))
 
 static void fork_prepare(void) {
-    for (size_t i = 0; i < LOCK_COUNT; i++) umi_lock(lock_order[i]);
+    for (size_t i = 0; i < COUNT(locks_before_extents); i++) umi_lock(locks_before_extents[i]);
+    umi_extent_lock_all();
+    for (size_t i = 0; i < COUNT(locks_after_extents); i++) umi_lock(locks_after_extents[i]);
 }
-static void fork_parent(void) {
-    for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
+static void unlock_all(void) {
+    for (size_t i = COUNT(locks_after_extents); i-- > 0;) umi_unlock(locks_after_extents[i]);
+    umi_extent_unlock_all();
+    for (size_t i = COUNT(locks_before_extents); i-- > 0;) umi_unlock(locks_before_extents[i]);
 }
+static void fork_parent(void) { unlock_all(); }
 static void fork_child(void) {
     /* Only this thread exists in the child, and it holds every lock. */
-    for (size_t i = LOCK_COUNT; i-- > 0;) umi_unlock(lock_order[i]);
+    unlock_all();
     umi_heap_orphan_others();
 }
 
@@ -67,6 +74,7 @@ void umi_process_init(void) {
         umi_purge_delay_init();
         umi_check_enabled = umi_option(UM_OPT_CHECK) != 0;
         umi_numa_init(); /* before the first segment is placed */
+        umi_extent_init_process(); /* after the threshold and NUMA: whether big blocks use extents */
         umi_pages_init(); /* before the first segment: the region's reservation is backed as it says */
         umi_segment_init_process();
         umi_heap_init_process();

@@ -76,7 +76,7 @@ static inline um_kind_t umi_bin_kind(size_t bin) {
 enum {
     UM_MAP_NONE = 0,      /* not ours */
     UM_MAP_HUGE = 4,      /* huge block headers are (or were) here: ask the huge index */
-    UM_MAP_MIN_SHIFT = UM_SMALL_PAGE_SHIFT, /* entries >= this are segment starts */
+    UM_MAP_MIN_SHIFT = UM_EXTENT_PAGE_SHIFT, /* entries >= this are segment starts */
 };
 extern _Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
 
@@ -214,10 +214,16 @@ static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_M
  *   registry   the registry of live heaps and the pool of exited heaps' structures
  *   backup     the shared heap of threads past their exit hook
  *   abandoned  the abandoned-segment list
+ *   extent i   extent arena i (one rank each, in arena order: only fork and the heap check
+ *              hold several; a thread that finds its arena busy tries the others without
+ *              waiting, which cannot deadlock in any order)
  *   cache      the segment cache, the small-page region's free units, the huge-piece cache
  *   segments   the registry of all segments (the statistics walk) */
 #include "base/lock.h"
-enum { UM_RANK_INIT, UM_RANK_REGISTRY, UM_RANK_BACKUP, UM_RANK_ABANDONED, UM_RANK_CACHE, UM_RANK_SEGMENTS };
+enum {
+    UM_RANK_INIT, UM_RANK_REGISTRY, UM_RANK_BACKUP, UM_RANK_ABANDONED,
+    UM_RANK_EXTENT, UM_RANK_CACHE = UM_RANK_EXTENT + UM_EXTENT_ARENAS_MAX, UM_RANK_SEGMENTS
+};
 extern um_lock_t umi_init_lock, umi_registry_lock, umi_backup_lock, umi_abandoned_lock, umi_cache_lock, umi_segments_lock;
 
 /* ---- init.c ----------------------------------------------------------------------------- */
@@ -302,6 +308,10 @@ typedef enum {
 } um_purge_t;
 void umi_segment_purge(um_heap_t *heap, um_purge_t what);
 void umi_segment_cache_trim(bool force);
+/* Segments outside any heap (core/extent.c's): one of `kind`, formatted and registered, from
+ * the cache or mapped; and an empty one back to the cache (dirty: some page may be resident). */
+um_segment_t *umi_segment_take_unowned(um_kind_t kind);
+void umi_segment_put_unowned(um_segment_t *seg, bool dirty);
 void umi_segment_init_process(void);    /* reserve the small-page region */
 bool umi_release_for_retry(void); /* the OS refused memory: give back caches; true if a retry may succeed */
 void umi_segment_register(um_segment_t *seg);
@@ -366,6 +376,34 @@ bool umi_huge_cache_has_resident_fit(size_t size, int node);
 bool umi_huge_cache_put(void *base, size_t size, int node, unsigned page_kind, bool multi_vma);
 void umi_huge_cache_trim(bool force);
 extern _Atomic size_t umi_huge_cached_bytes;
+
+/* ---- extent.c --------------------------------------------------------------------------- */
+/* Blocks of the extent classes: bins from UM_BIN_EXTENT_FIRST below the large threshold, while
+ * umi_extents_on (one NUMA node; with several, big blocks stay in the threads' pages, which
+ * follow each thread's placement; OS pages of 4 KiB). */
+/* The OS pages of an extent segment that blocks may use: after the header, before the secure
+ * build's guard page. */
+#define UM_EXTENT_FIRST_PAGE ((sizeof(um_segment_t) + 4095) >> UM_EXTENT_PAGE_SHIFT)
+#define UM_EXTENT_END_PAGE (UM_EXTENT_PAGES - (UM_GUARD_SIZE >> UM_EXTENT_PAGE_SHIFT))
+extern bool umi_extents_on;
+extern um_extent_arena_t umi_extent_arenas[UM_EXTENT_ARENAS_MAX];
+extern unsigned umi_extent_arena_count;
+static inline bool umi_is_extent_size(size_t size) { return umi_bin_of(size) >= UM_BIN_EXTENT_FIRST && umi_extents_on; }
+void umi_extent_init_process(void);  /* after the options and NUMA */
+/* A block of `bin`, aligned to `align` (a power of two; up to 4 KiB every block is), zeroed when
+ * `zero`; NULL with errno ENOMEM. heap: the caller's, for its arena (NULL: any). */
+void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero);
+void umi_extent_free(um_segment_t *seg, void *p);
+size_t umi_extent_usable(um_segment_t *seg, const void *p); /* 0: no block starts at p */
+/* Grow or shrink the block at p in place to the class of `size` (an extent class); false if
+ * the pages after it are taken. */
+bool umi_extent_resize(um_segment_t *seg, void *p, size_t size);
+void umi_extent_tick_all(bool purge_all); /* purge what aged (all: every free page) */
+void umi_extent_thread_exit(void);        /* a thread exits: every arena ticks now */
+void umi_extent_lock_all(void);           /* fork, the heap check: every arena, in order */
+/* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */
+const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a);
+void umi_extent_unlock_all(void);
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
 void *umi_malloc(size_t size);

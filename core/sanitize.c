@@ -12,6 +12,11 @@ static bool block_bounds(const void *p, uint8_t **start, uint8_t **end) {
         *end = *start + umi_huge_usable(seg, *start);
         return (const uint8_t *)p >= *start && (const uint8_t *)p < *end;
     }
+    if (seg->kind == UM_KIND_EXTENT) { /* p is a block start, or no block's */
+        *start = (uint8_t *)p;
+        *end = *start + umi_extent_usable(seg, p);
+        return *end != *start;
+    }
     um_page_t *page = umi_page_of(seg, p);
     if (page->slot != UM_SLOT_USED) return false;
     *start = umi_block_start(seg, page, p);

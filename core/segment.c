@@ -32,7 +32,7 @@ static bool slots_purge(um_segment_t *seg, size_t first, size_t last);
 static void segment_unmap(um_segment_t *seg);
 static void cache_trim(bool purge_all, bool unmap_all);
 
-static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT};
+static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT, UM_EXTENT_PAGE_SHIFT};
 
 void umi_segment_register(um_segment_t *seg) {
     umi_lock(&umi_segments_lock);
@@ -118,10 +118,14 @@ static um_segment_t *region_map(int want, int *node, unsigned *kind) {
  * owner word included (fresh from the OS, or purged whole by slot_purge). */
 static void segment_format(um_segment_t *seg, um_kind_t kind) {
     UM_SAN_UNPOISON(seg, UM_SEGMENT_SIZE); /* ASan: blocks of the old layout may lie where hot words go */
+    /* An extent segment's page map lies where the page structs go: what segment_format does not
+     * write below must read zero (um_page_t.recarve, for one). */
+    if (seg->kind == UM_KIND_EXTENT) memset(&seg->extents, 0, sizeof seg->extents);
     memset(seg->hot, 0, sizeof seg->hot); /* medium and large pages' */
     seg->kind = (uint8_t)kind;
     seg->page_shift = kind_shift[kind];
-    seg->page_count = (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
+    /* an extent segment has no page slots: its page map is core/extent.c's */
+    seg->page_count = kind == UM_KIND_EXTENT ? 0 : (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
     if (UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL) seg->page_count--; /* the guard page is in the last slot */
     seg->used_pages = 0;
     seg->dirty_pages = 0;
@@ -178,7 +182,8 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     return seg;
 }
 
-static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
+/* A formatted, registered segment of `kind` for placement `want`, owned by nobody yet. */
+static um_segment_t *segment_get(um_kind_t kind, int want) {
     um_segment_t *seg = segment_from_cache(kind, want);
     if (seg == NULL) {
         int node;
@@ -200,6 +205,12 @@ static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
         umi_segment_register(seg);
         umi_count_mapped(seg, 1);
     }
+    return seg;
+}
+
+static um_segment_t *segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
+    um_segment_t *seg = segment_get(kind, want);
+    if (seg == NULL) return NULL;
     atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
     heap->dirty_pages += seg->dirty_pages;
     umi_seg_list_push(&heap->segments[kind], seg);
@@ -227,11 +238,8 @@ static void segment_unmap(um_segment_t *seg) {
     }
 }
 
-/* An empty segment leaves its heap for the cache; old cache entries are unmapped. */
-static void segment_release(um_heap_t *heap, um_segment_t *seg) {
-    umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
-    heap->dirty_pages -= seg->dirty_pages;
-    atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
+/* An empty segment into the cache; old cache entries are unmapped. */
+static void cache_put(um_segment_t *seg) {
     seg->cached_at_ms = umi_os_now_ms();
     umi_lock(&umi_cache_lock);
     um_segment_t *evict = NULL;
@@ -246,6 +254,33 @@ static void segment_release(um_heap_t *heap, um_segment_t *seg) {
     umi_unlock(&umi_cache_lock);
     if (evict) segment_unmap(evict);
     umi_segment_cache_trim(false);
+}
+
+/* An empty segment leaves its heap for the cache. */
+static void segment_release(um_heap_t *heap, um_segment_t *seg) {
+    umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
+    heap->dirty_pages -= seg->dirty_pages;
+    atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
+    cache_put(seg);
+}
+
+um_segment_t *umi_segment_take_unowned(um_kind_t kind) {
+    return segment_get(kind, umi_numa_on ? umi_arena_current_node() : UMI_NUMA_UNBOUND);
+}
+
+/* The cache knows slots, not page maps: a segment comes back as an empty one of one large slot,
+ * dirty if any of its pages may be resident, so that the cache purges it after the delay and
+ * any kind can take it (an extent segment again, after that purge). */
+void umi_segment_put_unowned(um_segment_t *seg, bool dirty) {
+    umi_lock(&umi_segments_lock); /* registered: the statistics walk must not see it half changed */
+    segment_format(seg, UM_KIND_LARGE);
+    if (dirty) {
+        UM_SHARED_WRITE(seg->pages[0].slot, UM_SLOT_DIRTY);
+        seg->pages[0].freed_at_ms = umi_os_now_ms();
+        seg->dirty_pages = 1;
+    }
+    umi_unlock(&umi_segments_lock);
+    cache_put(seg);
 }
 
 /* Cached segments: purge what is resident after the purge delay (at once with purge_all), unmap

@@ -7,7 +7,10 @@
  * O(1), no lock, no search. The words malloc and free() touch (free list, counts, owner) are
  * kept in the page itself, at its end (um_page_hot_t). Small segments are carved from one
  * reserved 1 TiB region (os/region.c), so that free() recognises a small block with one
- * compare and reaches its page's hot words with one mask. Blocks of LARGE_THRESHOLD and more get
+ * compare and reaches its page's hot words with one mask. Blocks above 64 KiB and below
+ * LARGE_THRESHOLD are runs of OS pages in *extent* segments, which no thread owns: arenas that
+ * all threads share hand them out (core/extent.c), and the segment header maps the pages
+ * instead of describing pages of blocks. Blocks of LARGE_THRESHOLD and more get
  * memory of their own (a "huge" segment with one page and one block): a mapping, or a piece of
  * a freed one (core/huge_cache.c). Their header is the OS page before the block, wherever that
  * lies, not at the mask: the huge index finds it (core/segmap.c).
@@ -27,6 +30,7 @@
 #include <stdint.h>
 
 #include "base/base.h" /* UM_SECURE */
+#include "base/lock.h"
 
 /* ---- geometry --------------------------------------------------------------------------- */
 #define UM_SEGMENT_SHIFT 22
@@ -55,6 +59,16 @@
 #define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
+
+/* Blocks above UM_MEDIUM_MAX (below the large threshold) are runs of OS pages in *extent*
+ * segments that all threads share through a few arenas (core/extent.c), where they would
+ * otherwise take a 4 MiB segment per class in every thread that uses the class (the large
+ * kind, a page a segment). Their classes, 80 KiB to 512 KiB, are all whole OS pages. */
+#define UM_BIN_EXTENT_FIRST 69 /* the first class above UM_MEDIUM_MAX: 80 KiB (umi_bin_of) */
+#define UM_EXTENT_PAGE_SHIFT 12
+#define UM_EXTENT_PAGES (UM_SEGMENT_SIZE >> UM_EXTENT_PAGE_SHIFT) /* 1024 a segment */
+#define UM_EXTENT_WORDS (UM_EXTENT_PAGES / 64)
+#define UM_EXTENT_ARENAS_MAX 16
 /* The secure build ends every segment and every huge block's mapping with an inaccessible
  * (PROT_NONE) page, so that an overflow off the end faults instead of running into the next
  * mapping. A small segment gives up its last page slot for it (the hot words of a small page
@@ -210,7 +224,24 @@ typedef struct um_page_s {
 } um_page_t;
 
 /* ---- segments ------------------------------------------------------------------------- */
-typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_COUNT } um_kind_t;
+typedef enum um_kind_e { UM_KIND_SMALL, UM_KIND_MEDIUM, UM_KIND_LARGE, UM_KIND_HUGE, UM_KIND_EXTENT, UM_KIND_COUNT } um_kind_t;
+
+/* An extent segment's map of its OS pages, in the header where a pooled segment has its page
+ * descriptors. Bit i of a map is OS page i; the header's own pages (and the secure build's
+ * guard page) are never free. Written under the owning arena's lock; the statistics and
+ * um_owns read it without. */
+typedef struct um_extent_map_s {
+    struct um_extent_arena_s *arena; /* whose lock guards this segment */
+    uint32_t free_pages;      /* bits set in free_map */
+    uint32_t dirty_pages;     /* bits set in dirty_map */
+    uint64_t free_map[UM_EXTENT_WORDS];  /* page i belongs to no block */
+    uint64_t dirty_map[UM_EXTENT_WORDS]; /* free page i may be resident: freed, not purged since */
+    uint64_t aged_map[UM_EXTENT_WORDS];  /* free page i was dirty at the arena's last tick: purged at the next */
+    uint64_t purged_map[UM_EXTENT_WORDS]; /* free page i was purged by the delay (a reuse regrets it) */
+    uint64_t start_map[UM_EXTENT_WORDS]; /* a block starts at page i (what free() checks a pointer against) */
+    uint64_t purged_at_ms;    /* when the delay last purged pages here */
+    uint16_t length[UM_EXTENT_PAGES];    /* pages of the block starting at page i */
+} um_extent_map_t;
 
 typedef struct um_segment_s {
     uint32_t page_shift;      /* log2 of the page size: pointer -> page index is one shift */
@@ -236,10 +267,15 @@ typedef struct um_segment_s {
     struct um_segment_s *all_next; /* in the registry of all segments (for statistics, trim) */
     struct um_segment_s *all_prev;
     uint64_t cached_at_ms;    /* when it entered the segment cache */
-    /* the hot words of medium and large pages, by page index (a small page keeps its own at its
-     * end); all zero in a fresh or reformatted segment */
-    um_page_hot_t hot[UM_SEGMENT_SIZE >> UM_MEDIUM_PAGE_SHIFT];
-    um_page_t pages[UM_PAGES_MAX];
+    union {
+        struct {
+            /* the hot words of medium and large pages, by page index (a small page keeps its
+             * own at its end); all zero in a fresh or reformatted segment */
+            um_page_hot_t hot[UM_SEGMENT_SIZE >> UM_MEDIUM_PAGE_SHIFT];
+            um_page_t pages[UM_PAGES_MAX];
+        };
+        um_extent_map_t extents; /* UM_KIND_EXTENT */
+    };
 } um_segment_t;
 
 /* ---- statistics ------------------------------------------------------------------------- */
@@ -287,6 +323,9 @@ typedef struct um_heap_s {
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+    uint8_t extent_arena;                  /* the arena its big blocks come from, + 1 (0: none yet) */
+    uint8_t extent_ops;                    /* its operations on its arena since it last counted... */
+    uint8_t extent_busy;                   /* ...and how many of them found it busy (core/extent.c) */
     /* The NUMA placement key its pages come from (numa/policy.h: its thread's node under
      * `local`), UMI_NUMA_UNSET before its first refill. Set on slow paths when there are
      * several nodes (umi_heap_numa_check); on one node it stays unset and unread. */
@@ -300,5 +339,24 @@ typedef struct um_heap_s {
     struct um_heap_s *reg_next;            /* registry of live heaps (statistics); the pool; the handed-off list */
     struct um_heap_s *reg_prev;
 } um_heap_t;
+
+/* ---- extent arenas ----------------------------------------------------------------------- */
+/* Big blocks come from arenas shared by all threads (core/extent.c): the first, and up to one
+ * per CPU for threads that find it busy too often. Each on cache lines of its own: two threads
+ * on two arenas must not share a line through their locks. */
+typedef struct __attribute__((aligned(64))) um_extent_arena_s {
+    um_lock_t lock;
+    struct um_segment_s *segments; /* its extent segments, oldest first (first fit) */
+    uint64_t next_tick_ms;         /* when the free pages dirty since the last tick are aged, the aged purged */
+    size_t dirty_pages;            /* over its segments, so that a tick with nothing to do is skipped */
+    struct um_extent_counts_s *counts; /* its blocks per class */
+} um_extent_arena_t;
+
+/* An arena's counts of blocks handed out and freed per class, written under its lock, apart
+ * from the arena so that a process that never allocates a big block touches none of them. */
+typedef struct um_extent_counts_s {
+    uint64_t mallocs[UM_BIN_COUNT];
+    uint64_t frees[UM_BIN_COUNT];
+} um_extent_counts_t;
 
 #endif /* UM_TYPES_H */

@@ -97,6 +97,15 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
         }
         out->metadata_bytes += hdr;
         out->committed_bytes += hdr;
+        if (seg->kind == UM_KIND_EXTENT) { /* blocks in use and free pages not purged; the blocks are counted by class below */
+            size_t in_use = UM_EXTENT_END_PAGE - UM_EXTENT_FIRST_PAGE - UM_SHARED_READ(seg->extents.free_pages);
+            size_t dirty = UM_SHARED_READ(seg->extents.dirty_pages);
+            out->committed_bytes += (in_use + dirty) << UM_EXTENT_PAGE_SHIFT;
+            out->free_bytes += dirty << UM_EXTENT_PAGE_SHIFT;
+            node_add(out->node_committed_bytes, seg->node, hdr + ((in_use + dirty) << UM_EXTENT_PAGE_SHIFT));
+            node_add(out->node_live_bytes, seg->node, in_use << UM_EXTENT_PAGE_SHIFT);
+            continue;
+        }
         touch_t touched = {.bytes = hdr, .halves = 1};
         size_t psize = (size_t)1 << seg->page_shift;
         for (size_t i = 0; i < seg->page_count; i++) {
@@ -126,6 +135,12 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     }
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_abandoned_lock);
+    for (size_t i = 0; i < UM_EXTENT_ARENAS_MAX; i++) {
+        for (size_t b = UM_BIN_EXTENT_FIRST; b < UM_BIN_COUNT; b++) {
+            mallocs[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->mallocs[b]);
+            frees[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->frees[b]);
+        }
+    }
 
     /* Per class, then totals. */
     for (size_t b = 1; b < UM_BIN_COUNT; b++) {

@@ -252,15 +252,15 @@ Test(hugepages, map_file_errors_say_why_and_leave_nothing) {
 }
 
 /* thp mode advises segments once umalloc *uses* 256 MiB: its huge blocks whole, of its segments
- * what is carved into blocks. Threads that each hold one 80 KiB block map a 4 MiB segment each
- * for it (one page per class of 64 KiB and more): 72 of them hold 288 MiB of segments and use
+ * what is carved into blocks. Threads that each hold one 12 KiB block map a 4 MiB segment each
+ * for it (a medium page of 512 KiB, 8 a segment): 72 of them hold 288 MiB of segments and use
  * under 6 MiB, and none may be advised (a 2 MiB page faulted in behind each block). A 260 MiB
  * huge block is in use whole: the next segment is advised. */
 #define THP_THREADS 72
 static pthread_barrier_t thp_taken, thp_checked;
 static void *hold_one_large_block(void *arg) {
     (void)arg;
-    char *p = um_malloc(80 << 10);
+    char *p = um_malloc(12 << 10);
     cr_assert_not_null(p);
     p[0] = 1;
     pthread_barrier_wait(&thp_taken);

@@ -1,0 +1,442 @@
+/* Big blocks (above UM_MEDIUM_MAX, below the large threshold: the classes of 80..512 KiB) as
+ * runs of OS pages that every thread and every size reuses.
+ *
+ * Why not pages of one class in each thread's heap, as for smaller blocks: a page of such
+ * blocks holds a handful of them (the large kind: one page a 4 MiB segment), so a thread maps a
+ * segment for every big class it uses, faulted in block by block, and purged when the thread
+ * exits. A program whose threads hand big blocks to each other and are replaced (a server's
+ * request buffers) then faults in fresh memory for every class in every new thread, and what
+ * one class frees never serves another. Here the blocks of all threads come from shared
+ * arenas, and a freed block's pages, merged with their free neighbours, serve the next block
+ * of any size while they are still resident (tcmalloc's page heap and jemalloc's extents work
+ * the same way). Blocks of 64 KiB and less stay in the threads' pages: a program that frees
+ * and allocates them in turn, all the time, wants no lock and the block it freed last, which a
+ * thread's page gives it (docs/design.md, "Big blocks").
+ *
+ * An arena is a lock and a list of 4 MiB extent segments.
+ *  - A segment's header maps its 1024 OS pages (um_extent_map_t): free or not, dirty (free and
+ *    possibly resident) or not, where blocks start and how long they are. A block needs no
+ *    header of its own: free() checks the start map, which reports a pointer into the middle
+ *    of a block, or a block already given back. A freed block's pages merge with their free
+ *    neighbours by themselves: their bits are set, nothing else.
+ *  - A block is the first fit in address order, else in a new segment. Address order packs
+ *    the blocks in use at the low end of the first segments, so that what lies free at the
+ *    high end stays free long enough to be purged. (Preferring runs of dirty pages, wherever
+ *    they lie, saves faults, but keeps every page of a fragmented segment in use somewhere,
+ *    and resident memory crept up round after round in a program that replaces its threads.)
+ *  - Every purge delay the arena ticks: the free pages that were dirty at the last tick and
+ *    still are are purged (MADV_DONTNEED, a run of them a call); a segment found wholly free
+ *    and clean goes back to the segment cache (the arena keeps its first). A block freed and
+ *    not reused is so purged one to two delays after its free. Threads' periodic sweeps tick
+ *    idle arenas too, and a thread's exit ticks them at once: in a program that replaces its
+ *    threads, in rounds that may be much shorter than the delay, what the threads before freed
+ *    and nobody took since the last exit goes back then, as a thread's emptied pages do at its
+ *    exit, and resident memory does not creep up round after round.
+ *
+ * Which arena: a thread starts at the first and keeps to it unless it found it busy on
+ * UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations; then it moves to the
+ * next (and keeps to that). One arena shared by all threads is what lets one thread's freed
+ * blocks serve another's next ones, and it keeps the fewest pages resident; threads that
+ * allocate big blocks at the same time all the time spread over more, one for each CPU at
+ * most. A free takes the lock of the block's segment's arena, whichever thread frees.
+ *
+ * Blocks are exactly their class's size (whole pages), so statistics and malloc_usable_size
+ * see them as any pooled block, and a page that was purged reads as zero again, which calloc
+ * uses to clear only the pages it must. */
+#include <sched.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "core/counters.h"
+#include "os/os.h"
+#include "hugepages/pagesize.h"
+
+bool umi_extents_on;
+unsigned umi_extent_arena_count = 1;
+static um_extent_counts_t counts[UM_EXTENT_ARENAS_MAX];
+#define ARENA(i) {.lock = UM_LOCK_INIT(UM_RANK_EXTENT + (i), "extent arena " #i), .counts = &counts[i]}
+um_extent_arena_t umi_extent_arenas[UM_EXTENT_ARENAS_MAX] = {
+    ARENA(0), ARENA(1), ARENA(2), ARENA(3), ARENA(4), ARENA(5), ARENA(6), ARENA(7),
+    ARENA(8), ARENA(9), ARENA(10), ARENA(11), ARENA(12), ARENA(13), ARENA(14), ARENA(15)};
+_Static_assert(UM_EXTENT_ARENAS_MAX == 16, "one initializer an arena");
+
+#define FIRST_PAGE UM_EXTENT_FIRST_PAGE
+#define END_PAGE UM_EXTENT_END_PAGE
+#define USABLE_PAGES (END_PAGE - FIRST_PAGE)
+#define PAGE_SIZE_4K ((size_t)1 << UM_EXTENT_PAGE_SHIFT)
+
+static inline uint8_t *page_addr(um_segment_t *seg, size_t i) { return (uint8_t *)seg + (i << UM_EXTENT_PAGE_SHIFT); }
+
+/* ---- bitmaps ------------------------------------------------------------------------------
+ * Written under the arena's lock, read by the statistics and um_owns without it: every store
+ * is an atomic (relaxed) one, so those racy reads are well defined. */
+static inline bool bit_get(const uint64_t *m, size_t i) { return UM_SHARED_READ(m[i >> 6]) >> (i & 63) & 1; }
+
+/* The bits [from, from + n) of m: set (set = true) or cleared; returns how many changed. */
+static size_t bits_put(uint64_t *m, size_t from, size_t n, bool set) {
+    size_t changed = 0;
+    while (n != 0) {
+        size_t w = from >> 6, b = from & 63, k = 64 - b < n ? 64 - b : n;
+        uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+        uint64_t old = m[w], now = set ? old | mask : old & ~mask;
+        changed += (size_t)__builtin_popcountll(old ^ now);
+        if (now != old) UM_SHARED_WRITE(m[w], now);
+        from += k;
+        n -= k;
+    }
+    return changed;
+}
+
+/* Bits [from, from + n) of m, as a 128-bit mask in out[0..1] (n <= 128). */
+static void bits_copy(const uint64_t *m, size_t from, size_t n, uint64_t out[2]) {
+    out[0] = out[1] = 0;
+    for (size_t j = 0; j < n; j++)
+        if (m[(from + j) >> 6] >> ((from + j) & 63) & 1) out[j >> 6] |= (uint64_t)1 << (j & 63);
+}
+
+/* The first bit at or after `from` that is set (want = true) or clear in m, or END_PAGE. */
+static size_t bit_next(const uint64_t *m, size_t from, bool want) {
+    while (from < END_PAGE) {
+        uint64_t w = (want ? m[from >> 6] : ~m[from >> 6]) >> (from & 63);
+        if (w != 0) {
+            size_t at = from + (size_t)__builtin_ctzll(w);
+            return at < END_PAGE ? at : END_PAGE;
+        }
+        from = (from | 63) + 1;
+    }
+    return END_PAGE;
+}
+
+/* The first run of n set bits of m whose start is a multiple of `align`, or SIZE_MAX. */
+static size_t run_find(const uint64_t *m, size_t n, size_t align) {
+    for (size_t i = FIRST_PAGE; i < END_PAGE;) {
+        size_t s = bit_next(m, i, true);
+        if (s >= END_PAGE) break;
+        size_t e = bit_next(m, s, false);
+        size_t a = (s + align - 1) & ~(align - 1);
+        if (a + n <= e) return a;
+        i = e;
+    }
+    return SIZE_MAX;
+}
+
+/* ---- arenas ---------------------------------------------------------------------------- */
+void umi_extent_init_process(void) {
+    /* Pages of 4 KiB are the unit of purging: on a kernel with bigger ones big blocks stay in
+     * the threads' pages, as they do on several NUMA nodes. */
+    umi_extents_on = !umi_numa_on && umi_os_page_size() == PAGE_SIZE_4K && umi_large_threshold > UM_MEDIUM_MAX;
+    cpu_set_t cpus;
+    unsigned n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (unsigned)CPU_COUNT(&cpus) : 1;
+    umi_extent_arena_count = n < 1 ? 1 : n > UM_EXTENT_ARENAS_MAX ? UM_EXTENT_ARENAS_MAX : n;
+}
+
+/* The caller's arena, locked (see the top): its own, else, when it found that one busy on
+ * UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations, another. Callers with
+ * no heap of their own (a thread's first allocation, one after its exit, the backup heap) take
+ * the first. */
+#define UM_EXTENT_BUSY_WINDOW 32
+#define UM_EXTENT_BUSY_TO_MOVE 8
+static um_extent_arena_t *arena_lock(um_heap_t *heap) {
+    if (heap == &umi_heap_empty || heap == &umi_heap_dead || (heap != NULL && heap->is_backup)) heap = NULL;
+    unsigned i = heap != NULL && heap->extent_arena != 0 ? heap->extent_arena - 1u : 0;
+    um_extent_arena_t *a = &umi_extent_arenas[i];
+    bool busy = !umi_trylock(&a->lock);
+    if (heap == NULL) {
+        if (busy) umi_lock(&a->lock);
+        return a;
+    }
+    heap->extent_busy = (uint8_t)(heap->extent_busy + busy);
+    if (++heap->extent_ops < UM_EXTENT_BUSY_WINDOW) {
+        if (busy) umi_lock(&a->lock);
+        return a;
+    }
+    bool move = heap->extent_busy >= UM_EXTENT_BUSY_TO_MOVE && umi_extent_arena_count > 1;
+    heap->extent_ops = heap->extent_busy = 0;
+    if (!move) {
+        if (busy) umi_lock(&a->lock);
+        return a;
+    }
+    if (!busy) umi_unlock(&a->lock);
+    unsigned j = (i + 1) % umi_extent_arena_count; /* round the arenas: the next thread that moves goes further */
+    heap->extent_arena = (uint8_t)(j + 1);
+    umi_lock(&umi_extent_arenas[j].lock);
+    return &umi_extent_arenas[j];
+}
+
+static void segment_format(um_extent_arena_t *a, um_segment_t *seg) {
+    um_extent_map_t *x = &seg->extents;
+    memset(x, 0, sizeof *x);
+    x->arena = a;
+    bits_put(x->free_map, FIRST_PAGE, USABLE_PAGES, true);
+    UM_SHARED_WRITE(x->free_pages, (uint32_t)USABLE_PAGES);
+}
+
+/* A new segment at the end of the arena's list (first fit fills the older ones first). */
+static um_segment_t *arena_grow(um_extent_arena_t *a) {
+    um_segment_t *seg = umi_segment_take_unowned(UM_KIND_EXTENT);
+    if (seg == NULL) return NULL;
+    segment_format(a, seg);
+    umi_seg_list_append(&a->segments, seg);
+    return seg;
+}
+
+/* Under the lock; the sweeps read it without, to pass over an arena with nothing to do. */
+static inline void arena_dirty_add(um_extent_arena_t *a, ptrdiff_t n) { UM_SHARED_WRITE(a->dirty_pages, a->dirty_pages + (size_t)n); }
+
+/* Purge the set bits of `which` (free pages of seg), a run at a time; returns the pages purged. */
+static size_t purge_runs(um_segment_t *seg, const uint64_t *which) {
+    um_extent_map_t *x = &seg->extents;
+    if (!umi_pages_splittable(seg->page_kind)) return 0; /* hugetlb or locked: resident until the segment goes */
+    size_t purged = 0;
+    for (size_t i = FIRST_PAGE; i < END_PAGE;) {
+        size_t s = bit_next(which, i, true);
+        if (s >= END_PAGE) break;
+        size_t e = bit_next(which, s, false);
+        if (umi_os_purge(page_addr(seg, s), (e - s) << UM_EXTENT_PAGE_SHIFT)) {
+            bits_put(x->dirty_map, s, e - s, false);
+            bits_put(x->aged_map, s, e - s, false);
+            bits_put(x->purged_map, s, e - s, true);
+            purged += e - s;
+        }
+        i = e;
+    }
+    UM_SHARED_WRITE(x->dirty_pages, x->dirty_pages - (uint32_t)purged);
+    return purged;
+}
+
+/* ---- pages ------------------------------------------------------------------------------- */
+/* Take pages [at, at + n) of seg for a block starting at `at`; their dirty bits before, into was_dirty. */
+static void run_take(um_extent_arena_t *a, um_segment_t *seg, size_t at, size_t n, uint64_t was_dirty[2]) {
+    um_extent_map_t *x = &seg->extents;
+    bits_copy(x->dirty_map, at, n, was_dirty);
+    size_t dirty = bits_put(x->dirty_map, at, n, false);
+    bits_put(x->aged_map, at, n, false);
+    bits_put(x->free_map, at, n, false);
+    UM_SHARED_WRITE(x->free_pages, x->free_pages - (uint32_t)n);
+    UM_SHARED_WRITE(x->dirty_pages, x->dirty_pages - (uint32_t)dirty);
+    arena_dirty_add(a, -(ptrdiff_t)dirty);
+    if (n - dirty != 0 && bits_put(x->purged_map, at, n, false) != 0) {
+        /* pages the delay purged, wanted again: was it too short? (core/purge_delay.c) */
+        uint64_t now = umi_os_now_ms();
+        if (x->purged_at_ms != 0) umi_purge_regret(now - x->purged_at_ms + umi_purge_delay(), now, (n - dirty) << UM_EXTENT_PAGE_SHIFT);
+    }
+    x->length[at] = (uint16_t)n;
+    bits_put(x->start_map, at, 1, true);
+}
+
+/* Pages [at, at + n) of seg, free again and dirty. */
+static void run_give_back(um_extent_arena_t *a, um_segment_t *seg, size_t at, size_t n) {
+    um_extent_map_t *x = &seg->extents;
+    bits_put(x->free_map, at, n, true);
+    size_t dirty = bits_put(x->dirty_map, at, n, true);
+    UM_SHARED_WRITE(x->free_pages, x->free_pages + (uint32_t)n);
+    UM_SHARED_WRITE(x->dirty_pages, x->dirty_pages + (uint32_t)dirty);
+    arena_dirty_add(a, (ptrdiff_t)dirty);
+    if (umi_purge_delay() == 0) { /* memory goes back at the free (UMALLOC_PURGE_DELAY_MS=0) */
+        uint64_t which[UM_EXTENT_WORDS] = {0};
+        bits_put(which, at, n, true);
+        arena_dirty_add(a, -(ptrdiff_t)purge_runs(seg, which));
+    }
+}
+
+/* The block starting at page i of seg goes back to the page map. */
+static void block_give_back(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
+    bits_put(seg->extents.start_map, i, 1, false);
+    run_give_back(a, seg, i, seg->extents.length[i]);
+}
+
+/* The first fit for n pages aligned to `align` pages, in address order; NULL if no segment
+ * of the arena has one. */
+static um_segment_t *arena_fit(um_extent_arena_t *a, size_t n, size_t align, size_t *at) {
+    for (um_segment_t *seg = a->segments; seg != NULL; seg = seg->next)
+        if (seg->extents.free_pages >= n && (*at = run_find(seg->extents.free_map, n, align)) != SIZE_MAX) return seg;
+    return NULL;
+}
+
+/* ---- the tick ------------------------------------------------------------------------------ */
+/* See the top: purge what aged, age what is dirty, give back segments that are free and clean
+ * (all, for um_trim: every free page purged, every free segment given back). Arena locked. */
+static void arena_tick(um_extent_arena_t *a, uint64_t now, bool all) {
+    size_t purged_aged = 0;
+    um_segment_t *next;
+    for (um_segment_t *seg = a->segments; seg != NULL; seg = next) {
+        next = seg->next;
+        um_extent_map_t *x = &seg->extents;
+        if (x->dirty_pages != 0) {
+            uint64_t purge[UM_EXTENT_WORDS];
+            for (size_t w = 0; w < UM_EXTENT_WORDS; w++) purge[w] = x->dirty_map[w] & (all ? ~(uint64_t)0 : x->aged_map[w]);
+            size_t n = purge_runs(seg, purge);
+            arena_dirty_add(a, -(ptrdiff_t)n);
+            if (!all) purged_aged += n;
+            if (n != 0) x->purged_at_ms = now;
+            for (size_t w = 0; w < UM_EXTENT_WORDS; w++) x->aged_map[w] = x->dirty_map[w];
+        }
+        /* The arena's first segment stays (a program that allocates one big block now and then
+         * would otherwise take a segment from the cache and format it every time), but for um_trim. */
+        bool wholly_free = x->free_pages == USABLE_PAGES;
+        bool clean = x->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind);
+        if (wholly_free && clean && (seg != a->segments || all)) {
+            arena_dirty_add(a, -(ptrdiff_t)x->dirty_pages);
+            umi_seg_list_remove(&a->segments, seg);
+            umi_segment_put_unowned(seg, x->dirty_pages != 0);
+        }
+    }
+    if (purged_aged != 0) umi_purge_delay_purged(purged_aged << UM_EXTENT_PAGE_SHIFT, now);
+    a->next_tick_ms = now + umi_purge_delay();
+}
+
+static inline void arena_maybe_tick(um_extent_arena_t *a) {
+    if (a->dirty_pages == 0) return;
+    uint64_t now = umi_os_now_ms();
+    if (now >= a->next_tick_ms) arena_tick(a, now, false);
+}
+
+void umi_extent_tick_all(bool purge_all) {
+    if (!umi_extents_on) return;
+    for (unsigned i = 0; i < umi_extent_arena_count; i++) {
+        um_extent_arena_t *a = &umi_extent_arenas[i];
+        if (purge_all) umi_lock(&a->lock);
+        else if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue; /* busy: it ticks itself */
+        if (purge_all) arena_tick(a, umi_os_now_ms(), true);
+        else arena_maybe_tick(a);
+        umi_unlock(&a->lock);
+    }
+}
+
+void umi_extent_thread_exit(void) {
+    if (!umi_extents_on) return;
+    for (unsigned i = 0; i < umi_extent_arena_count; i++) {
+        um_extent_arena_t *a = &umi_extent_arenas[i];
+        if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue;
+        arena_tick(a, umi_os_now_ms(), false);
+        umi_unlock(&a->lock);
+    }
+}
+
+void umi_extent_lock_all(void) {
+    for (unsigned i = 0; i < UM_EXTENT_ARENAS_MAX; i++) umi_lock(&umi_extent_arenas[i].lock);
+}
+void umi_extent_unlock_all(void) {
+    for (unsigned i = UM_EXTENT_ARENAS_MAX; i-- > 0;) umi_unlock(&umi_extent_arenas[i].lock);
+}
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
+    size_t n = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
+    size_t align_pages = align > PAGE_SIZE_4K ? align >> UM_EXTENT_PAGE_SHIFT : 1;
+    um_extent_arena_t *a = arena_lock(heap);
+    size_t at = SIZE_MAX;
+    um_segment_t *seg = arena_fit(a, n, align_pages, &at);
+    if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg->extents.free_map, n, align_pages);
+    if (UM_UNLIKELY(at == SIZE_MAX)) {
+        umi_unlock(&a->lock);
+        errno = ENOMEM;
+        umi_count_failed();
+        return NULL;
+    }
+    uint64_t was_dirty[2];
+    run_take(a, seg, at, n, was_dirty);
+    UM_OWNER_ADD(a->counts->mallocs[bin], 1);
+    umi_pages_touched_add(1, n << UM_EXTENT_PAGE_SHIFT); /* for the THP threshold (hugepages/) */
+    arena_maybe_tick(a);
+    umi_unlock(&a->lock);
+    uint8_t *p = page_addr(seg, at);
+    UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);
+    if (zero) /* a clean page reads zero: fresh, or purged */
+        for (size_t j = 0; j < n; j++)
+            if (was_dirty[j >> 6] >> (j & 63) & 1) memset(p + (j << UM_EXTENT_PAGE_SHIFT), 0, PAGE_SIZE_4K);
+    return p;
+}
+
+/* The page index of block start p in seg, or SIZE_MAX when no block starts there. */
+static size_t block_index(um_segment_t *seg, const void *p) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)seg;
+    size_t i = off >> UM_EXTENT_PAGE_SHIFT;
+    if ((off & (PAGE_SIZE_4K - 1)) != 0 || i < FIRST_PAGE || i >= END_PAGE || !bit_get(seg->extents.start_map, i)) return SIZE_MAX;
+    return i;
+}
+
+void umi_extent_free(um_segment_t *seg, void *p) {
+    um_extent_arena_t *a = seg->extents.arena;
+    umi_lock(&a->lock);
+    size_t i = block_index(seg, p);
+    if (UM_UNLIKELY(i == SIZE_MAX)) {
+        size_t at = ((uintptr_t)p - (uintptr_t)seg) >> UM_EXTENT_PAGE_SHIFT;
+        bool outside = at < FIRST_PAGE || at >= END_PAGE, freed = !outside && bit_get(seg->extents.free_map, at);
+        umi_unlock(&a->lock);
+        if (freed && ((uintptr_t)p & (PAGE_SIZE_4K - 1)) == 0) umi_double_free(p);
+        else if (outside || freed) umi_warn_ptr("free of a pointer outside any block:", p);
+        else umi_warn_ptr("free of a pointer into the middle of a block:", p);
+        return;
+    }
+    size_t n = seg->extents.length[i];
+    UM_SAN_POISON(p, n << UM_EXTENT_PAGE_SHIFT);
+    block_give_back(a, seg, i);
+    umi_pages_touched_add(-1, n << UM_EXTENT_PAGE_SHIFT);
+    UM_OWNER_ADD(a->counts->frees[umi_bin_of(n << UM_EXTENT_PAGE_SHIFT)], 1);
+    arena_maybe_tick(a);
+    umi_unlock(&a->lock);
+}
+
+size_t umi_extent_usable(um_segment_t *seg, const void *p) {
+    size_t i = block_index(seg, p);
+    return i == SIZE_MAX ? 0 : (size_t)UM_SHARED_READ(seg->extents.length[i]) << UM_EXTENT_PAGE_SHIFT;
+}
+
+bool umi_extent_resize(um_segment_t *seg, void *p, size_t size) {
+    if (!umi_is_extent_size(size) || size >= umi_large_threshold) return false;
+    size_t bin = umi_bin_of(size), want = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
+    um_extent_arena_t *a = seg->extents.arena;
+    um_extent_map_t *x = &seg->extents;
+    umi_lock(&a->lock);
+    size_t i = block_index(seg, p), n = i == SIZE_MAX ? 0 : x->length[i];
+    bool ok = i != SIZE_MAX && (want <= n || (i + want <= END_PAGE && bit_next(x->free_map, i + n, false) >= i + want));
+    if (ok && want != n) {
+        if (want < n) {
+            UM_SAN_POISON(page_addr(seg, i + want), (n - want) << UM_EXTENT_PAGE_SHIFT);
+            run_give_back(a, seg, i + want, n - want);
+        } else {
+            uint64_t unused[2];
+            run_take(a, seg, i + n, want - n, unused); /* the pages after it: free */
+            bits_put(x->start_map, i + n, 1, false);
+            UM_SAN_UNPOISON(page_addr(seg, i + n), (want - n) << UM_EXTENT_PAGE_SHIFT);
+        }
+        x->length[i] = (uint16_t)want;
+        UM_OWNER_ADD(a->counts->frees[umi_bin_of(n << UM_EXTENT_PAGE_SHIFT)], 1); /* counted as a block of the new class */
+        UM_OWNER_ADD(a->counts->mallocs[bin], 1);
+    }
+    arena_maybe_tick(a);
+    umi_unlock(&a->lock);
+    return ok;
+}
+
+/* ---- the heap check ------------------------------------------------------------------------ */
+const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a) {
+    const um_extent_map_t *x = &seg->extents;
+    if (seg->kind != UM_KIND_EXTENT || seg->page_shift != UM_EXTENT_PAGE_SHIFT || seg->page_count != 0) return "extent segment whose layout is not an extent segment's";
+    if (x->arena != a) return "extent segment on the list of an arena not its own";
+    size_t free_pages = 0, dirty = 0;
+    for (size_t w = 0; w < UM_EXTENT_WORDS; w++) {
+        free_pages += (size_t)__builtin_popcountll(x->free_map[w]);
+        dirty += (size_t)__builtin_popcountll(x->dirty_map[w]);
+        if ((x->dirty_map[w] | x->aged_map[w] | x->purged_map[w]) & ~x->free_map[w]) return "extent page in use marked dirty, aged or purged";
+        if (x->start_map[w] & x->free_map[w]) return "extent block that starts on a free page";
+    }
+    if (free_pages != x->free_pages || dirty != x->dirty_pages) return "extent segment whose page counts are wrong";
+    /* Every page is free, or in exactly one block: walk the blocks in address order. */
+    for (size_t i = 0; i < UM_EXTENT_PAGES;) {
+        bool header = i < FIRST_PAGE || i >= END_PAGE;
+        if (header || (x->free_map[i >> 6] >> (i & 63) & 1)) {
+            if (header && (x->free_map[i >> 6] >> (i & 63) & 1)) return "extent segment whose header or guard page is free";
+            i++;
+            continue;
+        }
+        if (!(x->start_map[i >> 6] >> (i & 63) & 1)) return "extent page in use in no block";
+        size_t n = x->length[i];
+        if (n == 0 || i + n > END_PAGE || (n << UM_EXTENT_PAGE_SHIFT) != umi_bin_size(umi_bin_of(n << UM_EXTENT_PAGE_SHIFT))) return "extent block whose length is not a class's";
+        for (size_t j = i + 1; j < i + n; j++)
+            if ((x->free_map[j >> 6] | x->start_map[j >> 6]) >> (j & 63) & 1) return "extent block overlapping a free page or another block";
+        i += n;
+    }
+    return NULL;
+}
