@@ -37,11 +37,10 @@ LAST=10
 
 # name | program and arguments (12 rounds each). larson keeps 10000 blocks per thread (about
 # 10 MiB live), so that the process's own couple of MiB and page-sized noise do not decide.
-# mstress's rounds are 400000 steps a thread, rptest's 4000 batches: the peak of each rises
-# while the blocks scatter over the pages and the highest live total the program reaches goes up
-# (rptest's doubles between 20000 and 100000 batches), which takes a few million allocations
-# whatever the allocator, and round 3 must come after that, not during it. With rounds a quarter
-# as long, glibc's own mstress peak after round 10 was 6-21 % above round 3's.
+# mstress's rounds are 400000 steps a thread (about 40 ms): its peak rises while a few dozen big
+# blocks scatter over the pages, which takes a few million steps whatever the allocator, and
+# round 3 must come after that, not during it (with rounds a quarter as long, glibc's own peak
+# after round 10 was 6-21 % above round 3's).
 PATTERNS='
 threadchurn-1by1|threadchurn threads=24000 batch=1 report=2000
 threadchurn-batch8|threadchurn threads=12000 batch=8 report=1000
@@ -49,7 +48,7 @@ larson|larson threads=2 rounds=12 ops=2000000 slots=10000
 larson-sized|larson threads=2 rounds=12 ops=2000000 slots=10000 sized=1
 mstress|mstress threads=2 rounds=12 iters=400000
 alloc-test|alloc-test threads=1 iters=6000000 report=500000
-rptest|rptest threads=2 iters=96000 report=4000
+rptest|rptest threads=2 iters=24000 report=1000
 '
 
 if [ "$LIB" = none ]; then
