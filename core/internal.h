@@ -171,6 +171,9 @@ void umi_purge_delay_decay(uint64_t now_ms);
 /* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000
+/* Emptied segments a thread's exit leaves resident in the segment cache, for the threads that
+ * start next (core/segment.c, umi_segment_purge): two, 8 MiB at most, purged by the delay. */
+#define UM_HANDOFF_CACHE_KEEP 2
 extern _Atomic unsigned umi_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 /* free()'s fast path takes pointers with p >> UM_REGION_SHIFT equal to this: the number of the
  * small-page region (core/segment.c). Until the region is reserved, when it cannot be, and when

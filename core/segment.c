@@ -30,7 +30,7 @@ static size_t cache_count;
 static bool slot_purge(um_segment_t *seg, um_page_t *page);
 static bool slots_purge(um_segment_t *seg, size_t first, size_t last);
 static void segment_unmap(um_segment_t *seg);
-static void cache_trim(bool purge_all, bool unmap_all);
+static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT, UM_EXTENT_PAGE_SHIFT};
 
@@ -151,8 +151,12 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
 static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     bool want_region = kind == UM_KIND_SMALL && small_in_region;
     umi_lock(&umi_cache_lock);
-    um_segment_t *seg = cache_list;
-    while (seg != NULL && ((umi_region_contains(seg) != 0) != want_region || (umi_numa_on && seg->node != node))) seg = seg->next;
+    um_segment_t *seg = NULL; /* the newest that fits, and of those one still resident first */
+    for (um_segment_t *s = cache_list; s != NULL; s = s->next) {
+        if ((umi_region_contains(s) != 0) != want_region || (umi_numa_on && s->node != node)) continue;
+        if (seg == NULL) seg = s;
+        if (s->dirty_pages > 0) { seg = s; break; }
+    }
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
@@ -286,19 +290,22 @@ void umi_segment_put_unowned(um_segment_t *seg, bool dirty) {
 /* Cached segments: purge what is resident after the purge delay (at once with purge_all), unmap
  * after the retain time (at once with unmap_all). Mapping a segment costs a syscall and faults
  * in every page it touches again; keeping the address space costs nothing once purged. */
-void umi_segment_cache_trim(bool force) { cache_trim(force, force); }
+void umi_segment_cache_trim(bool force) { cache_trim(force, force, 0); }
 
-static void cache_trim(bool purge_all, bool unmap_all) {
+/* Purge the cached segments the delay expired, or all (purge_all) but the keep_dirty newest
+ * that are dirty; unmap those cached for longer than UM_RETAIN_MS past the delay, or all. */
+static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty) {
     uint64_t now = umi_os_now_ms();
     umi_purge_delay_decay(now);
     uint64_t delay = umi_purge_delay();
     UM_TEST_HOOK(UM_HOOK_CLOCK_READ, (void *)"segment cache");
     for (;;) {
         um_segment_t *victim = NULL, *purge = NULL;
+        size_t skipped = 0;
         umi_lock(&umi_cache_lock);
         for (um_segment_t *s = cache_list; s; s = s->next) {
             uint64_t age = umi_os_ms_since(s->cached_at_ms, now);
-            bool expired = purge_all || age >= delay;
+            bool expired = age >= delay || (purge_all && (s->dirty_pages == 0 || skipped++ >= keep_dirty));
             if (unmap_all || age >= UM_RETAIN_MS + delay) { victim = s; break; }
             /* A hugetlb page can't be purged in parts: released whole after the delay. */
             if (!umi_pages_splittable(s->page_kind) && expired) { victim = s; break; }
@@ -518,12 +525,15 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
         }
     }
     heap->next_purge_ms = next == UINT64_MAX ? now + delay : next;
-    /* Forced with the heap's slots (a thread exiting, um_trim): keeping the cache resident for
-     * the threads that come next would save them faults, but in a program that runs its
-     * threads in rounds, the peak RSS would then climb round after round. It stays mapped: an
-     * munmap and the next thread's mmap each take the address-space lock for writing, which
-     * stalls the page faults of every other thread, and each munmap shoots down the TLBs of
-     * every CPU the process runs on. um_trim unmaps it by itself. */
-    cache_trim(force, false);
+    /* Forced with the heap's slots (a thread exiting, um_trim), the segment cache is purged too,
+     * but for the UM_HANDOFF_CACHE_KEEP newest segments at a hand-off, which age with the delay:
+     * a thread that starts while others exit, with a heap of its own (none was handed off
+     * yet), takes them instead of faulting in segments anew. Only a few: a program that runs
+     * its threads in rounds would otherwise keep every round's emptied segments resident, and
+     * its peak RSS would climb round after round. It stays mapped: an munmap and the next
+     * thread's mmap each take the address-space lock for writing, which stalls the page faults
+     * of every other thread, and each munmap shoots down the TLBs of every CPU the process
+     * runs on. um_trim unmaps it by itself. */
+    cache_trim(force, false, what == UM_PURGE_HANDOFF ? UM_HANDOFF_CACHE_KEEP : 0);
 }
 

@@ -457,44 +457,75 @@ static bool fill_write_free(size_t n, size_t size, int byte)
     return ok;
 }
 
+static long thread_minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt;
+}
+
+typedef struct {
+    size_t bytes; /* written and freed */
+    long faults;  /* minor faults meanwhile */
+} filler_arg_t;
+
 static void *segment_filler(void *argp)
 {
-    size_t *bytes = argp;
-    /* medium pages, 8 a segment: whole 4 MiB segments (bigger blocks are the extent arenas',
-     * which no thread owns: tests of their purging are in test/unit_extent.c) */
+    filler_arg_t *a = argp;
+    /* medium pages, 8 a segment: 800 blocks fill 2.4 segments (bigger blocks are the extent
+     * arenas', which no thread owns: tests of their purging are in test/unit_extent.c) */
     enum { N = 800, SIZE = 12 << 10 };
+    long f0 = thread_minor_faults();
     if (fill_write_free(N, SIZE, 0x5a))
-        *bytes = (size_t)N * SIZE;
+        a->bytes = (size_t)N * SIZE;
+    a->faults = thread_minor_faults() - f0;
     return NULL;
 }
 
-Test(threads, thread_exit_purges_emptied_segments_without_unmapping_them, .timeout = 60)
+/* A thread that exits leaves UM_HANDOFF_CACHE_KEEP of the segments it emptied resident, for the
+ * next thread, which takes them without faulting their pages in again, and purges the others:
+ * over rounds of such threads what stays resident does not grow, and nothing is unmapped. Before
+ * the kept ones, every thread faulted in all its segments anew. */
+Test(threads, thread_exit_keeps_two_emptied_segments_for_the_next_thread, .timeout = 60)
 {
     tu_fail_reset();
     warm_up();
+    /* the kept segments age with the delay: take a loaded machine's slowness out of the test */
+    __atomic_store_n(&umi_purge_delay_ms, UM_PURGE_DELAY_MAX_MS, __ATOMIC_RELAXED);
     um_trim(0);
     size_t unmaps0 = atomic_load_explicit(&umi_os_stats.unmaps, memory_order_relaxed);
     size_t purged0 = atomic_load_explicit(&umi_os_stats.purged_total, memory_order_relaxed);
     size_t rss0 = tu_rss_bytes(), committed0 = tu_totals().committed_bytes;
-    for (int round = 0; round < 3; round++) {
-        size_t bytes = 0;
+    enum { ROUNDS = 3 };
+    filler_arg_t arg[ROUNDS] = {{0}};
+    size_t kept = UM_HANDOFF_CACHE_KEEP * UM_SEGMENT_SIZE;
+    for (int round = 0; round < ROUNDS; round++) {
         pthread_t th;
-        start_threads(&th, 1, segment_filler, &bytes, sizeof bytes);
+        start_threads(&th, 1, segment_filler, &arg[round], sizeof arg[round]);
         join_threads(&th, 1);
         ASSERT_NO_WORKER_FAILURE();
-        cr_assert_gt(bytes, 0);
+        cr_assert_gt(arg[round].bytes, kept, "precondition: a thread fills more than the segments kept");
     }
     size_t unmaps = atomic_load_explicit(&umi_os_stats.unmaps, memory_order_relaxed) - unmaps0;
     size_t purged = atomic_load_explicit(&umi_os_stats.purged_total, memory_order_relaxed) - purged0;
-    size_t rss = tu_rss_bytes();
-    fprintf(stderr, "[threads/exit keeps segments] unmaps %zu, purged %.1f MiB, RSS %.1f -> %.1f MiB\n", unmaps,
-            tu_mib(purged), tu_mib(rss0), tu_mib(rss));
+    size_t rss = tu_rss_bytes(), committed = tu_totals().committed_bytes;
+    fprintf(stderr, "[threads/exit keeps segments] faults %ld, %ld, %ld; unmaps %zu, purged %.1f MiB, RSS %.1f -> %.1f MiB\n",
+            arg[0].faults, arg[1].faults, arg[2].faults, unmaps, tu_mib(purged), tu_mib(rss0), tu_mib(rss));
     cr_assert_eq(unmaps, 0, "%zu segments were unmapped at thread exit", unmaps);
-    cr_assert_geq(purged, (size_t)3 * 800 * (12 << 10), "only %.1f MiB were purged", tu_mib(purged));
+    long fresh = (long)(kept / 4096); /* the kept segments' pages, written whole by the first thread */
+    cr_assert_geq(arg[0].faults, fresh, "precondition: the first thread faults its pages in (%ld faults)", arg[0].faults);
+    for (int round = 1; round < ROUNDS; round++)
+        cr_assert_leq(arg[round].faults, arg[0].faults - fresh / 2,
+                      "thread %d faulted %ld times, the first %ld: the segments kept for it were not reused", round + 1,
+                      arg[round].faults, arg[0].faults);
+    cr_assert_geq(purged, (size_t)ROUNDS * (arg[0].bytes - kept) / 2, "only %.1f MiB were purged", tu_mib(purged));
     /* TSan's shadow of the memory the threads wrote stays resident: only umalloc's own count */
     if (!tu_is_tsan())
-        cr_assert_lt(rss, rss0 + 4 * TU_MiB, "RSS %.1f MiB after the threads, %.1f before", tu_mib(rss), tu_mib(rss0));
-    cr_assert_lt(tu_totals().committed_bytes, committed0 + 4 * TU_MiB, "committed %.1f MiB after the threads, %.1f before",
+        cr_assert_lt(rss, rss0 + 4 * TU_MiB + kept, "RSS %.1f MiB after the threads, %.1f before", tu_mib(rss), tu_mib(rss0));
+    cr_assert_lt(committed, committed0 + 4 * TU_MiB + kept, "committed %.1f MiB after the threads, %.1f before",
+                 tu_mib(committed), tu_mib(committed0));
+    um_trim(0);
+    cr_assert_lt(tu_totals().committed_bytes, committed0 + 4 * TU_MiB, "committed %.1f MiB after um_trim, %.1f before",
                  tu_mib(tu_totals().committed_bytes), tu_mib(committed0));
 }
 
@@ -508,13 +539,6 @@ typedef struct {
     uintptr_t lo, hi;  /* where the blocks lay (first thread), or lie (second) */
     long faults;       /* minor faults while allocating and writing them */
 } handoff_arg_t;
-
-static long thread_minor_faults(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_THREAD, &ru);
-    return ru.ru_minflt;
-}
 
 static void *handoff_worker(void *argp)
 {
