@@ -56,6 +56,10 @@ DESCRIPTIONS = {
     "alloc-test": "alloc-test (OLogN/ITHare) pattern: a random slot of a fixed pool is freed if "
                   "full, else filled with a block of skewed random size (8 B..4 KiB, 1 in 128 up to "
                   "64 KiB); the live set stays flat",
+    "manythreads": "many more threads than CPUs: 64 threads started at once, each running the "
+                   "alloc-test pattern on a pool of 512 slots of its own (8..2048 B, 1 in 128 up to "
+                   "64 KiB), then freeing it and exiting: per-thread state set up, filled and torn "
+                   "down while dozens of other threads live",
     "sh6bench": "sh6bench-style: batches of 2000 objects of 1..1000 B, half freed newest first, "
                 "half oldest first",
     "sh8bench": "sh8bench-style: sh6bench's batches, the oldest-first half freed by the next thread "

@@ -147,6 +147,7 @@ malloc-large-1t|1|c|malloc-large iters=20 live=8|malloc-large iters=3 live=2 max
 rptest-2t|2|c|rptest threads=2 iters=16000|rptest threads=2 iters=2500|450/40
 alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=800000 slots=16384|400/80
 alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
+manythreads-64t|64|c|alloc-test threads=64 iters=12800000 slots=512 max=2048|alloc-test threads=64 iters=2560000 slots=512 max=2048|400/90
 sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/100
 sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
 vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
