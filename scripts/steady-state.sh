@@ -24,7 +24,7 @@
 #                     .so works too
 #   STEADY_TOL=N      the tolerance in percent (default 10)
 #   VERBOSE=1         also print every round's RSS
-# About 7 s under glibc or umalloc on the 2-core machine.
+# About 10 s under glibc or umalloc on the 2-core machine.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
