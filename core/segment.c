@@ -151,11 +151,13 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
 static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     bool want_region = kind == UM_KIND_SMALL && small_in_region;
     umi_lock(&umi_cache_lock);
-    um_segment_t *seg = NULL; /* the newest that fits, and of those one still resident first */
+    /* The newest that fits, but first one still resident in the same layout: a segment of
+     * another kind is purged whole before it is formatted again (below). */
+    um_segment_t *seg = NULL;
     for (um_segment_t *s = cache_list; s != NULL; s = s->next) {
         if ((umi_region_contains(s) != 0) != want_region || (umi_numa_on && s->node != node)) continue;
         if (seg == NULL) seg = s;
-        if (s->dirty_pages > 0) { seg = s; break; }
+        if (s->dirty_pages > 0 && s->kind == kind) { seg = s; break; }
     }
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
