@@ -24,28 +24,31 @@ static UM_COLD void order_violation(const um_lock_t *l) {
 }
 #endif
 
-void umi_lock(um_lock_t *l) {
-#if defined(UM_DEBUG) && UM_DEBUG
-    if (UM_UNLIKELY((tl_held >> l->rank) != 0)) order_violation(l);
-    tl_names[l->rank] = l->name;
-#endif
-    __atomic_store_n(&tl_held, tl_held | (1u << l->rank), __ATOMIC_RELAXED);
-    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* counted before the attempt, as a handler sees it */
-    for (unsigned spins = 0;; spins++) {
-        if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return;
-        if (spins < 64) __builtin_ia32_pause(); /* the holder is likely running: wait a little */
-        else sched_yield();                      /* it isn't: let it run */
-    }
-}
-
-bool umi_trylock(um_lock_t *l) {
+/* Counted as held before the attempt, as a signal handler sees it; the order checked first. */
+static inline void note_acquiring(const um_lock_t *l) {
 #if defined(UM_DEBUG) && UM_DEBUG
     if (UM_UNLIKELY((tl_held >> l->rank) != 0)) order_violation(l);
     tl_names[l->rank] = l->name;
 #endif
     __atomic_store_n(&tl_held, tl_held | (1u << l->rank), __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (!atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return true;
+}
+
+static inline bool try_take(um_lock_t *l) {
+    return !atomic_load_explicit(&l->held, UM_RELAXED) && !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
+}
+
+void umi_lock(um_lock_t *l) {
+    note_acquiring(l);
+    for (unsigned spins = 0; !try_take(l); spins++) {
+        if (spins < 64) __builtin_ia32_pause(); /* the holder is likely running: wait a little */
+        else sched_yield();                      /* it isn't: let it run */
+    }
+}
+
+bool umi_trylock(um_lock_t *l) {
+    note_acquiring(l);
+    if (try_take(l)) return true;
     __atomic_store_n(&tl_held, tl_held & ~(1u << l->rank), __ATOMIC_RELAXED);
     return false;
 }

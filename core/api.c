@@ -134,7 +134,7 @@ UM_API int um_trim(size_t pad) {
         umi_page_sweep(heap, true); /* pages free() emptied, still queued */
         umi_segment_purge(heap, UM_PURGE_ALL);
     }
-    umi_extent_tick_all(true); /* every arena's free pages, and its free segments to the cache */
+    umi_extent_tick_all(UM_EXTENT_TICK_TRIM); /* every arena's free pages, and its free segments to the cache */
     umi_segment_cache_trim(true);
     return atomic_load_explicit(&umi_os_stats.purged_total, UM_RELAXED) != before ||
            atomic_load_explicit(&umi_os_stats.unmaps, UM_RELAXED) != unmapped_before;

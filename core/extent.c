@@ -291,24 +291,14 @@ static inline void arena_maybe_tick(um_extent_arena_t *a) {
     if (now >= a->next_tick_ms) arena_tick(a, now, false);
 }
 
-void umi_extent_tick_all(bool purge_all) {
+void umi_extent_tick_all(um_extent_tick_t how) {
     if (!umi_extents_on) return;
     for (unsigned i = 0; i < umi_extent_arena_count; i++) {
         um_extent_arena_t *a = &umi_extent_arenas[i];
-        if (purge_all) umi_lock(&a->lock);
+        if (how == UM_EXTENT_TICK_TRIM) umi_lock(&a->lock);
         else if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue; /* busy: it ticks itself */
-        if (purge_all) arena_tick(a, umi_os_now_ms(), true);
-        else arena_maybe_tick(a);
-        umi_unlock(&a->lock);
-    }
-}
-
-void umi_extent_thread_exit(void) {
-    if (!umi_extents_on) return;
-    for (unsigned i = 0; i < umi_extent_arena_count; i++) {
-        um_extent_arena_t *a = &umi_extent_arenas[i];
-        if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue;
-        arena_tick(a, umi_os_now_ms(), false);
+        if (how == UM_EXTENT_TICK_DUE) arena_maybe_tick(a);
+        else arena_tick(a, umi_os_now_ms(), how == UM_EXTENT_TICK_TRIM);
         umi_unlock(&a->lock);
     }
 }

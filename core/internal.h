@@ -401,8 +401,12 @@ size_t umi_extent_usable(um_segment_t *seg, const void *p); /* 0: no block start
 /* Grow or shrink the block at p in place to the class of `size` (an extent class); false if
  * the pages after it are taken. */
 bool umi_extent_resize(um_segment_t *seg, void *p, size_t size);
-void umi_extent_tick_all(bool purge_all); /* purge what aged (all: every free page) */
-void umi_extent_thread_exit(void);        /* a thread exits: every arena ticks now */
+typedef enum {
+    UM_EXTENT_TICK_DUE,  /* arenas whose purge delay has passed tick (a thread's sweep) */
+    UM_EXTENT_TICK_NOW,  /* every arena with dirty pages ticks now (a thread's exit) */
+    UM_EXTENT_TICK_TRIM, /* every free page purged, free segments to the cache (um_trim) */
+} um_extent_tick_t;
+void umi_extent_tick_all(um_extent_tick_t how); /* busy arenas are passed over but for TRIM */
 void umi_extent_lock_all(void);           /* fork, the heap check: every arena, in order */
 /* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */
 const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a);

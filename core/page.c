@@ -416,7 +416,7 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     }
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false); /* the calling thread's heap */
-    umi_extent_tick_all(false);    /* arenas no thread allocates from now age and purge too */
+    umi_extent_tick_all(UM_EXTENT_TICK_DUE);    /* arenas no thread allocates from now age and purge too */
     /* Segments that exited threads left: a couple each time, the oldest first, so that their
      * memory comes back even when no thread runs short of pages (core/abandon.c). */
     umi_segment_cache_trim(false); /* the cache's purge delay runs even when no heap has dirty slots */
