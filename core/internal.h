@@ -218,8 +218,8 @@ static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_M
  *   backup     the shared heap of threads past their exit hook
  *   abandoned  the abandoned-segment list
  *   extent i   extent arena i (one rank each, in arena order: only fork and the heap check
- *              hold several; a thread that finds its arena busy tries the others without
- *              waiting, which cannot deadlock in any order)
+ *              hold several; every other path holds one arena's lock at a time, and a thread
+ *              that moves to another arena lets go of its own first)
  *   cache      the segment cache, the small-page region's free units, the huge-piece cache
  *   segments   the registry of all segments (the statistics walk) */
 #include "base/lock.h"
