@@ -43,22 +43,22 @@ extern void (*volatile umi_test_hook)(int point, void *arg);
 
 /* ---- size classes ----------------------------------------------------------------------- */
 /* (see UM_BIN_COUNT) Above 128 a size lies in the doubling (2^b, 2^(b+1)], cut in eighths by the
- * three bits below the highest; above UM_SMALL_MAX only the top two of them count. */
+ * three bits below the highest; above UM_FINE_MAX only the top two of them count. */
 static inline size_t umi_bin_of(size_t size) {
     if (size <= 128) return size <= 16 ? 1 : (size + 15) >> 4;
     size_t w = size - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(w); /* highest bit: the doubling */
     size_t eighth = (w >> (b - 3u)) & 7u;
-    if (b < UM_SMALL_SHIFT) return 8u * (b - 6u) + eighth + 1u;
-    return UM_BIN_SMALL_LAST + 4u * (b - UM_SMALL_SHIFT) + (eighth >> 1) + 1u;
+    if (b < UM_FINE_SHIFT) return 8u * (b - 6u) + eighth + 1u;
+    return UM_BIN_FINE_LAST + 4u * (b - UM_FINE_SHIFT) + (eighth >> 1) + 1u;
 }
 static inline size_t umi_bin_size(size_t bin) {
     if (bin <= 8) return bin << 4;
-    if (bin <= UM_BIN_SMALL_LAST) {
+    if (bin <= UM_BIN_FINE_LAST) {
         size_t b = (bin - 1) / 8 + 6, eighth = (bin - 1) % 8;
         return (8 + eighth + 1) << (b - 3);
     }
-    size_t b = (bin - UM_BIN_SMALL_LAST - 1) / 4 + UM_SMALL_SHIFT, quarter = (bin - UM_BIN_SMALL_LAST - 1) % 4;
+    size_t b = (bin - UM_BIN_FINE_LAST - 1) / 4 + UM_FINE_SHIFT, quarter = (bin - UM_BIN_FINE_LAST - 1) % 4;
     return (4 + quarter + 1) << (b - 2);
 }
 static inline um_kind_t umi_bin_kind(size_t bin) {

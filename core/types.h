@@ -47,14 +47,22 @@
 #define UM_MEDIUM_MAX ((size_t)64 << 10)
 #define UM_LARGE_MAX ((size_t)512 << 10) /* largest pooled block; above: mapped on its own */
 
-/* Size classes ("bins"): 16-byte steps up to 128, then 8 classes per doubling up to UM_SMALL_MAX,
- * then 4 per doubling up to UM_LARGE_MAX. A block wastes at most 1/8 of the request up to 8 KiB
- * and 1/4 above (plus alignment to 16). Why coarser above 8 KiB: a page there holds only 7 to 64
- * blocks, so every class in use keeps a part-empty page or two, and with half the classes there
- * are half as many (which matters to a program that churns blocks of every size from 1 to
- * 64 KiB). Bin 0 is unused; bin 1 is 16 bytes. */
-#define UM_BIN_SMALL_LAST 56 /* bin of UM_SMALL_MAX: the last of 8 classes per doubling */
-#define UM_BIN_COUNT 81      /* bins 1..80; bin 80 is 512 KiB */
+/* Size classes ("bins"): 16-byte steps up to 128, then 8 classes per doubling up to UM_FINE_MAX,
+ * then 4 per doubling up to UM_LARGE_MAX. A block wastes at most 1/8 of the request up to 4 KiB
+ * and 1/4 above (plus alignment to 16). Why coarser above 4 KiB: a page there holds only 7 to 64
+ * blocks (a small page's 64 KiB holds 12 of 5 KiB), so every class in use keeps a part-empty page
+ * or two, and carves a whole block more each time its count of blocks in use reaches a new high.
+ * Each class's high is reached on its own, so what the classes keep carved is the sum of their
+ * highs, which climbs for long in a program whose blocks of a size come and go in bursts (blocks
+ * handed between threads in batches, rptest): with half the classes, half as many climb, each
+ * from a larger count whose highs stand less far above its mean. Bin 0 is unused; bin 1 is 16
+ * bytes. */
+#define UM_FINE_SHIFT 12
+#define UM_FINE_MAX ((size_t)1 << UM_FINE_SHIFT) /* 4 KiB: the last class of 8 per doubling */
+#define UM_BIN_FINE_LAST 48                      /* bin of UM_FINE_MAX */
+#define UM_BIN_COUNT 77                          /* bins 1..76; bin 76 is 512 KiB */
+_Static_assert(UM_BIN_FINE_LAST == 8 * (UM_FINE_SHIFT - 6), "8 classes a doubling from 128 B to UM_FINE_MAX");
+_Static_assert(UM_BIN_COUNT == UM_BIN_FINE_LAST + 4 * (19 - UM_FINE_SHIFT) + 1, "4 a doubling up to 512 KiB (2^19)");
 #define UM_DIRECT_MAX 1024 /* sizes served through heap->direct[], one load from size to page */
 #define UM_DIRECT_SLOTS (UM_DIRECT_MAX + 1)
 
@@ -64,7 +72,8 @@
  * segments that all threads share through a few arenas (core/extent.c), where they would
  * otherwise take a 4 MiB segment per class in every thread that uses the class (the large
  * kind, a page a segment). Their classes, 80 KiB to 512 KiB, are all whole OS pages. */
-#define UM_BIN_EXTENT_FIRST 69 /* the first class above UM_MEDIUM_MAX: 80 KiB (umi_bin_of) */
+#define UM_BIN_EXTENT_FIRST 65 /* the first class above UM_MEDIUM_MAX: 80 KiB (umi_bin_of) */
+_Static_assert(UM_BIN_EXTENT_FIRST == UM_BIN_FINE_LAST + 4 * (16 - UM_FINE_SHIFT) + 1, "the class above 64 KiB (2^16)");
 #define UM_EXTENT_PAGE_SHIFT 12
 #define UM_EXTENT_PAGES (UM_SEGMENT_SIZE >> UM_EXTENT_PAGE_SHIFT) /* 1024 a segment */
 #define UM_EXTENT_WORDS (UM_EXTENT_PAGES / 64)

@@ -95,16 +95,16 @@ Test(semantics, usable_size_waste_bound_small_and_medium)
         cr_assert_not_null(p, "um_malloc(%zu) returned NULL", req);
         size_t us = um_malloc_usable_size(p);
         cr_assert_geq(us, req, "usable %zu < requested %zu", us, req);
-        /* 8 classes per doubling up to 8 KiB, 4 above */
-        size_t slack = req <= 8 * TU_KiB ? req / 8 : req / 4;
+        /* 8 classes per doubling up to 4 KiB, 4 above */
+        size_t slack = req <= 4 * TU_KiB ? req / 8 : req / 4;
         cr_assert_leq(us, req + slack + 16, "usable size %zu for a request of %zu wastes more than %s + 16", us,
-                      req, req <= 8 * TU_KiB ? "1/8" : "1/4");
+                      req, req <= 4 * TU_KiB ? "1/8" : "1/4");
         um_free(p);
     }
 }
 
 /* Every 16th size up to 512 KiB: the usable sizes are the classes, each class is its own usable
- * size, and each doubling above 128 B holds 8 classes up to 8 KiB and 4 above. */
+ * size, and each doubling above 128 B holds 8 classes up to 4 KiB and 4 above. */
 Test(semantics, size_classes_per_doubling)
 {
     size_t last = 0, in_doubling = 0, doubling_top = 256;
@@ -121,7 +121,7 @@ Test(semantics, size_classes_per_doubling)
         um_free(q);
         last = us;
         if (us > doubling_top) {
-            cr_expect_eq(in_doubling, doubling_top <= 8 * TU_KiB ? 8u : 4u, "classes in (%zu, %zu]: %zu",
+            cr_expect_eq(in_doubling, doubling_top <= 4 * TU_KiB ? 8u : 4u, "classes in (%zu, %zu]: %zu",
                          doubling_top / 2, doubling_top, in_doubling);
             doubling_top *= 2;
             in_doubling = 0;
