@@ -19,7 +19,7 @@
 #include "umalloc.h"
 
 _Static_assert(UM_CALLS == UM_CALL_COUNT, "core/types.h and include/umalloc.h disagree on the entry points");
-_Static_assert(UM_BIN_COUNT == UM_STATS_CLASSES, "one statistics class per size class");
+_Static_assert(UM_BIN_COUNT <= UM_STATS_CLASSES, "a statistics entry for each size class");
 
 /* Process-wide counters (relaxed atomics, slow paths only), read by stats/snapshot.c. */
 typedef struct um_counters_s {

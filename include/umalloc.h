@@ -103,8 +103,11 @@ UM_API int um_option_get_string(const char *name, char *buf, size_t len);
  * atomic read-modify-write on the allocation fast paths, and summed when read: exact when the
  * program is quiet, a close approximation while other threads allocate. */
 #define UM_STATS_VERSION 4 /* 2: 81 classes (4 per doubling above 8 KiB); 3: per-node committed, live, migrated;
-                            * huge-page fallbacks, locked bytes; 4: 77 classes (4 per doubling above 4 KiB) */
-#define UM_STATS_CLASSES 77 /* size classes, 16 B .. 512 KiB; class 0 is unused */
+                            * huge-page fallbacks, locked bytes; 4: 76 classes (4 per doubling above 4 KiB) */
+/* Entries of um_stats_t.classes: size classes 1.. (16 B .. 512 KiB); entry 0 is unused, and so are
+ * those after the last class (76 since version 4), all zero: the array keeps its length, so that
+ * the fields after it stay where programs built against an older header read them. */
+#define UM_STATS_CLASSES 81
 #define UM_STATS_NODES 64
 enum um_stats_call {      /* entry points, for um_stats_t.calls */
     UM_CALL_MALLOC, UM_CALL_FREE, UM_CALL_CALLOC, UM_CALL_REALLOC, UM_CALL_ALIGNED, /* posix_memalign, aligned_alloc, memalign, valloc, pvalloc */
