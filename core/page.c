@@ -15,11 +15,12 @@ um_page_hot_t umi_hot_empty;
 /* Carve at most this many bytes of new blocks at a time: a fresh page is touched gradually,
  * so a thread that allocates three blocks of a class doesn't fault in 64 KiB, and a program
  * that uses many classes a little (sizes spread over 8..1000 bytes, a few blocks each) touches
- * 4 KiB a class. Classes of 128 bytes and less get 16 KiB (at least 128 blocks) from their
- * second carve on, so that the tiny classes a program allocates in bulk take the slow path once
- * per 128+ blocks, while a thread that allocates a few blocks of several tiny classes (one of a
- * thousand threads of a server, each with a page of each class it uses) touches 4 KiB a class
- * and not 16. */
+ * 4 KiB a class. Classes of 128 bytes and less carve as much again as they have carved, from
+ * 4 KiB up to 16 KiB (at least 128 blocks), so that the tiny classes a program allocates in bulk
+ * soon take the slow path only once per 128+ blocks, while a thread that allocates a few blocks
+ * of several tiny classes (one of a thousand threads of a server, each with a page of each class
+ * it uses) touches 4 KiB a class and not 16, and a class whose blocks in use outgrow its first
+ * carve by a few (two threads handing batches to each other) touches 4 KiB more, not 16. */
 #define UM_EXTEND_BYTES 4096
 #define UM_EXTEND_TINY_MAX 128
 #define UM_EXTEND_TINY_BYTES (4096 * 4)
@@ -120,8 +121,12 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     size_t bsize = page->block_size;
     /* a page's first carve is at most 4 KiB whatever the class (and the blocks beside the hot
      * words, below): see UM_EXTEND_BYTES */
-    bool tiny = bsize <= UM_EXTEND_TINY_MAX && page->capacity != 0;
-    size_t n = (tiny ? UM_EXTEND_TINY_BYTES : UM_EXTEND_BYTES) / bsize;
+    size_t bytes = UM_EXTEND_BYTES;
+    if (bsize <= UM_EXTEND_TINY_MAX) {
+        size_t carved = (size_t)page->capacity * bsize;
+        bytes = carved < UM_EXTEND_BYTES ? UM_EXTEND_BYTES : carved > UM_EXTEND_TINY_BYTES ? UM_EXTEND_TINY_BYTES : carved;
+    }
+    size_t n = bytes / bsize;
     if (n == 0) n = 1;
     /* Blocks carved before the page's free list was forgotten (page_forget_free_list), or by
      * the slot's previous page of this class, are resident already: carving them again a chunk

@@ -589,8 +589,10 @@ Test(semantics, a_page_carved_again_is_carved_in_one_step)
 
 /* A fresh small page carves first the blocks beside its hot words, in its last OS page, which
  * the page's set-up writes anyway: a thread or a short process that uses a class a little
- * touches one OS page for it, not two. Then from the page's start, in address order, 16 KiB at a
- * time for tiny classes (bulk allocation takes the slow path once per 128 blocks or more). */
+ * touches one OS page for it, not two. Then from the page's start, in address order; a tiny
+ * class carves as much again as it has, from 4 KiB up to 16 KiB at a time (bulk allocation soon
+ * takes the slow path once per 128 blocks or more, while a class that outgrows its first carve by
+ * a few blocks touches one OS page more, not four). */
 Test(semantics, a_fresh_pages_first_blocks_share_the_hot_words_os_page)
 {
     enum { SIZE = 48, MAX = 200000 };
@@ -620,8 +622,16 @@ Test(semantics, a_fresh_pages_first_blocks_share_the_hot_words_os_page)
     cr_assert_not_null(p[n++] = um_malloc(SIZE)); /* the next carve: from the page's start */
     cr_assert_eq(p[n - 1], (void *)page->start, "after the blocks beside the hot words, %p and not the page's first block %p",
                  p[n - 1], (void *)page->start);
-    cr_assert_eq(page->capacity, first + 16384 / SIZE, "the second carve of a %d-byte page: %zu blocks, not 16 KiB", SIZE,
+    cr_assert_eq(page->capacity, first + 4096 / SIZE, "the second carve of a %d-byte page: %zu blocks, not 4 KiB", SIZE,
                  (size_t)page->capacity - first);
+    /* then as much again as is carved, up to 16 KiB */
+    for (size_t carve = 3; carve <= 5; carve++) {
+        size_t before = page->capacity, want = before * SIZE > 16384 ? 16384 / SIZE : before;
+        while (page->capacity == before && n < MAX)
+            cr_assert_not_null(p[n++] = um_malloc(SIZE));
+        cr_assert_eq(page->capacity - before, want, "carve %zu of a %d-byte page, %zu blocks carved before: %zu blocks, not %zu",
+                     carve, SIZE, before, (size_t)page->capacity - before, want);
+    }
     for (size_t i = 0; i < n; i++)
         um_free(p[i]);
 }
