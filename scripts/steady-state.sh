@@ -35,12 +35,20 @@ TOL=${STEADY_TOL:-10}
 FIRST=3
 LAST=10
 
-# name | program and arguments (12 rounds each). larson keeps 10000 blocks per thread (about
-# 10 MiB live), so that the process's own couple of MiB and page-sized noise do not decide.
-# mstress's rounds are 400000 steps a thread (about 40 ms): its peak rises while a few dozen big
-# blocks scatter over the pages, which takes a few million steps whatever the allocator, and
-# round 3 must come after that, not during it (with rounds a quarter as long, glibc's own peak
-# after round 10 was 6-21 % above round 3's).
+# name | program and arguments (12 rounds each) | CPUs to run it on (taskset; empty: all).
+# larson keeps 10000 blocks per thread (about 10 MiB live), so that the process's own couple of
+# MiB and page-sized noise do not decide. mstress's rounds are 400000 steps a thread (about
+# 40 ms): its peak rises while a few dozen big blocks scatter over the pages, which takes a few
+# million steps whatever the allocator, and round 3 must come after that, not during it (with
+# rounds a quarter as long, glibc's own peak after round 10 was 6-21 % above round 3's).
+# rptest runs on one CPU. Its blocks in use are the batches queued in the ring, and how many
+# queue up depends on how the threads share the CPUs: run side by side they hand batches over as
+# they come (a few in flight), while a thread that waits for a CPU lets the other fill its queue
+# (up to 16 batches). On two CPUs a run switches between the two whenever the machine's load
+# changes, and a switch after round 3 doubles the blocks in use, which reads as growth (a CPU hog
+# beside it: 1.33 once in 8 runs, for any allocator that keeps size classes apart). On one CPU
+# every thread runs until its queue is full, in every round: the ring is as deep as it gets, the
+# most memory the pattern can ask for, and the run does not depend on the machine's load.
 PATTERNS='
 threadchurn-1by1|threadchurn threads=24000 batch=1 report=2000
 threadchurn-batch8|threadchurn threads=12000 batch=8 report=1000
@@ -48,7 +56,7 @@ larson|larson threads=2 rounds=12 ops=2000000 slots=10000
 larson-sized|larson threads=2 rounds=12 ops=2000000 slots=10000 sized=1
 mstress|mstress threads=2 rounds=12 iters=400000
 alloc-test|alloc-test threads=1 iters=6000000 report=500000
-rptest|rptest threads=2 iters=24000 report=1000
+rptest|rptest threads=2 iters=24000 report=1000|0
 '
 
 if [ "$LIB" = none ]; then
@@ -69,10 +77,12 @@ trap 'rm -rf "$TMP"' EXIT
 run_pattern() {
     local t0 rc secs
     t0=$(date +%s%N)
+    local pin=()
+    [ -z "$cpus" ] || pin=(taskset -c "$cpus")
     if [ -n "$preload" ]; then
-        LD_PRELOAD=$preload timeout 120 "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
+        LD_PRELOAD=$preload timeout 120 "${pin[@]}" "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
     else
-        timeout 120 "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
+        timeout 120 "${pin[@]}" "$BIN/${args[0]}" "${args[@]:1}" rss=1 >"$out" 2>"$err"
     fi
     rc=$?
     secs=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -94,7 +104,8 @@ echo "steady-state: peak RSS after round $LAST vs round $FIRST, tolerance ${TOL}
 printf '%-20s %14s %14s %7s  %s\n' pattern "round-$FIRST KiB" "round-$LAST KiB" ratio result
 status=0
 ran=0
-while IFS='|' read -r name cmd; do
+command -v taskset >/dev/null || { echo "steady-state: taskset not found (util-linux)" >&2; exit 1; }
+while IFS='|' read -r name cmd cpus; do
     [ -n "$name" ] || continue
     if [ $# -gt 0 ]; then
         want=0
