@@ -192,7 +192,7 @@ static void fz_verify(const fz_block_t *b, size_t limit, const char *what)
 
 /* A block just handed out: aligned (16, or the alignment asked for), usable size at least what
  * was asked and, for plain requests below 512 KiB, within the size-class bound (test/unit_semantics.c:
- * 1/8 over up to 8 KiB, 1/4 above, + 16), owned, and zero if it came from calloc. Then the
+ * 1/8 over up to 4 KiB, 1/4 above, + 16), owned, and zero if it came from calloc. Then the
  * pattern goes over all of its usable bytes (after a realloc, the caller has checked the bytes
  * that were kept: writing them again changes nothing, and a block that was checked sparsely and
  * is now small enough to be checked whole needs the bytes between the stamps written). */
@@ -208,7 +208,7 @@ static void fz_adopt(fz_block_t *b, void *p, size_t req, size_t align, int plain
     size_t us = um_malloc_usable_size(p);
     if (us < req)
         fz_fail("%s(%zu, align %zu) = %p: um_malloc_usable_size %zu < %zu asked", name, req, align, p, us, req);
-    if (plain && req <= 512 * FZ_KiB && us > req + (req <= 8 * FZ_KiB ? req / 8 : req / 4) + 16)
+    if (plain && req <= 512 * FZ_KiB && us > req + (req <= 4 * FZ_KiB ? req / 8 : req / 4) + 16)
         fz_fail("%s(%zu) = %p: usable size %zu wastes more than the size classes allow", name, req, p, us);
     if (us < 16) /* malloc(0) included: "a unique pointer to a 16-byte block" */
         fz_fail("%s(%zu, align %zu) = %p: usable size %zu, under 16", name, req, align, p, us);
