@@ -28,10 +28,13 @@
  *    still are are purged (MADV_DONTNEED, a run of them a call); a segment found wholly free
  *    and clean goes back to the segment cache (the arena keeps its first). A block freed and
  *    not reused is so purged one to two delays after its free. Threads' periodic sweeps tick
- *    idle arenas too, and a thread's exit ticks them at once: in a program that replaces its
- *    threads, in rounds that may be much shorter than the delay, what the threads before freed
- *    and nobody took since the last exit goes back then, as a thread's emptied pages do at its
- *    exit, and resident memory does not creep up round after round.
+ *    idle arenas too, and a thread's exit ticks them early, UM_EXTENT_EXIT_TICK_MS after their
+ *    last tick: in a program that replaces its threads in rounds much shorter than the delay,
+ *    what a round before freed and nobody took since goes back then, as a thread's emptied pages
+ *    do at its exit, and resident memory does not creep up round after round. Not at every
+ *    exit: the threads of a round end together, and of two ticks a millisecond apart the second
+ *    purges all that the first aged, which is what the round's threads have just freed and the
+ *    next round's would fault in again.
  *
  * Which arena: a thread starts at the first and keeps to it unless it found it busy on
  * UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations; then it moves to the
@@ -283,6 +286,7 @@ static void arena_tick(um_extent_arena_t *a, uint64_t now, bool all) {
     }
     if (purged_aged != 0) umi_purge_delay_purged(purged_aged << UM_EXTENT_PAGE_SHIFT, now);
     a->next_tick_ms = now + umi_purge_delay();
+    a->ticked_ms = now;
 }
 
 static inline void arena_maybe_tick(um_extent_arena_t *a) {
@@ -293,12 +297,17 @@ static inline void arena_maybe_tick(um_extent_arena_t *a) {
 
 void umi_extent_tick_all(um_extent_tick_t how) {
     if (!umi_extents_on) return;
+    uint64_t exit_gap = umi_purge_delay() < UM_EXTENT_EXIT_TICK_MS ? umi_purge_delay() : UM_EXTENT_EXIT_TICK_MS;
     for (unsigned i = 0; i < umi_extent_arena_count; i++) {
         um_extent_arena_t *a = &umi_extent_arenas[i];
         if (how == UM_EXTENT_TICK_TRIM) umi_lock(&a->lock);
         else if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue; /* busy: it ticks itself */
-        if (how == UM_EXTENT_TICK_DUE) arena_maybe_tick(a);
-        else arena_tick(a, umi_os_now_ms(), how == UM_EXTENT_TICK_TRIM);
+        if (how == UM_EXTENT_TICK_DUE) {
+            arena_maybe_tick(a);
+        } else {
+            uint64_t now = umi_os_now_ms();
+            if (how == UM_EXTENT_TICK_TRIM || now - a->ticked_ms >= exit_gap) arena_tick(a, now, how == UM_EXTENT_TICK_TRIM);
+        }
         umi_unlock(&a->lock);
     }
 }

@@ -403,10 +403,11 @@ size_t umi_extent_usable(um_segment_t *seg, const void *p); /* 0: no block start
 bool umi_extent_resize(um_segment_t *seg, void *p, size_t size);
 typedef enum {
     UM_EXTENT_TICK_DUE,  /* arenas whose purge delay has passed tick (a thread's sweep) */
-    UM_EXTENT_TICK_NOW,  /* every arena with dirty pages ticks now (a thread's exit) */
+    UM_EXTENT_TICK_EXIT, /* arenas that last ticked UM_EXTENT_EXIT_TICK_MS ago or more tick (a thread's exit) */
     UM_EXTENT_TICK_TRIM, /* every free page purged, free segments to the cache (um_trim) */
 } um_extent_tick_t;
 void umi_extent_tick_all(um_extent_tick_t how); /* busy arenas are passed over but for TRIM */
+#define UM_EXTENT_EXIT_TICK_MS 50 /* (or the purge delay if shorter) see core/extent.c, "Every purge delay" */
 void umi_extent_lock_all(void);           /* fork, the heap check: every arena, in order */
 /* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */
 const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a);

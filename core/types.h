@@ -357,6 +357,7 @@ typedef struct __attribute__((aligned(64))) um_extent_arena_s {
     um_lock_t lock;
     struct um_segment_s *segments; /* its extent segments, oldest first (first fit) */
     uint64_t next_tick_ms;         /* when the free pages dirty since the last tick are aged, the aged purged */
+    uint64_t ticked_ms;            /* when it last ticked (a thread's exit ticks it only a while after) */
     size_t dirty_pages;            /* over its segments, so that a tick with nothing to do is skipped */
     struct um_extent_counts_s *counts; /* its blocks per class */
 } um_extent_arena_t;
