@@ -377,6 +377,8 @@ def main():
     ap.add_argument("--img", default="docs/img")
     ap.add_argument("--tlb", default="build/bench/tlb.csv")
     ap.add_argument("--tlb-meta", default="build/bench/tlb-meta.txt")
+    ap.add_argument("--notes", default="docs/bench-notes.md",
+                    help="hand-written measurements behind design choices, copied in as they are")
     ap.add_argument("--tlb-only", action="store_true",
                     help="only replace the TLB section of an existing --out (after scripts/bench-tlb.sh alone)")
     args = ap.parse_args()
@@ -664,6 +666,11 @@ def main():
     L.append("")
 
     L.extend(tlb_section(args.tlb, args.tlb_meta))
+    if os.path.exists(args.notes):
+        # Measured by hand, not by this run: the figures behind choices docs/design.md explains.
+        with open(args.notes) as f:
+            L.extend(f.read().rstrip("\n").split("\n"))
+        L.append("")
     L.append("## Workloads")
     L.append("")
     L.append("Sources in `bench/`; each takes its sizes as `name=value` arguments (QUICK passes smaller ones).")
