@@ -134,6 +134,28 @@ Test(extent, calloc_reads_zero_on_reused_and_fresh_pages) {
     }
 }
 
+/* The same wherever the block lies: which of its pages were dirty is read off the arena's
+ * bitmaps a word at a time, and a block of 75 pages (more than a word's 64) starting anywhere in
+ * a word spans two or three of them. Blocks of 20..27 pages before it move its start. */
+Test(extent, calloc_reads_zero_wherever_the_block_starts) {
+    need_extents();
+    const size_t n = 300 * TU_KiB;
+    for (size_t spacer = 0; spacer <= 112 * TU_KiB; spacer += (spacer == 0 ? 80 : 16) * TU_KiB) {
+        void *s = spacer != 0 ? um_malloc(spacer) : NULL;
+        unsigned char *p = um_malloc(n);
+        cr_assert_not_null(p);
+        memset(p, 0xff, n);
+        um_free(p);
+        unsigned char *q = um_calloc(1, n);
+        cr_assert_not_null(q);
+        for (size_t i = 0; i < n; i++)
+            if (q[i] != 0) cr_assert_fail("calloc(%zu) byte %zu is %#x (after a block of %zu KiB)", n, i, q[i], spacer >> 10);
+        memset(q, 0xee, n);
+        um_free(q);
+        um_free(s);
+    }
+}
+
 /* realloc of a big block that is not a buffer growing step by step moves its end in place:
  * into the free pages after it, and back, which frees the tail for the next block. */
 Test(extent, realloc_moves_the_end_in_place) {
