@@ -407,7 +407,7 @@ typedef enum {
     UM_EXTENT_TICK_TRIM, /* every free page purged, free segments to the cache (um_trim) */
 } um_extent_tick_t;
 void umi_extent_tick_all(um_extent_tick_t how); /* busy arenas are passed over but for TRIM */
-#define UM_EXTENT_EXIT_TICK_MS 50 /* (or the purge delay if shorter) see core/extent.c, "Every purge delay" */
+#define UM_EXTENT_EXIT_TICK_MS 25 /* (or the purge delay if shorter) see core/extent.c, "Every purge delay" */
 void umi_extent_lock_all(void);           /* fork, the heap check: every arena, in order */
 /* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */
 const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a);
