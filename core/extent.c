@@ -309,19 +309,24 @@ static inline void arena_maybe_tick(um_extent_arena_t *a) {
     if (now >= a->next_tick_ms) arena_tick(a, now, false);
 }
 
+/* An exit ticks an arena that last ticked this long ago: UM_EXTENT_EXIT_TICK_MS, or the purge
+ * delay if shorter (0: every exit, as every free purges then anyway). */
+static uint64_t exit_gap_ms(void) {
+    uint64_t delay = umi_purge_delay();
+    return delay < UM_EXTENT_EXIT_TICK_MS ? delay : UM_EXTENT_EXIT_TICK_MS;
+}
+
 void umi_extent_tick_all(um_extent_tick_t how) {
     if (!umi_extents_on) return;
-    uint64_t exit_gap = umi_purge_delay() < UM_EXTENT_EXIT_TICK_MS ? umi_purge_delay() : UM_EXTENT_EXIT_TICK_MS;
     for (unsigned i = 0; i < umi_extent_arena_count; i++) {
         um_extent_arena_t *a = &umi_extent_arenas[i];
         if (how == UM_EXTENT_TICK_TRIM) umi_lock(&a->lock);
         else if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue; /* busy: it ticks itself */
-        if (how == UM_EXTENT_TICK_DUE) {
-            arena_maybe_tick(a);
-        } else {
-            uint64_t now = umi_os_now_ms();
-            if (how == UM_EXTENT_TICK_TRIM || now - a->ticked_ms >= exit_gap) arena_tick(a, now, how == UM_EXTENT_TICK_TRIM);
-        }
+        uint64_t now = umi_os_now_ms();
+        bool due = how == UM_EXTENT_TICK_TRIM;
+        if (how == UM_EXTENT_TICK_DUE) due = now >= a->next_tick_ms;
+        if (how == UM_EXTENT_TICK_EXIT) due = now - a->ticked_ms >= exit_gap_ms();
+        if (due) arena_tick(a, now, how == UM_EXTENT_TICK_TRIM);
         umi_unlock(&a->lock);
     }
 }
