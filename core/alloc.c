@@ -26,7 +26,10 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
         return umi_huge_alloc(size, 16);
     }
     size_t bin = umi_bin_of(size);
-    if (bin >= UM_BIN_EXTENT_FIRST && umi_extents_on) return umi_extent_alloc(heap, bin, 16, false);
+    if (bin >= UM_BIN_EXTENT_FIRST && umi_extents_on) {
+        void *p = umi_extent_cache_pop(heap, bin);
+        return p != NULL ? p : umi_extent_alloc(heap, bin, 16, false);
+    }
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL && (++heap->refills & 31) != 0) {
         um_page_hot_t *hot = heap->bin_hot[bin];

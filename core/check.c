@@ -35,7 +35,7 @@
 
 typedef struct check_s {
     size_t problems;
-    size_t carved_bytes;    /* over all pages in use */
+    size_t carved_bytes;    /* over all pages in use, and the extents' pages in blocks */
     size_t listed_segments; /* pooled segments found on some list */
 } check_t;
 
@@ -228,6 +228,7 @@ static void check_extents(check_t *c) {
             const char *what = umi_extent_check(seg, a);
             if (what != NULL) problem(c, what, seg);
             dirty += seg->extents.dirty_pages;
+            c->carved_bytes += (size_t)(UM_EXTENT_END_PAGE - UM_EXTENT_FIRST_PAGE - seg->extents.free_pages) << UM_EXTENT_PAGE_SHIFT;
         }
         if (dirty != a->dirty_pages) problem(c, "extent arena whose count of dirty pages is wrong", a);
     }

@@ -1,17 +1,19 @@
-/* Big blocks (above UM_MEDIUM_MAX, below the large threshold: the classes of 80..512 KiB) as
- * runs of OS pages that every thread and every size reuses.
+/* Big blocks (from 20 KiB, below the large threshold: the classes of 20..512 KiB) as runs of
+ * OS pages that every thread and every size reuses.
  *
  * Why not pages of one class in each thread's heap, as for smaller blocks: a page of such
- * blocks holds a handful of them (the large kind: one page a 4 MiB segment), so a thread maps a
- * segment for every big class it uses, faulted in block by block, and purged when the thread
- * exits. A program whose threads hand big blocks to each other and are replaced (a server's
- * request buffers) then faults in fresh memory for every class in every new thread, and what
- * one class frees never serves another. Here the blocks of all threads come from shared
- * arenas, and a freed block's pages, merged with their free neighbours, serve the next block
- * of any size while they are still resident (tcmalloc's page heap and jemalloc's extents work
- * the same way). Blocks of 64 KiB and less stay in the threads' pages: a program that frees
- * and allocates them in turn, all the time, wants no lock and the block it freed last, which a
- * thread's page gives it (docs/design.md, "Big blocks").
+ * blocks holds a handful of them (1 to 25), so a thread faults in pages of its own for every
+ * big class it uses, and a page keeps every block it ever carved resident while one of them
+ * is in use. A program whose threads hand big blocks to each other and are replaced (a
+ * server's request buffers) then faults in fresh memory for every class in every new thread,
+ * what one class frees never serves another, and what a program that keeps a few such blocks
+ * for long holds resident climbs with each class's highest count. Here the blocks of all
+ * threads come from shared arenas, and a freed block's pages, merged with their free
+ * neighbours, serve the next block of any size while they are still resident, and go back to
+ * the OS a delay or two after the free (tcmalloc's page heap and jemalloc's extents work the
+ * same way). A thread caches the blocks of up to 64 KiB it frees for its next mallocs
+ * (core/extent_cache.c): a program that frees and allocates them in turn, all the time, wants
+ * no lock and the block it freed last (docs/design.md, "Big blocks").
  *
  * An arena is a lock and a list of 4 MiB extent segments.
  *  - A segment's header maps its 1024 OS pages (um_extent_map_t): free or not, dirty (free and
@@ -36,12 +38,18 @@
  *    purges all that the first aged, which is what the round's threads have just freed and the
  *    next round's would fault in again.
  *
- * Which arena: a thread starts at the first and keeps to it unless it found it busy on
- * UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations; then it moves to the
- * next (and keeps to that). One arena shared by all threads is what lets one thread's freed
- * blocks serve another's next ones, and it keeps the fewest pages resident; threads that
- * allocate big blocks at the same time all the time spread over more, one for each CPU at
- * most. A free takes the lock of the block's segment's arena, whichever thread frees.
+ * Which arena, for blocks above 64 KiB: a thread starts at the first and keeps to it unless it
+ * found it busy on UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations; then it
+ * moves to the next (and keeps to that). One arena shared by all threads is what lets one
+ * thread's freed blocks serve another's next ones, and it keeps the fewest pages resident;
+ * threads that allocate big blocks at the same time all the time spread over more, one for
+ * each CPU at most. For the classes of 20..64 KiB, which threads cache (core/extent_cache.c)
+ * and may allocate and free in a loop, a thread takes the arena it was given at its first
+ * such block, round-robin: two threads sharing one arena for those take its lock at every
+ * miss of their caches and hand each other their blocks, every line of which then moves from
+ * one CPU's cache to the other's (two threads churning blocks of 1..64 KiB ran 16 % slower on
+ * one arena, though busy on only a tenth of their operations). A free takes the lock of the
+ * block's segment's arena, whichever thread frees.
  *
  * Blocks are exactly their class's size (whole pages), so statistics and malloc_usable_size
  * see them as any pooled block, and a page that was purged reads as zero again, which calloc
@@ -124,16 +132,37 @@ static size_t bit_next(const uint64_t *m, size_t from, bool want) {
     return END_PAGE;
 }
 
-/* The first run of n set bits of m whose start is a multiple of `align`, or SIZE_MAX. */
-static size_t run_find(const uint64_t *m, size_t n, size_t align) {
+/* The first bit below `from` that is clear in m, + 1: where the run of set bits that ends at
+ * `from` starts (FIRST_PAGE at the least: the header's pages are never free). */
+static size_t run_start(const uint64_t *m, size_t from) {
+    while (from > FIRST_PAGE) {
+        size_t w = (from - 1) >> 6, b = (from - 1) & 63;
+        uint64_t clear = ~m[w] & (b == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (b + 1)) - 1));
+        if (clear != 0) {
+            size_t at = (w << 6) + 63 - (size_t)__builtin_clzll(clear) + 1;
+            return at > FIRST_PAGE ? at : FIRST_PAGE;
+        }
+        from = w << 6;
+    }
+    return FIRST_PAGE;
+}
+
+/* The first run of n free pages of seg whose start is a multiple of `align`, or SIZE_MAX.
+ * A search that fails has seen every run: the longest of them bounds the next searches. */
+static size_t run_find(um_segment_t *seg, size_t n, size_t align) {
+    um_extent_map_t *x = &seg->extents;
+    if (x->free_pages < n || x->longest_free < n) return SIZE_MAX;
+    size_t longest = 0;
     for (size_t i = FIRST_PAGE; i < END_PAGE;) {
-        size_t s = bit_next(m, i, true);
+        size_t s = bit_next(x->free_map, i, true);
         if (s >= END_PAGE) break;
-        size_t e = bit_next(m, s, false);
+        size_t e = bit_next(x->free_map, s, false);
         size_t a = (s + align - 1) & ~(align - 1);
         if (a + n <= e) return a;
+        if (e - s > longest) longest = e - s;
         i = e;
     }
+    x->longest_free = (uint16_t)longest;
     return SIZE_MAX;
 }
 
@@ -147,14 +176,22 @@ void umi_extent_init_process(void) {
     umi_extent_arena_count = n < 1 ? 1 : n > UM_EXTENT_ARENAS_MAX ? UM_EXTENT_ARENAS_MAX : n;
 }
 
-/* The caller's arena, locked (see the top): its own, else, when it found that one busy on
- * UM_EXTENT_BUSY_TO_MOVE of its last UM_EXTENT_BUSY_WINDOW operations, another. Callers with
- * no heap of their own (a thread's first allocation, one after its exit, the backup heap) take
- * the first. */
+/* The caller's arena for a block of `bin`, locked (see the top). For a cached class, the one
+ * the heap was given; else its own, or, when it found that one busy on UM_EXTENT_BUSY_TO_MOVE
+ * of its last UM_EXTENT_BUSY_WINDOW operations, another. Callers with no heap of their own (a
+ * thread's first allocation, one after its exit, the backup heap) take the first. */
 #define UM_EXTENT_BUSY_WINDOW 32
 #define UM_EXTENT_BUSY_TO_MOVE 8
-static um_extent_arena_t *arena_lock(um_heap_t *heap) {
+static unsigned next_cache_arena; /* round-robin (relaxed atomic) */
+static um_extent_arena_t *arena_lock(um_heap_t *heap, size_t bin) {
     if (heap == &umi_heap_empty || heap == &umi_heap_dead || (heap != NULL && heap->is_backup)) heap = NULL;
+    if (heap != NULL && bin <= UM_BIN_ECACHE_LAST) {
+        if (heap->extent_cache_arena == 0)
+            heap->extent_cache_arena = (uint8_t)(__atomic_fetch_add(&next_cache_arena, 1, __ATOMIC_RELAXED) % umi_extent_arena_count + 1);
+        um_extent_arena_t *c = &umi_extent_arenas[heap->extent_cache_arena - 1u];
+        umi_lock(&c->lock);
+        return c;
+    }
     unsigned i = heap != NULL && heap->extent_arena != 0 ? heap->extent_arena - 1u : 0;
     um_extent_arena_t *a = &umi_extent_arenas[i];
     bool busy = !umi_trylock(&a->lock);
@@ -186,6 +223,7 @@ static void segment_format(um_extent_arena_t *a, um_segment_t *seg) {
     x->arena = a;
     bits_put(x->free_map, FIRST_PAGE, USABLE_PAGES, true);
     UM_SHARED_WRITE(x->free_pages, (uint32_t)USABLE_PAGES);
+    x->longest_free = (uint16_t)USABLE_PAGES;
 }
 
 /* A new segment at the end of the arena's list (first fit fills the older ones first). */
@@ -245,6 +283,8 @@ static void run_take(um_extent_arena_t *a, um_segment_t *seg, size_t at, size_t 
 static void run_give_back(um_extent_arena_t *a, um_segment_t *seg, size_t at, size_t n) {
     um_extent_map_t *x = &seg->extents;
     bits_put(x->free_map, at, n, true);
+    size_t merged = bit_next(x->free_map, at + n, false) - run_start(x->free_map, at); /* with its free neighbours */
+    if (merged > x->longest_free) x->longest_free = (uint16_t)merged;
     size_t dirty = bits_put(x->dirty_map, at, n, true);
     UM_SHARED_WRITE(x->free_pages, x->free_pages + (uint32_t)n);
     UM_SHARED_WRITE(x->dirty_pages, x->dirty_pages + (uint32_t)dirty);
@@ -266,7 +306,7 @@ static void block_give_back(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
  * of the arena has one. */
 static um_segment_t *arena_fit(um_extent_arena_t *a, size_t n, size_t align, size_t *at) {
     for (um_segment_t *seg = a->segments; seg != NULL; seg = seg->next)
-        if (seg->extents.free_pages >= n && (*at = run_find(seg->extents.free_map, n, align)) != SIZE_MAX) return seg;
+        if ((*at = run_find(seg, n, align)) != SIZE_MAX) return seg;
     return NULL;
 }
 
@@ -342,10 +382,10 @@ void umi_extent_unlock_all(void) {
 void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
     size_t n = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
     size_t align_pages = align > PAGE_SIZE_4K ? align >> UM_EXTENT_PAGE_SHIFT : 1;
-    um_extent_arena_t *a = arena_lock(heap);
+    um_extent_arena_t *a = arena_lock(heap, bin);
     size_t at = SIZE_MAX;
     um_segment_t *seg = arena_fit(a, n, align_pages, &at);
-    if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg->extents.free_map, n, align_pages);
+    if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg, n, align_pages);
     if (UM_UNLIKELY(at == SIZE_MAX)) {
         umi_unlock(&a->lock);
         errno = ENOMEM;
@@ -358,6 +398,7 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
     umi_pages_touched_add(1, n << UM_EXTENT_PAGE_SHIFT); /* for the THP threshold (hugepages/) */
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
+    umi_count_carved(n << UM_EXTENT_PAGE_SHIFT); /* paces the peak samples, as carving pages does */
     uint8_t *p = page_addr(seg, at);
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);
     if (zero) /* a clean page reads zero: fresh, or purged */
@@ -374,10 +415,27 @@ static size_t block_index(um_segment_t *seg, const void *p) {
     return i;
 }
 
-void umi_extent_free(um_segment_t *seg, void *p) {
+/* The block starting at page i of seg back to the arena (its lock held): its pages merge with
+ * their free neighbours. */
+static void block_release(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
+    size_t n = seg->extents.length[i];
+    UM_SAN_POISON(page_addr(seg, i), n << UM_EXTENT_PAGE_SHIFT);
+    block_give_back(a, seg, i);
+    umi_pages_touched_add(-1, n << UM_EXTENT_PAGE_SHIFT);
+    umi_count_uncarved(n << UM_EXTENT_PAGE_SHIFT);
+}
+
+/* A free of the program's that no cache took. */
+static void block_free(um_segment_t *seg, void *p) {
     um_extent_arena_t *a = seg->extents.arena;
     umi_lock(&a->lock);
     size_t i = block_index(seg, p);
+    /* A block in a thread's cache is in use here: its mark tells a second free of it. */
+    if (UM_UNLIKELY(i != SIZE_MAX && umi_key_get(p) == UM_FREE_MARK)) {
+        umi_unlock(&a->lock);
+        umi_double_free(p);
+        return;
+    }
     if (UM_UNLIKELY(i == SIZE_MAX)) {
         size_t at = ((uintptr_t)p - (uintptr_t)seg) >> UM_EXTENT_PAGE_SHIFT;
         bool outside = at < FIRST_PAGE || at >= END_PAGE, freed = !outside && bit_get(seg->extents.free_map, at);
@@ -387,13 +445,29 @@ void umi_extent_free(um_segment_t *seg, void *p) {
         else umi_warn_ptr("free of a pointer into the middle of a block:", p);
         return;
     }
-    size_t n = seg->extents.length[i];
-    UM_SAN_POISON(p, n << UM_EXTENT_PAGE_SHIFT);
-    block_give_back(a, seg, i);
-    umi_pages_touched_add(-1, n << UM_EXTENT_PAGE_SHIFT);
-    UM_OWNER_ADD(a->counts->frees[umi_bin_of(n << UM_EXTENT_PAGE_SHIFT)], 1);
+    UM_OWNER_ADD(a->counts->frees[umi_bin_of((size_t)seg->extents.length[i] << UM_EXTENT_PAGE_SHIFT)], 1);
+    block_release(a, seg, i);
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
+}
+
+void umi_extent_free(um_segment_t *seg, void *p) {
+    if (!umi_extent_cache_push(seg, p)) block_free(seg, p);
+}
+
+void umi_extent_free_cached(void *const *blocks, size_t count) {
+    for (size_t j = 0; j < count;) { /* one lock for each run of blocks of the same arena */
+        um_extent_arena_t *a = umi_segment_of(blocks[j])->extents.arena;
+        umi_lock(&a->lock);
+        for (; j < count && umi_segment_of(blocks[j])->extents.arena == a; j++) {
+            um_segment_t *seg = umi_segment_of(blocks[j]);
+            size_t i = block_index(seg, blocks[j]);
+            UM_CHECK(i != SIZE_MAX); /* the cache took block starts only, and they stayed in use */
+            block_release(a, seg, i);
+        }
+        arena_maybe_tick(a);
+        umi_unlock(&a->lock);
+    }
 }
 
 size_t umi_extent_usable(um_segment_t *seg, const void *p) {
@@ -425,6 +499,8 @@ bool umi_extent_resize(um_segment_t *seg, void *p, size_t size) {
     }
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
+    if (ok && want > n) umi_count_carved((want - n) << UM_EXTENT_PAGE_SHIFT);
+    if (ok && want < n) umi_count_uncarved((n - want) << UM_EXTENT_PAGE_SHIFT);
     return ok;
 }
 
@@ -441,6 +517,8 @@ const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a
         if (x->start_map[w] & x->free_map[w]) return "extent block that starts on a free page";
     }
     if (free_pages != x->free_pages || dirty != x->dirty_pages) return "extent segment whose page counts are wrong";
+    for (size_t i = FIRST_PAGE, e; (i = bit_next(x->free_map, i, true)) < END_PAGE; i = e)
+        if ((e = bit_next(x->free_map, i, false)) - i > x->longest_free) return "extent segment with a free run longer than its bound";
     /* Every page is free, or in exactly one block: walk the blocks in address order. */
     for (size_t i = 0; i < UM_EXTENT_PAGES;) {
         bool header = i < FIRST_PAGE || i >= END_PAGE;

@@ -79,6 +79,7 @@ um_heap_t *umi_heap_take_handed(void) {
 void umi_heap_own_handed(um_heap_t *heap) {
     heap->tid = umi_thread_id();
     heap->extent_arena = heap->extent_ops = heap->extent_busy = 0; /* a new thread starts at the first arena (core/extent.c) */
+    heap->extent_cache_arena = 0;
     heap->purge_epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
     umi_segment_take_owners(heap);
 }

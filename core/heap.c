@@ -165,6 +165,7 @@ static void heap_retire(um_heap_t *heap) {
 
 void umi_heap_thread_done(um_heap_t *heap) {
     umi_safe_point();
+    umi_extent_cache_flush(heap, true); /* before the tick: its blocks age with what the thread freed */
     umi_extent_tick_all(UM_EXTENT_TICK_EXIT);
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false);
     if (!umi_heap_may_hand_off(heap)) {
@@ -182,8 +183,9 @@ void umi_heap_thread_done(um_heap_t *heap) {
  * pointers, which glibc hands again to the child's new threads (it reuses the dead threads'
  * stacks, and the thread pointer lies in the stack). A new thread would then take such a page
  * for its own and splice another heap's lists into its queues. So their pages are stripped of
- * the ids and given up (core/abandon.c, umi_segment_give_up_orphaned). Called by the fork
- * handler in the child, single-threaded, with no lock held. */
+ * the ids and given up (core/abandon.c, umi_segment_give_up_orphaned). Their caches of extent
+ * blocks are given up too, not given back: a thread may have been mid-push when fork came. Called
+ * by the fork handler in the child, single-threaded, with no lock held. */
 void umi_heap_orphan_others(void) {
     um_heap_t *self = umi_tl_heap, *next;
     umi_segment_forget_freeing(&umi_heap_backup);

@@ -396,7 +396,9 @@ void umi_extent_init_process(void);  /* after the options and NUMA */
 /* A block of `bin`, aligned to `align` (a power of two; up to 4 KiB every block is), zeroed when
  * `zero`; NULL with errno ENOMEM. heap: the caller's, for its arena (NULL: any). */
 void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero);
-void umi_extent_free(um_segment_t *seg, void *p);
+void umi_extent_free(um_segment_t *seg, void *p);    /* into the caller's cache, else its arena */
+/* Blocks from a thread's cache back to their arenas (counted free when the program freed them). */
+void umi_extent_free_cached(void *const *blocks, size_t count);
 size_t umi_extent_usable(um_segment_t *seg, const void *p); /* 0: no block starts at p */
 /* Grow or shrink the block at p in place to the class of `size` (an extent class); false if
  * the pages after it are taken. */
@@ -412,6 +414,18 @@ void umi_extent_lock_all(void);           /* fork, the heap check: every arena, 
 /* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */
 const char *umi_extent_check(const um_segment_t *seg, const um_extent_arena_t *a);
 void umi_extent_unlock_all(void);
+
+/* ---- extent_cache.c ------------------------------------------------------------------------ */
+/* A freed block of bin, from the heap's cache, or NULL. */
+void *umi_extent_cache_pop(um_heap_t *heap, size_t bin);
+/* The block at p (of seg) into the calling thread's cache, whose older half goes back to the
+ * arenas when it is full: false when it does not go there (not a cached class, no heap of
+ * its own; not a block start, which the arena reports). */
+bool umi_extent_cache_push(um_segment_t *seg, void *p);
+/* Blocks the heap's thread did not use since the last collection back to their arenas, half
+ * of them, a collection every UM_ECACHE_COLLECT_MS at most (its sweep); or all of them (all:
+ * its exit, um_trim). */
+void umi_extent_cache_flush(um_heap_t *heap, bool all);
 
 /* ---- alloc.c / free.c ------------------------------------------------------------------- */
 void *umi_malloc(size_t size);

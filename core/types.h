@@ -7,10 +7,11 @@
  * O(1), no lock, no search. The words malloc and free() touch (free list, counts, owner) are
  * kept in the page itself, at its end (um_page_hot_t). Small segments are carved from one
  * reserved 1 TiB region (os/region.c), so that free() recognises a small block with one
- * compare and reaches its page's hot words with one mask. Blocks above 64 KiB and below
+ * compare and reaches its page's hot words with one mask. Blocks from 20 KiB and below
  * LARGE_THRESHOLD are runs of OS pages in *extent* segments, which no thread owns: arenas that
  * all threads share hand them out (core/extent.c), and the segment header maps the pages
- * instead of describing pages of blocks. Blocks of LARGE_THRESHOLD and more get
+ * instead of describing pages of blocks; a thread keeps a few freed ones of up to 64 KiB for
+ * its next mallocs (core/extent_cache.c). Blocks of LARGE_THRESHOLD and more get
  * memory of their own (a "huge" segment with one page and one block): a mapping, or a piece of
  * a freed one (core/huge_cache.c). Their header is the OS page before the block, wherever that
  * lies, not at the mask: the huge index finds it (core/segmap.c).
@@ -38,7 +39,7 @@
 #define UM_SEGMENT_MASK (UM_SEGMENT_SIZE - 1)
 #define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 8 KiB (>= 7 blocks a page) */
 #define UM_SMALL_PAGE_SIZE ((size_t)1 << UM_SMALL_PAGE_SHIFT)
-#define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks up to 64 KiB */
+#define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks up to 16 KiB (64 KiB without extents) */
 #define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
 #define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
 
@@ -68,12 +69,18 @@ _Static_assert(UM_BIN_COUNT == UM_BIN_FINE_LAST + 4 * (19 - UM_FINE_SHIFT) + 1, 
 
 #define UM_HUGE_HEADER 4096 /* a huge block starts one OS page after its segment header */
 
-/* Blocks above UM_MEDIUM_MAX (below the large threshold) are runs of OS pages in *extent*
- * segments that all threads share through a few arenas (core/extent.c), where they would
- * otherwise take a 4 MiB segment per class in every thread that uses the class (the large
- * kind, a page a segment). Their classes, 80 KiB to 512 KiB, are all whole OS pages. */
-#define UM_BIN_EXTENT_FIRST 65 /* the first class above UM_MEDIUM_MAX: 80 KiB (umi_bin_of) */
-_Static_assert(UM_BIN_EXTENT_FIRST == UM_BIN_FINE_LAST + 4 * (16 - UM_FINE_SHIFT) + 1, "the class above 64 KiB (2^16)");
+/* Blocks from 20 KiB (below the large threshold) are runs of OS pages in *extent* segments
+ * that all threads share through a few arenas (core/extent.c). Their classes, 20 KiB to
+ * 512 KiB, are all whole OS pages (the classes below, 10 and 14 KiB, are not). Without extents
+ * (several NUMA nodes, other OS pages) the classes up to UM_MEDIUM_MAX take medium pages and
+ * the others the large kind, a page a segment. */
+#define UM_BIN_EXTENT_FIRST 57 /* 20 KiB (umi_bin_of) */
+_Static_assert(UM_BIN_EXTENT_FIRST == UM_BIN_FINE_LAST + 4 * (14 - UM_FINE_SHIFT) + 1, "the class above 16 KiB (2^14)");
+/* The extent classes a thread caches (core/extent_cache.c): 20 KiB to 64 KiB. */
+#define UM_BIN_ECACHE_LAST 64
+_Static_assert(UM_BIN_ECACHE_LAST == UM_BIN_FINE_LAST + 4 * (16 - UM_FINE_SHIFT), "the 64 KiB (2^16) class");
+#define UM_ECACHE_BINS (UM_BIN_ECACHE_LAST - UM_BIN_EXTENT_FIRST + 1)
+#define UM_ECACHE_SLOTS 8 /* at most this many blocks of a class; fewer of the bigger ones (UM_ECACHE_CLASS_BYTES) */
 #define UM_EXTENT_PAGE_SHIFT 12
 #define UM_EXTENT_PAGES (UM_SEGMENT_SIZE >> UM_EXTENT_PAGE_SHIFT) /* 1024 a segment */
 #define UM_EXTENT_WORDS (UM_EXTENT_PAGES / 64)
@@ -243,6 +250,7 @@ typedef struct um_extent_map_s {
     struct um_extent_arena_s *arena; /* whose lock guards this segment */
     uint32_t free_pages;      /* bits set in free_map */
     uint32_t dirty_pages;     /* bits set in dirty_map */
+    uint16_t longest_free;    /* no run of free pages is longer (exact after a search that failed) */
     uint64_t free_map[UM_EXTENT_WORDS];  /* page i belongs to no block */
     uint64_t dirty_map[UM_EXTENT_WORDS]; /* free page i may be resident: freed, not purged since */
     uint64_t aged_map[UM_EXTENT_WORDS];  /* free page i was dirty at the arena's last tick: purged at the next */
@@ -296,13 +304,24 @@ typedef struct um_segment_s {
  * program is quiet. */
 #define UM_CALLS 8 /* = UM_CALL_COUNT of include/umalloc.h */
 typedef struct um_heap_stats_s {
-    uint64_t mallocs[UM_BIN_COUNT];  /* of pages that left the heap */
+    uint64_t mallocs[UM_BIN_COUNT];  /* of pages that left the heap, and of its extent cache */
     uint64_t frees[UM_BIN_COUNT];
     uint64_t remote_frees;           /* of frees: gathered from the remote list */
     uint64_t calls[UM_CALLS];        /* entry points other than malloc and free (those are derived) */
     uint64_t internal_allocs;        /* blocks allocated by calloc, realloc, aligned_alloc... */
     uint64_t internal_frees;         /* blocks freed by realloc, free_sized... */
 } um_heap_stats_t;
+
+/* A thread's freed extent blocks of 20..64 KiB, kept for its next mallocs of the class
+ * (core/extent_cache.c). Owner only, but `bytes`, which the statistics read. */
+typedef struct um_extent_cache_s {
+    void *blocks[UM_ECACHE_BINS][UM_ECACHE_SLOTS]; /* per class a stack, newest on top */
+    uint8_t count[UM_ECACHE_BINS];  /* blocks in each stack */
+    uint8_t low[UM_ECACHE_BINS];    /* each stack's lowest count since the last collection: blocks
+                                     * below it were not used meanwhile */
+    size_t bytes;                   /* in all stacks (statistics: free, not live) */
+    uint64_t collected_ms;          /* when unused blocks last went back to their arenas */
+} um_extent_cache_t;
 
 /* ---- heaps ---------------------------------------------------------------------------- */
 typedef struct um_page_queue_s {
@@ -335,6 +354,8 @@ typedef struct um_heap_s {
     uint8_t extent_arena;                  /* the arena its big blocks come from, + 1 (0: none yet) */
     uint8_t extent_ops;                    /* its operations on its arena since it last counted... */
     uint8_t extent_busy;                   /* ...and how many of them found it busy (core/extent.c) */
+    uint8_t extent_cache_arena;            /* the arena of its blocks of 20..64 KiB, + 1 (0: none yet) */
+    um_extent_cache_t extent_cache;        /* freed blocks of 20..64 KiB for its next mallocs */
     /* The NUMA placement key its pages come from (numa/policy.h: its thread's node under
      * `local`), UMI_NUMA_UNSET before its first refill. Set on slow paths when there are
      * several nodes (umi_heap_numa_check); on one node it stays unset and unread. */

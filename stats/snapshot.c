@@ -69,7 +69,10 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
 
     umi_lock(&umi_registry_lock);
-    for (um_heap_t *h = umi_heap_registry; h; h = h->reg_next) add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
+    for (um_heap_t *h = umi_heap_registry; h; h = h->reg_next) {
+        add_heap(mallocs, frees, out, &h->stats, &internal_allocs, &internal_frees);
+        out->free_bytes += UM_SHARED_READ(h->extent_cache.bytes); /* in use as far as the arenas know */
+    }
     add_heap(mallocs, frees, out, &umi_counters.exited, &internal_allocs, &internal_frees);
     out->threads = umi_heap_count;
     out->threads_exited = umi_counters.exited_threads;
