@@ -71,9 +71,10 @@ _Static_assert(UM_BIN_COUNT == UM_BIN_FINE_LAST + 4 * (19 - UM_FINE_SHIFT) + 1, 
 
 /* Blocks from 20 KiB (below the large threshold) are runs of OS pages in *extent* segments
  * that all threads share through a few arenas (core/extent.c). Their classes, 20 KiB to
- * 512 KiB, are all whole OS pages (the classes below, 10 and 14 KiB, are not). Without extents
- * (several NUMA nodes, other OS pages) the classes up to UM_MEDIUM_MAX take medium pages and
- * the others the large kind, a page a segment. */
+ * 512 KiB, are all whole OS pages; of those below, 10 and 14 KiB are not, and 12 and 16 KiB
+ * fill a medium page 32 or more to a page, where a page's high-water mark costs little. Without
+ * extents (several NUMA nodes, other OS pages) the classes up to UM_MEDIUM_MAX take medium
+ * pages and the others the large kind, a page a segment. */
 #define UM_BIN_EXTENT_FIRST 57 /* 20 KiB (umi_bin_of) */
 _Static_assert(UM_BIN_EXTENT_FIRST == UM_BIN_FINE_LAST + 4 * (14 - UM_FINE_SHIFT) + 1, "the class above 16 KiB (2^14)");
 /* The extent classes a thread caches (core/extent_cache.c): 20 KiB to 64 KiB. */
