@@ -184,7 +184,7 @@ void umi_extent_init_process(void) {
 #define UM_EXTENT_BUSY_TO_MOVE 8
 static unsigned next_cache_arena; /* round-robin (relaxed atomic) */
 static um_extent_arena_t *arena_lock(um_heap_t *heap, size_t bin) {
-    if (heap == &umi_heap_empty || heap == &umi_heap_dead || (heap != NULL && heap->is_backup)) heap = NULL;
+    if (heap != NULL && !umi_heap_is_own(heap)) heap = NULL;
     if (heap != NULL && bin <= UM_BIN_ECACHE_LAST) {
         if (heap->extent_cache_arena == 0)
             heap->extent_cache_arena = (uint8_t)(__atomic_fetch_add(&next_cache_arena, 1, __ATOMIC_RELAXED) % umi_extent_arena_count + 1);

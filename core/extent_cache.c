@@ -38,10 +38,6 @@ _Static_assert(UM_ECACHE_CLASS_BYTES / (20 << 10) <= UM_ECACHE_SLOTS, "a stack h
 
 static inline size_t class_cap(size_t bin) { return UM_ECACHE_CLASS_BYTES / umi_bin_size(bin); }
 
-static inline bool has_cache(const um_heap_t *heap) {
-    return heap != &umi_heap_empty && heap != &umi_heap_dead && !heap->is_backup;
-}
-
 /* The n oldest blocks of class k (the bottom of its stack) back to their arenas. */
 static void flush_oldest(um_extent_cache_t *c, size_t k, size_t n) {
     if (n == 0) return;
@@ -71,7 +67,7 @@ void *umi_extent_cache_pop(um_heap_t *heap, size_t bin) {
 
 bool umi_extent_cache_push(um_segment_t *seg, void *p) {
     um_heap_t *heap = umi_tl_heap;
-    if (!has_cache(heap)) return false;
+    if (!umi_heap_is_own(heap)) return false; /* no cache to put it in */
     /* Read without the arena's lock: a block's start and length change only by calls on the
      * block itself, and the program is freeing it. */
     size_t size = umi_extent_usable(seg, p);
