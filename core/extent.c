@@ -1,5 +1,6 @@
-/* Big blocks (from 20 KiB, below the large threshold: the classes of 20..512 KiB) as runs of
- * OS pages that every thread and every size reuses.
+/* Big blocks (from 20 KiB, below the large threshold: the classes of 20..512 KiB; and from
+ * 8 KiB, buffers that realloc grows, see core/alloc.c) as runs of OS pages that every thread
+ * and every size reuses.
  *
  * Why not pages of one class in each thread's heap, as for smaller blocks: a page of such
  * blocks holds a handful of them (1 to 25), so a thread faults in pages of its own for every
@@ -476,8 +477,8 @@ size_t umi_extent_usable(um_segment_t *seg, const void *p) {
 }
 
 bool umi_extent_resize(um_segment_t *seg, void *p, size_t size) {
-    if (!umi_is_extent_size(size) || size >= umi_large_threshold) return false;
-    size_t bin = umi_bin_of(size), want = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
+    if (size <= UM_REALLOC_EXTENT_MIN || size >= umi_large_threshold) return false;
+    size_t bin = umi_extent_bin_for(size), want = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
     um_extent_arena_t *a = seg->extents.arena;
     um_extent_map_t *x = &seg->extents;
     umi_lock(&a->lock);

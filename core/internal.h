@@ -397,6 +397,16 @@ extern bool umi_extents_on;
 extern um_extent_arena_t umi_extent_arenas[UM_EXTENT_ARENAS_MAX];
 extern unsigned umi_extent_arena_count;
 static inline bool umi_is_extent_size(size_t size) { return umi_bin_of(size) >= UM_BIN_EXTENT_FIRST && umi_extents_on; }
+/* A buffer that realloc grows past this moves to an extent block even below the extent classes
+ * (see core/alloc.c, "A buffer that realloc grows"). */
+#define UM_REALLOC_EXTENT_MIN ((size_t)4 << 10)
+/* The smallest class that holds `size` in whole OS pages: 8, 12 or 16 KiB below the extent
+ * classes (whose every class is whole pages), for such a buffer. */
+static inline size_t umi_extent_bin_for(size_t size) {
+    size_t bin = umi_bin_of(size);
+    while ((umi_bin_size(bin) & (((size_t)1 << UM_EXTENT_PAGE_SHIFT) - 1)) != 0) bin++;
+    return bin;
+}
 void umi_extent_init_process(void);  /* after the options and NUMA */
 /* A block of `bin`, aligned to `align` (a power of two; up to 4 KiB every block is), zeroed when
  * `zero`; NULL with errno ENOMEM. heap: the caller's, for its arena (NULL: any). */
@@ -405,8 +415,8 @@ void umi_extent_free(um_segment_t *seg, void *p);    /* into the caller's cache,
 /* Blocks from a thread's cache back to their arenas (counted free when the program freed them). */
 void umi_extent_free_cached(void *const *blocks, size_t count);
 size_t umi_extent_usable(um_segment_t *seg, const void *p); /* 0: no block starts at p */
-/* Grow or shrink the block at p in place to the class of `size` (an extent class); false if
- * the pages after it are taken. */
+/* Grow or shrink the block at p in place to umi_extent_bin_for(size) (size above
+ * UM_REALLOC_EXTENT_MIN); false if the pages after it are taken. */
 bool umi_extent_resize(um_segment_t *seg, void *p, size_t size);
 typedef enum {
     UM_EXTENT_TICK_DUE,  /* arenas whose purge delay has passed tick (a thread's sweep) */

@@ -180,6 +180,64 @@ Test(extent, realloc_moves_the_end_in_place) {
     um_free(e);
 }
 
+/* A buffer grown step by step past 4 KiB leaves the pooled classes for an extent block of whole
+ * OS pages (core/alloc.c), where it grows in place into the free pages after it: from 4 KiB to
+ * 16 KiB it moves once (into the extent), not into a block of each class on the way. */
+Test(extent, a_buffer_grown_past_4_KiB_grows_in_place_in_an_extent) {
+    need_extents();
+    size_t n = 4000;
+    char *p = um_malloc(n);
+    cr_assert_not_null(p);
+    tu_fill(p, n, 9);
+    cr_assert_neq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT, "precondition: a 4000-byte block is pooled");
+    int moves = 0;
+    while (n < 16 * TU_KiB) {
+        char *q = um_realloc(p, n + 64);
+        cr_assert_not_null(q);
+        cr_assert_eq(tu_check(q, n, 9), -1, "contents lost growing %zu -> %zu", n, n + 64);
+        moves += q != p;
+        p = q;
+        n += 64;
+        tu_fill(p, n, 9);
+    }
+    cr_assert_eq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT, "grown to %zu B, the buffer is not in an extent", n);
+    cr_assert_eq(moves, 1, "the buffer moved %d times between 4 and 16 KiB", moves);
+    cr_assert_eq(um_malloc_usable_size(p) % 4096, 0, "usable size %zu: not whole OS pages", um_malloc_usable_size(p));
+    cr_assert_eq(um_check_heap(), 0);
+    um_free(p);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
+/* Such blocks of 8..16 KiB are counted in their classes like any other (the statistics added
+ * the arenas' counts from 20 KiB only, and saw none of them), and a second free of one is
+ * reported (the thread caches, which take 20..64 KiB only, pass it to the arena). */
+Test(extent, blocks_of_grown_buffers_are_counted_and_checked) {
+    need_extents();
+    um_stats_t s0, s1, s2;
+    um_stats_get(&s0);
+    char *p = um_malloc(5000);
+    cr_assert_not_null(p);
+    p = um_realloc(p, 9000); /* a quarter more room: 11250 B, in 12 KiB of whole pages */
+    cr_assert_not_null(p);
+    cr_assert_eq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT);
+    size_t bin = umi_bin_of(um_malloc_usable_size(p));
+    cr_assert_eq(um_malloc_usable_size(p), 12 * TU_KiB);
+    um_stats_get(&s1);
+    cr_assert_eq(s1.classes[bin].live_blocks - s0.classes[bin].live_blocks, 1, "%llu live blocks of 12 KiB counted",
+                 (unsigned long long)(s1.classes[bin].live_blocks - s0.classes[bin].live_blocks));
+    cr_assert_eq(s1.live_bytes - s0.live_bytes, 12 * TU_KiB, "live bytes grew by %llu", (unsigned long long)(s1.live_bytes - s0.live_bytes));
+    um_free(p);
+    um_stats_get(&s2);
+    cr_assert_eq(s2.classes[bin].live_blocks, s0.classes[bin].live_blocks);
+    cr_assert_eq(s2.live_bytes, s0.live_bytes);
+    if (tu_is_asan()) return; /* a double free is fatal there */
+    um_free(p);
+    um_stats_t s3;
+    um_stats_get(&s3);
+    cr_assert_eq(s3.invalid_frees - s2.invalid_frees, 1, "the second free was not reported");
+    cr_assert_eq(um_check_heap(), 0);
+}
+
 /* Alignments above 4 KiB are met by where the block starts, not by an inner pointer. */
 Test(extent, aligned_blocks_start_at_the_alignment) {
     need_extents();
