@@ -161,12 +161,14 @@ void *umi_malloc_aligned(size_t align, size_t size) {
  * block: a mapping of its own would cost an mmap and an munmap for a block that may never grow
  * again, on every such realloc of a program that reuses its allocations this way. */
 
-/* A buffer that realloc grows past UM_REALLOC_EXTENT_MIN (4 KiB), step by step as above, moves
- * to the extent arenas below the extent classes too, in a block of whole OS pages (8, 12 or
- * 16 KiB): there it grows in place into the free pages after it, and the pages it leaves when
- * it must move serve the next block of any size. Through the pooled classes of 4..16 KiB it
- * left a block in a page of each class, which serves that class only: buffers that grow
- * together faulted in pages of every class, then fresh extent pages for the same bytes. */
+/* A buffer that realloc grows past UM_REALLOC_EXTENT_MIN (8 KiB with its headroom), step by step
+ * as above, moves to the extent arenas below the extent classes too, in a block of whole OS
+ * pages (12 or 16 KiB): there it grows in place into the free pages after it, and the pages it
+ * leaves when it must move serve the next block of any size. Through the pooled classes of
+ * 10..16 KiB it left a block in a page of each class, which serves that class only: buffers
+ * that grow together faulted in pages of every class, then fresh extent pages for the same
+ * bytes. Not from 4 KiB: an 8 KiB block for a buffer that stops at 3.3..6.5 KiB wasted what
+ * the pooled classes of 5, 6 and 7 KiB don't (buffers ending at 4..8 KiB: 37 -> 49 MiB). */
 
 /* A block that grows will likely grow again (appending to a buffer): a quarter more room, so a
  * buffer grown byte by byte is copied (or remapped) once per quarter rather than once per
@@ -192,7 +194,7 @@ static void *realloc_block(void *p, size_t size) {
     /* A big block that is not such a buffer: into the free pages after it, or giving back its tail. */
     if (seg->kind == UM_KIND_EXTENT && !growing_buffer && (umi_extent_resize(seg, p, want) || (want != size && umi_extent_resize(seg, p, size))))
         return p;
-    /* below the extent classes: 4..16 KiB (see "A buffer that realloc grows" above) */
+    /* below the extent classes: 8..16 KiB (see "A buffer that realloc grows" above) */
     bool into_extent = size > usable && size <= 2 * usable && want > UM_REALLOC_EXTENT_MIN && umi_extents_on && !umi_is_extent_size(want) &&
                        umi_bin_size(umi_extent_bin_for(want)) < umi_large_threshold;
     if (growing_buffer) {

@@ -1,5 +1,5 @@
 /* Big blocks (from 20 KiB, below the large threshold: the classes of 20..512 KiB; and from
- * 8 KiB, buffers that realloc grows, see core/alloc.c) as runs of OS pages that every thread
+ * 12 KiB, buffers that realloc grows, see core/alloc.c) as runs of OS pages that every thread
  * and every size reuses.
  *
  * Why not pages of one class in each thread's heap, as for smaller blocks: a page of such

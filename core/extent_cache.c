@@ -73,7 +73,7 @@ bool umi_extent_cache_push(um_segment_t *seg, void *p) {
     size_t size = umi_extent_usable(seg, p);
     if (size == 0) return false; /* not a block start: the arena reports it */
     size_t bin = umi_bin_of(size);
-    if (bin < UM_BIN_EXTENT_FIRST || bin > UM_BIN_ECACHE_LAST) return false; /* 8..16 KiB: a buffer realloc grew */
+    if (bin < UM_BIN_EXTENT_FIRST || bin > UM_BIN_ECACHE_LAST) return false; /* 12, 16 KiB: a buffer realloc grew */
     if (UM_UNLIKELY(umi_key_get(p) == UM_FREE_MARK)) { umi_double_free(p); return true; }
     um_extent_cache_t *c = &heap->extent_cache;
     size_t k = bin - UM_BIN_EXTENT_FIRST;

@@ -399,8 +399,8 @@ extern unsigned umi_extent_arena_count;
 static inline bool umi_is_extent_size(size_t size) { return umi_bin_of(size) >= UM_BIN_EXTENT_FIRST && umi_extents_on; }
 /* A buffer that realloc grows past this moves to an extent block even below the extent classes
  * (see core/alloc.c, "A buffer that realloc grows"). */
-#define UM_REALLOC_EXTENT_MIN ((size_t)4 << 10)
-/* The smallest class that holds `size` in whole OS pages: 8, 12 or 16 KiB below the extent
+#define UM_REALLOC_EXTENT_MIN ((size_t)8 << 10)
+/* The smallest class that holds `size` in whole OS pages: 12 or 16 KiB below the extent
  * classes (whose every class is whole pages), for such a buffer. */
 static inline size_t umi_extent_bin_for(size_t size) {
     size_t bin = umi_bin_of(size);

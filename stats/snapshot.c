@@ -139,7 +139,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     umi_unlock(&umi_segments_lock);
     umi_unlock(&umi_abandoned_lock);
     for (size_t i = 0; i < UM_EXTENT_ARENAS_MAX; i++) {
-        for (size_t b = 1; b < UM_BIN_COUNT; b++) { /* 8..16 KiB too: buffers realloc grew (core/alloc.c) */
+        for (size_t b = 1; b < UM_BIN_COUNT; b++) { /* 12, 16 KiB too: buffers realloc grew (core/alloc.c) */
             mallocs[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->mallocs[b]);
             frees[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->frees[b]);
         }

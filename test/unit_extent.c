@@ -180,16 +180,17 @@ Test(extent, realloc_moves_the_end_in_place) {
     um_free(e);
 }
 
-/* A buffer grown step by step past 4 KiB leaves the pooled classes for an extent block of whole
- * OS pages (core/alloc.c), where it grows in place into the free pages after it: from 4 KiB to
- * 16 KiB it moves once (into the extent), not into a block of each class on the way. */
-Test(extent, a_buffer_grown_past_4_KiB_grows_in_place_in_an_extent) {
+/* A buffer grown step by step past 8 KiB (with its headroom) leaves the pooled classes for an
+ * extent block of whole OS pages (core/alloc.c), where it grows in place into the free pages
+ * after it: from 7000 bytes to 16 KiB it moves once (into the extent), not into a block of
+ * each class on the way. */
+Test(extent, a_buffer_grown_past_8_KiB_grows_in_place_in_an_extent) {
     need_extents();
-    size_t n = 4000;
+    size_t n = 7000;
     char *p = um_malloc(n);
     cr_assert_not_null(p);
     tu_fill(p, n, 9);
-    cr_assert_neq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT, "precondition: a 4000-byte block is pooled");
+    cr_assert_neq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT, "precondition: a 7000-byte block is pooled");
     int moves = 0;
     while (n < 16 * TU_KiB) {
         char *q = um_realloc(p, n + 64);
@@ -201,14 +202,14 @@ Test(extent, a_buffer_grown_past_4_KiB_grows_in_place_in_an_extent) {
         tu_fill(p, n, 9);
     }
     cr_assert_eq(umi_segment_lookup(p)->kind, UM_KIND_EXTENT, "grown to %zu B, the buffer is not in an extent", n);
-    cr_assert_eq(moves, 1, "the buffer moved %d times between 4 and 16 KiB", moves);
+    cr_assert_eq(moves, 1, "the buffer moved %d times between 7000 bytes and 16 KiB", moves);
     cr_assert_eq(um_malloc_usable_size(p) % 4096, 0, "usable size %zu: not whole OS pages", um_malloc_usable_size(p));
     cr_assert_eq(um_check_heap(), 0);
     um_free(p);
     cr_assert_eq(um_check_heap(), 0);
 }
 
-/* Such blocks of 8..16 KiB are counted in their classes like any other (the statistics added
+/* Such blocks of 12 and 16 KiB are counted in their classes like any other (the statistics added
  * the arenas' counts from 20 KiB only, and saw none of them), and a second free of one is
  * reported (the thread caches, which take 20..64 KiB only, pass it to the arena). */
 Test(extent, blocks_of_grown_buffers_are_counted_and_checked) {
