@@ -165,10 +165,10 @@ void *umi_malloc_aligned(size_t align, size_t size) {
  * as above, moves to the extent arenas below the extent classes too, in a block of whole OS
  * pages (12 or 16 KiB): there it grows in place into the free pages after it, and the pages it
  * leaves when it must move serve the next block of any size. Through the pooled classes of
- * 10..16 KiB it left a block in a page of each class, which serves that class only: buffers
- * that grow together faulted in pages of every class, then fresh extent pages for the same
- * bytes. Not from 4 KiB: an 8 KiB block for a buffer that stops at 3.3..6.5 KiB wasted what
- * the pooled classes of 5, 6 and 7 KiB don't (buffers ending at 4..8 KiB: 37 -> 49 MiB). */
+ * 10..16 KiB it would leave a block in a page of each class, which serves that class only:
+ * buffers that grow together would fault in pages of every class, then fresh extent pages for
+ * the same bytes. Not from 4 KiB: a buffer that stops at 3.3..6.5 KiB would hold an 8 KiB block, where
+ * the pooled classes of 5, 6 and 7 KiB fit it closer (docs/bench-notes.md). */
 
 /* A block that grows will likely grow again (appending to a buffer): a quarter more room, so a
  * buffer grown byte by byte is copied (or remapped) once per quarter rather than once per
