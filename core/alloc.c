@@ -194,13 +194,16 @@ static void *realloc_block(void *p, size_t size) {
     /* A big block that is not such a buffer: into the free pages after it, or giving back its tail. */
     if (seg->kind == UM_KIND_EXTENT && !growing_buffer && (umi_extent_resize(seg, p, want) || (want != size && umi_extent_resize(seg, p, size))))
         return p;
-    /* below the extent classes: 8..16 KiB (see "A buffer that realloc grows" above) */
-    bool into_extent = size > usable && size <= 2 * usable && want > UM_REALLOC_EXTENT_MIN && umi_extents_on && !umi_is_extent_size(want) &&
-                       umi_bin_size(umi_extent_bin_for(want)) < umi_large_threshold;
+    /* A growing buffer below the extent classes, 8..16 KiB: see "A buffer that realloc grows". */
+    size_t extent_bin = 0;
+    if (size > usable && size <= 2 * usable && want > UM_REALLOC_EXTENT_MIN && umi_extents_on && !umi_is_extent_size(want)) {
+        extent_bin = umi_extent_bin_for(want);
+        if (umi_bin_size(extent_bin) >= umi_large_threshold) extent_bin = 0;
+    }
     if (growing_buffer) {
         q = umi_huge_alloc_growable(want);
-    } else if (into_extent) {
-        q = umi_extent_alloc(umi_tl_heap, umi_extent_bin_for(want), 16, false);
+    } else if (extent_bin != 0) {
+        q = umi_extent_alloc(umi_tl_heap, extent_bin, 16, false);
     } else {
         if (want >= umi_large_threshold && size < umi_large_threshold) want = size;
         q = umi_malloc(want);
