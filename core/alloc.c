@@ -167,8 +167,8 @@ void *umi_malloc_aligned(size_t align, size_t size) {
  * leaves when it must move serve the next block of any size. Through the pooled classes of
  * 10..16 KiB it would leave a block in a page of each class, which serves that class only:
  * buffers that grow together would fault in pages of every class, then fresh extent pages for
- * the same bytes. Not from 4 KiB: a buffer that stops at 3.3..6.5 KiB would hold an 8 KiB block, where
- * the pooled classes of 5, 6 and 7 KiB fit it closer (docs/bench-notes.md). */
+ * the same bytes. Not from 4 KiB: a buffer that stops at 3.3..6.5 KiB would hold an 8 KiB
+ * block, where the pooled classes of 5, 6 and 7 KiB fit it closer (docs/bench-notes.md). */
 
 /* A block that grows will likely grow again (appending to a buffer): a quarter more room, so a
  * buffer grown byte by byte is copied (or remapped) once per quarter rather than once per
@@ -190,13 +190,14 @@ static void *realloc_block(void *p, size_t size) {
     }
     void *q;
     size_t want = size > usable ? with_headroom(size) : size;
-    bool growing_buffer = size > usable && size <= 2 * usable && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX;
+    bool step = size > usable && size <= 2 * usable; /* grown step by step, as a buffer is */
+    bool growing_buffer = step && want >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX;
     /* A big block that is not such a buffer: into the free pages after it, or giving back its tail. */
     if (seg->kind == UM_KIND_EXTENT && !growing_buffer && (umi_extent_resize(seg, p, want) || (want != size && umi_extent_resize(seg, p, size))))
         return p;
     /* A growing buffer below the extent classes, 8..16 KiB: see "A buffer that realloc grows". */
     size_t extent_bin = 0;
-    if (size > usable && size <= 2 * usable && want > UM_REALLOC_EXTENT_MIN && umi_extents_on && !umi_is_extent_size(want)) {
+    if (step && want > UM_REALLOC_EXTENT_MIN && umi_extents_on && !umi_is_extent_size(want)) {
         extent_bin = umi_extent_bin_for(want);
         if (umi_bin_size(extent_bin) >= umi_large_threshold) extent_bin = 0;
     }
