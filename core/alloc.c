@@ -123,6 +123,8 @@ static void *malloc_aligned(size_t align, size_t size) {
     if (align <= UM_CLASS_ALIGN_MAX) {
         for (size_t b = bin; b < UM_BIN_COUNT && umi_bin_size(b) <= size + align - 16; b++) {
             if ((umi_bin_size(b) & (align - 1)) != 0) continue;
+            um_heap_t *heap = umi_heap_for_thread(); /* NULL: the backup heap, which never borrows */
+            if (heap != NULL) umi_heap_stop_borrowing(heap, b);
             void *p = internal_malloc(umi_bin_size(b));
             UM_CHECK(((uintptr_t)p & (align - 1)) == 0);
             return p;

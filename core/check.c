@@ -165,6 +165,9 @@ static void check_heap(check_t *c, um_heap_t *heap, uintptr_t tid) {
         }
         if (q->first == NULL && q->last != NULL) problem(c, "empty bin queue with a last page", heap);
         um_page_hot_t *first = q->first ? umi_page_hot(q->first) : &umi_hot_empty;
+        /* or, with no page of its own, at the first page of a bin it borrows from (page_borrow) */
+        for (size_t l = bin + 1; q->first == NULL && umi_bin_may_lend(bin, l); l++)
+            if (heap->queues[l].first != NULL && heap->bin_hot[bin] == umi_page_hot(heap->queues[l].first)) first = heap->bin_hot[bin];
         if (heap->bin_hot[bin] != first) problem(c, "bin_hot[] not at the bin's first page", heap);
         size_t hi = umi_bin_size(bin), lo = bin == 1 ? 0 : umi_bin_size(bin - 1) + 1;
         for (size_t size = lo; size <= hi && size <= UM_DIRECT_MAX; size++)

@@ -65,7 +65,7 @@
 
 bool umi_extents_on;
 unsigned umi_extent_arena_count = 1;
-static um_extent_counts_t counts[UM_EXTENT_ARENAS_MAX];
+UM_BIG_BSS static um_extent_counts_t counts[UM_EXTENT_ARENAS_MAX];
 #define ARENA(i) {.lock = UM_LOCK_INIT(UM_RANK_EXTENT + (i), "extent arena " #i), .counts = &counts[i]}
 um_extent_arena_t umi_extent_arenas[UM_EXTENT_ARENAS_MAX] = {
     ARENA(0), ARENA(1), ARENA(2), ARENA(3), ARENA(4), ARENA(5), ARENA(6), ARENA(7),

@@ -58,15 +58,36 @@ _Atomic size_t umi_heap_mapped_bytes;  /* all heap structures ever mapped: metad
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
 
-/* bin_hot[bin], and the direct[] slots that sizes of `bin` map to, now point at `page`. */
-void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
-    um_page_hot_t *target = page ? umi_page_hot(page) : &umi_hot_empty;
+/* bin_hot[bin], and the direct[] slots that sizes of `bin` map to, now point at `target`. */
+static void heap_point_bin(um_heap_t *heap, size_t bin, um_page_hot_t *target) {
     heap->bin_hot[bin] = target;
     size_t size = umi_bin_size(bin);
     if (size > UM_DIRECT_MAX) return;
     size_t lo = bin == 1 ? 0 : umi_bin_size(bin - 1) + 1, hi = size;
     if (heap->direct[hi] == target) return; /* the slots of a bin always change together */
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = target;
+}
+
+/* The bin's first page is now `page`. The bins below that borrowed from its old first page
+ * (umi_heap_lend) point at the empty hot words again: they borrow only from a bin's first page,
+ * the one page of the bin that cannot leave the queue, and so be retired and its slot reused
+ * for blocks of another size, without coming through here. */
+void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page) {
+    um_page_hot_t *target = page ? umi_page_hot(page) : &umi_hot_empty;
+    um_page_hot_t *was = heap->bin_hot[bin];
+    if (was != &umi_hot_empty && was != target)
+        for (size_t b = bin - 1; b >= 1 && b + UM_LEND_REACH >= bin; b--)
+            if (heap->bin_hot[b] == was) heap_point_bin(heap, b, &umi_hot_empty);
+    heap_point_bin(heap, bin, target);
+}
+
+void umi_heap_lend(um_heap_t *heap, size_t bin, um_page_t *lender) { heap_point_bin(heap, bin, umi_page_hot(lender)); }
+
+/* The bin's mallocs get blocks of its own size from now on, as malloc_aligned needs: a bin
+ * whose size is a multiple of the alignment has every block aligned, a larger bin's may not. */
+void umi_heap_stop_borrowing(um_heap_t *heap, size_t bin) {
+    heap->borrows[bin] = UM_BORROW_MAX;
+    if (heap->queues[bin].first == NULL && heap->bin_hot[bin] != &umi_hot_empty) heap_point_bin(heap, bin, &umi_hot_empty);
 }
 
 static void registry_add(um_heap_t *heap) {

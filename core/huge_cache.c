@@ -46,7 +46,7 @@ typedef struct huge_piece_s {
     uint8_t after_block;   /* cut from behind a block that is live: that block may grow into it */
 } huge_piece_t;
 
-static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by umi_cache_lock */
+UM_BIG_BSS static huge_piece_t pieces[UM_HUGE_PIECES]; /* unordered; guarded by umi_cache_lock */
 static size_t piece_count;
 static _Atomic size_t piece_hint; /* piece_count, readable without the lock */
 _Atomic size_t umi_huge_cached_bytes;

@@ -244,6 +244,19 @@ void umi_heap_thread_done(um_heap_t *heap);
 void umi_heap_orphan_others(void);   /* in a child after fork */
 void umi_heap_release_struct(um_heap_t *heap); /* a heap no thread will use again, to the pool */
 void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
+/* A bin that has had no page of its own in the heap yet takes, up to UM_BORROW_MAX times, the
+ * free blocks of the first page of a bin up to UM_LEND_REACH bins above (page_borrow in
+ * core/page.c): its mallocs point there until that page stops being its bin's first. Only a bin
+ * whose blocks waste at most a quarter of any request of the borrowing bin, plus 16 bytes, the
+ * bound of the classes above 4 KiB (so none of those borrows: they are a quarter apart). */
+#define UM_LEND_REACH 2
+#define UM_BORROW_MAX 4
+static inline bool umi_bin_may_lend(size_t bin, size_t lender) {
+    size_t least = bin == 1 ? 1 : umi_bin_size(bin - 1) + 1; /* the smallest request of `bin` */
+    return lender > bin && lender <= bin + UM_LEND_REACH && lender < UM_BIN_COUNT && umi_bin_size(lender) <= least + least / 4 + 16;
+}
+void umi_heap_lend(um_heap_t *heap, size_t bin, um_page_t *lender);
+void umi_heap_stop_borrowing(um_heap_t *heap, size_t bin);
 void *umi_heap_malloc_backup(size_t size);
 void umi_heap_collect_delayed(um_heap_t *heap);
 extern um_heap_t umi_heap_backup;

@@ -351,6 +351,9 @@ typedef struct um_heap_s {
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
+    /* Times each bin borrowed blocks from a slightly larger bin's first page (page_borrow in
+     * core/page.c); UM_BORROW_MAX once it has had a page of its own */
+    uint8_t borrows[UM_BIN_COUNT];
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
     uint8_t extent_arena;                  /* the arena its big blocks come from, + 1 (0: none yet) */
     uint8_t extent_ops;                    /* its operations on its arena since it last counted... */

@@ -36,7 +36,7 @@ typedef struct run_s {
     uint8_t *state;         /* per unit: 0 free and zero, 1 in use, 2 free and dirty */
 } run_t;
 
-static run_t runs[RUNS_MAX];
+UM_BIG_BSS static run_t runs[RUNS_MAX];
 _Atomic size_t umi_pages_temp_runs;
 /* Unit states of every run, side by side: the reservation's first (up to 64 GiB: 16 Ki units),
  * then 1 GiB runs. Static, so that it costs what is touched. */
