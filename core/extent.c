@@ -248,11 +248,24 @@ static size_t purge_runs(um_segment_t *seg, const uint64_t *which) {
         size_t s = bit_next(which, i, true);
         if (s >= END_PAGE) break;
         size_t e = bit_next(which, s, false);
+        /* One call for runs that only free clean pages separate: with several threads each
+         * call is a TLB shootdown on every CPU the process runs on, and a clean page costs the
+         * call nothing. */
+        for (;;) {
+            size_t next = bit_next(which, e, true);
+            if (next >= END_PAGE || bit_next(x->free_map, e, false) < next || bit_next(x->dirty_map, e, true) < next) break;
+            e = bit_next(which, next, false);
+        }
         if (umi_os_purge(page_addr(seg, s), (e - s) << UM_EXTENT_PAGE_SHIFT)) {
-            bits_put(x->dirty_map, s, e - s, false);
+            purged += bits_put(x->dirty_map, s, e - s, false);
             bits_put(x->aged_map, s, e - s, false);
-            bits_put(x->purged_map, s, e - s, true);
-            purged += e - s;
+            for (size_t r = s; r < e;) { /* the purged runs: a reuse of them regrets the purge */
+                size_t rs = bit_next(which, r, true);
+                if (rs >= e) break;
+                size_t re = bit_next(which, rs, false);
+                bits_put(x->purged_map, rs, re - rs, true);
+                r = re;
+            }
         }
         i = e;
     }

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "core/internal.h"
+#include "os/fault.h"
 #include "os/os.h"
 #include "test_util.h"
 
@@ -113,6 +114,33 @@ Test(extent, free_pages_are_purged_after_the_delay) {
     fprintf(stderr, "[extent/purge] committed %.2f -> %.2f MiB, purged %.2f MiB\n", tu_mib(dirty), tu_mib(after), tu_mib(purged));
     cr_assert_geq(purged, (size_t)N * 96 * TU_KiB, "only %.2f MiB purged", tu_mib(purged));
     cr_assert_lt(after + (size_t)N * 96 * TU_KiB, dirty, "committed %.2f MiB after the delay, %.2f before", tu_mib(after), tu_mib(dirty));
+    um_free(keep);
+}
+
+/* Free runs that only clean free pages separate are purged with one madvise: with several
+ * threads each call is a TLB shootdown on every CPU the process runs on. */
+Test(extent, runs_apart_by_clean_pages_are_purged_in_one_call) {
+    need_extents();
+    enum { SIZE = 112 * 1024 }; /* a class's size: blocks side by side */
+    char *keep = um_malloc(80 * TU_KiB); /* the arena's first segment stays */
+    char *a = um_malloc(SIZE), *b = um_malloc(SIZE), *c = um_malloc(SIZE), *d = um_malloc(SIZE);
+    cr_assert(a && b && c && d);
+    cr_assert(b == a + SIZE && c == b + SIZE, "the blocks are not side by side: %p %p %p", a, b, c);
+    memset(a, 1, SIZE);
+    memset(b, 1, SIZE);
+    memset(c, 1, SIZE);
+    um_free(b);
+    um_trim(0); /* b's pages: free and clean */
+    um_free(a);
+    um_free(c); /* a and c: free and dirty, b's clean pages between them */
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MADVISE, UINT64_MAX, 0); /* fails none: counts */
+    um_trim(0);
+    uint64_t calls = umi_fault_calls(UM_SYS_MADVISE);
+    umi_fault_disarm();
+    cr_expect_eq(calls, 1, "%llu madvise calls to purge two runs a clean run apart", (unsigned long long)calls);
+    size_t resident = umi_os_resident_pages(a, 3 * SIZE);
+    cr_expect_eq(resident, 0, "%zu pages of the three blocks still resident", resident);
+    um_free(d);
     um_free(keep);
 }
 
