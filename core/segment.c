@@ -28,7 +28,7 @@ static size_t cache_count;
 #define UM_CACHE_MAX 1024
 
 static bool slot_purge(um_segment_t *seg, um_page_t *page);
-static bool slots_purge(um_segment_t *seg, size_t first, size_t last);
+static bool slots_purge(um_segment_t *seg, size_t first, size_t last, size_t *dirty);
 static void segment_unmap(um_segment_t *seg);
 static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty);
 
@@ -320,16 +320,18 @@ static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty) {
             segment_unmap(victim);
         } else if (purge) {
             bool refused = false, forced = umi_os_ms_since(purge->cached_at_ms, now) < delay;
-            for (size_t i = 0, run = SIZE_MAX; i <= purge->page_count; i++) {
-                bool dirty = i < purge->page_count && purge->pages[i].slot == UM_SLOT_DIRTY;
-                if (dirty && forced) purge->pages[i].freed_at_ms = 0; /* no verdict on the delay */
-                if (dirty && run == SIZE_MAX) run = i;
-                if (!dirty && run != SIZE_MAX) {
-                    bool ok = slots_purge(purge, run, i - 1);
-                    if (ok && !forced) umi_purge_delay_purged((i - run) << purge->page_shift, now);
-                    refused |= !ok;
-                    run = SIZE_MAX;
-                }
+            size_t first = SIZE_MAX, last = 0; /* every slot is free: one call from the first dirty one to the last */
+            for (size_t i = 0; i < purge->page_count; i++) {
+                if (purge->pages[i].slot != UM_SLOT_DIRTY) continue;
+                if (forced) purge->pages[i].freed_at_ms = 0; /* no verdict on the delay */
+                if (first == SIZE_MAX) first = i;
+                last = i;
+            }
+            size_t dirty = 0;
+            if (first != SIZE_MAX) {
+                bool ok = slots_purge(purge, first, last, &dirty);
+                if (ok && !forced) umi_purge_delay_purged(dirty << purge->page_shift, now);
+                refused |= !ok;
             }
             umi_lock(&umi_cache_lock);
             umi_seg_list_push(&cache_list, purge); /* cached_at unchanged: it still expires on time */
@@ -418,17 +420,23 @@ static bool slot_purge(um_segment_t *seg, um_page_t *page) {
     return true;
 }
 
-/* Purge the slots [first, last] of seg, dirty all of them, with one system call: slots lie end
- * to end, and each madvise costs a TLB shootdown on every CPU the process runs on, whatever its
- * length (a thread that exits gives back its slots side by side, so one call per run of slots
- * replaces one per slot). */
-static bool slots_purge(um_segment_t *seg, size_t first, size_t last) {
+/* Purge the slots [first, last] of seg, each dirty or clean (free), with one system call: slots
+ * lie end to end, and each madvise costs a TLB shootdown on every CPU the process runs on,
+ * whatever its length (a thread that exits gives back its slots side by side, so one call per
+ * run of slots replaces one per slot), while a clean slot costs the call nothing. *dirty: how
+ * many were dirty. */
+static bool slots_purge(um_segment_t *seg, size_t first, size_t last, size_t *dirty) {
     size_t size;
     uint8_t *area = umi_page_area(seg, &seg->pages[first], &size);
     uint8_t *end = (uint8_t *)seg + ((last + 1) << seg->page_shift);
+    *dirty = 0;
     if (!umi_os_purge(area, (size_t)(end - area))) return false; /* they stay dirty */
-    for (size_t i = first; i <= last; i++) UM_SHARED_WRITE(seg->pages[i].slot, UM_SLOT_CLEAN);
-    seg->dirty_pages = (uint8_t)(seg->dirty_pages - (last - first + 1));
+    for (size_t i = first; i <= last; i++) {
+        UM_CHECK(seg->pages[i].slot != UM_SLOT_USED);
+        *dirty += seg->pages[i].slot == UM_SLOT_DIRTY;
+        UM_SHARED_WRITE(seg->pages[i].slot, UM_SLOT_CLEAN);
+    }
+    seg->dirty_pages = (uint8_t)(seg->dirty_pages - *dirty);
     return true;
 }
 
@@ -497,10 +505,12 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
             if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
             bool keep_small = what == UM_PURGE_HANDOFF && seg->kind == UM_KIND_SMALL;
             size_t run = SIZE_MAX; /* first slot of the run of expired dirty slots being gathered */
+            size_t run_last = 0;   /* its last expired slot: clean slots between go with it */
             size_t run_aged = 0;   /* how many of the run the delay expired (the others are forced) */
             for (size_t i = 0; i <= seg->page_count; i++) {
                 um_page_t *page = &seg->pages[i];
                 bool dirty = i < seg->page_count && page->slot == UM_SLOT_DIRTY;
+                if (run != SIZE_MAX && i < seg->page_count && page->slot == UM_SLOT_CLEAN) continue; /* see slots_purge */
                 bool aged = dirty && now - page->freed_at_ms >= delay;
                 bool expired = aged || (force && dirty);
                 if (expired && !aged && keep_small && !(kept[page->bin / 64] >> (page->bin % 64) & 1)) {
@@ -510,12 +520,14 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
                 if (expired) {
                     if (!aged) page->freed_at_ms = 0; /* forced: no verdict on the delay */
                     if (run == SIZE_MAX) run = i;
+                    run_last = i;
                     if (aged) run_aged++;
                     continue;
                 }
                 if (run != SIZE_MAX) {
-                    if (slots_purge(seg, run, i - 1)) {
-                        heap->dirty_pages -= i - run;
+                    size_t purged;
+                    if (slots_purge(seg, run, run_last, &purged)) {
+                        heap->dirty_pages -= purged;
                         umi_purge_delay_purged(run_aged << seg->page_shift, now);
                     }
                     run = SIZE_MAX;

@@ -2,9 +2,11 @@
  * and the program then wanted again makes it longer, up to UM_PURGE_DELAY_MAX_MS; unused, it
  * halves back; set in the environment, it is kept as it is. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 
 #include "base/options.h"
 #include "core/internal.h"
+#include "os/fault.h"
 #include "os/os.h"
 #include "test_util.h"
 
@@ -134,4 +136,45 @@ Test(purge, an_unneeded_delay_halves_back_to_the_option) {
     cr_assert_eq(umi_purge_delay(), 700);
     for (int i = 2; i < 8; i++) umi_purge_delay_decay(now + (uint64_t)i * UM_PURGE_DECAY_MS);
     cr_assert_eq(umi_purge_delay(), 100, "did not decay to the option's value: %llu", (unsigned long long)umi_purge_delay());
+}
+
+/* Dirty page slots that only clean free slots separate are purged with one madvise: with
+ * several threads each call is a TLB shootdown on every CPU the process runs on. Pages of 8 KiB
+ * blocks side by side: the second emptied and purged first, then the first and third emptied
+ * (the fourth keeps its blocks, so the class keeps a page). */
+static void *slots_apart(void *arg) {
+    (void)arg;
+    enum { SIZE = 8192, N = 40 };
+    void *p[N];
+    um_page_t *page_of[N], *pg[4] = {NULL};
+    size_t pages = 0;
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_not_null(p[i] = um_malloc(SIZE));
+        page_of[i] = umi_page_of(umi_segment_of(p[i]), p[i]);
+        if (pages < 4 && (pages == 0 || page_of[i] != pg[pages - 1])) pg[pages++] = page_of[i];
+    }
+    cr_assert_eq(pages, 4, "%d blocks of %d bytes filled %zu pages", N, SIZE, pages);
+    cr_assert(pg[1]->index == pg[0]->index + 1 && pg[2]->index == pg[0]->index + 2, "the pages are not side by side");
+    for (size_t i = 0; i < N; i++)
+        if (page_of[i] == pg[1]) um_free(p[i]);
+    um_trim(0); /* the second page: retired, its slot purged */
+    cr_assert_eq(pg[1]->slot, UM_SLOT_CLEAN, "the emptied page's slot was not purged");
+    for (size_t i = 0; i < N; i++)
+        if (page_of[i] == pg[0] || page_of[i] == pg[2]) um_free(p[i]);
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MADVISE, UINT64_MAX, 0); /* fails none: counts */
+    um_trim(0);
+    uint64_t calls = umi_fault_calls(UM_SYS_MADVISE);
+    umi_fault_disarm();
+    cr_expect_eq(pg[0]->slot, UM_SLOT_CLEAN);
+    cr_expect_eq(pg[2]->slot, UM_SLOT_CLEAN);
+    cr_expect_eq(calls, 1, "%llu madvise calls to purge two slots a clean one apart", (unsigned long long)calls);
+    for (size_t i = 0; i < N; i++)
+        if (page_of[i] != pg[0] && page_of[i] != pg[1] && page_of[i] != pg[2]) um_free(p[i]);
+    return NULL;
+}
+
+Test(purge, slots_apart_by_clean_slots_are_purged_in_one_call) {
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, slots_apart, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
 }
