@@ -127,7 +127,14 @@ static inline uint64_t umi_hot_used(const um_page_hot_t *hot) { return hot->allo
 /* Hand out b, the head of hot's free list (owner only): malloc's fast path, its generic path and
  * the refill all end here. */
 static inline __attribute__((always_inline)) void *umi_hot_pop(um_page_hot_t *hot, um_block_t *b) {
-    hot->free = umi_link_next(b, hot);
+    um_block_t *next = umi_link_next(b, hot);
+    /* Each pop loads the block the next pop hands out, so when the list's blocks are not in
+     * this core's cache (other threads freed them: a ring of threads passing blocks on) each
+     * malloc waits out a whole miss before the next one can start. Asking for the next block
+     * now overlaps its miss with the caller's work up to its next malloc (docs/design.md,
+     * "Thread heaps and the fast path"). A prefetch of NULL, at a list's end, does not fault. */
+    __builtin_prefetch(next);
+    hot->free = next;
     UM_OWNER_ADD(hot->allocs, 1);
     umi_key_set(b, 0); /* not free any more: a later free of it is legitimate */
     return b;
@@ -180,11 +187,14 @@ void umi_purge_delay_decay(uint64_t now_ms);
  * start next (core/segment.c, umi_segment_purge): two, 8 MiB at most, purged by the delay. */
 #define UM_HANDOFF_CACHE_KEEP 2
 extern _Atomic unsigned umi_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
-/* free()'s fast path takes pointers with p >> UM_REGION_SHIFT equal to this: the number of the
- * small-page region (core/segment.c). Until the region is reserved, when it cannot be, and when
- * memory must go back at the free that empties a page (UMALLOC_PURGE_DELAY_MS=0), it is ~0,
- * which no pointer produces: every free then takes umi_free_generic. */
-extern uintptr_t umi_small_region_hi;
+/* free()'s fast path takes pointers whose bits 40..55 equal this: the number of the small-page
+ * region (core/segment.c), below 2^7. Bits 56..63 are not looked at (core/fastpath.h,
+ * umi_in_small_region): they are 0 in every user address, 4- or 5-level paging alike. Until the
+ * region is reserved, when it cannot be, and when memory must go back at the free that empties a
+ * page (UMALLOC_PURGE_DELAY_MS=0), it is UM_REGION_NONE, which no canonical address has under
+ * 4-level paging (bit 55 set, bits 47..54 clear): every free then takes umi_free_generic. */
+#define UM_REGION_NONE ((uint16_t)0x8000)
+extern uint16_t umi_small_region_hi;
 
 /* The segment holding block-start (or aligned) pointer p, or NULL when p is not ours (NULL
  * included: it has no map entry). Inline: every medium and large free starts here. */

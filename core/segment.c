@@ -16,7 +16,7 @@ _Static_assert(UM_REGION_UNIT_SHIFT == UM_SEGMENT_SHIFT && UM_REGION_BITS == UM_
                "the region is carved in segments, and free() knows its size");
 
 um_segment_t *umi_segment_registry;
-uintptr_t umi_small_region_hi = ~(uintptr_t)0;
+uint16_t umi_small_region_hi = UM_REGION_NONE;
 static bool small_in_region; /* small segments come from the region */
 
 static um_segment_t *cache_list;
@@ -58,7 +58,7 @@ void umi_segment_init_process(void) {
     small_in_region = base != 0;
     /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
      * path tests for that (umi_page_local_free_slow), so every free takes it. */
-    if (base != 0 && umi_purge_delay() != 0) umi_small_region_hi = base >> UM_REGION_SHIFT;
+    if (base != 0 && umi_purge_delay() != 0) umi_small_region_hi = (uint16_t)(base >> UM_REGION_SHIFT);
     umi_pages_reserve_init(); /* UMALLOC_RESERVE: units of the region, mapped now */
 }
 
@@ -79,7 +79,7 @@ bool umi_release_for_retry(void) {
     size_t shrunk = umi_region_shrink();
     umi_unlock(&umi_cache_lock);
     if (shrunk == 0) return released;
-    __atomic_store_n(&umi_small_region_hi, ~(uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&umi_small_region_hi, UM_REGION_NONE, __ATOMIC_RELAXED);
     return true;
 }
 

@@ -144,7 +144,7 @@ mstress-2t|2|c|mstress threads=2 rounds=20 iters=100000|mstress threads=2 rounds
 mstress-8t|8|c|mstress threads=8 rounds=10 iters=50000|mstress threads=8 rounds=4 iters=10000|550/80
 mstress-fill-8t|8|c|mstress threads=8 rounds=6 iters=30000 fill=1|mstress threads=8 rounds=3 iters=8000 fill=1|350/60
 malloc-large-1t|1|c|malloc-large iters=20 live=8|malloc-large iters=3 live=2 max=15|600/110
-rptest-2t|2|c|rptest threads=2 iters=16000|rptest threads=2 iters=2500|450/40
+rptest-2t|2|c|rptest threads=2 iters=64000|rptest threads=2 iters=2500|3000/40
 alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=800000 slots=16384|400/80
 alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
 manythreads-64t|64|c|alloc-test threads=64 iters=12800000 slots=512 max=2048|alloc-test threads=64 iters=2560000 slots=512 max=2048|400/90

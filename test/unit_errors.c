@@ -185,6 +185,35 @@ Test(errors, free_foreign_pointers_neither_crashes_nor_corrupts)
     assert_heap_still_works(100000, 50, "foreign frees");
 }
 
+/* free()'s fast path compares bits 40..55 of a pointer with the small-page region's number
+ * (core/fastpath.h, umi_in_small_region). Addresses that share a small block's other bits but
+ * lie in another TiB, or above 2^47 (5-level paging's user space), are not ours: each must be
+ * reported without being read (a compare of fewer bits would load their owner word, unmapped
+ * here, and crash). */
+Test(errors, free_of_addresses_beside_the_small_region_is_reported)
+{
+    unsigned char *block = um_malloc(48);
+    cr_assert_not_null(block);
+    tu_fill(block, 48, tu_seed(block, 48));
+    const unsigned flip[] = {40, 46, 47, 48, 54, 55};
+    um_totals_t before = tu_totals();
+    tu_capture_t cap;
+    char out[8192];
+    for (size_t i = 0; i < sizeof flip / sizeof flip[0]; i++) {
+        void *beside = (void *)((uintptr_t)block ^ ((uintptr_t)1 << flip[i]));
+        cr_assert_eq(tu_capture_begin(&cap), 0);
+        um_free(beside);
+        size_t len = tu_capture_end(&cap, out, sizeof out);
+        cr_assert_gt(len, 0, "um_free(%p), the block %p with bit %u flipped, printed nothing", beside, (void *)block, flip[i]);
+    }
+    um_totals_t after = tu_totals();
+    cr_assert_eq(after.live_blocks, before.live_blocks, "frees beside the region changed live_blocks %zu -> %zu",
+                 before.live_blocks, after.live_blocks);
+    cr_assert_eq(tu_check(block, 48, tu_seed(block, 48)), -1, "the block changed");
+    um_free(block);
+    assert_heap_still_works(48, 1000, "frees beside the region");
+}
+
 static const size_t small_sizes[] = {16, 32, 48, 100, 256, 1024};
 
 Test(errors, double_free_of_small_block_is_detected)
