@@ -19,7 +19,9 @@ UNIT_SRC    := $(sort $(wildcard test/unit_*.c))
 SYS_SRC     := $(sort $(wildcard test/sys_*.c))
 TEST_HDR    := $(wildcard test/*.h)
 PROG_SRC    := $(sort $(wildcard test/progs/*.c))
-PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC))
+PROG_CXX_SRC := $(sort $(wildcard test/progs/*.cpp))
+PROGS       := $(patsubst test/progs/%.c,build/test/progs/%,$(PROG_SRC)) \
+               $(patsubst test/progs/%.cpp,build/test/progs/%,$(PROG_CXX_SRC))
 
 B := build
 
@@ -161,6 +163,11 @@ $(B)/test/unit-tsan: $(UNIT_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B
 $(B)/test/progs/%: test/progs/%.c include/umalloc.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O1 -g -Wall -Wno-unused-result -Iinclude -D_GNU_SOURCE -o $@ $< -pthread -ldl -lm
+
+CXX ?= c++
+$(B)/test/progs/%: test/progs/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) -std=gnu++17 -O1 -g -Wall -o $@ $< -ldl
 
 # System tests: run once, against the preload library and real programs.
 $(B)/test/system: $(SYS_SRC) $(TEST_HDR) $(PROGS) $(B)/libumalloc.so $(B)/libumalloc.a $(B)/libumalloc-secure.so

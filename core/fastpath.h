@@ -9,16 +9,21 @@
 
 #define UM_INLINE static inline __attribute__((always_inline))
 
-/* malloc: thread's heap -> hot words of the page for this size -> pop its free list. */
-UM_INLINE void *umi_fast_malloc_block(size_t size) {
+/* malloc: thread's heap -> hot words of the page for this size -> pop its free list; else a
+ * tail call of `slow` (umi_malloc_generic, or a caller's wrapper of it that acts on its failure:
+ * handling NULL after the call here would keep `size` in a saved register, a push and a pop on
+ * the fast path). */
+typedef void *(*um_malloc_slow_fn)(size_t size, um_heap_t *heap);
+UM_INLINE void *umi_fast_malloc_or(size_t size, um_malloc_slow_fn slow) {
     um_heap_t *heap = umi_tl_heap;
     if (UM_LIKELY(size <= UM_DIRECT_MAX)) {
         um_page_hot_t *hot = heap->direct[size];
         um_block_t *b = hot->free;
         if (UM_LIKELY(b != NULL)) return umi_hot_pop(hot, b);
     }
-    return umi_malloc_generic(size, heap);
+    return slow(size, heap);
 }
+UM_INLINE void *umi_fast_malloc_block(size_t size) { return umi_fast_malloc_or(size, umi_malloc_generic); }
 
 /* Every malloc of the core (calloc's, realloc's, aligned ones' too) comes out here. In ASan
  * builds the block is then poisoned but for the `size` bytes asked for (base/sanitize.h). */

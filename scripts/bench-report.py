@@ -67,6 +67,10 @@ DESCRIPTIONS = {
     "vector": "dynamic arrays of 8-byte elements grown one append at a time by realloc (factors "
               "1.125 as CPython's lists, 1.5, 2), 4 per thread to 1k..400k elements, checked, freed "
               "and built again every round",
+    "cxx": "a C++ program: std::map and std::unordered_map keyed by 20..67-character strings "
+           "(beyond std::string's inline buffer), entries inserted, appended to, erased and "
+           "replaced at random, batches of shared_ptr'd objects built and dropped: every "
+           "allocation through operator new and delete",
     "spawn": "300 short processes run one after another, each with the allocator preloaded: 400 "
              "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
              "set-up and exit paid per process, as in a shell script or a build",

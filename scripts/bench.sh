@@ -14,7 +14,7 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 31 rows (each about 0.3-0.8 s under glibc) x 5 allocators x 5 runs take
+#                  The 37 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
 #                  8-9.5 minutes on the 2-core machine; the instruction counts and the TLB pair
 #                  bring make bench to about 14
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
@@ -153,6 +153,8 @@ sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60
 vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
 vector-2t|2|c|vector threads=2 rounds=100|vector threads=2 rounds=20|420/90
 spawn|1|c|spawn procs=300|spawn procs=60|900/180
+cxx-1t|1|c|cxx threads=1 ops=1200000|cxx threads=1 ops=200000|550/100
+cxx-2t|2|c|cxx threads=2 ops=800000|cxx threads=2 ops=150000|450/90
 python|1|python|25000 3|8000 2|650/90
 sqlite|1|sqlite|150000|30000|700/100
 redis|1|redis|50000|6000|900/350

@@ -76,6 +76,17 @@ Test(preload, basic, .timeout = 120) {
     su_result_free(&r);
 }
 
+/* C++'s operators new and delete are the library's (preload/cxx.c), and out of memory still
+ * calls the new-handler and throws std::bad_alloc. */
+Test(preload, cxx_operators_new_and_delete, .timeout = 60) {
+    su_result r;
+    run_prog("preload_cxx", 50, &r);
+    assert_has(r.out, "preload_cxx: all checks passed", "preload_cxx", "stdout");
+    cr_assert_eq(su_count(r.out, "ok: "), 4, "preload_cxx: want 4 \"ok:\" lines:\n%s", r.out);
+    assert_no_umalloc_warning(&r, "preload_cxx");
+    su_result_free(&r);
+}
+
 Test(preload, foreign_pointers, .timeout = 120) {
     su_result r;
     run_prog("preload_foreign", 100, &r);
