@@ -468,9 +468,8 @@ void umi_heap_numa_check(um_heap_t *heap) {
  * a doubling each class's first blocks would lie alone in an OS page; borrowed, neighbouring
  * classes share one. A bin borrows at most UM_BORROW_MAX times and never once it has had a page
  * of its own: a class in real use soon opens one, and from then on its blocks are its own size,
- * so only its first blocks are larger. (Borrowing for as long as a lender had
- * blocks to give kept a busy class in its lender's pages for good: sh6bench +12 % peak RSS.)
- * NULL: nothing to borrow. */
+ * so only its first blocks are larger, and a busy class does not stay in its lender's pages
+ * for good (docs/bench-notes.md). NULL: nothing to borrow. */
 static void *page_borrow(um_heap_t *heap, size_t bin) {
     if (heap->borrows[bin] >= UM_BORROW_MAX || heap->is_backup) return NULL; /* backup: aligned mallocs */
     for (size_t l = bin + 1; umi_bin_may_lend(bin, l); l++) {

@@ -15,7 +15,6 @@
  * program whose sized delete names the wrong size (a base-class pointer without a virtual
  * destructor) works with it. */
 #include <dlfcn.h>
-#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/fmt.h"
@@ -35,9 +34,6 @@ static void *next_definition(const char *name) {
     if (fn == NULL) umi_dprintf(2, "umalloc: %s: out of memory, and no C++ library defines it to fall back on\n", name);
     return fn;
 }
-
-/* An aligned new's block: any power-of-two alignment, any size (memalign's contract). */
-static inline void *aligned_block(size_t size, size_t align) { return um_memalign(align, size); }
 
 /* new's slow path: malloc's, then on failure the C++ library's operator (a tail call) */
 #define UM_NEW(name)                                                                              \
@@ -64,7 +60,7 @@ static const char nothrow_tag;
     }
 #define UM_NEW_ALIGNED(name)                                                                      \
     UM_EXPORT void *name(size_t size, size_t align) {                                             \
-        void *p = aligned_block(size, align);                                                     \
+        void *p = um_memalign(align, size); /* any power of two, any size */                      \
         if (UM_LIKELY(p != NULL)) return p;                                                       \
         um_new_aligned_fn next = (um_new_aligned_fn)next_definition(#name);                       \
         if (next == NULL) abort();                                                                \
@@ -72,7 +68,7 @@ static const char nothrow_tag;
     }
 #define UM_NEW_ALIGNED_NOTHROW(name)                                                              \
     UM_EXPORT void *name(size_t size, size_t align, const void *tag) {                            \
-        void *p = aligned_block(size, align);                                                     \
+        void *p = um_memalign(align, size); /* any power of two, any size */                      \
         if (UM_LIKELY(p != NULL)) return p;                                                       \
         um_new_aligned_nothrow_fn next = (um_new_aligned_nothrow_fn)next_definition(#name);       \
         return next != NULL ? next(size, align, tag) : NULL;                                      \
