@@ -85,7 +85,8 @@ UM_INLINE void umi_fast_free(void *p) {
         uintptr_t secret = 0;
 #endif
 #undef UM_HOT_AT
-        if (UM_LIKELY(atomic_load_explicit(owner, UM_RELAXED) == umi_thread_id())) {
+        uintptr_t owner_word = atomic_load_explicit(owner, UM_RELAXED);
+        if (UM_LIKELY(owner_word == umi_thread_id())) {
             um_block_t *b = p;
             if (UM_UNLIKELY(umi_key_get(b) == UM_FREE_MARK)) { umi_double_free(p); return; }
             umi_key_set(b, UM_FREE_MARK);
@@ -94,6 +95,8 @@ UM_INLINE void umi_fast_free(void *p) {
             UM_OWNER_ADD(*frees, 1);
             return;
         }
+        umi_free_not_owned(p, owner_word); /* a full page's, another thread's... */
+        return;
     }
     umi_free_generic(p);
 }

@@ -1,8 +1,8 @@
 /* free. The fast path: a small block whose page belongs to the calling thread and has no flags
- * goes on the page's free list with no lock and no atomic read-modify-write. Anything else
- * (another thread's page, a full page, an aligned block, a medium, large or huge block, a
- * pointer that is not ours, every free when the small-page region is missing) takes
- * umi_free_generic. */
+ * goes on the page's free list with no lock and no atomic read-modify-write. A small block of
+ * one of the thread's full pages takes umi_free_not_owned, nearly as short. Anything else
+ * (another thread's page, an aligned block, a medium, large or huge block, a pointer that is
+ * not ours, every free when the small-page region is missing) takes umi_free_generic. */
 #include "core/fastpath.h"
 #include "core/counters.h"
 
@@ -41,6 +41,33 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
  * the owner's plain case is finished inline, with no call and no division: the fast path's
  * push, after a check that p starts a block, and with the emptiness test the fast path leaves
  * out (a page emptied here is retired at once). */
+/* A full small page of this thread that has a batch of free blocks again: back in its queue. */
+static UM_NOINLINE void full_page_refilled(um_block_t *b) {
+    um_page_t *page = umi_page_of(umi_segment_of(b), b);
+    umi_page_unfull(umi_tl_heap, page);
+    if (UM_PAGE_USED(page) == 0) umi_page_retire(umi_tl_heap, page);
+}
+
+/* The fast path's free found a small page whose owner word is not this thread's id alone. If it
+ * is this thread's id plus UM_PAGE_IN_FULL, the block goes on the page's list with the fast
+ * path's own steps, and the page back in its queue once it has a batch of free blocks
+ * (um_page_hot_t.requeue_used). In a program that keeps nearly all its blocks of a size in use,
+ * most frees land in full pages: here they cost no segment-map lookup and none of
+ * free_checked's tests. p passed the fast path's tests (16-byte aligned: a pointer that is not
+ * reads its owner word off by 1..15 bytes and cannot match). Everything else, remote frees
+ * first of all, goes on to umi_free_generic. */
+UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
+    if (owner != (umi_thread_id() | UM_PAGE_IN_FULL)) { umi_free_generic(p); return; }
+    um_block_t *b = p;
+    um_page_hot_t *hot = (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
+    if (UM_UNLIKELY(umi_key_get(b) == UM_FREE_MARK)) { umi_double_free(b); return; }
+    umi_key_set(b, UM_FREE_MARK);
+    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
+    hot->free = b;
+    UM_OWNER_ADD(hot->frees, 1);
+    if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(b);
+}
+
 UM_NOINLINE void umi_free_generic(void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) {

@@ -242,7 +242,11 @@ void umi_heap_collect_delayed(um_heap_t *heap) {
         um_block_t *next = delayed_next(b);
         um_segment_t *seg = umi_segment_of(b);
         umi_key_set(b, 0); /* it was keyed by the remote free; local free keys it again */
-        umi_page_local_free_slow(heap, umi_page_of(seg, b), b);
+        um_page_t *page = umi_page_of(seg, b);
+        /* back in the queue at once, whatever it holds: the wake-up set the page's delay state
+         * to NORMAL, so its next remote frees wake nobody (umi_page_remote_free) */
+        if (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) umi_page_unfull(heap, page);
+        umi_page_local_free_slow(heap, page, b);
         b = next;
     }
 }

@@ -279,6 +279,7 @@ extern um_page_hot_t umi_hot_empty; /* what an empty heap's direct[] points at: 
 void *umi_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
 void umi_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
 void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
+void umi_free_not_owned(void *p, uintptr_t owner); /* free()'s fast path, for a small page not (only) this thread's */
 void umi_page_remote_free(um_page_t *page, um_block_t *b);
 bool umi_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
 void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */

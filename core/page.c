@@ -259,6 +259,16 @@ void umi_page_queue_remove(um_heap_t *heap, um_page_t *page) {
 }
 
 /* ---- full pages and the delayed-free wake-up ------------------------------------------- */
+/* A full page goes back in its queue only once an eighth of its blocks are free again (at least
+ * one), not at its first free. A program that keeps a steady number of blocks of a size and
+ * frees them in random order (a cache, a hash table, a server's connections) keeps its pages all
+ * but full: put back at the first free, each page serves one malloc and fills up again, so every
+ * malloc walks the queue and moves a page, and every free takes a page out of "full" (five times
+ * the time of a block cache on such a loop). Held back, the pages the walk finds have a batch of
+ * blocks each; what waits in full pages is at most an eighth of them. Remote frees still wake
+ * the owner at their first block (umi_heap_collect_delayed): after that no wake-up would come. */
+static inline uint32_t page_requeue_min(const um_page_t *page) { return page->reserved / 8 + 1; }
+
 /* A page with no free block leaves its queue, so a heap with many full pages doesn't walk them
  * on every refill. Its first remote free then must tell the owner: it goes on the heap's
  * delayed_free list instead of the page's, and the owner's next slow path puts the page back.
@@ -279,6 +289,7 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~UM_TF_STATE) | UM_DELAY_USE, memory_order_release, UM_RELAXED)) break;
     }
     umi_page_queue_remove(heap, page);
+    umi_page_hot(page)->requeue_used = page->reserved - page_requeue_min(page);
     atomic_fetch_or_explicit(&UM_PAGE_OWNER(page), UM_PAGE_IN_FULL, UM_RELAXED);
     return true;
 }
@@ -363,7 +374,10 @@ void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
     umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
     hot->free = b;
     UM_OWNER_ADD(hot->frees, 1);
-    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) umi_page_unfull(heap, page);
+    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) {
+        if (umi_hot_used(hot) > hot->requeue_used) return;
+        umi_page_unfull(heap, page);
+    }
     if (umi_hot_used(hot) == 0) umi_page_retire(heap, page);
 }
 

@@ -176,9 +176,9 @@ struct um_segment_s;
  * and 64-aligned, so that the split holds in the segment header's hot[] too. */
 #define UM_PAGE_HOT_SIZE 128
 #if UM_SECURE
-#define UM_HOT_OWNER_LINE_PAD (64 - 7 * 8)
+#define UM_HOT_OWNER_LINE_PAD (64 - 7 * 8 - 4)
 #else
-#define UM_HOT_OWNER_LINE_PAD (64 - 3 * 8)
+#define UM_HOT_OWNER_LINE_PAD (64 - 3 * 8 - 4)
 #endif
 typedef struct __attribute__((aligned(64))) um_page_hot_s {
     /* ---- the owner's line */
@@ -196,6 +196,9 @@ typedef struct __attribute__((aligned(64))) um_page_hot_s {
     uint64_t span;                 /* reserved * block_size */
     uint64_t block_div;            /* = um_page_t.block_div: and at a multiple of the block size from start */
 #endif
+    /* While the page is full (UM_PAGE_IN_FULL): the blocks in use at which it goes back in its
+     * queue, with a batch of free blocks (set by page_to_full; see page_requeue_min) */
+    uint32_t requeue_used;
     uint8_t owner_line_pad[UM_HOT_OWNER_LINE_PAD];
     /* ---- everyone's line: read by every free, written rarely */
     uint8_t shared_line_pad[64 - 3 * 8];

@@ -1,0 +1,177 @@
+/* Full pages (core/page.c, "full pages and the delayed-free wake-up"): a page that filled up goes
+ * back in its bin queue when an eighth of its blocks are free again, not at its first free (which
+ * made a program that keeps its blocks of a size nearly all in use move a page on every malloc
+ * and free); a remote free still wakes the owner at its first block, and that page goes back at
+ * once, since no later remote free would wake anyone. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "core/internal.h"
+#include "test_util.h"
+
+enum { SIZE = 512, MAX_BLOCKS = 4096 };
+
+static void *blocks[MAX_BLOCKS];
+static size_t block_count;
+
+static void *in_fresh_thread_arg(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    void *result = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, fn, arg), 0);
+    cr_assert_eq(pthread_join(t, &result), 0);
+    return result;
+}
+
+static void *in_fresh_thread(void *(*fn)(void *)) { return in_fresh_thread_arg(fn, NULL); }
+
+static um_page_t *page_of(const void *p) { return umi_page_of(umi_segment_of(p), p); }
+
+static bool is_full(const um_page_t *page)
+{
+    return (atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL) != 0;
+}
+
+static bool is_queued(um_heap_t *heap, const um_page_t *page)
+{
+    for (um_page_t *q = heap->queues[page->bin].first; q != NULL; q = q->next)
+        if (q == page) return true;
+    return false;
+}
+
+/* Allocates SIZE-byte blocks until the page of the first one is full (out of its queue): returns
+ * that page. */
+static um_page_t *fill_a_page(void)
+{
+    block_count = 0;
+    blocks[block_count++] = um_malloc(SIZE);
+    um_page_t *page = page_of(blocks[0]);
+    while (!is_full(page)) {
+        cr_assert_lt(block_count, MAX_BLOCKS, "%zu blocks of %d bytes and their first page never went full", block_count, SIZE);
+        cr_assert_not_null(blocks[block_count++] = um_malloc(SIZE));
+    }
+    return page;
+}
+
+/* The blocks of `page` among those allocated, up to n of them, into out[]. */
+static size_t blocks_of(const um_page_t *page, void **out, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < block_count && k < n; i++)
+        if (blocks[i] != NULL && page_of(blocks[i]) == page) {
+            out[k++] = blocks[i];
+            blocks[i] = NULL;
+        }
+    return k;
+}
+
+static void free_all(void)
+{
+    for (size_t i = 0; i < block_count; i++)
+        um_free(blocks[i]);
+    block_count = 0;
+}
+
+static void *owner_frees_into_a_full_page(void *arg)
+{
+    (void)arg;
+    um_page_t *page = fill_a_page();
+    um_heap_t *heap = umi_tl_heap;
+    size_t batch = page->reserved / 8 + 1; /* page_requeue_min */
+    static void *mine[MAX_BLOCKS];
+    cr_assert_geq(blocks_of(page, mine, batch), batch);
+    cr_assert_eq(umi_hot_used(umi_page_hot(page)), page->reserved, "a full page of %u blocks has %llu in use", page->reserved,
+                 (unsigned long long)umi_hot_used(umi_page_hot(page)));
+
+    for (size_t i = 0; i + 1 < batch; i++) {
+        um_free(mine[i]);
+        cr_assert(is_full(page) && !is_queued(heap, page), "a full page of %u blocks went back in its queue at %zu free (the "
+                  "batch is %zu)", page->reserved, i + 1, batch);
+    }
+    cr_expect_eq(um_check_heap(), 0, "the heap check rejects a full page holding free blocks");
+    um_free(mine[batch - 1]);
+    cr_assert(!is_full(page) && is_queued(heap, page), "a full page of %u blocks with %zu free is still out of its queue",
+              page->reserved, batch);
+    cr_expect_eq(um_check_heap(), 0);
+
+    /* the batch is served: the blocks freed come back once the bin's first page runs dry */
+    size_t back = 0;
+    for (size_t i = 0; i < page->reserved && back < batch; i++) {
+        void *p = um_malloc(SIZE);
+        cr_assert_not_null(p);
+        back += page_of(p) == page;
+        blocks[block_count++] = p;
+    }
+    cr_expect_eq(back, batch, "%zu of the %zu blocks freed into the page were handed out again", back, batch);
+    free_all();
+    cr_expect_eq(um_check_heap(), 0);
+    return NULL;
+}
+
+Test(full_pages, an_owner_free_puts_a_full_page_back_only_with_a_batch)
+{
+    in_fresh_thread(owner_frees_into_a_full_page);
+}
+
+/* A double free into a full page is reported like any other (the path of frees into full pages
+ * has its own push). */
+static void *double_free_into_a_full_page(void *arg)
+{
+    (void)arg;
+    um_page_t *page = fill_a_page();
+    void *one;
+    cr_assert_eq(blocks_of(page, &one, 1), 1);
+    um_free(one);
+    cr_assert(is_full(page));
+    tu_capture_t cap;
+    char out[4096];
+    cr_assert_eq(tu_capture_begin(&cap), 0);
+    um_free(one);
+    size_t len = tu_capture_end(&cap, out, sizeof out);
+    cr_assert(len > 0 && strstr(out, "double free") != NULL, "a double free into a full page was not reported: '%.*s'", (int)len, out);
+    cr_assert_eq(umi_hot_used(umi_page_hot(page)), page->reserved - 1, "the double free changed the page's count of blocks in use");
+    cr_expect_eq(um_check_heap(), 0);
+    free_all();
+    return NULL;
+}
+
+Test(full_pages, a_double_free_into_a_full_page_is_reported)
+{
+    if (tu_is_asan())
+        cr_skip_test("under ASan a double free is fatal; asan::double_free_is_reported checks it");
+    in_fresh_thread(double_free_into_a_full_page);
+}
+
+static void *remote_free(void *p)
+{
+    um_free(p);
+    return NULL;
+}
+
+/* The first remote free into a full page wakes the owner (the heap's delayed list): the page
+ * goes back in its queue with that one block, and the other thread's later frees, which wake
+ * nobody, are found there. */
+static void *remote_free_wakes_a_full_page(void *arg)
+{
+    (void)arg;
+    um_page_t *page = fill_a_page();
+    um_heap_t *heap = umi_tl_heap;
+    void *theirs[2];
+    cr_assert_eq(blocks_of(page, theirs, 2), 2);
+    in_fresh_thread_arg(remote_free, theirs[0]);
+    void *other = um_malloc(3000); /* a class with no page yet: the slow path collects the wake-up */
+    cr_assert_not_null(other);
+    cr_assert(!is_full(page) && is_queued(heap, page), "a full page that another thread freed into is still out of its queue");
+    in_fresh_thread_arg(remote_free, theirs[1]);
+    umi_page_collect(heap, page);
+    cr_assert_eq(umi_hot_used(umi_page_hot(page)), page->reserved - 2, "the second remote free was not found in the page");
+    cr_expect_eq(um_check_heap(), 0);
+    um_free(other);
+    free_all();
+    return NULL;
+}
+
+Test(full_pages, a_remote_free_puts_a_full_page_back_at_once)
+{
+    in_fresh_thread(remote_free_wakes_a_full_page);
+}
