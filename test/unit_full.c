@@ -1,5 +1,5 @@
 /* Full pages (core/page.c, "full pages and the delayed-free wake-up"): a page that filled up goes
- * back in its bin queue when an eighth of its blocks are free again, not at its first free (which
+ * back in its bin queue when a batch of its blocks is free again, not at its first free (which
  * made a program that keeps its blocks of a size nearly all in use move a page on every malloc
  * and free); a remote free still wakes the owner at its first block, and that page goes back at
  * once, since no later remote free would wake anyone. */
@@ -77,7 +77,8 @@ static void *owner_frees_into_a_full_page(void *arg)
     (void)arg;
     um_page_t *page = fill_a_page();
     um_heap_t *heap = umi_tl_heap;
-    size_t batch = page->reserved / 8 + 1; /* page_requeue_min */
+    size_t batch = page->reserved - umi_page_hot(page)->requeue_used; /* page_requeue_min */
+    cr_assert(batch > 1 && batch <= page->reserved / 8 + 1, "a full page of %u blocks goes back with %zu free", page->reserved, batch);
     static void *mine[MAX_BLOCKS];
     cr_assert_geq(blocks_of(page, mine, batch), batch);
     cr_assert_eq(umi_hot_used(umi_page_hot(page)), page->reserved, "a full page of %u blocks has %llu in use", page->reserved,

@@ -653,7 +653,7 @@ Test(semantics, blocks_freed_last_into_full_pages_go_out_first)
     cr_assert_neq(second_page, 0, "no second full page among %d blocks of %d bytes", N, SIZE);
     um_page_t *page = umi_page_of(umi_segment_of(p[N / 3]), p[N / 3]);
     cr_assert_eq(umi_bin_size(page->bin), um_malloc_usable_size(p[N - 1]), "block %d is not in a page of its class", N / 3);
-    size_t batch = page->reserved / 8 + 1; /* what puts a full page back in its queue */
+    size_t batch = page->reserved - umi_page_hot(page)->requeue_used; /* what puts a full page back in its queue */
     size_t freed_a = 0, freed_b = 0;
     for (size_t i = 0; i < N && freed_a < batch; i++) /* freed first, into a full page */
         if ((uintptr_t)p[i] >> 16 == first_page) { um_free(p[i]); p[i] = NULL; freed_a++; }
