@@ -89,10 +89,11 @@ void *umi_calloc(size_t count, size_t size) {
 
 /* Aligned blocks. Every page's block area starts on an OS page, so for an alignment up to 4 KiB
  * every block of a class whose size is a multiple of it is aligned: the smallest such class
- * that wastes no more than over-allocating would (4 KiB-aligned blocks of 4 KiB + a little come
- * from the 8 KiB class). Otherwise over-allocate by the alignment and hand out an inner pointer,
- * flagging the page so that free() looks for the block start: the flag sends every free of the
- * page's blocks down the slow path, and the inner pointer wastes up to the alignment. */
+ * that is no larger than the one over-allocating would take (4 KiB-aligned blocks of 4 KiB + a
+ * little come from the 8 KiB class). Otherwise over-allocate by the alignment and hand out an
+ * inner pointer, flagging the page so that free() looks for the block start: the flag sends
+ * every free of the page's blocks down the slow path, and the inner pointer wastes up to the
+ * alignment. */
 #define UM_CLASS_ALIGN_MAX ((size_t)4096)
 static void *malloc_aligned(size_t align, size_t size) {
     if (align <= 16) return internal_malloc(size);
@@ -121,7 +122,7 @@ static void *malloc_aligned(size_t align, size_t size) {
         return p;
     }
     if (align <= UM_CLASS_ALIGN_MAX) {
-        for (size_t b = bin; b < UM_BIN_COUNT && umi_bin_size(b) <= size + align - 16; b++) {
+        for (size_t b = bin; b < UM_BIN_COUNT && b <= umi_bin_of(size + align - 16); b++) {
             if ((umi_bin_size(b) & (align - 1)) != 0) continue;
             um_heap_t *heap = umi_heap_for_thread(); /* NULL: the backup heap, which never borrows */
             if (heap != NULL) umi_heap_stop_borrowing(heap, b);
@@ -145,9 +146,58 @@ static void *malloc_aligned(size_t align, size_t size) {
     return q;
 }
 
+/* aligned_class[bin][k]: for a request of `bin` at alignment 32 << k, the class malloc_aligned
+ * takes when the heap has a page of it: for a request of at most the alignment, the class of
+ * the alignment; else the first class from the request's whose size is a multiple of the
+ * alignment, if it is no larger than the class over-allocating would take: for requests of at
+ * least min_size bytes. */
+#define UM_ALIGNED_STEPS 8 /* 32 .. UM_CLASS_ALIGN_MAX */
+typedef struct {
+    uint32_t min_size; /* smaller requests of the bin over-allocate */
+    uint8_t bin;       /* 0: none */
+} um_aligned_class_t;
+static um_aligned_class_t aligned_class[UM_BIN_COUNT][UM_ALIGNED_STEPS];
+_Static_assert((size_t)32 << (UM_ALIGNED_STEPS - 1) == UM_CLASS_ALIGN_MAX, "a column per alignment up to 4 KiB");
+
+void umi_alloc_init_process(void) {
+    for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
+        for (size_t k = 0; k < UM_ALIGNED_STEPS; k++) {
+            size_t align = (size_t)32 << k;
+            if (bin <= umi_bin_of(align)) {
+                aligned_class[bin][k] = (um_aligned_class_t){.min_size = 0, .bin = (uint8_t)umi_bin_of(align)};
+                continue;
+            }
+            for (size_t b = bin; b < UM_BIN_COUNT; b++) {
+                if ((umi_bin_size(b) & (align - 1)) != 0) continue;
+                /* over-allocating takes the class of size + align - 16: b or above from here */
+                size_t min_size = umi_bin_size(b - 1) + 17 - align;
+                if (min_size <= umi_bin_size(bin))
+                    aligned_class[bin][k] = (um_aligned_class_t){.min_size = (uint32_t)min_size, .bin = (uint8_t)b};
+                break;
+            }
+        }
+    }
+}
+
+/* The common aligned request (32..4096 bytes, a class whose blocks are all aligned, a page of
+ * it ready in the heap) popped as malloc pops, without malloc_aligned's walk over the classes
+ * and its call of malloc. NULL: take malloc_aligned. */
+static inline void *aligned_pop(size_t align, size_t size) {
+    if (align - 32 > UM_CLASS_ALIGN_MAX - 32 || size > UM_LARGE_MAX) return NULL;
+    um_aligned_class_t c = aligned_class[umi_bin_of(size)][__builtin_ctzl(align) - 5];
+    um_heap_t *heap = umi_tl_heap;
+    /* a bin that may still borrow could hand out a lender's block, of another size */
+    if (c.bin == 0 || size < c.min_size || heap->borrows[c.bin] < UM_BORROW_MAX || size + align >= umi_large_threshold) return NULL;
+    um_page_hot_t *hot = heap->bin_hot[c.bin];
+    if (hot->free == NULL) return NULL;
+    umi_count_internal(1, 0);
+    return umi_hot_pop(hot, hot->free);
+}
+
 void *umi_malloc_aligned(size_t align, size_t size) {
     umi_count_call(UM_CALL_ALIGNED);
-    void *p = malloc_aligned(align, size);
+    void *p = aligned_pop(align, size);
+    if (p == NULL) p = malloc_aligned(align, size);
     if (p != NULL) UM_SAN_EXPOSE(p, size); /* ASan: at its offset, and the size asked for */
     return p;
 }

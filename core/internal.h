@@ -471,6 +471,7 @@ void *umi_malloc(size_t size);
 void umi_free(void *p);
 void *umi_malloc_generic(size_t size, um_heap_t *heap);
 void *umi_malloc_aligned(size_t align, size_t size);
+void umi_alloc_init_process(void); /* the table of aligned_pop (core/alloc.c) */
 void umi_free_generic(void *p);
 size_t umi_usable_size(const void *p);
 size_t umi_usable_in(um_segment_t *seg, const void *p); /* p's segment, looked up already */

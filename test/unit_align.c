@@ -306,6 +306,8 @@ Test(align, small_alignments_come_from_aligned_classes)
 {
     static const struct { size_t align, size, usable; } cases[] = {
         {64, 100, 128}, {256, 1000, 1024}, {512, 700, 1024}, {4096, 4112, 8192}, {4096, 4096, 4096}, {4096, 9000, 12288},
+        /* the class is above size + align - 16 but is the one over-allocating would take */
+        {128, 1030, 1152}, {64, 1090, 1152},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         void *p = NULL;
@@ -321,4 +323,31 @@ Test(align, small_alignments_come_from_aligned_classes)
         memset(p, 0x5a, cases[i].size);
         um_free(p);
     }
+}
+
+/* Every alignment up to 4 KiB and sizes up to 9 KiB, twice over (the second time the classes have
+ * pages with free blocks, which aligned requests pop directly: core/alloc.c, aligned_pop): each
+ * block aligned, holding the size asked for, and no larger than the class of size + align - 16
+ * (what over-allocating would take). */
+Test(align, aligned_blocks_fit_and_never_exceed_the_over_allocation_class, .timeout = 120)
+{
+    enum { N = 1300 };
+    static void *p[N];
+    for (int round = 0; round < 2; round++) {
+        for (size_t align = 32; align <= 4096; align <<= 1) {
+            size_t n = 0;
+            for (size_t size = 1; size <= 9100 && n < N; size += 7, n++) {
+                cr_assert_eq(um_posix_memalign(&p[n], align, size), 0);
+                cr_assert_eq((uintptr_t)p[n] % align, 0, "posix_memalign(%zu, %zu) = %p", align, size, p[n]);
+                size_t usable = um_malloc_usable_size(p[n]), bound = umi_bin_size(umi_bin_of(size + align - 16));
+                cr_assert_geq(usable, size);
+                cr_assert_leq(usable, bound, "posix_memalign(%zu, %zu): %zu usable bytes, above the %zu of over-allocating",
+                              align, size, usable, bound);
+                memset(p[n], 0x5a, size);
+            }
+            for (size_t i = 0; i < n; i++)
+                um_free(p[i]);
+        }
+    }
+    cr_expect_eq(um_check_heap(), 0);
 }
