@@ -60,6 +60,14 @@ DESCRIPTIONS = {
                    "alloc-test pattern on a pool of 512 slots of its own (8..2048 B, 1 in 128 up to "
                    "64 KiB), then freeing it and exiting: per-thread state set up, filled and torn "
                    "down while dozens of other threads live",
+    "steady-64": "the steady pattern with every block 64 B, 20000 slots per thread: one size class, "
+                 "its pages all but full, each free landing at random among them",
+    "steady": "a working set that stays full while its blocks are replaced in random order (a cache, "
+              "a hash table; glibc's bench-malloc-thread): a random slot's block freed, another "
+              "allocated in its place (log-uniform 32..512 B in 30000 slots; 2t: 4 B..32 KiB in "
+              "1024 slots per thread, as bench-malloc-thread)",
+    "aligned": "the steady pattern through posix_memalign: alignments 32, 64 or 128 B, sizes "
+               "16..2048 B, 2000 slots (C++ alignas types, Rust's allocator for alignments above 16)",
     "sh6bench": "sh6bench-style: batches of 2000 objects of 1..1000 B, half freed newest first, "
                 "half oldest first",
     "sh8bench": "sh8bench-style: sh6bench's batches, the oldest-first half freed by the next thread "

@@ -148,6 +148,10 @@ rptest-2t|2|c|rptest threads=2 iters=64000|rptest threads=2 iters=2500|3000/40
 alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=800000 slots=16384|400/80
 alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
 manythreads-64t|64|c|alloc-test threads=64 iters=12800000 slots=512 max=2048|alloc-test threads=64 iters=2560000 slots=512 max=2048|400/90
+steady-1t|1|c|steady threads=1 slots=30000 iters=3000000 min=32 max=512|steady threads=1 slots=10000 iters=600000 min=32 max=512|380/80
+steady-64-2t|2|c|steady threads=2 slots=20000 iters=9000000 min=64 max=64|steady threads=2 slots=10000 iters=2000000 min=64 max=64|370/80
+steady-2t|2|c|steady threads=2 slots=1024 iters=4000000 min=4 max=32768|steady threads=2 slots=1024 iters=800000 min=4 max=32768|360/80
+aligned-1t|1|c|steady threads=1 slots=2000 iters=2500000 min=16 max=2048 align=128|steady threads=1 slots=2000 iters=500000 min=16 max=2048 align=128|400/80
 sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/100
 sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
 vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80

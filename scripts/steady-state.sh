@@ -14,9 +14,11 @@
 # Patterns: threadchurn-1by1, threadchurn-batch8 (a thread per request), larson (thread
 # replacement), larson-sized (the same with sized frees), mstress (threads replaced every round,
 # blocks passed between threads), alloc-test (a fixed pool of random slots), rptest (blocks freed
-# by the next thread of a ring). Give names to run only those. A round is one batch of threads for
-# threadchurn, one generation of threads for larson and mstress, and a fixed number of steps of
-# thread 0 for alloc-test and rptest.
+# by the next thread of a ring), steady (a full pool whose blocks are replaced at random: its
+# pages stay all but full, and memory must not creep up as freed blocks wait in them). Give names
+# to run only those. A round is one batch of threads for threadchurn, one generation of threads
+# for larson and mstress, and a fixed number of steps of thread 0 for alloc-test, rptest and
+# steady.
 #
 # Environment:
 #   UMALLOC_LIB=path  the library to preload (default build/libumalloc.so); UMALLOC_LIB=none runs
@@ -57,6 +59,7 @@ larson-sized|larson threads=2 rounds=12 ops=2000000 slots=10000 sized=1
 mstress|mstress threads=2 rounds=12 iters=400000
 alloc-test|alloc-test threads=1 iters=6000000 report=500000
 rptest|rptest threads=2 iters=24000 report=1000|0
+steady|steady threads=1 slots=30000 iters=2400000 report=200000 min=32 max=512
 '
 
 if [ "$LIB" = none ]; then
