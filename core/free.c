@@ -37,10 +37,6 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
     else umi_page_remote_free(page, b);
 }
 
-/* Medium and large blocks come here on every free (they are outside the small-page region), so
- * the owner's plain case is finished inline, with no call and no division: the fast path's
- * push, after a check that p starts a block, and with the emptiness test the fast path leaves
- * out (a page emptied here is retired at once). */
 /* A full small page of this thread that has a batch of free blocks again: back in its queue. */
 static UM_NOINLINE void full_page_refilled(um_block_t *b) {
     um_page_t *page = umi_page_of(umi_segment_of(b), b);
@@ -68,6 +64,10 @@ UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
     if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(b);
 }
 
+/* Medium and large blocks come here on every free (they are outside the small-page region), so
+ * the owner's plain case is finished inline, with no call and no division: the fast path's
+ * push, after a check that p starts a block, and with the emptiness test the fast path leaves
+ * out (a page emptied here is retired at once). */
 UM_NOINLINE void umi_free_generic(void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL)) {

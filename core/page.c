@@ -263,7 +263,7 @@ void umi_page_queue_remove(um_heap_t *heap, um_page_t *page) {
  * program that keeps a steady number of blocks of a size and frees them in random order (a cache,
  * a hash table, a server's connections) keeps its pages all but full: put back at the first
  * free, each page served one malloc and filled up again, so every malloc walked the queue and
- * moved a page (rewriting up to 64 direct[] slots) and every free took a page out of "full".
+ * moved a page (rewriting up to 128 direct[] slots) and every free took a page out of "full".
  * The batch: 4 KiB of blocks, but at least 8 (the switch, a few hundred instructions, is then
  * spread over 8 mallocs or more) and at most an eighth of the page, plus one. Larger batches
  * leave more free blocks waiting in full pages, and those are cold by the time they are reused:

@@ -9,7 +9,7 @@
 #include "core/internal.h"
 #include "test_util.h"
 
-enum { SIZE = 512, MAX_BLOCKS = 4096 };
+enum { SIZE = 512, MEDIUM = 12000, MAX_BLOCKS = 4096 };
 
 static void *blocks[MAX_BLOCKS];
 static size_t block_count;
@@ -39,16 +39,19 @@ static bool is_queued(um_heap_t *heap, const um_page_t *page)
     return false;
 }
 
-/* Allocates SIZE-byte blocks until the page of the first one is full (out of its queue): returns
- * that page. */
-static um_page_t *fill_a_page(void)
+/* Allocates `size`-byte blocks until a page of the class is full (out of its queue): returns
+ * that page. The first blocks of a class may come from a larger class's page (unit_borrow.c):
+ * the page is the one of the block after those. */
+static um_page_t *fill_a_page(size_t size)
 {
     block_count = 0;
-    blocks[block_count++] = um_malloc(SIZE);
-    um_page_t *page = page_of(blocks[0]);
+    for (size_t i = 0; i <= UM_BORROW_MAX; i++)
+        cr_assert_not_null(blocks[block_count++] = um_malloc(size));
+    um_page_t *page = page_of(blocks[UM_BORROW_MAX]);
+    cr_assert_eq(umi_bin_size(page->bin), um_malloc_usable_size(blocks[UM_BORROW_MAX]));
     while (!is_full(page)) {
-        cr_assert_lt(block_count, MAX_BLOCKS, "%zu blocks of %d bytes and their first page never went full", block_count, SIZE);
-        cr_assert_not_null(blocks[block_count++] = um_malloc(SIZE));
+        cr_assert_lt(block_count, MAX_BLOCKS, "%zu blocks of %zu bytes and their page never went full", block_count, size);
+        cr_assert_not_null(blocks[block_count++] = um_malloc(size));
     }
     return page;
 }
@@ -72,10 +75,11 @@ static void free_all(void)
     block_count = 0;
 }
 
+/* arg: the block size (a small page's, or a medium page's, whose frees take free_checked) */
 static void *owner_frees_into_a_full_page(void *arg)
 {
-    (void)arg;
-    um_page_t *page = fill_a_page();
+    size_t size = (size_t)(uintptr_t)arg;
+    um_page_t *page = fill_a_page(size);
     um_heap_t *heap = umi_tl_heap;
     size_t batch = page->reserved - umi_page_hot(page)->requeue_used; /* page_requeue_min */
     cr_assert(batch > 1 && batch <= page->reserved / 8 + 1, "a full page of %u blocks goes back with %zu free", page->reserved, batch);
@@ -98,7 +102,7 @@ static void *owner_frees_into_a_full_page(void *arg)
     /* the batch is served: the blocks freed come back once the bin's first page runs dry */
     size_t back = 0;
     for (size_t i = 0; i < page->reserved && back < batch; i++) {
-        void *p = um_malloc(SIZE);
+        void *p = um_malloc(size);
         cr_assert_not_null(p);
         back += page_of(p) == page;
         blocks[block_count++] = p;
@@ -111,7 +115,12 @@ static void *owner_frees_into_a_full_page(void *arg)
 
 Test(full_pages, an_owner_free_puts_a_full_page_back_only_with_a_batch)
 {
-    in_fresh_thread(owner_frees_into_a_full_page);
+    in_fresh_thread_arg(owner_frees_into_a_full_page, (void *)(uintptr_t)SIZE);
+}
+
+Test(full_pages, an_owner_free_puts_a_full_medium_page_back_only_with_a_batch)
+{
+    in_fresh_thread_arg(owner_frees_into_a_full_page, (void *)(uintptr_t)MEDIUM);
 }
 
 /* A double free into a full page is reported like any other (the path of frees into full pages
@@ -119,7 +128,7 @@ Test(full_pages, an_owner_free_puts_a_full_page_back_only_with_a_batch)
 static void *double_free_into_a_full_page(void *arg)
 {
     (void)arg;
-    um_page_t *page = fill_a_page();
+    um_page_t *page = fill_a_page(SIZE);
     void *one;
     cr_assert_eq(blocks_of(page, &one, 1), 1);
     um_free(one);
@@ -155,7 +164,7 @@ static void *remote_free(void *p)
 static void *remote_free_wakes_a_full_page(void *arg)
 {
     (void)arg;
-    um_page_t *page = fill_a_page();
+    um_page_t *page = fill_a_page(SIZE);
     um_heap_t *heap = umi_tl_heap;
     void *theirs[2];
     cr_assert_eq(blocks_of(page, theirs, 2), 2);
