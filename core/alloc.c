@@ -186,8 +186,10 @@ static inline void *aligned_pop(size_t align, size_t size) {
     if (align - 32 > UM_CLASS_ALIGN_MAX - 32 || size > UM_LARGE_MAX) return NULL;
     um_aligned_class_t c = aligned_class[umi_bin_of(size)][__builtin_ctzl(align) - 5];
     um_heap_t *heap = umi_tl_heap;
-    /* a bin that may still borrow could hand out a lender's block, of another size */
-    if (c.bin == 0 || size < c.min_size || heap->borrows[c.bin] < UM_BORROW_MAX || size + align >= umi_large_threshold) return NULL;
+    /* Only a bin with a page of its own: bin_hot[] is then that page's. A bin without one may
+     * point at a lender's page, whose blocks are of another size, even after its last borrowing
+     * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). */
+    if (c.bin == 0 || size < c.min_size || heap->queues[c.bin].first == NULL || size + align >= umi_large_threshold) return NULL;
     um_page_hot_t *hot = heap->bin_hot[c.bin];
     if (hot->free == NULL) return NULL;
     umi_count_internal(1, 0);

@@ -138,3 +138,42 @@ Test(borrow, an_aligned_block_comes_from_its_own_class)
 {
     in_fresh_thread(aligned_no_borrow);
 }
+
+/* A class that has borrowed UM_BORROW_MAX times still has its mallocs pointed at its lender's
+ * page (the last borrowing counts up to the limit and stops nothing): an aligned request of the
+ * class must not pop a block there. 176-byte blocks lie at odd multiples of 16 from an aligned
+ * page start every other block; the 160-byte class asked for at 32 bytes has every block
+ * aligned. */
+static void *aligned_after_the_last_borrowing(void *arg)
+{
+    (void)arg;
+    enum { MAX = 1000 };
+    static void *borrowed[MAX];
+    size_t bin = umi_bin_of(SMALL), n = 0;
+    void *lender = um_malloc(LENDER);
+    /* each borrowing is a slow path; the fast path then takes the lender page's blocks */
+    while (umi_tl_heap->borrows[bin] < UM_BORROW_MAX) {
+        cr_assert_lt(n, MAX, "%d blocks of %d bytes and the class still borrows", MAX, SMALL);
+        cr_assert_not_null(borrowed[n] = um_malloc(SMALL));
+        cr_assert_eq(um_malloc_usable_size(borrowed[n]), LENDER, "block %zu of %d bytes is not borrowed", n, SMALL);
+        n++;
+    }
+    void *a[8];
+    for (size_t i = 0; i < 8; i++) {
+        cr_assert_eq(um_posix_memalign(&a[i], 32, SMALL), 0);
+        cr_assert(tu_is_aligned(a[i], 32), "posix_memalign(32, %d) number %zu after the last borrowing = %p", SMALL, i + 1, a[i]);
+        cr_assert_eq(um_malloc_usable_size(a[i]), SMALL_CLASS, "posix_memalign(32, %d) took a %zu-byte block", SMALL,
+                     um_malloc_usable_size(a[i]));
+    }
+    for (size_t i = 0; i < 8; i++)
+        um_free(a[i]);
+    for (size_t i = 0; i < n; i++)
+        um_free(borrowed[i]);
+    um_free(lender);
+    return NULL;
+}
+
+Test(borrow, an_aligned_request_never_takes_a_lenders_block)
+{
+    in_fresh_thread(aligned_after_the_last_borrowing);
+}
