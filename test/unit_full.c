@@ -39,16 +39,15 @@ static bool is_queued(um_heap_t *heap, const um_page_t *page)
     return false;
 }
 
-/* Allocates `size`-byte blocks until a page of the class is full (out of its queue): returns
- * that page. The first blocks of a class may come from a larger class's page (unit_borrow.c):
- * the page is the one of the block after those. */
+/* In a fresh thread: allocates `size`-byte blocks until the page of the first one is full (out of
+ * its queue), and returns that page. The thread has no page of a larger class that its first
+ * block could be borrowed from (unit_borrow.c): that block is in a page of its own class. */
 static um_page_t *fill_a_page(size_t size)
 {
     block_count = 0;
-    for (size_t i = 0; i <= UM_BORROW_MAX; i++)
-        cr_assert_not_null(blocks[block_count++] = um_malloc(size));
-    um_page_t *page = page_of(blocks[UM_BORROW_MAX]);
-    cr_assert_eq(umi_bin_size(page->bin), um_malloc_usable_size(blocks[UM_BORROW_MAX]));
+    cr_assert_not_null(blocks[block_count++] = um_malloc(size));
+    um_page_t *page = page_of(blocks[0]);
+    cr_assert_eq(umi_bin_size(page->bin), um_malloc_usable_size(blocks[0]), "the first block of %zu bytes is borrowed", size);
     while (!is_full(page)) {
         cr_assert_lt(block_count, MAX_BLOCKS, "%zu blocks of %zu bytes and their page never went full", block_count, size);
         cr_assert_not_null(blocks[block_count++] = um_malloc(size));
