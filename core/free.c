@@ -56,11 +56,8 @@ UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
     if (owner != (umi_thread_id() | UM_PAGE_IN_FULL)) { umi_free_generic(p); return; }
     um_block_t *b = p;
     um_page_hot_t *hot = (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
-    if (UM_UNLIKELY(umi_key_get(b) == UM_FREE_MARK)) { umi_double_free(b); return; }
-    umi_key_set(b, UM_FREE_MARK);
-    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
-    hot->free = b;
-    UM_OWNER_ADD(hot->frees, 1);
+    if (UM_UNLIKELY(umi_key_get(b) == umi_block_key(b))) { umi_double_free(b); return; }
+    umi_hot_push(hot, b);
     if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(b);
 }
 
@@ -86,12 +83,9 @@ UM_NOINLINE void umi_free_generic(void *p) {
         uint64_t div = page->block_div;
         /* a block start: inside the block area, and off % block_size == 0 without dividing */
         if (UM_LIKELY(off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1 &&
-                      umi_key_get(b) != UM_FREE_MARK)) {
+                      umi_key_get(b) != umi_block_key(b))) {
             UM_SAN_POISON(b, page->block_size);
-            umi_key_set(b, UM_FREE_MARK);
-            umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
-            hot->free = b;
-            UM_OWNER_ADD(hot->frees, 1);
+            umi_hot_push(hot, b);
             if (UM_UNLIKELY(umi_hot_used(hot) == 0)) umi_page_retire(umi_tl_heap, page);
             return;
         }

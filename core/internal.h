@@ -222,6 +222,14 @@ static inline uint64_t umi_heap_random(um_heap_t *heap) {
 
 /* The mark of a free block (see um_block_t). */
 static inline uintptr_t umi_block_key(const void *b) { (void)b; return UM_FREE_MARK; }
+/* Take b back onto hot's free list, marked free (owner only): every owner free but the inline
+ * fast one, which reaches the same words by their offsets from the page end (core/fastpath.h). */
+static inline __attribute__((always_inline)) void umi_hot_push(um_page_hot_t *hot, um_block_t *b) {
+    umi_key_set(b, umi_block_key(b));
+    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
+    hot->free = b;
+    UM_OWNER_ADD(hot->frees, 1);
+}
 
 /* ---- locks ------------------------------------------------------------------------------
  * The hierarchy, outermost first: a thread holding one of these takes only locks further down

@@ -374,14 +374,10 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b) {
 
 /* The owner frees into a page that is full, has aligned blocks, or just became empty. */
 void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
-    uintptr_t key = umi_block_key(b);
-    if (UM_UNLIKELY(umi_key_get(b) == key)) { umi_double_free(b); return; }
+    if (UM_UNLIKELY(umi_key_get(b) == umi_block_key(b))) { umi_double_free(b); return; }
     UM_SAN_POISON(b, page->block_size);
-    umi_key_set(b, key);
     um_page_hot_t *hot = umi_page_hot(page);
-    umi_link_set(b, hot->free, UM_HOT_SECRET(hot));
-    hot->free = b;
-    UM_OWNER_ADD(hot->frees, 1);
+    umi_hot_push(hot, b);
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) {
         if (umi_hot_used(hot) > hot->requeue_used) return;
         umi_page_unfull(heap, page);
