@@ -234,6 +234,16 @@ static void check_extents(check_t *c) {
             c->carved_bytes += (size_t)(UM_EXTENT_END_PAGE - UM_EXTENT_FIRST_PAGE - seg->extents.free_pages) << UM_EXTENT_PAGE_SHIFT;
         }
         if (dirty != a->dirty_pages) problem(c, "extent arena whose count of dirty pages is wrong", a);
+        size_t quick_bytes = 0;
+        for (size_t j = 0; j < a->quick_count; j++) {
+            um_segment_t *seg = umi_segment_lookup(a->quick[j]);
+            bool listed = seg != NULL && seg->kind == UM_KIND_EXTENT && seg->extents.arena == a;
+            if (!listed || umi_extent_usable(seg, a->quick[j]) != (size_t)a->quick_pages[j] << UM_EXTENT_PAGE_SHIFT)
+                problem(c, "extent arena's quick list holds a pointer that is no block of the arena's, or not of its length", a->quick[j]);
+            else if (umi_key_get(a->quick[j]) != UM_FREE_MARK) problem(c, "block in an extent arena's quick list without the free mark", a->quick[j]);
+            quick_bytes += (size_t)a->quick_pages[j] << UM_EXTENT_PAGE_SHIFT;
+        }
+        if (quick_bytes != a->quick_bytes) problem(c, "extent arena whose count of quick bytes is wrong", a);
     }
 }
 

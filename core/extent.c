@@ -14,7 +14,9 @@
  * the OS a delay or two after the free (tcmalloc's page heap and jemalloc's extents work the
  * same way). A thread caches the blocks of up to 64 KiB it frees for its next mallocs
  * (core/extent_cache.c): a program that frees and allocates them in turn, all the time, wants
- * no lock and the block it freed last (docs/design.md, "Big blocks").
+ * no lock and the block it freed last (docs/design.md, "Big blocks"). A bigger block the
+ * program frees waits whole in its arena's quick list for the next malloc of its length, from
+ * any thread (see "the quick list" below).
  *
  * An arena is a lock and a list of 4 MiB extent segments.
  *  - A segment's header maps its 1024 OS pages (um_extent_map_t): free or not, dirty (free and
@@ -60,6 +62,7 @@
 
 #include "core/internal.h"
 #include "core/counters.h"
+#include "core/extent_bits.h"
 #include "os/os.h"
 #include "hugepages/pagesize.h"
 
@@ -78,75 +81,6 @@ _Static_assert(UM_EXTENT_ARENAS_MAX == 16, "one initializer an arena");
 #define PAGE_SIZE_4K ((size_t)1 << UM_EXTENT_PAGE_SHIFT)
 
 static inline uint8_t *page_addr(um_segment_t *seg, size_t i) { return (uint8_t *)seg + (i << UM_EXTENT_PAGE_SHIFT); }
-
-/* ---- bitmaps ------------------------------------------------------------------------------
- * Written under the arena's lock, read by the statistics and um_owns without it: every store
- * is an atomic (relaxed) one, so those racy reads are well defined. */
-static inline bool bit_get(const uint64_t *m, size_t i) { return UM_SHARED_READ(m[i >> 6]) >> (i & 63) & 1; }
-
-/* The set bits of x, inline: the baseline x86-64 has no popcnt instruction, and the builtin
- * then calls libgcc's, a tenth of the instructions of a program that takes and gives back big
- * blocks in a loop. */
-static inline size_t bits_count(uint64_t x) {
-    x = x - ((x >> 1) & 0x5555555555555555u);
-    x = (x & 0x3333333333333333u) + ((x >> 2) & 0x3333333333333333u);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fu;
-    return (size_t)((x * 0x0101010101010101u) >> 56);
-}
-
-/* The bits [from, from + n) of m: set (set = true) or cleared; returns how many changed. */
-static size_t bits_put(uint64_t *m, size_t from, size_t n, bool set) {
-    size_t changed = 0;
-    while (n != 0) {
-        size_t w = from >> 6, b = from & 63, k = 64 - b < n ? 64 - b : n;
-        uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
-        uint64_t old = m[w], now = set ? old | mask : old & ~mask, diff = old ^ now;
-        changed += diff == 0 ? 0 : diff == mask ? k : bits_count(diff); /* mostly none or all of them */
-        if (now != old) UM_SHARED_WRITE(m[w], now);
-        from += k;
-        n -= k;
-    }
-    return changed;
-}
-
-/* Bits [from, from + n) of m, as a 128-bit mask in out[0..1] (n <= 128), a word at a time. */
-static void bits_copy(const uint64_t *m, size_t from, size_t n, uint64_t out[2]) {
-    out[0] = out[1] = 0;
-    for (size_t j = 0; j < n; j += 64) {
-        size_t at = from + j, w = at >> 6, b = at & 63, k = n - j < 64 ? n - j : 64;
-        uint64_t v = m[w] >> b;
-        if (b != 0 && b + k > 64) v |= m[w + 1] << (64 - b); /* the rest from the next word */
-        out[j >> 6] = k == 64 ? v : v & (((uint64_t)1 << k) - 1);
-    }
-}
-
-/* The first bit at or after `from` that is set (want = true) or clear in m, or END_PAGE. */
-static size_t bit_next(const uint64_t *m, size_t from, bool want) {
-    while (from < END_PAGE) {
-        uint64_t w = (want ? m[from >> 6] : ~m[from >> 6]) >> (from & 63);
-        if (w != 0) {
-            size_t at = from + (size_t)__builtin_ctzll(w);
-            return at < END_PAGE ? at : END_PAGE;
-        }
-        from = (from | 63) + 1;
-    }
-    return END_PAGE;
-}
-
-/* The first bit below `from` that is clear in m, + 1: where the run of set bits that ends at
- * `from` starts (FIRST_PAGE at the least: the header's pages are never free). */
-static size_t run_start(const uint64_t *m, size_t from) {
-    while (from > FIRST_PAGE) {
-        size_t w = (from - 1) >> 6, b = (from - 1) & 63;
-        uint64_t clear = ~m[w] & (b == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (b + 1)) - 1));
-        if (clear != 0) {
-            size_t at = (w << 6) + 63 - (size_t)__builtin_clzll(clear) + 1;
-            return at > FIRST_PAGE ? at : FIRST_PAGE;
-        }
-        from = w << 6;
-    }
-    return FIRST_PAGE;
-}
 
 /* The first run of n free pages of seg whose start is a multiple of `align`, or SIZE_MAX.
  * A search that fails has seen every run: the longest of them bounds the next searches. */
@@ -184,6 +118,24 @@ void umi_extent_init_process(void) {
 #define UM_EXTENT_BUSY_WINDOW 32
 #define UM_EXTENT_BUSY_TO_MOVE 8
 static unsigned next_cache_arena; /* round-robin (relaxed atomic) */
+
+/* One more operation of the heap's on its arena, which it found busy or not: true when that
+ * ends a window of UM_EXTENT_BUSY_WINDOW in which it was busy UM_EXTENT_BUSY_TO_MOVE times. */
+static bool busy_window_ends(um_heap_t *heap, bool busy) {
+    heap->extent_busy = (uint8_t)(heap->extent_busy + busy);
+    if (++heap->extent_ops < UM_EXTENT_BUSY_WINDOW) return false;
+    bool move = heap->extent_busy >= UM_EXTENT_BUSY_TO_MOVE && umi_extent_arena_count > 1;
+    heap->extent_ops = heap->extent_busy = 0;
+    return move;
+}
+
+/* The heap leaves arena i for the next: the next thread that moves goes further. */
+static unsigned move_on(um_heap_t *heap, unsigned i) {
+    unsigned j = (i + 1) % umi_extent_arena_count;
+    heap->extent_arena = (uint8_t)(j + 1);
+    return j;
+}
+
 static um_extent_arena_t *arena_lock(um_heap_t *heap, size_t bin) {
     if (heap != NULL && !umi_heap_is_own(heap)) heap = NULL;
     if (heap != NULL && bin <= UM_BIN_ECACHE_LAST) {
@@ -196,26 +148,27 @@ static um_extent_arena_t *arena_lock(um_heap_t *heap, size_t bin) {
     unsigned i = heap != NULL && heap->extent_arena != 0 ? heap->extent_arena - 1u : 0;
     um_extent_arena_t *a = &umi_extent_arenas[i];
     bool busy = !umi_trylock(&a->lock);
-    if (heap == NULL) {
-        if (busy) umi_lock(&a->lock);
-        return a;
-    }
-    heap->extent_busy = (uint8_t)(heap->extent_busy + busy);
-    if (++heap->extent_ops < UM_EXTENT_BUSY_WINDOW) {
-        if (busy) umi_lock(&a->lock);
-        return a;
-    }
-    bool move = heap->extent_busy >= UM_EXTENT_BUSY_TO_MOVE && umi_extent_arena_count > 1;
-    heap->extent_ops = heap->extent_busy = 0;
-    if (!move) {
+    if (heap == NULL || !busy_window_ends(heap, busy)) {
         if (busy) umi_lock(&a->lock);
         return a;
     }
     if (!busy) umi_unlock(&a->lock);
-    unsigned j = (i + 1) % umi_extent_arena_count; /* round the arenas: the next thread that moves goes further */
-    heap->extent_arena = (uint8_t)(j + 1);
-    umi_lock(&umi_extent_arenas[j].lock);
-    return &umi_extent_arenas[j];
+    a = &umi_extent_arenas[move_on(heap, i)];
+    umi_lock(&a->lock);
+    return a;
+}
+
+/* The lock of arena a for a free of one of its blocks. A free counts as an operation of the
+ * heap's on its arena too: threads that allocate in one arena and free into it at the same
+ * time find it busy as often on their frees as on their mallocs (more, when the frees are
+ * the longer ones), and move apart all the same. */
+static void arena_lock_for_free(um_extent_arena_t *a) {
+    bool busy = !umi_trylock(&a->lock);
+    if (busy) umi_lock(&a->lock);
+    um_heap_t *heap = umi_tl_heap;
+    if (!umi_heap_is_own(heap)) return;
+    unsigned i = heap->extent_arena != 0 ? heap->extent_arena - 1u : 0;
+    if (a == &umi_extent_arenas[i] && busy_window_ends(heap, busy)) move_on(heap, i);
 }
 
 static void segment_format(um_extent_arena_t *a, um_segment_t *seg) {
@@ -325,9 +278,13 @@ static um_segment_t *arena_fit(um_extent_arena_t *a, size_t n, size_t align, siz
 }
 
 /* ---- the tick ------------------------------------------------------------------------------ */
+static void quick_release(um_extent_arena_t *a, size_t n);
+static uint8_t *quick_take(um_extent_arena_t *a, size_t n);
+
 /* See the top: purge what aged, age what is dirty, give back segments that are free and clean
  * (all, for um_trim: every free page purged, every free segment given back). Arena locked. */
 static void arena_tick(um_extent_arena_t *a, uint64_t now, bool all) {
+    quick_release(a, a->quick_count); /* to age and be purged as any free page */
     size_t purged_aged = 0;
     um_segment_t *next;
     for (um_segment_t *seg = a->segments; seg != NULL; seg = next) {
@@ -358,7 +315,7 @@ static void arena_tick(um_extent_arena_t *a, uint64_t now, bool all) {
 }
 
 static inline void arena_maybe_tick(um_extent_arena_t *a) {
-    if (a->dirty_pages == 0) return;
+    if (a->dirty_pages == 0 && a->quick_count == 0) return;
     uint64_t now = umi_os_now_ms();
     if (now >= a->next_tick_ms) arena_tick(a, now, false);
 }
@@ -375,7 +332,8 @@ void umi_extent_tick_all(um_extent_tick_t how) {
     for (unsigned i = 0; i < umi_extent_arena_count; i++) {
         um_extent_arena_t *a = &umi_extent_arenas[i];
         if (how == UM_EXTENT_TICK_TRIM) umi_lock(&a->lock);
-        else if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue; /* busy: it ticks itself */
+        else if ((UM_SHARED_READ(a->dirty_pages) == 0 && UM_SHARED_READ(a->quick_count) == 0) || !umi_trylock(&a->lock))
+            continue; /* nothing to do, or busy: it ticks itself */
         uint64_t now = umi_os_now_ms();
         bool due = how == UM_EXTENT_TICK_TRIM;
         if (how == UM_EXTENT_TICK_DUE) due = now >= a->next_tick_ms;
@@ -397,6 +355,17 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
     size_t n = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
     size_t align_pages = align > PAGE_SIZE_4K ? align >> UM_EXTENT_PAGE_SHIFT : 1;
     um_extent_arena_t *a = arena_lock(heap, bin);
+    uint8_t *q = align <= PAGE_SIZE_4K ? quick_take(a, n) : NULL;
+    if (q != NULL) {
+        UM_OWNER_ADD(a->counts->mallocs[bin], 1);
+        arena_maybe_tick(a);
+        umi_unlock(&a->lock);
+        UM_SAN_UNPOISON(q, n << UM_EXTENT_PAGE_SHIFT);
+        umi_key_set((void *)q, 0);
+        if (zero) memset(q, 0, n << UM_EXTENT_PAGE_SHIFT); /* freed by the program: dirty */
+        return q;
+    }
+    quick_release(a, a->quick_count); /* no block of this length: the pages may serve it */
     size_t at = SIZE_MAX;
     um_segment_t *seg = arena_fit(a, n, align_pages, &at);
     if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg, n, align_pages);
@@ -439,10 +408,80 @@ static void block_release(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
     umi_count_uncarved(n << UM_EXTENT_PAGE_SHIFT);
 }
 
+/* ---- the quick list ------------------------------------------------------------------------
+ * A program that frees a big block and allocates one of the same size again, over and over (a
+ * buffer for each request, a compressor's window for each message), would have the arena
+ * search and rewrite its page maps twice a pair: about 1800 instructions for a block of 300 KB.
+ * A block the program frees is kept whole instead, in its arena's quick list, and the next
+ * block of its length is the newest such one, resident and likely still in this CPU's caches,
+ * under the lock the malloc takes anyway. Why in the arena and not in each thread, as the
+ * classes up to 64 KiB are (core/extent_cache.c): a thread's cache serves its own thread
+ * alone, and a program of many threads that each free a few big blocks of assorted sizes
+ * would keep that much more resident a thread; here any thread's next block of the size takes
+ * it, and an arena keeps UM_EXTENT_QUICK_BYTES at most. The oldest go back to the page maps
+ * when the list is full, and all at the arena's tick: they then age and are purged as any
+ * free page is, and a program that stops allocating big blocks does not keep them. */
+
+/* The entries from j + gap on move down to j (a loop: the list is short, a call of memmove costs more). */
+static inline void quick_close_up(um_extent_arena_t *a, size_t j, size_t gap) {
+    for (; j + gap < a->quick_count; j++) {
+        a->quick[j] = a->quick[j + gap];
+        a->quick_pages[j] = a->quick_pages[j + gap];
+    }
+}
+
+/* The n oldest blocks of the list back to the page maps. */
+static void quick_release(um_extent_arena_t *a, size_t n) {
+    if (n == 0) return;
+    for (size_t j = 0; j < n; j++) {
+        um_segment_t *seg = umi_segment_of(a->quick[j]);
+        size_t i = block_index(seg, a->quick[j]);
+        UM_CHECK(i != SIZE_MAX && seg->extents.length[i] == a->quick_pages[j]); /* the list takes block starts, in use */
+        umi_key_set(a->quick[j], 0);
+        UM_SHARED_WRITE(a->quick_bytes, a->quick_bytes - ((size_t)a->quick_pages[j] << UM_EXTENT_PAGE_SHIFT));
+        block_release(a, seg, i);
+    }
+    size_t left = a->quick_count - n;
+    quick_close_up(a, 0, n);
+    UM_SHARED_WRITE(a->quick_count, (uint8_t)left);
+}
+
+/* The program's free of the block at page i of seg into the list (lock held); false when it
+ * does not go there: it would not fit, or memory goes back at the free (a purge delay of 0). */
+static bool quick_put(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
+    size_t n = seg->extents.length[i], bytes = n << UM_EXTENT_PAGE_SHIFT;
+    if (bytes > UM_EXTENT_QUICK_BYTES || umi_purge_delay() == 0) return false;
+    size_t old = 0;
+    for (size_t room = UM_EXTENT_QUICK_BYTES - a->quick_bytes; a->quick_count - old == UM_EXTENT_QUICK_SLOTS || room < bytes; old++)
+        room += (size_t)a->quick_pages[old] << UM_EXTENT_PAGE_SHIFT;
+    quick_release(a, old);
+    uint8_t *p = page_addr(seg, i);
+    umi_key_set((void *)p, UM_FREE_MARK); /* a second free of it is reported (block_free) */
+    UM_SAN_POISON(p, bytes);
+    a->quick[a->quick_count] = p;
+    a->quick_pages[a->quick_count] = (uint16_t)n;
+    UM_SHARED_WRITE(a->quick_count, (uint8_t)(a->quick_count + 1));
+    UM_SHARED_WRITE(a->quick_bytes, a->quick_bytes + bytes);
+    return true;
+}
+
+/* The newest block of n pages in the list, taken out of it (lock held), or NULL. */
+static uint8_t *quick_take(um_extent_arena_t *a, size_t n) {
+    for (size_t j = a->quick_count; j-- > 0;) {
+        if (a->quick_pages[j] != n) continue;
+        uint8_t *p = a->quick[j];
+        quick_close_up(a, j, 1);
+        UM_SHARED_WRITE(a->quick_count, (uint8_t)(a->quick_count - 1));
+        UM_SHARED_WRITE(a->quick_bytes, a->quick_bytes - (n << UM_EXTENT_PAGE_SHIFT));
+        return p;
+    }
+    return NULL;
+}
+
 /* A free of the program's that no cache took. */
 static void block_free(um_segment_t *seg, void *p) {
     um_extent_arena_t *a = seg->extents.arena;
-    umi_lock(&a->lock);
+    arena_lock_for_free(a);
     size_t i = block_index(seg, p);
     /* A block in a thread's cache is in use here: its mark tells a second free of it. */
     if (UM_UNLIKELY(i != SIZE_MAX && umi_key_get(p) == UM_FREE_MARK)) {
@@ -460,7 +499,7 @@ static void block_free(um_segment_t *seg, void *p) {
         return;
     }
     UM_OWNER_ADD(a->counts->frees[umi_bin_of((size_t)seg->extents.length[i] << UM_EXTENT_PAGE_SHIFT)], 1);
-    block_release(a, seg, i);
+    if (!quick_put(a, seg, i)) block_release(a, seg, i);
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
 }

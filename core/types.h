@@ -86,6 +86,8 @@ _Static_assert(UM_BIN_ECACHE_LAST == UM_BIN_FINE_LAST + 4 * (16 - UM_FINE_SHIFT)
 #define UM_EXTENT_PAGES (UM_SEGMENT_SIZE >> UM_EXTENT_PAGE_SHIFT) /* 1024 a segment */
 #define UM_EXTENT_WORDS (UM_EXTENT_PAGES / 64)
 #define UM_EXTENT_ARENAS_MAX 16
+#define UM_EXTENT_QUICK_SLOTS 8                    /* an arena's quick list: at most this many blocks */
+#define UM_EXTENT_QUICK_BYTES ((size_t)1 << 20)    /* and this many bytes */
 /* The secure build ends every segment and every huge block's mapping with an inaccessible
  * (PROT_NONE) page, so that an overflow off the end faults instead of running into the next
  * mapping. A small segment gives up its last page slot for it (the hot words of a small page
@@ -390,6 +392,12 @@ typedef struct __attribute__((aligned(64))) um_extent_arena_s {
     uint64_t ticked_ms;            /* when it last ticked (a thread's exit ticks it only a while after) */
     size_t dirty_pages;            /* over its segments, so that a tick with nothing to do is skipped */
     struct um_extent_counts_s *counts; /* its blocks per class */
+    /* Blocks the program freed, kept whole for the next malloc of their size (core/extent.c,
+     * "quick"): in use as far as the page maps know, marked free in their second word. */
+    void *quick[UM_EXTENT_QUICK_SLOTS];
+    uint16_t quick_pages[UM_EXTENT_QUICK_SLOTS]; /* each one's length in pages */
+    uint8_t quick_count;           /* blocks in quick[], oldest first */
+    size_t quick_bytes;            /* their bytes (statistics: free, not live) */
 } um_extent_arena_t;
 
 /* An arena's counts of blocks handed out and freed per class, written under its lock, apart

@@ -143,6 +143,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
             mallocs[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->mallocs[b]);
             frees[b] += UM_SHARED_READ(umi_extent_arenas[i].counts->frees[b]);
         }
+        out->free_bytes += UM_SHARED_READ(umi_extent_arenas[i].quick_bytes); /* in use as far as the page maps know */
     }
 
     /* Per class, then totals. */
