@@ -27,13 +27,20 @@ typedef struct {
     uint64_t tag;
 } blk_t;
 
+/* The last byte, written and checked apart unless the last word written covers it. */
+static int tail_apart(const blk_t *b)
+{
+    return b->n < 8 || b->n - 1 >= (b->n - 8) / (size_t)g_stride * (size_t)g_stride + 8;
+}
+
 static void fill(blk_t *b)
 {
     for (size_t off = 0; off + 8 <= b->n; off += (size_t)g_stride) {
         uint64_t v = b->tag + off;
         memcpy(b->p + off, &v, 8);
     }
-    b->p[b->n - 1] = (unsigned char)b->tag;
+    if (tail_apart(b))
+        b->p[b->n - 1] = (unsigned char)b->tag;
 }
 
 static long long check(const blk_t *b, uint64_t *sum)
@@ -46,7 +53,7 @@ static long long check(const blk_t *b, uint64_t *sum)
             bad++;
         *sum += v;
     }
-    if (b->p[b->n - 1] != (unsigned char)b->tag)
+    if (tail_apart(b) && b->p[b->n - 1] != (unsigned char)b->tag)
         bad++;
     return bad;
 }

@@ -39,6 +39,9 @@ DESCRIPTIONS = {
     "realloc": "1000 buffers grown by realloc in small random steps to 1 KiB..256 KiB, checked "
                "and freed when full",
     "large": "large blocks (256 KiB..64 MiB, log-uniform), 4 live per thread, every page written",
+    "buffers": "a buffer for each request: a big block allocated, a word written in each of its "
+               "pages, checked and freed (1t: 128 KiB, one at a time; 2t: 64..448 KiB, log-uniform, "
+               "2 live per thread)",
     "tree": "unbalanced binary search tree of 100k nodes (node + payload string each) built, "
             "walked and torn down, repeatedly",
     "threadchurn": "a thread per request: threads started one by one (1by1) or 8 at a time (batch8), "
