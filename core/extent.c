@@ -419,8 +419,10 @@ static void block_release(um_extent_arena_t *a, um_segment_t *seg, size_t i) {
  * alone, and a program of many threads that each free a few big blocks of assorted sizes
  * would keep that much more resident a thread; here any thread's next block of the size takes
  * it, and an arena keeps UM_EXTENT_QUICK_BYTES at most. The oldest go back to the page maps
- * when the list is full, and all at the arena's tick: they then age and are purged as any
- * free page is, and a program that stops allocating big blocks does not keep them. */
+ * when the list is full; all of them when a malloc finds none of its length (their pages may
+ * serve it: a program of assorted sizes keeps no more resident than without the list), and at
+ * the arena's tick, so that they age and are purged as any free page is, and a program that
+ * stops allocating big blocks does not keep them. */
 
 /* The entries from j + gap on move down to j (a loop: the list is short, a call of memmove costs more). */
 static inline void quick_close_up(um_extent_arena_t *a, size_t j, size_t gap) {
@@ -535,6 +537,7 @@ bool umi_extent_resize(um_segment_t *seg, void *p, size_t size) {
     um_extent_map_t *x = &seg->extents;
     umi_lock(&a->lock);
     size_t i = block_index(seg, p), n = i == SIZE_MAX ? 0 : x->length[i];
+    if (want > n) quick_release(a, a->quick_count); /* the pages after the block may be a listed one's */
     bool ok = i != SIZE_MAX && (want <= n || (i + want <= END_PAGE && bit_next(x->free_map, i + n, false) >= i + want));
     if (ok && want != n) {
         if (want < n) {

@@ -232,3 +232,24 @@ Test(extent_quick, a_thread_whose_frees_find_its_arena_busy_moves_on) {
     um_free(next);
     cr_assert_eq(um_check_heap(), 0);
 }
+
+/* A block that realloc grows takes the free pages after it in place: a listed block there
+ * goes back to the page map first, or the block would move (and fault in new pages) for pages
+ * that are free all but in name. */
+Test(extent_quick, realloc_grows_into_a_listed_neighbour_in_place) {
+    need_extents();
+    const size_t k = 80 * TU_KiB; /* a class's size: blocks side by side */
+    char *a = um_malloc(k), *b = um_malloc(k);
+    cr_assert(a && b);
+    cr_assert_eq(b, a + k, "precondition: fresh blocks side by side (%p, %p)", (void *)a, (void *)b);
+    memset(a, 0x3c, k);
+    um_free(b);
+    cr_assert_eq(arena_of(a)->quick_count, 1, "precondition: the neighbour is listed");
+    char *grown = um_realloc(a, 200 * TU_KiB); /* more than twice: not a buffer grown step by step */
+    cr_assert_eq(grown, a, "the block moved to %p instead of growing into its listed neighbour", (void *)grown);
+    cr_assert_eq(arena_of(a)->quick_count, 0);
+    for (size_t i = 0; i < k; i++)
+        if (grown[i] != 0x3c) cr_assert_fail("byte %zu lost in the growth", i);
+    um_free(grown);
+    cr_assert_eq(um_check_heap(), 0);
+}
