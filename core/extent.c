@@ -91,10 +91,10 @@ static size_t run_find(um_segment_t *seg, size_t n, size_t align) {
     for (size_t i = FIRST_PAGE; i < END_PAGE;) {
         size_t s = bit_next(x->free_map, i, true);
         if (s >= END_PAGE) break;
-        size_t e = bit_next(x->free_map, s, false);
         size_t a = (s + align - 1) & ~(align - 1);
+        size_t e = bit_next_before(x->free_map, s, false, a + n); /* the run's end, or a + n */
         if (a + n <= e) return a;
-        if (e - s > longest) longest = e - s;
+        if (e - s > longest) longest = e - s; /* e < a + n: the run ends there */
         i = e;
     }
     x->longest_free = (uint16_t)longest;

@@ -45,18 +45,24 @@ static inline void bits_copy(const uint64_t *m, size_t from, size_t n, uint64_t 
     }
 }
 
-/* The first bit at or after `from` that is set (want = true) or clear in m, or UM_EXTENT_END_PAGE. */
-static inline size_t bit_next(const uint64_t *m, size_t from, bool want) {
-    while (from < UM_EXTENT_END_PAGE) {
+/* The first bit in [from, limit) that is set (want = true) or clear in m, or limit (at most
+ * UM_EXTENT_END_PAGE) when there is none: a search for a run of n pages looks no further than
+ * n pages, however long the free run it is in. */
+static inline size_t bit_next_before(const uint64_t *m, size_t from, bool want, size_t limit) {
+    if (limit > UM_EXTENT_END_PAGE) limit = UM_EXTENT_END_PAGE;
+    while (from < limit) {
         uint64_t w = (want ? m[from >> 6] : ~m[from >> 6]) >> (from & 63);
         if (w != 0) {
             size_t at = from + (size_t)__builtin_ctzll(w);
-            return at < UM_EXTENT_END_PAGE ? at : UM_EXTENT_END_PAGE;
+            return at < limit ? at : limit;
         }
         from = (from | 63) + 1;
     }
-    return UM_EXTENT_END_PAGE;
+    return limit;
 }
+
+/* The first bit at or after `from` that is set (want = true) or clear in m, or UM_EXTENT_END_PAGE. */
+static inline size_t bit_next(const uint64_t *m, size_t from, bool want) { return bit_next_before(m, from, want, UM_EXTENT_END_PAGE); }
 
 /* The first bit below `from` that is clear in m, + 1: where the run of set bits that ends at
  * `from` starts (UM_EXTENT_FIRST_PAGE at the least: the header's pages are never free). */
