@@ -108,6 +108,25 @@ Test(extent_quick, listed_blocks_are_purged_after_the_delay) {
     cr_assert_eq(um_check_heap(), 0);
 }
 
+/* um_trim (malloc_trim) gives the list back and purges it with every other free page. */
+Test(extent_quick, trim_purges_the_listed_blocks) {
+    need_extents();
+    char *keep = um_malloc(80 * TU_KiB); /* the arena's first segment stays: its pages are what is measured */
+    char *p = um_malloc(SIZE);
+    cr_assert(keep && p);
+    memset(p, 1, SIZE);
+    um_free(p);
+    um_extent_arena_t *a = arena_of(p);
+    cr_assert_eq(a->quick_count, 1, "precondition: the block is listed");
+    size_t before = tu_totals().committed_bytes;
+    cr_assert_eq(um_trim(0), 1, "um_trim released nothing");
+    size_t after = tu_totals().committed_bytes;
+    cr_assert_eq(a->quick_count, 0, "um_trim left %u blocks listed", (unsigned)a->quick_count);
+    cr_assert_geq(before, after + SIZE, "committed %.2f MiB after um_trim, %.2f before", tu_mib(after), tu_mib(before));
+    um_free(keep);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
 /* At most UM_EXTENT_QUICK_SLOTS blocks and UM_EXTENT_QUICK_BYTES bytes: the oldest go first. */
 Test(extent_quick, the_list_keeps_to_its_limits_and_gives_back_the_oldest) {
     need_extents();
