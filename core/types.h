@@ -392,11 +392,11 @@ typedef struct __attribute__((aligned(64))) um_extent_arena_s {
     uint64_t ticked_ms;            /* when it last ticked (a thread's exit ticks it only a while after) */
     size_t dirty_pages;            /* over its segments, so that a tick with nothing to do is skipped */
     struct um_extent_counts_s *counts; /* its blocks per class */
-    /* Blocks the program freed, kept whole for the next malloc of their size (core/extent.c,
-     * "quick"): in use as far as the page maps know, marked free in their second word. */
-    void *quick[UM_EXTENT_QUICK_SLOTS];
+    /* The quick list (core/extent.c): blocks the program freed, kept whole for the next malloc
+     * of their length; in use as far as the page maps know, marked free in their second word. */
+    void *quick[UM_EXTENT_QUICK_SLOTS];          /* the blocks, oldest first */
     uint16_t quick_pages[UM_EXTENT_QUICK_SLOTS]; /* each one's length in pages */
-    uint8_t quick_count;           /* blocks in quick[], oldest first */
+    uint8_t quick_count;           /* blocks in quick[] */
     size_t quick_bytes;            /* their bytes (statistics: free, not live) */
 } um_extent_arena_t;
 
