@@ -28,7 +28,7 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
     size_t bin = umi_bin_of(size);
     if (bin >= UM_BIN_EXTENT_FIRST && umi_extents_on) {
         void *p = umi_extent_cache_pop(heap, bin);
-        return p != NULL ? p : umi_extent_alloc(heap, bin, 16, false);
+        return p != NULL ? p : umi_extent_alloc(heap, bin, 16, false, 0);
     }
     um_page_t *page = heap->queues[bin].first;
     if (page != NULL && (++heap->refills & 31) != 0) {
@@ -70,7 +70,7 @@ void *umi_calloc(size_t count, size_t size) {
     size_t total;
     if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_count_failed(); return NULL; }
     if (umi_is_extent_size(total) && total < umi_large_threshold) { /* clears only the pages it must */
-        void *p = umi_extent_alloc(umi_tl_heap, umi_bin_of(total), 16, true);
+        void *p = umi_extent_alloc(umi_tl_heap, umi_bin_of(total), 16, true, 0);
         if (p != NULL) {
             umi_count_internal(1, 0);
             UM_SAN_EXPOSE(p, total);
@@ -117,7 +117,7 @@ static void *malloc_aligned(size_t align, size_t size) {
     size_t bin = umi_bin_of(size);
     if (align > UM_CLASS_ALIGN_MAX && umi_is_extent_size(size + align - 16)) {
         /* a big block is placed at the alignment: no inner pointer */
-        void *p = umi_extent_alloc(umi_tl_heap, umi_is_extent_size(size) ? bin : UM_BIN_EXTENT_FIRST, align, false);
+        void *p = umi_extent_alloc(umi_tl_heap, umi_is_extent_size(size) ? bin : UM_BIN_EXTENT_FIRST, align, false, 0);
         if (p != NULL) umi_count_internal(1, 0);
         return p;
     }
@@ -255,17 +255,18 @@ static void *realloc_block(void *p, size_t size) {
         extent_bin = umi_extent_bin_for(want);
         if (umi_bin_size(extent_bin) >= umi_large_threshold) extent_bin = 0;
     }
+    size_t copy = usable < size ? usable : size;
     if (growing_buffer) {
-        q = umi_huge_alloc_growable(want);
+        q = umi_huge_alloc_growable(want, copy);
     } else if (extent_bin != 0) {
-        q = umi_extent_alloc(umi_tl_heap, extent_bin, 16, false);
+        q = umi_extent_alloc(umi_tl_heap, extent_bin, 16, false, copy);
     } else {
         if (want >= umi_large_threshold && size < umi_large_threshold) want = size;
         q = umi_malloc(want);
     }
     if (UM_UNLIKELY(q == NULL && want != size)) q = umi_malloc(size);
     if (UM_UNLIKELY(q == NULL)) return NULL; /* p stays valid, errno is ENOMEM */
-    memcpy(q, p, UM_SAN_LIVE_SIZE(p, usable < size ? usable : size));
+    memcpy(q, p, UM_SAN_LIVE_SIZE(p, copy));
     umi_free(p);
     umi_count_internal(1, 1); /* the malloc and the free above */
     return q;

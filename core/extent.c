@@ -351,7 +351,19 @@ void umi_extent_unlock_all(void) {
 }
 
 /* ---- blocks ---------------------------------------------------------------------------- */
-void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
+/* Pages fresh from the OS that the caller writes at once (umi_extent_alloc's will_copy): one
+ * call faults them in, not a page fault each. Only when none of them is dirty, as they all are
+ * in a block the arena hands out again soon after its free; a resident page would make the call
+ * cost more than the copy. */
+static void copy_fault_in(const um_segment_t *seg, uint8_t *p, const uint64_t was_dirty[2], size_t copy) {
+    if (seg->page_kind != UM_PAGES_4K) return;
+    size_t k = (copy + PAGE_SIZE_4K - 1) >> UM_EXTENT_PAGE_SHIFT;
+    for (size_t j = 0; j < k; j++)
+        if (was_dirty[j >> 6] >> (j & 63) & 1) return;
+    umi_os_fault_in(p, p + copy);
+}
+
+void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, size_t will_copy) {
     size_t n = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
     size_t align_pages = align > PAGE_SIZE_4K ? align >> UM_EXTENT_PAGE_SHIFT : 1;
     um_extent_arena_t *a = arena_lock(heap, bin);
@@ -387,6 +399,7 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero) {
     if (zero) /* a clean page reads zero: fresh, or purged */
         for (size_t j = 0; j < n; j++)
             if (was_dirty[j >> 6] >> (j & 63) & 1) memset(p + (j << UM_EXTENT_PAGE_SHIFT), 0, PAGE_SIZE_4K);
+    if (will_copy != 0) copy_fault_in(seg, p, was_dirty, will_copy < (n << UM_EXTENT_PAGE_SHIFT) ? will_copy : n << UM_EXTENT_PAGE_SHIFT);
     return p;
 }
 

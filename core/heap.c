@@ -125,6 +125,7 @@ static um_heap_t *heap_new(void) {
         size_t size = (sizeof(um_heap_t) + 63) & ~(size_t)63;
         heap = umi_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
         if (heap == NULL) return NULL;
+        umi_os_fault_in(heap, (uint8_t *)heap + sizeof(um_heap_t)); /* heap_reset writes it all */
         atomic_fetch_add_explicit(&umi_heap_mapped_bytes, (size + 4095) & ~(size_t)4095, UM_RELAXED);
     }
     heap_reset(heap);

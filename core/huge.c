@@ -80,8 +80,9 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     }
     UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
     /* Cached memory holds whatever was there: clear the part of the header a huge block uses
-     * (fresh memory reads as zero already). */
+     * (fresh memory reads as zero already, and is faulted in with one call: umi_os_fault_in). */
     if (!is_zero) memset(seg, 0, offsetof(um_segment_t, pages[1]));
+    else if (page_kind == UM_PAGES_4K) umi_os_fault_in(seg, &seg->pages[1]);
     seg->kind = UM_KIND_HUGE;
     seg->page_shift = UM_SEGMENT_SHIFT;
     seg->page_count = 1;
@@ -104,7 +105,14 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
 }
 
 void *umi_huge_alloc(size_t size, size_t align) { return huge_alloc(size, align, false, UMI_NUMA_UNSET); }
-void *umi_huge_alloc_growable(size_t size) { return huge_alloc(size, 16, true, UMI_NUMA_UNSET); }
+void *umi_huge_alloc_growable(size_t size, size_t will_copy) {
+    uint8_t *p = huge_alloc(size, 16, true, UMI_NUMA_UNSET);
+    if (p == NULL) return NULL;
+    um_segment_t *seg = (um_segment_t *)(p - UM_HUGE_HEADER);
+    /* fresh or purged pages that realloc's copy writes: faulted in at once (umi_os_fault_in) */
+    if (seg->pages[0].is_zero && seg->page_kind == UM_PAGES_4K) umi_os_fault_in(p, p + (will_copy < size ? will_copy : size));
+    return p;
+}
 void *umi_huge_alloc_onnode(size_t size, int node) { return huge_alloc(size, 16, false, node); }
 
 size_t umi_huge_usable(um_segment_t *seg, const void *p) {

@@ -389,7 +389,8 @@ void umi_heap_each_handed(void (*fn)(um_heap_t *, void *), void *arg); /* umi_ab
 
 /* ---- huge.c ----------------------------------------------------------------------------- */
 void *umi_huge_alloc(size_t size, size_t align);
-void *umi_huge_alloc_growable(size_t size); /* for realloc: a block mremap can grow */
+/* For realloc: a block mremap can grow, into which the caller copies will_copy bytes at once. */
+void *umi_huge_alloc_growable(size_t size, size_t will_copy);
 void *umi_huge_alloc_onnode(size_t size, int node); /* um_malloc_onnode: mapped for that node */
 void umi_huge_free(um_segment_t *seg, void *p);
 void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size);
@@ -441,8 +442,10 @@ static inline size_t umi_extent_bin_for(size_t size) {
 }
 void umi_extent_init_process(void);  /* after the options and NUMA */
 /* A block of `bin`, aligned to `align` (a power of two; up to 4 KiB every block is), zeroed when
- * `zero`; NULL with errno ENOMEM. heap: the caller's, for its arena (NULL: any). */
-void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero);
+ * `zero`; NULL with errno ENOMEM. heap: the caller's, for its arena (NULL: any). `will_copy`:
+ * the caller writes the block's first will_copy bytes at once (realloc's copy), so pages of
+ * them fresh from the OS are faulted in together (umi_os_fault_in); 0 for any other caller. */
+void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, size_t will_copy);
 void umi_extent_free(um_segment_t *seg, void *p);    /* into the caller's cache, else its arena */
 /* Blocks from a thread's cache back to their arenas (counted free when the program freed them). */
 void umi_extent_free_cached(void *const *blocks, size_t count);

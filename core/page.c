@@ -89,6 +89,7 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
         if (rotation >= page->reserved) rotation = 0; /* no block fits beside the hot words */
     }
     page->rotation = (uint16_t)rotation;
+    if (seg->kind == UM_KIND_SMALL && page->is_zero && seg->page_kind == UM_PAGES_4K) umi_os_fault_in(hot, hot + 1);
     hot->guard[0] = hot->guard[1] = UM_PAGE_GUARD;
     hot->free = NULL;
 #if UM_SECURE
@@ -106,6 +107,26 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     atomic_store_explicit(&page->heap, heap, UM_RELAXED);
     /* release: whoever sees the owner sees the guard (see um_page_hot_t) */
     atomic_store_explicit(&hot->owner, heap->tid, memory_order_release);
+}
+
+/* The carve of blocks c0 .. c0 + n - 1 of a page whose uncarved blocks are fresh from the OS
+ * writes a link into each, and the program then writes what it asked for: fault their OS pages
+ * in with one call (umi_os_fault_in). Not the pages written before: the one the block before
+ * ends in (carved already) and the hot words' (page_init's). The last page may hold only the
+ * tail of the last block; it holds the next carve's first block as well. Blocks of up to 4 KiB
+ * only: a bigger one's pages past its first are the program's to touch or not. */
+static void carve_fault_in(const um_page_t *page, size_t c0, size_t n) {
+    um_segment_t *seg = umi_segment_of(page);
+    size_t bsize = page->block_size;
+    size_t first = umi_block_pos(page, c0), last = umi_block_pos(page, c0 + n - 1);
+    if (seg->page_kind != UM_PAGES_4K || bsize > 4096 || last < first) return; /* a carve that wraps is the one beside the hot words */
+    uintptr_t lo = (uintptr_t)page->start + first * bsize, hi = (uintptr_t)page->start + (last + 1) * bsize;
+    if (first != 0) lo = (lo + 4095) & ~(uintptr_t)4095; /* the block before ends in lo's page */
+    if (seg->kind == UM_KIND_SMALL) {
+        uintptr_t hot_page = (uintptr_t)umi_page_hot(page) & ~(uintptr_t)4095;
+        if (hi > hot_page) hi = hot_page;
+    }
+    if (hi > lo) umi_os_fault_in((void *)lo, (void *)hi);
 }
 
 /* Thread more never-used blocks onto the free list, in address order (the secure build
@@ -141,6 +162,7 @@ static void page_extend(um_heap_t *heap, um_page_t *page) {
     if (page->rotation != 0 && page->capacity < beside && page->recarve <= beside && n > beside - page->capacity)
         n = beside - page->capacity;
     size_t c0 = page->capacity;
+    if (page->is_zero && c0 >= page->recarve) carve_fault_in(page, c0, n);
 #define UM_CARVED_AT(i) ((um_block_t *)(page->start + umi_block_pos(page, c0 + (i)) * bsize))
     um_page_hot_t *hot = umi_page_hot(page);
     uintptr_t secret = UM_HOT_SECRET(hot);

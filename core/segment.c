@@ -198,6 +198,8 @@ static um_segment_t *segment_get(um_kind_t kind, int want) {
         if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node, &page_kind);
         if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, &node, &page_kind);
         if (seg == NULL) return NULL;
+        /* the header, which segment_format writes: a small segment's whole, another's first OS page */
+        if (page_kind == UM_PAGES_4K) umi_os_fault_in(seg, (uint8_t *)seg + (kind == UM_KIND_SMALL ? sizeof(um_segment_t) : 1));
         /* The heap finds its segments by placement: one whose binding the kernel refused
          * (mbind is denied by some seccomp filters) still counts as the heap's, or the heap would
          * map a segment for every page. */

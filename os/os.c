@@ -129,11 +129,23 @@ size_t umi_os_resident_pages(const void *p, size_t size) {
     return resident;
 }
 
+/* Set once a kernel without MADV_POPULATE_WRITE (before 5.14) refused it: from then on
+ * umi_os_fault_in costs nothing, and the pages fault in as they are written. */
+static _Atomic bool populate_unknown;
+
 int umi_os_populate(void *p, size_t size) {
+    if (atomic_load_explicit(&populate_unknown, memory_order_relaxed)) return 0;
     int saved = errno;
     int ok = umi_sys_madvise(p, size, MADV_POPULATE_WRITE) == 0;
+    if (!ok && errno == EINVAL) atomic_store_explicit(&populate_unknown, true, memory_order_relaxed);
     errno = saved;
     return ok;
+}
+
+void umi_os_fault_in(void *lo, void *hi) {
+    uintptr_t mask = (uintptr_t)umi_os_page_size() - 1;
+    uintptr_t a = (uintptr_t)lo & ~mask, b = ((uintptr_t)hi + mask) & ~mask;
+    if (b > a && umi_os_populate((void *)a, b - a)) atomic_fetch_add_explicit(&umi_os_stats.faulted_in, b - a, memory_order_relaxed);
 }
 
 int umi_os_lock(void *p, size_t size, bool on_fault) {

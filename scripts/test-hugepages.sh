@@ -11,7 +11,7 @@
 #      delay the pages are back. With an empty pool: the same run, fallbacks counted. The same
 #      with 1G where the kernel can give a 1 GiB page (else a loud SKIP line, and the rest runs).
 #      UMALLOC_RESERVE=64M: the pool's pages are taken at start, segments come from them.
-#   2. UMALLOC_PREFAULT=1: writing to 1 GiB of fresh 1 KiB blocks takes under 1 % of the page
+#   2. UMALLOC_PREFAULT=1: writing to 1 GiB of fresh 64 KiB blocks takes under 1 % of the page
 #      faults (exceptions, counted by the kernel's software event) it takes without.
 #      UMALLOC_MLOCK=1: VmLck covers umalloc's committed memory; with RLIMIT_MEMLOCK at 64 KiB
 #      (as an unprivileged user), one line on stderr and a correct run.
@@ -126,7 +126,7 @@ pool 0
 probe touch0 UMALLOC_HUGEPAGES=none UMALLOC_PREFAULT=0 -- touch 1024 || bad "prefault: the probe failed"
 probe touch1 UMALLOC_HUGEPAGES=none UMALLOC_PREFAULT=1 -- touch 1024 || bad "prefault: the probe failed"
 e0=$(val touch_exceptions "$tmpdir/touch0.out") e1=$(val touch_exceptions "$tmpdir/touch1.out")
-echo "UMALLOC_PREFAULT: malloc and first write of 1 GiB of 1 KiB blocks: $e0 page faults without, $e1 with (getrusage, which also counts the kernel's own populating: $(val touch_minflt "$tmpdir/touch0.out") and $(val touch_minflt "$tmpdir/touch1.out"))"
+echo "UMALLOC_PREFAULT: malloc and first write of 1 GiB of 64 KiB blocks: $e0 page faults without, $e1 with (getrusage, which also counts the kernel's own populating: $(val touch_minflt "$tmpdir/touch0.out") and $(val touch_minflt "$tmpdir/touch1.out"))"
 if ((e0 < 0)); then
     echo "!!! SKIP (prefault): no perf software events here (kernel.perf_event_paranoid?)"
 elif ((e1 * 100 < e0)); then ok "prefault: $e1 faults against $e0 ($(awk "BEGIN{printf \"%.3f\", 100*$e1/$e0}") %)"

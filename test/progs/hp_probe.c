@@ -7,8 +7,8 @@
  *                          delay has passed (the program goes on allocating a little meanwhile);
  *                          the VMAs of each kernel page size in /proc/self/smaps while held;
  *                          umalloc's statistics (fallbacks, bytes per page kind, locked)
- *   hp_probe touch MIB     malloc MIB MiB of 1 KiB blocks, then write one byte per 4 KiB of
- *                          them: the minor faults of the writing alone (touch_minflt)
+ *   hp_probe touch MIB     malloc MIB MiB of 64 KiB blocks, then write one byte per 4 KiB of
+ *                          them: the page faults (exceptions) and minor faults of it all
  *   hp_probe lock MIB      hold MIB MiB of small blocks; print VmLck and umalloc's committed
  *                          and locked bytes
  *   hp_probe mapfile PATH  um_map_file(PATH, read-only, prefaulted) after evicting it from the
@@ -144,18 +144,22 @@ static long long counter_read(int fd) {
 static int touch(size_t mib) {
     int pf = fault_counter();
     long long e0 = counter_read(pf);
-    size_t n = (mib << 20) / 1024;
+    /* Blocks whose pages umalloc does not write itself: it faults in with one call the pages of
+     * small blocks it carves, prefault or not (core/page.c, carve_fault_in). */
+    const size_t block = 64 << 10;
+    size_t n = (mib << 20) / block;
     char **v = calloc(n, sizeof *v);
     if (!v) return 1;
     long f0 = minflt();
-    for (size_t i = 0; i < n; i++) if (!(v[i] = malloc(1024))) return 1;
+    for (size_t i = 0; i < n; i++) if (!(v[i] = malloc(block))) return 1;
     long f1 = minflt();
-    for (size_t i = 0; i < n; i++) v[i][0] = 1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < block; k += 4096) v[i][k] = 1;
     long f2 = minflt();
     long long e2 = counter_read(pf);
     printf("touch_exceptions=%lld\n", pf < 0 ? -1 : e2 - e0);
-    /* umalloc writes a block's neighbourhood as it carves it: the faults of a first touch can
-     * come in malloc as well as in the program's write, so both are counted */
+    /* the faults of a first touch can come in malloc as well as in the program's write, so both
+     * are counted */
     printf("malloc_minflt=%ld\nwrite_minflt=%ld\ntouch_minflt=%ld\n", f1 - f0, f2 - f1, f2 - f0);
     return 0;
 }
