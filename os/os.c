@@ -129,15 +129,16 @@ size_t umi_os_resident_pages(const void *p, size_t size) {
     return resident;
 }
 
-/* Set once a kernel without MADV_POPULATE_WRITE (before 5.14) refused it: from then on
- * umi_os_fault_in costs nothing, and the pages fault in as they are written. */
-static _Atomic bool populate_unknown;
+/* Set once the advice was refused for good: by a kernel without MADV_POPULATE_WRITE (before
+ * 5.14, EINVAL) or by a seccomp filter that allows only some advice (EPERM). From then on
+ * umi_os_populate costs nothing, and the pages fault in as they are written. */
+static _Atomic bool populate_refused;
 
 int umi_os_populate(void *p, size_t size) {
-    if (atomic_load_explicit(&populate_unknown, memory_order_relaxed)) return 0;
+    if (atomic_load_explicit(&populate_refused, memory_order_relaxed)) return 0;
     int saved = errno;
     int ok = umi_sys_madvise(p, size, MADV_POPULATE_WRITE) == 0;
-    if (!ok && errno == EINVAL) atomic_store_explicit(&populate_unknown, true, memory_order_relaxed);
+    if (!ok && (errno == EINVAL || errno == EPERM)) atomic_store_explicit(&populate_refused, true, memory_order_relaxed);
     errno = saved;
     return ok;
 }

@@ -3,9 +3,16 @@
  * page carves, and the bytes realloc copies into a moved block. And only those: the pages a
  * page has not carved into stay untouched, and pages resident already cost no call. */
 #include <criterion/criterion.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "core/internal.h"
+#include "os/fault.h"
 #include "os/os.h"
 #include "test_util.h"
 
@@ -25,6 +32,7 @@ typedef struct {
     size_t size, count;
     void *blocks[400];
     size_t faulted;   /* out: bytes faulted in while the blocks were allocated */
+    uint64_t calls;   /* out: madvise calls meanwhile, when os/fault.h counts them */
     size_t resident;  /* out: resident OS pages of the first block's page */
     size_t carved;    /* out: OS pages the page's carves and hot words cover */
 } carve_arg_t;
@@ -33,8 +41,10 @@ typedef struct {
 static void *carve_in_thread(void *argp) {
     carve_arg_t *a = argp;
     size_t before = faulted_in();
+    uint64_t calls = umi_fault_calls(UM_SYS_MADVISE);
     for (size_t i = 0; i < a->count; i++) a->blocks[i] = um_malloc(a->size);
     a->faulted = faulted_in() - before;
+    a->calls = umi_fault_calls(UM_SYS_MADVISE) - calls;
     um_segment_t *seg = umi_segment_lookup(a->blocks[0]);
     um_page_t *page = umi_page_of(seg, a->blocks[0]);
     size_t area_size;
@@ -130,4 +140,54 @@ Test(fault_in, realloc_into_a_new_mapping_faults_in_the_copy) {
     cr_expect_geq(faulted, from, "%zu bytes faulted in for a copy of %zu into a new mapping", faulted, from);
     cr_expect_eq(tu_check(q, from, 3), -1, "the copy lost bytes");
     um_free(q);
+}
+
+/* Two new pages in one thread, the calls of each counted. */
+typedef struct {
+    uint64_t calls[2];
+} two_pages_arg_t;
+
+static void *two_pages(void *argp) {
+    two_pages_arg_t *a = argp;
+    static void *blocks[2][400];
+    const size_t size[2] = {32, 64};
+    for (int k = 0; k < 2; k++) {
+        uint64_t calls = umi_fault_calls(UM_SYS_MADVISE);
+        for (size_t i = 0; i < 400; i++) blocks[k][i] = um_malloc(size[k]);
+        a->calls[k] = umi_fault_calls(UM_SYS_MADVISE) - calls;
+    }
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < 400; i++) um_free(blocks[k][i]);
+    return a;
+}
+
+/* A seccomp filter that refuses the advice (EPERM, as sandboxes that allow only some madvise
+ * advice do) is asked once: the carves after it make no call. */
+Test(fault_in, a_refusal_by_a_sandbox_stops_the_calls) {
+    need_populate();
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_POPULATE_WRITE, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0, "seccomp: %s", strerror(errno));
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MADVISE, UINT64_MAX, 0); /* fails none: counts */
+    size_t before = faulted_in();
+    two_pages_arg_t a = {{0, 0}};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, two_pages, &a), 0);
+    pthread_join(t, NULL);
+    umi_fault_disarm();
+    cr_expect_eq(faulted_in(), before, "pages faulted in through a filter that refuses it");
+    cr_expect_geq(a.calls[0], 1, "no call to refuse");
+    cr_expect_eq(a.calls[1], 0, "%llu madvise calls for a new page's carves after the filter refused one", (unsigned long long)a.calls[1]);
 }
