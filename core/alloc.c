@@ -179,29 +179,51 @@ void umi_alloc_init_process(void) {
     }
 }
 
-/* The common aligned request (32..4096 bytes, a class whose blocks are all aligned, a page of
- * it ready in the heap) popped as malloc pops, without malloc_aligned's walk over the classes
- * and its call of malloc. NULL: take malloc_aligned. */
+/* The common aligned request (alignment 32..4096, a class whose blocks are all aligned, a page
+ * of it ready in the heap) popped as malloc pops, without malloc_aligned's walk over the classes
+ * and its call of malloc, and counted. NULL: nothing done, nothing counted; take
+ * aligned_slow. `align` is a power of two. */
 static inline void *aligned_pop(size_t align, size_t size) {
     if (align - 32 > UM_CLASS_ALIGN_MAX - 32 || size > UM_LARGE_MAX) return NULL;
     um_aligned_class_t c = aligned_class[umi_bin_of(size)][__builtin_ctzl(align) - 5];
     um_heap_t *heap = umi_tl_heap;
     /* Only a bin with a page of its own: bin_hot[] is then that page's. A bin without one may
      * point at a lender's page, whose blocks are of another size, even after its last borrowing
-     * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). */
+     * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). The empty and
+     * dead heaps have no page: the heap is a thread's own from here on. */
     if (c.bin == 0 || size < c.min_size || heap->queues[c.bin].first == NULL || size + align >= umi_large_threshold) return NULL;
     um_page_hot_t *hot = heap->bin_hot[c.bin];
     if (hot->free == NULL) return NULL;
-    umi_count_internal(1, 0);
-    return umi_hot_pop(hot, hot->free);
+    UM_OWNER_ADD(heap->stats.calls[UM_CALL_ALIGNED], 1);
+    UM_OWNER_ADD(heap->stats.internal_allocs, 1);
+    void *p = umi_hot_pop(hot, hot->free);
+    UM_SAN_EXPOSE(p, size); /* ASan: the size asked for */
+    return p;
+}
+
+static UM_NOINLINE void *aligned_slow(size_t align, size_t size) {
+    umi_count_call(UM_CALL_ALIGNED);
+    void *p = malloc_aligned(align, size);
+    if (p != NULL) UM_SAN_EXPOSE(p, size); /* ASan: at its offset, and the size asked for */
+    return p;
 }
 
 void *umi_malloc_aligned(size_t align, size_t size) {
-    umi_count_call(UM_CALL_ALIGNED);
     void *p = aligned_pop(align, size);
-    if (p == NULL) p = malloc_aligned(align, size);
-    if (p != NULL) UM_SAN_EXPOSE(p, size); /* ASan: at its offset, and the size asked for */
-    return p;
+    return UM_LIKELY(p != NULL) ? p : aligned_slow(align, size);
+}
+
+/* posix_memalign for an alignment known valid: the common request pops a block with no errno
+ * to save, since nothing on that path can set it. */
+int umi_posix_memalign(void **out, size_t align, size_t size) {
+    void *p = aligned_pop(align, size);
+    if (UM_UNLIKELY(p == NULL)) {
+        int saved = errno; /* posix_memalign reports by its result and leaves errno alone */
+        p = aligned_slow(align, size);
+        if (p == NULL) { errno = saved; return ENOMEM; }
+    }
+    *out = p;
+    return 0;
 }
 
 /* A block that realloc grows to this size or more moves to a mapping of its own (a huge block),

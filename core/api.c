@@ -47,11 +47,7 @@ static bool valid_alignment(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 UM_API int um_posix_memalign(void **out, size_t alignment, size_t size) {
     if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) { umi_count_call(UM_CALL_ALIGNED); return EINVAL; }
-    int saved = errno;
-    void *p = umi_malloc_aligned(alignment, size);
-    if (p == NULL) { errno = saved; return ENOMEM; }
-    *out = p;
-    return 0;
+    return umi_posix_memalign(out, alignment, size);
 }
 
 /* C17 lets aligned_alloc fail for a non-power-of-two alignment; glibc 2.38 does (EINVAL). */

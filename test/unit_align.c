@@ -351,3 +351,38 @@ Test(align, aligned_blocks_fit_and_never_exceed_the_over_allocation_class, .time
     }
     cr_expect_eq(um_check_heap(), 0);
 }
+
+/* The common aligned request pops a block straight from its class's page (aligned_pop): each
+ * call still counts once as an aligned call and once as an allocation, and a successful
+ * posix_memalign leaves errno as it was, on that path and on the slow one. */
+Test(align, the_fast_path_counts_each_call_once_and_leaves_errno_alone)
+{
+    enum { N = 2000 };
+    static void *p[N];
+    um_free(um_malloc(1)); /* the thread's heap */
+    um_stats_t before, after;
+    um_stats_get(&before);
+    for (size_t i = 0; i < N; i++) {
+        size_t align = (size_t)32 << (i % 4), size = 16 + (i * 37) % 1500;
+        errno = EDOM;
+        if (i % 2 == 0) {
+            cr_assert_eq(um_posix_memalign(&p[i], align, size), 0, "um_posix_memalign(%zu, %zu)", align, size);
+            cr_assert_eq(errno, EDOM, "um_posix_memalign(%zu, %zu) set errno to %d", align, size, errno);
+        } else {
+            p[i] = um_aligned_alloc(align, size);
+            cr_assert_not_null(p[i], "um_aligned_alloc(%zu, %zu)", align, size);
+        }
+        cr_assert(tu_is_aligned(p[i], align), "%p is not %zu-aligned", p[i], align);
+        memset(p[i], (int)i, size);
+    }
+    um_stats_get(&after);
+    cr_expect_eq(after.calls[UM_CALL_ALIGNED] - before.calls[UM_CALL_ALIGNED], N, "%llu aligned calls counted for %d",
+                 (unsigned long long)(after.calls[UM_CALL_ALIGNED] - before.calls[UM_CALL_ALIGNED]), N);
+    uint64_t m0 = 0, m1 = 0;
+    for (size_t c = 1; c < UM_STATS_CLASSES; c++) {
+        m0 += before.classes[c].mallocs;
+        m1 += after.classes[c].mallocs;
+    }
+    cr_expect_eq(m1 - m0, N, "%llu blocks counted handed out for %d calls", (unsigned long long)(m1 - m0), N);
+    for (size_t i = 0; i < N; i++) um_free(p[i]);
+}
