@@ -43,15 +43,16 @@ void umi_os_guard(void *p, size_t size, bool on);
  * hugepages/pagesize.c's call. Returns 1 if the kernel took the advice. */
 int umi_os_advise_huge(void *p, size_t size);
 /* Fault [p, p + size) in now, writable (MADV_POPULATE_WRITE, Linux 5.14): 1 on success, 0 if
- * the kernel refused or does not know the advice (the caller may touch the pages instead). */
+ * the kernel refused or does not know the advice (the caller may touch the pages instead).
+ * After a refusal for good (EINVAL, EPERM) it makes no more calls. */
 int umi_os_populate(void *p, size_t size);
-/* The OS pages of [lo, hi) are fresh (not resident) and umalloc is about to write each of them
- * itself (a segment's header, a heap, the links of blocks it carves): fault them in with one
- * call, not one page fault each. A page fault is an exception taken and returned from for every
- * 4 KiB; the call pays that once. Under a hypervisor that traps guest page faults (shadow
- * paging, nested guests) a fault costs 10 us and more, against 0.6 us a page and 2.4 for one
- * page by the call; on bare metal both cost about the same. The resident set is the same either
- * way: only pages that are written right after. Best effort: a refusal leaves the pages to fault. */
+/* The OS pages of [lo, hi) are fresh (not resident) and about to be written (a segment's
+ * header, a heap, blocks umalloc carves, realloc's copy): fault them in with one call, not one
+ * page fault each. A page fault is an exception taken and returned from for every 4 KiB; the
+ * call pays that once. Under a hypervisor that traps guest page faults (shadow paging, nested
+ * guests) a fault costs 10 us and more, the call 0.6 us a page for a run and 2.4 for one page
+ * (docs/design.md, "Faulting in what umalloc writes"); on bare metal both cost about the same.
+ * Best effort: a refusal leaves the pages to fault. */
 void umi_os_fault_in(void *lo, void *hi);
 /* How many of the OS pages of [p, p + size) are resident (mincore; size at most 2 MiB);
  * 0 if the range is not mapped. */
