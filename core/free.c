@@ -1,8 +1,9 @@
 /* free. The fast path: a small block whose page belongs to the calling thread and has no flags
  * goes on the page's free list with no lock and no atomic read-modify-write. A small block of
- * one of the thread's full pages takes umi_free_not_owned, nearly as short. Anything else
- * (another thread's page, an aligned block, a medium, large or huge block, a pointer that is
- * not ours, every free when the small-page region is missing) takes umi_free_generic. */
+ * one of the thread's full pages takes umi_free_not_owned, nearly as short, and so does one of
+ * another thread's small pages, on to that page's remote list. Anything else (an aligned block,
+ * a medium, large or huge block, a pointer that is not ours, every free when the small-page
+ * region is missing) takes umi_free_generic. */
 #include "core/fastpath.h"
 #include "core/counters.h"
 
@@ -44,16 +45,41 @@ static UM_NOINLINE void full_page_refilled(um_block_t *b) {
     if (UM_PAGE_USED(page) == 0) umi_page_retire(umi_tl_heap, page);
 }
 
+/* A block of another thread's small page (or of a page no thread owns now): onto the page's
+ * remote list. The owner word said the page is in use and has no aligned blocks, so the page
+ * and the block follow from the address alone: no segment-map lookup, no kind tests, none of
+ * free_checked's second reading of the owner. Still checked: that p starts a block of the
+ * page as it is now (a stale or forged pointer is reported, never pushed). */
+static void remote_small_free(void *p) {
+    um_segment_t *seg = umi_segment_of(p);
+    um_page_t *page = &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> UM_SMALL_PAGE_SHIFT];
+    size_t off = (size_t)((uint8_t *)p - page->start);
+    uint64_t div = page->block_div;
+    if (UM_UNLIKELY(off >= (size_t)page->reserved * page->block_size || (uint64_t)(uint32_t)off * div > div - 1)) {
+        free_checked(seg, page, p); /* says what is wrong with p */
+        return;
+    }
+    umi_page_remote_free(page, p);
+}
+
 /* The fast path's free found a small page whose owner word is not this thread's id alone. If it
  * is this thread's id plus UM_PAGE_IN_FULL, the block goes on the page's list with the fast
  * path's own steps, and the page back in its queue once it has a batch of free blocks
  * (um_page_hot_t.requeue_used). In a program that keeps nearly all its blocks of a size in use,
  * most frees land in full pages: here they cost no segment-map lookup and none of
  * free_checked's tests. p passed the fast path's tests (16-byte aligned: a pointer that is not
- * reads its owner word off by 1..15 bytes and cannot match). Everything else, remote frees
- * first of all, goes on to umi_free_generic. */
+ * reads its owner word off by 1..15 bytes and cannot match). A block of another thread's page
+ * goes to remote_small_free; the rest (aligned blocks, pages no thread owns, pointers that are
+ * not 16-byte aligned) to umi_free_generic. */
 UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
-    if (owner != (umi_thread_id() | UM_PAGE_IN_FULL)) { umi_free_generic(p); return; }
+    uintptr_t self = umi_thread_id();
+    if (owner != (self | UM_PAGE_IN_FULL)) {
+        if (UM_LIKELY(((uintptr_t)p & 15) == 0 && owner != 0 && (owner & UM_PAGE_HAS_ALIGNED) == 0 &&
+                      (owner & ~UM_PAGE_FLAGS) != self))
+            remote_small_free(p);
+        else umi_free_generic(p);
+        return;
+    }
     um_block_t *b = p;
     um_page_hot_t *hot = (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
     if (UM_UNLIKELY(umi_key_get(b) == umi_block_key(b))) { umi_double_free(b); return; }
