@@ -54,6 +54,14 @@ static void heap_set_up_backup(void) {
 um_heap_t *umi_heap_registry;
 size_t umi_heap_count;
 static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (never unmapped) */
+/* The process's first heap structure lies in the library's .bss instead of a mapping of its
+ * own: the page tables around .bss exist once the library is loaded, while a new mapping lands
+ * where the process never touched, and the kernel first builds page-table pages there (each a
+ * fault in the hypervisor too, on a virtual machine). A short process pays that on its first
+ * malloc (docs/design.md, "Start-up"). It is pooled like the mapped ones and counted with them
+ * as metadata. */
+static um_heap_t first_heap __attribute__((aligned(64))); /* as the mapped ones */
+static _Atomic bool first_heap_taken;
 _Atomic size_t umi_heap_mapped_bytes;  /* all heap structures ever mapped: metadata, for statistics */
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));
@@ -123,8 +131,13 @@ static um_heap_t *heap_new(void) {
     umi_unlock(&umi_registry_lock);
     if (heap == NULL) {
         size_t size = (sizeof(um_heap_t) + 63) & ~(size_t)63;
-        heap = umi_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
-        if (heap == NULL) return NULL;
+        bool untaken = false;
+        if (atomic_compare_exchange_strong_explicit(&first_heap_taken, &untaken, true, UM_RELAXED, UM_RELAXED)) {
+            heap = &first_heap;
+        } else {
+            heap = umi_os_map_aligned(size, 64); /* a few pages; one heap per thread is cheap */
+            if (heap == NULL) return NULL;
+        }
         umi_os_fault_in(heap, (uint8_t *)heap + sizeof(um_heap_t)); /* heap_reset writes it all */
         atomic_fetch_add_explicit(&umi_heap_mapped_bytes, (size + 4095) & ~(size_t)4095, UM_RELAXED);
     }

@@ -25,6 +25,20 @@ static inline int umi_sys_mbind(void *p, size_t len, int mode, uint64_t mask, un
     return (int)syscall(SYS_mbind, p, len, mode, mask ? &mask : NULL, mask ? UMI_MPOL_ONE_NODE_MASK_BITS + 1 : 0, flags);
 }
 
+/* get_mempolicy(2) with MPOL_F_MEMS_ALLOWED: the nodes this process may take memory from (its
+ * cpuset's), into *mask. 0, or -1 (errno) when the kernel refuses or a node above 63 exists. */
+#define UMI_MPOL_F_MEMS_ALLOWED (1u << 2)
+static inline int umi_sys_mems_allowed(uint64_t *mask) {
+    /* The kernel wants room for every node it could have (MAX_NUMNODES, 1024 at most on
+     * x86-64): a smaller mask is EINVAL. */
+    uint64_t words[1024 / 64] = {0};
+    if (syscall(SYS_get_mempolicy, NULL, words, (unsigned long)1024, NULL, UMI_MPOL_F_MEMS_ALLOWED) != 0) return -1;
+    for (size_t i = 1; i < sizeof words / sizeof words[0]; i++)
+        if (words[i] != 0) return -1;
+    *mask = words[0];
+    return 0;
+}
+
 /* move_pages(2) for this process: with nodes NULL, status[i] gets the node of pages[i] (or a
  * negative errno: -ENOENT for a page not resident); with nodes, moves them there. */
 static inline long umi_sys_move_pages(unsigned long count, void **pages, const int *nodes, int *status, int flags) {

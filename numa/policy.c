@@ -24,9 +24,24 @@ static bool preferred_many = true; /* until the kernel says EINVAL */
 static __thread int8_t tl_policy __attribute__((tls_model("initial-exec"))) = -1;
 static __thread uint64_t tl_nodes __attribute__((tls_model("initial-exec")));
 
+/* True when memory can come from one node only (a machine with one node, or a cpuset that
+ * confines the process to one): nothing to place, whatever the topology. One system call,
+ * where reading /sys costs a new process 25-80 us (the first open of a sysfs file), which a
+ * short process would pay in its first malloc. Not when an option names a policy or nodes:
+ * those are checked against the online nodes, which only /sys lists. */
+static bool one_node_only(void) {
+    if (umi_option_source(UM_OPT_NUMA_POLICY) == UM_SRC_ENV || umi_option_source(UM_OPT_NUMA_NODES) == UM_SRC_ENV) return false;
+    uint64_t allowed;
+    if (umi_sys_mems_allowed(&allowed) != 0 || allowed == 0 || (allowed & (allowed - 1)) != 0) return false;
+    umi_numa_topo.online = allowed;
+    umi_numa_topo.count = 1;
+    umi_numa_topo.max_node = (unsigned)__builtin_ctzll(allowed);
+    return true;
+}
+
 void umi_numa_init(void) {
     process_policy = (int)umi_option(UM_OPT_NUMA_POLICY);
-    umi_numa_topology_read();
+    if (!one_node_only()) umi_numa_topology_read();
     uint64_t online = umi_numa_topo.online;
     /* 0-63 (the default) means the online nodes; any other list must name online ones only. */
     uint64_t want = (uint64_t)umi_option(UM_OPT_NUMA_NODES);

@@ -76,6 +76,27 @@ Test(preload, basic, .timeout = 120) {
     su_result_free(&r);
 }
 
+/* Start-up reads no file where memory can come from one NUMA node only: the first malloc asks
+ * get_mempolicy instead of /sys (a new process's first sysfs open costs 25-80 us here). The
+ * program traps and counts every open from its first malloc on; where the check does not
+ * apply (several nodes allowed) it says why, and the test is skipped loudly. */
+Test(preload, startup_opens_no_file_on_one_node, .timeout = 30) {
+    char *prog = su_prog("preload_startup");
+    const char *argv[] = {prog, NULL};
+    const char *env[] = {"UMALLOC_NUMA_POLICY", "UMALLOC_NUMA_NODES", NULL};
+    su_opts o = {.argv = argv, .env = env, .preload = 1, .timeout = 20};
+    su_result r;
+    su_run(&o, &r);
+    if (r.exited && r.code == 77) {
+        fprintf(stderr, "[preload_startup] SKIPPED: %s", r.err);
+        cr_skip_test("preload_startup does not apply here: %s", r.err);
+    }
+    SU_ASSERT_OK(&r, "preload_startup");
+    assert_has(r.out, "the first malloc opened no file", "preload_startup", "stdout");
+    su_result_free(&r);
+    free(prog);
+}
+
 /* C++'s operators new and delete are the library's (preload/cxx.c), and out of memory still
  * calls the new-handler and throws std::bad_alloc. */
 Test(preload, cxx_operators_new_and_delete, .timeout = 60) {
