@@ -396,9 +396,18 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     umi_count_carved(n << UM_EXTENT_PAGE_SHIFT); /* paces the peak samples, as carving pages does */
     uint8_t *p = page_addr(seg, at);
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);
-    if (zero) /* a clean page reads zero: fresh, or purged */
-        for (size_t j = 0; j < n; j++)
-            if (was_dirty[j >> 6] >> (j & 63) & 1) memset(p + (j << UM_EXTENT_PAGE_SHIFT), 0, PAGE_SIZE_4K);
+    /* A clean page reads zero (fresh, or purged): calloc clears the dirty ones, a run of them a
+     * call. Not a page a call: GCC expands a memset of 4096 bytes into `rep stosq`, whose start-up
+     * every page then pays, where libc's memset clears a run at full speed (calloc of 16..256 KiB
+     * blocks over reused pages: 20 % faster, docs/bench-notes.md). */
+    if (zero)
+        for (size_t j = 0; j < n;) {
+            if (!(was_dirty[j >> 6] >> (j & 63) & 1)) { j++; continue; }
+            size_t e = j + 1;
+            while (e < n && (was_dirty[e >> 6] >> (e & 63) & 1)) e++;
+            memset(p + (j << UM_EXTENT_PAGE_SHIFT), 0, (e - j) << UM_EXTENT_PAGE_SHIFT);
+            j = e;
+        }
     if (will_copy != 0) copy_fault_in(seg, p, was_dirty, will_copy < (n << UM_EXTENT_PAGE_SHIFT) ? will_copy : n << UM_EXTENT_PAGE_SHIFT);
     return p;
 }

@@ -4,6 +4,7 @@
 #ifndef UM_NUMA_SYS_H
 #define UM_NUMA_SYS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -26,13 +27,16 @@ static inline int umi_sys_mbind(void *p, size_t len, int mode, uint64_t mask, un
 }
 
 /* get_mempolicy(2) with MPOL_F_MEMS_ALLOWED: the nodes this process may take memory from (its
- * cpuset's), into *mask. 0, or -1 (errno) when the kernel refuses or a node above 63 exists. */
+ * cpuset's), into *mask. 0, or -1 when the kernel refuses or a node above 63 exists. */
 #define UMI_MPOL_F_MEMS_ALLOWED (1u << 2)
 static inline int umi_sys_mems_allowed(uint64_t *mask) {
     /* The kernel wants room for every node it could have (MAX_NUMNODES, 1024 at most on
      * x86-64): a smaller mask is EINVAL. */
     uint64_t words[1024 / 64] = {0};
-    if (syscall(SYS_get_mempolicy, NULL, words, (unsigned long)1024, NULL, UMI_MPOL_F_MEMS_ALLOWED) != 0) return -1;
+    int saved = errno; /* asked inside the first malloc, which must leave errno alone */
+    long rc = syscall(SYS_get_mempolicy, NULL, words, (unsigned long)1024, NULL, UMI_MPOL_F_MEMS_ALLOWED);
+    errno = saved;
+    if (rc != 0) return -1;
     for (size_t i = 1; i < sizeof words / sizeof words[0]; i++)
         if (words[i] != 0) return -1;
     *mask = words[0];

@@ -184,6 +184,34 @@ Test(extent, calloc_reads_zero_wherever_the_block_starts) {
     }
 }
 
+/* A block over dirty, clean, dirty and fresh pages in turn: calloc clears each dirty run (one
+ * memset a run) and leaves the clean ones, and every byte reads zero. The clean run between the
+ * two dirty ones is checked to be purged, so that the test covers a run that starts past the
+ * block's first page. */
+Test(extent, calloc_clears_each_dirty_run) {
+    need_extents();
+    enum { SIZE = 112 * 1024 }; /* a class's size: blocks side by side */
+    char *keep = um_malloc(80 * TU_KiB); /* the arena's first segment stays */
+    char *a = um_malloc(SIZE), *b = um_malloc(SIZE), *c = um_malloc(SIZE);
+    cr_assert(a && b && c);
+    cr_assert(b == a + SIZE && c == b + SIZE, "the blocks are not side by side: %p %p %p", a, b, c);
+    memset(a, 0xa1, SIZE);
+    memset(b, 0xb2, SIZE);
+    memset(c, 0xc3, SIZE);
+    um_free(b);
+    um_trim(0); /* b's pages: free and clean */
+    cr_assert_eq(umi_os_resident_pages(b, SIZE), 0, "b's pages were not purged");
+    um_free(a);
+    um_free(c); /* a and c: free and dirty */
+    const size_t n = 4 * SIZE; /* a, b, c, then fresh pages */
+    unsigned char *q = um_calloc(1, n);
+    cr_assert_eq((char *)q, a, "calloc(%zu) did not take a's pages", n);
+    for (size_t i = 0; i < n; i++)
+        if (q[i] != 0) cr_assert_fail("calloc(%zu) byte %zu (block %zu) is %#x", n, i, i / SIZE, q[i]);
+    um_free(q);
+    um_free(keep);
+}
+
 /* realloc of a big block that is not a buffer growing step by step moves its end in place:
  * into the free pages after it, and back, which frees the tail for the next block. */
 Test(extent, realloc_moves_the_end_in_place) {
