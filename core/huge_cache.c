@@ -333,6 +333,12 @@ bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *ou
     return one_vma ? take_grown(size, node, out) : take_assembled(size, node, out);
 }
 
+bool umi_huge_cache_take_fit(size_t size, int node, um_huge_take_t *out) {
+    if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return false;
+    out->multi_vma = 0;
+    return take_in_place(size, node, false, out);
+}
+
 /* Purge pieces older than the purge delay, unmap those older than the retain time. */
 void umi_huge_cache_trim(bool force) {
     if (atomic_load_explicit(&piece_hint, UM_RELAXED) == 0) return;

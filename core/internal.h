@@ -408,6 +408,8 @@ typedef struct um_huge_take_s {
  * cache has nothing for it (the caller maps fresh memory). one_vma: the block will be grown
  * with mremap, so it must be one kernel mapping. */
 bool umi_huge_cache_take(size_t size, int node, bool one_vma, um_huge_take_t *out);
+/* The same from one piece that holds `size` bytes, with no system call; false if none does. */
+bool umi_huge_cache_take_fit(size_t size, int node, um_huge_take_t *out);
 /* The cached bytes from `end` on, at least `size` of them, for a huge block ending there to
  * grow into in place; 0 if no piece starts there. */
 size_t umi_huge_cache_take_after(uint8_t *end, size_t size, int node, unsigned page_kind);

@@ -264,6 +264,32 @@ Test(large, freed_huge_memory_serves_blocks_anywhere_in_it_and_merges_again, .ti
     um_free(c);
 }
 
+/* A huge block aligned beyond a page is served from freed huge memory too, at an aligned place
+ * inside it, not from a fresh mapping (each of whose pages the program would fault in again):
+ * twice from the same freed 8 MiB, the second time beside the first block, from what the first
+ * left cached around it. */
+Test(large, aligned_huge_blocks_reuse_freed_memory, .timeout = 120)
+{
+    const size_t big = 8 * TU_MiB, n = 3 * TU_MiB, align = 2 * TU_MiB;
+    unsigned char *a = um_malloc(big);
+    cr_assert_not_null(a);
+    tu_fill(a, big, 1);
+    um_free(a);
+    unsigned char *b = um_aligned_alloc(align, n);
+    cr_assert(b != NULL && ((uintptr_t)b & (align - 1)) == 0, "aligned_alloc(%zu, %zu) = %p", align, n, (void *)b);
+    cr_assert(inside(b, n, a, big), "an aligned block of 3 MiB at %p, not in the freed 8 MiB at %p", (void *)b, (void *)a);
+    unsigned char *c = um_aligned_alloc(align, TU_MiB);
+    cr_assert(c != NULL && ((uintptr_t)c & (align - 1)) == 0, "aligned_alloc(%zu, 1 MiB) = %p", align, (void *)c);
+    cr_assert(inside(c, TU_MiB, a, big), "a second aligned block at %p, not in the freed 8 MiB at %p", (void *)c, (void *)a);
+    tu_fill(b, n, 2);
+    tu_fill(c, TU_MiB, 3);
+    cr_assert_eq(tu_check(b, n, 2), -1);
+    cr_assert_eq(tu_check(c, TU_MiB, 3), -1);
+    cr_assert_geq(um_malloc_usable_size(b), n);
+    um_free(b);
+    um_free(c);
+}
+
 /* The huge index under two threads: huge blocks (600 KiB and more: none pooled) of every
  * alignment made, grown, freed by their thread or by the other one, in pieces of each other's
  * freed memory. Every block start is found (um_owns, usable size); a pointer a page into a
