@@ -51,12 +51,9 @@ static UM_NOINLINE void full_page_refilled(um_block_t *b) {
  * free_checked's second reading of the owner. Still checked: that p starts a block of the
  * page as it is now (a stale or forged pointer is reported, never pushed). */
 static void remote_small_free(void *p) {
-    um_segment_t *seg = umi_segment_of(p);
-    um_page_t *page = &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> UM_SMALL_PAGE_SHIFT];
-    size_t off = (size_t)((uint8_t *)p - page->start);
-    uint64_t div = page->block_div;
-    if (UM_UNLIKELY(off >= (size_t)page->reserved * page->block_size || (uint64_t)(uint32_t)off * div > div - 1)) {
-        free_checked(seg, page, p); /* says what is wrong with p */
+    um_page_t *page = umi_small_page_of(p);
+    if (UM_UNLIKELY(!umi_page_starts_block(page, p))) {
+        free_checked(umi_segment_of(p), page, p); /* says what is wrong with p */
         return;
     }
     umi_page_remote_free(page, p);

@@ -100,6 +100,18 @@ static inline um_segment_t *umi_segment_of(const void *p) {
 static inline um_page_t *umi_page_of(um_segment_t *seg, const void *p) {
     return &seg->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift];
 }
+/* The descriptor of the small page p lies in, from the address alone (p in the small-page
+ * region: its segment is p rounded down, its pages all small). */
+static inline um_page_t *umi_small_page_of(const void *p) {
+    return &umi_segment_of(p)->pages[((uintptr_t)p & UM_SEGMENT_MASK) >> UM_SMALL_PAGE_SHIFT];
+}
+/* Does p start one of the page's blocks (of a page with no aligned ones)? Inside the block area,
+ * and at a multiple of the block size without dividing (um_page_t.block_div). */
+static inline bool umi_page_starts_block(const um_page_t *page, const void *p) {
+    size_t off = (size_t)((const uint8_t *)p - page->start);
+    uint64_t div = page->block_div;
+    return off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1;
+}
 /* A page's hot words (see um_page_hot_t): the last UM_PAGE_HOT_SIZE bytes of a small page,
  * the segment header's for a medium or large one. Not for huge segments: they have none. */
 static inline um_page_hot_t *umi_page_hot_in(um_segment_t *seg, const um_page_t *page) {

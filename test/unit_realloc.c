@@ -1,6 +1,7 @@
 /* um_realloc / um_reallocarray semantics (failures are in unit_errors.c; the 1 KiB -> 256 MiB
  * growth loop is in unit_large.c): realloc(NULL, n) is malloc, realloc(p, 0) frees, contents
  * survive growth and shrink across every size range. */
+#include <pthread.h>
 #include <criterion/criterion.h>
 
 #include "test_util.h"
@@ -164,6 +165,46 @@ Test(realloc, same_size_and_small_changes_keep_contents)
         cr_assert_eq(tu_check(p, n - 8, n), -1, "realloc %zu -> %zu lost content", n - 8, n + 8);
         cr_assert_geq(um_malloc_usable_size(p), n + 8);
         um_free(p);
+    }
+}
+
+/* A small block realloc'ed within its usable size (down to half of it) stays where it is, from
+ * its own thread and from another (realloc finds the block from its address, as free() does),
+ * and one size more moves it, contents kept. */
+typedef struct {
+    unsigned char *p;
+    size_t n;
+    void *got;
+} realloc_arg_t;
+static void *realloc_in_thread(void *arg)
+{
+    realloc_arg_t *a = arg;
+    a->got = um_realloc(a->p, a->n);
+    return NULL;
+}
+
+Test(realloc, a_small_block_stays_in_place_within_its_size)
+{
+    static const size_t sizes[] = {24, 100, 700, 3000, 8000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = um_malloc(sizes[i]);
+        cr_assert_not_null(p);
+        size_t u = um_malloc_usable_size(p);
+        tu_fill(p, u, 7);
+        for (size_t k = u / 2 + 1; k <= u; k += 1 + u / 64) {
+            cr_assert_eq(um_realloc(p, k), p, "realloc(%p, %zu) of a block of %zu moved it", (void *)p, k, u);
+            cr_assert_eq(um_realloc(p, u), p);
+        }
+        realloc_arg_t a = {p, u, NULL};
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, realloc_in_thread, &a), 0);
+        pthread_join(t, NULL);
+        cr_assert_eq(a.got, p, "realloc(%p, %zu) from another thread moved it", (void *)p, u);
+        cr_assert_eq(tu_check(p, u, 7), -1, "in-place reallocs changed the block");
+        unsigned char *q = um_realloc(p, u + 1);
+        cr_assert(q != NULL && q != p, "realloc past the usable size (%zu) did not move the block", u);
+        cr_assert_eq(tu_check(q, u, 7), -1, "the move lost the contents");
+        um_free(q);
     }
 }
 
