@@ -398,8 +398,7 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);
     /* A clean page reads zero (fresh, or purged): calloc clears the dirty ones, a run of them a
      * call. Not a page a call: GCC expands a memset of 4096 bytes into `rep stosq`, whose start-up
-     * every page then pays, where libc's memset clears a run at full speed (calloc of 16..256 KiB
-     * blocks over reused pages: 20 % faster, docs/bench-notes.md). */
+     * every page then pays, where libc's memset clears a run at full speed (docs/bench-notes.md). */
     if (zero)
         for (size_t j = 0; j < n;) {
             if (!(was_dirty[j >> 6] >> (j & 63) & 1)) { j++; continue; }

@@ -58,7 +58,7 @@ static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (ne
  * own: the page tables around .bss exist once the library is loaded, while a new mapping lands
  * where the process never touched, and the kernel first builds page-table pages there (each a
  * fault in the hypervisor too, on a virtual machine). A short process pays that on its first
- * malloc (docs/design.md, "Start-up"). It is pooled like the mapped ones and counted with them
+ * malloc (docs/design.md, "Bootstrap"). It is pooled like the mapped ones and counted with them
  * as metadata. */
 static um_heap_t first_heap __attribute__((aligned(64))); /* as the mapped ones */
 static _Atomic bool first_heap_taken;

@@ -35,23 +35,23 @@ static void huge_publish(um_segment_t *seg, uint8_t *block) {
 
 /* A block aligned beyond an OS page, from cached memory: a piece with room for its header and
  * the block at an `align` boundary, of which the block's mapping takes only that (from the
- * header on); the cached bytes before and after it go back to the cache. Without this every
- * such block was fresh memory, every page of it a fault, and its freed mapping sat in the cache
- * unused until evicted: a program that keeps a few 2 MiB-aligned buffers of a few MiB and
- * replaces them ran 160 times slower than with mimalloc (docs/bench-notes.md). On success
- * out->base is the header's page and *map_size the mapping's size. */
+ * header on); the cached bytes before and after it go back to the cache. Fresh memory instead
+ * would cost a fault for every page the program writes, every time, while the freed mapping
+ * sits in the cache until evicted (a program that keeps a few 2 MiB-aligned buffers and
+ * replaces them, docs/bench-notes.md). On success out->base is the header's page and
+ * *map_size the mapping's size. */
 static bool take_aligned(size_t size, size_t align, int node, um_huge_take_t *out, size_t *map_size) {
     size_t ps = umi_os_page_size();
     size_t need = round_page(UM_HUGE_HEADER + size) + UM_GUARD_SIZE, room = need + align - ps;
-    /* One piece that holds it, or fresh memory: assembling pieces with mremap costs more than
-     * the faults of the part the program writes (a 2 MiB alignment of a few MiB block: 300 us
-     * a mremap here). */
+    /* One piece that holds it, or fresh memory: assembling pieces with mremap, as an unaligned
+     * block may, moves several MiB of page tables a call for the alignment's slack, and cost
+     * more than the faults it saves (docs/bench-notes.md). */
     if (need < size || room < need || !umi_huge_cache_take_fit(room, node, out)) return false;
     uint8_t *block = (uint8_t *)(((uintptr_t)out->base + UM_HUGE_HEADER + align - 1) & ~(uintptr_t)(align - 1));
     uint8_t *start = block - UM_HUGE_HEADER, *end = start + need, *got_end = out->base + room;
     UM_CHECK(start >= out->base && end <= got_end);
-    /* The taken piece stopped counting as the cache's (umi_huge_cache_take): what goes back
-     * counts again, and what the cache cannot keep is unmapped. */
+    /* The taken piece stopped counting as the cache's (umi_huge_cache_take_fit): what goes
+     * back counts again, and what the cache cannot keep is unmapped. */
     const struct { uint8_t *at; size_t len; } rest[2] = {{out->base, (size_t)(start - out->base)}, {end, (size_t)(got_end - end)}};
     for (int i = 0; i < 2; i++) {
         if (rest[i].len == 0) continue;

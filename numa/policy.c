@@ -26,9 +26,9 @@ static __thread uint64_t tl_nodes __attribute__((tls_model("initial-exec")));
 
 /* True when memory can come from one node only (a machine with one node, or a cpuset that
  * confines the process to one): nothing to place, whatever the topology. One system call,
- * where reading /sys costs a new process 25-80 us (the first open of a sysfs file), which a
- * short process would pay in its first malloc. Not when an option names a policy or nodes:
- * those are checked against the online nodes, which only /sys lists. */
+ * where a process's first open of a sysfs file is slow, and a short process would pay it in
+ * its first malloc (docs/numa.md). Not when an option names a policy or nodes: those are
+ * checked against the online nodes, which only /sys lists. */
 static bool one_node_only(void) {
     if (umi_option_source(UM_OPT_NUMA_POLICY) == UM_SRC_ENV || umi_option_source(UM_OPT_NUMA_NODES) == UM_SRC_ENV) return false;
     uint64_t allowed;

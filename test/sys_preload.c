@@ -77,7 +77,7 @@ Test(preload, basic, .timeout = 120) {
 }
 
 /* Start-up reads no file where memory can come from one NUMA node only: the first malloc asks
- * get_mempolicy instead of /sys (a new process's first sysfs open costs 25-80 us here). The
+ * get_mempolicy instead of /sys (a process's first sysfs open is slow, docs/numa.md). The
  * program traps and counts every open from its first malloc on; where the check does not
  * apply (several nodes allowed) it says why, and the test is skipped loudly. */
 Test(preload, startup_opens_no_file_on_one_node, .timeout = 30) {
