@@ -102,11 +102,7 @@ UM_NOINLINE void umi_free_generic(void *p) {
     /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
     if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == umi_thread_id())) {
         um_block_t *b = p;
-        size_t off = (size_t)((uint8_t *)p - page->start);
-        uint64_t div = page->block_div;
-        /* a block start: inside the block area, and off % block_size == 0 without dividing */
-        if (UM_LIKELY(off < (size_t)page->reserved * page->block_size && (uint64_t)(uint32_t)off * div <= div - 1 &&
-                      umi_key_get(b) != umi_block_key(b))) {
+        if (UM_LIKELY(umi_page_starts_block(page, p) && umi_key_get(b) != umi_block_key(b))) {
             UM_SAN_POISON(b, page->block_size);
             umi_hot_push(hot, b);
             if (UM_UNLIKELY(umi_hot_used(hot) == 0)) umi_page_retire(umi_tl_heap, page);
