@@ -380,7 +380,8 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     quick_release(a, a->quick_count); /* no block of this length: the pages may serve it */
     size_t at = SIZE_MAX;
     um_segment_t *seg = arena_fit(a, n, align_pages, &at);
-    if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg, n, align_pages);
+    bool grew = seg == NULL && (seg = arena_grow(a)) != NULL;
+    if (grew) at = run_find(seg, n, align_pages);
     if (UM_UNLIKELY(at == SIZE_MAX)) {
         umi_unlock(&a->lock);
         errno = ENOMEM;
@@ -393,6 +394,7 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     umi_pages_touched_add(1, n << UM_EXTENT_PAGE_SHIFT); /* for the THP threshold (hugepages/) */
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
+    if (grew) umi_heap_tend(); /* before the next segment: the small pages it emptied (core/page.c) */
     umi_count_carved(n << UM_EXTENT_PAGE_SHIFT); /* paces the peak samples, as carving pages does */
     uint8_t *p = page_addr(seg, at);
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);

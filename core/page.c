@@ -438,10 +438,11 @@ bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
 #define UM_ADOPT_BUDGET 1
 #define UM_SWEEP_PAGES_PER_MS 100
 
-void umi_page_sweep(um_heap_t *heap, bool force) {
-    uint64_t now = umi_os_now_ms();
-    if (!force && now < heap->next_sweep_ms) return;
+/* Walk the queues: retire the empty pages (only those idle since the last walk unless
+ * `busy_too`); returns the pages walked, and the pages retired in *retired. */
+static size_t sweep_queues(um_heap_t *heap, bool busy_too, size_t *retired) {
     size_t walked = 0;
+    *retired = 0;
     for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
         um_page_t *next;
         for (um_page_t *page = heap->queues[bin].first; page != NULL; page = next) {
@@ -453,12 +454,39 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
             umi_page_collect(heap, page); /* blocks other threads gave back count too */
             um_page_hot_t *hot = umi_page_hot(page);
             if (umi_hot_used(hot) == 0) {
-                if ((force || page->swept_allocs == hot->allocs) && umi_page_retire(heap, page)) continue;
+                if ((busy_too || page->swept_allocs == hot->allocs) && umi_page_retire(heap, page)) {
+                    ++*retired;
+                    continue;
+                }
                 if (hot->free != NULL) page_forget_free_list(page);
             }
             page->swept_allocs = hot->allocs;
         }
     }
+    return walked;
+}
+
+/* A new page found no free slot in the heap's segments, and the next step maps a segment (or
+ * adopts one). The empty pages in the queues go back to their segments first, busy or idle:
+ * keeping a busy one saves a page set-up, but here the alternative is fresh memory, which
+ * costs a fault per OS page and stays resident beside the emptied pages (a program that
+ * drops a structure of one size and builds one of another). A walk that retired nothing is
+ * made again only after the heap took a sixteenth as many new pages as it walked: a heap that
+ * just grows pays a few steps of walk per page it sets up, which faults in 64 KiB. */
+#define UM_SLOT_SWEEP_PAGES_PER_STEP 16
+bool umi_page_sweep_for_slot(um_heap_t *heap) {
+    if (heap->slot_sweep_wait != 0) return false;
+    size_t retired;
+    size_t walked = sweep_queues(heap, true, &retired);
+    if (retired == 0) heap->slot_sweep_wait = (uint32_t)(walked / UM_SLOT_SWEEP_PAGES_PER_STEP);
+    return retired != 0;
+}
+
+void umi_page_sweep(um_heap_t *heap, bool force) {
+    uint64_t now = umi_os_now_ms();
+    if (!force && now < heap->next_sweep_ms) return;
+    size_t retired;
+    size_t walked = sweep_queues(heap, force, &retired);
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     umi_extent_cache_flush(heap, force); /* the blocks it kept and did not use */
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false); /* the calling thread's heap */
@@ -526,21 +554,36 @@ static void *page_borrow(um_heap_t *heap, size_t bin) {
     return NULL;
 }
 
-/* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
- * (moving full ones out of the queue), else carve, else start a fresh page. */
-void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
-    if (UM_UNLIKELY(umi_numa_on) && !heap->is_backup) umi_heap_numa_check(heap);
-    if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) umi_heap_collect_delayed(heap);
+/* Retire the pages free() emptied and purge the slots that stayed free past the delay, when
+ * due (see umi_page_sweep), or all of it when um_trim asked (a new purge epoch). */
+static void heap_tend(um_heap_t *heap, bool sweep_due) {
     unsigned epoch = atomic_load_explicit(&umi_purge_epoch, UM_RELAXED);
     if (UM_UNLIKELY(epoch != heap->purge_epoch)) {
         heap->purge_epoch = epoch;
         umi_page_sweep(heap, true);
         umi_segment_purge(heap, UM_PURGE_ALL);
-    } else {
-        /* the clock is read on one slow path in 32 only: the sweep's pace needs no more */
-        if ((++heap->slow_calls & 31) == 0) umi_page_sweep(heap, false);
-        if (heap->dirty_pages > 0) umi_segment_purge(heap, UM_PURGE_AGED);
+        return;
     }
+    if (sweep_due) umi_page_sweep(heap, false);
+    if (heap->dirty_pages > 0) umi_segment_purge(heap, UM_PURGE_AGED);
+}
+
+/* The small slow path is not the only place a heap grows: a program that drops a structure of
+ * small blocks and goes on with big ones takes it no more, and the pages it emptied would stay
+ * resident while the big blocks map memory beside them. So the big blocks' paths tend the
+ * calling thread's heap too, where they take memory the OS has to map. */
+void umi_heap_tend(void) {
+    um_heap_t *heap = umi_tl_heap;
+    if (umi_heap_is_own(heap)) heap_tend(heap, true);
+}
+
+/* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
+ * (moving full ones out of the queue), else carve, else start a fresh page. */
+void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
+    if (UM_UNLIKELY(umi_numa_on) && !heap->is_backup) umi_heap_numa_check(heap);
+    if (atomic_load_explicit(&heap->delayed_free, UM_RELAXED) != NULL) umi_heap_collect_delayed(heap);
+    /* the clock is read on one slow path in 32 only: the sweep's pace needs no more */
+    heap_tend(heap, (++heap->slow_calls & 31) == 0);
 
     um_page_queue_t *q = &heap->queues[bin];
     bool adopted = false, bin_was_empty = q->first == NULL;

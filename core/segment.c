@@ -370,7 +370,9 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
     /* The heap's placement (umi_heap_numa_check); the backup heap serves every exiting thread
      * and takes its memory from wherever it is. */
     int node = !umi_numa_on ? UMI_NUMA_UNBOUND : heap->is_backup ? umi_arena_current_node() : heap->numa_node;
+    if (heap->slot_sweep_wait != 0) heap->slot_sweep_wait--;
     um_segment_t *seg = segment_with_slot(heap, kind, node);
+    if (seg == NULL && !heap->is_backup && umi_page_sweep_for_slot(heap)) seg = segment_with_slot(heap, kind, node);
     if (seg == NULL && !heap->is_backup && atomic_load_explicit(&umi_abandoned_count, UM_RELAXED) != 0) {
         umi_segment_adopt(heap, 0, kind, 4);
         seg = segment_with_slot(heap, kind, node);

@@ -355,6 +355,7 @@ typedef struct um_heap_s {
     size_t dirty_pages;                    /* free-but-resident page slots, for the purge */
     uint64_t next_purge_ms;                /* don't look for purgeable pages before this */
     uint64_t next_sweep_ms;                /* don't look for empty queued pages before this (umi_page_sweep) */
+    uint32_t slot_sweep_wait;              /* new pages to take before a walk for empty ones that found none walks again (umi_page_sweep_for_slot) */
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */

@@ -178,3 +178,59 @@ Test(purge, slots_apart_by_clean_slots_are_purged_in_one_call) {
     cr_assert_eq(pthread_create(&t, NULL, slots_apart, NULL), 0);
     cr_assert_eq(pthread_join(t, NULL), 0);
 }
+
+/* A program drops a structure of small blocks and goes on with big ones only: the small slow
+ * path, which sweeps and purges, never runs again. The big blocks' paths tend the heap where
+ * they map memory (umi_heap_tend), so the emptied small pages still go back after the delay. */
+static void big_blocks_only(size_t size, size_t count, unsigned ms) {
+    static char *v[BLOCKS];
+    fill_and_free(v);
+    size_t p0 = purged();
+    static char *big[512];
+    cr_assert_leq(count, 512);
+    for (size_t i = 0; i < count; i++) {
+        big[i] = um_malloc(size); /* kept: each new one maps memory */
+        cr_assert_not_null(big[i]);
+        memset(big[i], 0x5a, 64);
+        tu_sleep_ms(ms / (unsigned)count);
+    }
+    size_t got = purged() - p0;
+    fprintf(stderr, "[purge/big blocks] %zu blocks of %zu KiB over %u ms: %.1f MiB purged\n", count, size >> 10, ms, tu_mib(got));
+    cr_assert_geq(got, 8 * TU_MiB, "the 16 MiB of emptied small pages were not purged while %zu KiB blocks were mapped (%.1f MiB)",
+                  size >> 10, tu_mib(got));
+    for (size_t i = 0; i < count; i++) um_free(big[i]);
+}
+
+Test(purge, emptied_small_pages_go_back_while_extent_blocks_grow, .timeout = 60) {
+    big_blocks_only(100 << 10, 400, 400); /* ~10 extent segments */
+}
+
+Test(purge, emptied_small_pages_go_back_while_huge_blocks_are_mapped, .timeout = 60) {
+    big_blocks_only(1 << 20, 40, 400);
+}
+
+/* The pages of one class emptied, a structure of another class built at once: its pages take
+ * the emptied slots, even those emptied moments ago, before any segment is mapped. */
+Test(purge, a_new_class_takes_the_slots_another_one_emptied) {
+    enum { N = 16384, FIRST = 1024, SECOND = 768 }; /* 16 MiB, then 12 MiB in small pages */
+    static char *v[N];
+    for (size_t i = 0; i < N; i++) {
+        v[i] = um_malloc(FIRST);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 1, FIRST);
+    }
+    for (size_t i = 0; i < N; i++) um_free(v[i]);
+    um_stats_t before, after;
+    um_stats_get(&before);
+    for (size_t i = 0; i < N; i++) {
+        v[i] = um_malloc(SECOND);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 2, SECOND);
+    }
+    um_stats_get(&after);
+    fprintf(stderr, "[purge/new class] mapped %.1f -> %.1f MiB\n", tu_mib(before.mapped_bytes), tu_mib(after.mapped_bytes));
+    cr_assert_lt(after.mapped_bytes, before.mapped_bytes + 4 * TU_MiB, /* not one segment more */
+                  "12 MiB of a new class mapped %.1f MiB more beside 16 MiB of emptied pages",
+                  tu_mib(after.mapped_bytes - before.mapped_bytes));
+    for (size_t i = 0; i < N; i++) um_free(v[i]);
+}
