@@ -82,6 +82,10 @@ DESCRIPTIONS = {
            "(beyond std::string's inline buffer), entries inserted, appended to, erased and "
            "replaced at random, batches of shared_ptr'd objects built and dropped: every "
            "allocation through operator new and delete",
+    "phases": "a program in phases (a compiler's passes, a batch job's stages): each builds 24 MiB "
+              "of objects of one typical size (log-uniform 16 B..256 KiB, to 1.25x), writes them "
+              "whole, then frees them all in random order before the next phase builds another "
+              "size: whether freed memory serves the next size, or fresh memory is faulted in",
     "spawn": "300 short processes run one after another, each with the allocator preloaded: 400 "
              "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
              "set-up and exit paid per process, as in a shell script or a build",

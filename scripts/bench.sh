@@ -136,7 +136,7 @@ realloc-2t|2|c|realloc threads=2 steps=3000000|realloc threads=2 steps=500000 ma
 large-1t|1|c|large threads=1 iters=20|large threads=1 iters=10 max=16777216|850/80
 large-2t|2|c|large threads=2 iters=30|large threads=2 iters=16 max=16777216|700/80
 buffers-1t|1|c|large threads=1 iters=1000000 live=1 min=131072 max=131072|large threads=1 iters=200000 live=1 min=131072 max=131072|300/60
-buffers-2t|2|c|large threads=2 iters=150000 live=2 min=65536 max=458752|large threads=2 iters=30000 live=2 min=65536 max=458752|2100/420
+buffers-2t|2|c|large threads=2 iters=75000 live=2 min=65536 max=458752|large threads=2 iters=30000 live=2 min=65536 max=458752|1050/420
 tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=50000|450/60
 tree-2t|2|c|tree threads=2 rounds=12 nodes=100000|tree threads=2 rounds=4 nodes=50000|500/60
 threadchurn-1by1|1|c|threadchurn threads=7000 batch=1|threadchurn threads=2000 batch=1|330/80
@@ -158,6 +158,7 @@ sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/
 sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
 vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
 vector-2t|2|c|vector threads=2 rounds=100|vector threads=2 rounds=20|420/90
+phases-1t|1|c|phases threads=1 phases=12 mib=24 keep=0|phases threads=1 phases=6 mib=8 keep=0|600/80
 spawn|1|c|spawn procs=300|spawn procs=60|900/180
 cxx-1t|1|c|cxx threads=1 ops=1200000|cxx threads=1 ops=200000|550/100
 cxx-2t|2|c|cxx threads=2 ops=800000|cxx threads=2 ops=150000|450/90
