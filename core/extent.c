@@ -171,6 +171,9 @@ static void arena_lock_for_free(um_extent_arena_t *a) {
     if (a == &umi_extent_arenas[i] && busy_window_ends(heap, busy)) move_on(heap, i);
 }
 
+/* Under the lock; the sweeps read it without, to pass over an arena with nothing to do. */
+static inline void arena_dirty_add(um_extent_arena_t *a, ptrdiff_t n) { UM_SHARED_WRITE(a->dirty_pages, a->dirty_pages + (size_t)n); }
+
 static void segment_format(um_extent_arena_t *a, um_segment_t *seg) {
     um_extent_map_t *x = &seg->extents;
     memset(x, 0, sizeof *x);
@@ -178,6 +181,16 @@ static void segment_format(um_extent_arena_t *a, um_segment_t *seg) {
     bits_put(x->free_map, FIRST_PAGE, USABLE_PAGES, true);
     UM_SHARED_WRITE(x->free_pages, (uint32_t)USABLE_PAGES);
     x->longest_free = (uint16_t)USABLE_PAGES;
+    /* Pages moved here from the region hold old bytes where their small slot was dirty. */
+    const size_t per_slot = UM_SMALL_PAGE_SIZE >> UM_EXTENT_PAGE_SHIFT;
+    for (uint64_t m = seg->moved_dirty; m != 0; m &= m - 1) {
+        size_t from = (size_t)__builtin_ctzll(m) * per_slot, to = from + per_slot;
+        if (from < FIRST_PAGE) from = FIRST_PAGE;
+        if (to > END_PAGE) to = END_PAGE;
+        if (to > from) x->dirty_pages += (uint32_t)bits_put(x->dirty_map, from, to - from, true);
+    }
+    seg->moved_dirty = 0;
+    arena_dirty_add(a, (ptrdiff_t)x->dirty_pages);
 }
 
 /* A new segment at the end of the arena's list (first fit fills the older ones first). */
@@ -188,9 +201,6 @@ static um_segment_t *arena_grow(um_extent_arena_t *a) {
     umi_seg_list_append(&a->segments, seg);
     return seg;
 }
-
-/* Under the lock; the sweeps read it without, to pass over an arena with nothing to do. */
-static inline void arena_dirty_add(um_extent_arena_t *a, ptrdiff_t n) { UM_SHARED_WRITE(a->dirty_pages, a->dirty_pages + (size_t)n); }
 
 /* Purge the set bits of `which` (free pages of seg), a run at a time; returns the pages purged. */
 static size_t purge_runs(um_segment_t *seg, const uint64_t *which) {
@@ -343,6 +353,31 @@ void umi_extent_tick_all(um_extent_tick_t how) {
     }
 }
 
+um_segment_t *umi_extent_take_free_segment(int node, uint64_t *dirty) {
+    if (!umi_extents_on) return NULL;
+    const size_t per_span = UM_SMALL_PAGE_SIZE >> UM_EXTENT_PAGE_SHIFT;
+    for (unsigned i = 0; i < umi_extent_arena_count; i++) {
+        um_extent_arena_t *a = &umi_extent_arenas[i];
+        if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue;
+        for (um_segment_t *seg = a->segments != NULL ? a->segments->next : NULL; seg != NULL; seg = seg->next) {
+            um_extent_map_t *x = &seg->extents;
+            if (x->free_pages != USABLE_PAGES || x->dirty_pages == 0 || seg->node != node) continue;
+            uint64_t spans = 1; /* the first holds the header */
+            for (size_t j = 1; j < 64; j++) {
+                uint64_t w = x->dirty_map[j * per_span >> 6] >> (j * per_span & 63);
+                if ((w & (((uint64_t)1 << per_span) - 1)) != 0) spans |= (uint64_t)1 << j;
+            }
+            arena_dirty_add(a, -(ptrdiff_t)x->dirty_pages);
+            umi_seg_list_remove(&a->segments, seg);
+            umi_unlock(&a->lock);
+            *dirty = spans;
+            return seg;
+        }
+        umi_unlock(&a->lock);
+    }
+    return NULL;
+}
+
 void umi_extent_lock_all(void) {
     for (unsigned i = 0; i < UM_EXTENT_ARENAS_MAX; i++) umi_lock(&umi_extent_arenas[i].lock);
 }
@@ -366,6 +401,8 @@ static void copy_fault_in(const um_segment_t *seg, uint8_t *p, const uint64_t wa
 void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, size_t will_copy) {
     size_t n = umi_bin_size(bin) >> UM_EXTENT_PAGE_SHIFT;
     size_t align_pages = align > PAGE_SIZE_4K ? align >> UM_EXTENT_PAGE_SHIFT : 1;
+    bool tended = false;
+again:;
     um_extent_arena_t *a = arena_lock(heap, bin);
     uint8_t *q = align <= PAGE_SIZE_4K ? quick_take(a, n) : NULL;
     if (q != NULL) {
@@ -380,8 +417,15 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     quick_release(a, a->quick_count); /* no block of this length: the pages may serve it */
     size_t at = SIZE_MAX;
     um_segment_t *seg = arena_fit(a, n, align_pages, &at);
-    bool grew = seg == NULL && (seg = arena_grow(a)) != NULL;
-    if (grew) at = run_find(seg, n, align_pages);
+    if (seg == NULL && !tended && umi_heap_is_own(umi_tl_heap)) {
+        /* The arena grows next: the small pages the thread emptied go back first, and their
+         * segments may serve it (umi_heap_tend; core/segment.c moves them out of the region). */
+        umi_unlock(&a->lock);
+        umi_heap_tend();
+        tended = true;
+        goto again;
+    }
+    if (seg == NULL && (seg = arena_grow(a)) != NULL) at = run_find(seg, n, align_pages);
     if (UM_UNLIKELY(at == SIZE_MAX)) {
         umi_unlock(&a->lock);
         errno = ENOMEM;
@@ -394,7 +438,6 @@ void *umi_extent_alloc(um_heap_t *heap, size_t bin, size_t align, bool zero, siz
     umi_pages_touched_add(1, n << UM_EXTENT_PAGE_SHIFT); /* for the THP threshold (hugepages/) */
     arena_maybe_tick(a);
     umi_unlock(&a->lock);
-    if (grew) umi_heap_tend(); /* before the next segment: the small pages it emptied (core/page.c) */
     umi_count_carved(n << UM_EXTENT_PAGE_SHIFT); /* paces the peak samples, as carving pages does */
     uint8_t *p = page_addr(seg, at);
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);

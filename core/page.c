@@ -408,18 +408,20 @@ void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b) {
 }
 
 /* No block of the page is in use (allocs == frees). Keep the page if it is its
- * bin's only one (a thread that frees and reallocates one block in a loop must not map and
- * purge a page each time); otherwise give the slot back to the segment, and say so. */
-bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
-    /* Both callers come with the page in its queue: the sweep walks the queues (a page there has
+ * bin's only one and `keep_only` (a thread that frees and reallocates one block in a loop must
+ * not map and purge a page each time); otherwise give the slot back to the segment, and say so. */
+static bool page_retire(um_heap_t *heap, um_page_t *page, bool keep_only) {
+    /* The callers come with the page in its queue: the sweep walks the queues (a page there has
      * no IN_FULL flag), umi_page_local_free_slow takes it out of "full" first. */
     UM_CHECK(!(atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_IN_FULL));
     um_page_queue_t *q = &heap->queues[page->bin];
-    if (q->first == page && page->next == NULL) return false;
+    if (keep_only && q->first == page && page->next == NULL) return false;
     umi_page_queue_remove(heap, page);
     umi_segment_page_free(heap, page);
     return true;
 }
+
+bool umi_page_retire(um_heap_t *heap, um_page_t *page) { return page_retire(heap, page, true); }
 
 /* free()'s fast path counts a page's frees without testing for emptiness (a compare and a
  * branch less on every free), so a page it empties stays in its bin queue. Its blocks are not
@@ -439,8 +441,9 @@ bool umi_page_retire(um_heap_t *heap, um_page_t *page) {
 #define UM_SWEEP_PAGES_PER_MS 100
 
 /* Walk the queues: retire the empty pages (only those idle since the last walk unless
- * `busy_too`); returns the pages walked, and the pages retired in *retired. */
-static size_t sweep_queues(um_heap_t *heap, bool busy_too, size_t *retired) {
+ * `busy_too`; a bin's only page only if `only_too`); returns the pages walked, and the pages
+ * retired in *retired. */
+static size_t sweep_queues(um_heap_t *heap, bool busy_too, bool only_too, size_t *retired) {
     size_t walked = 0;
     *retired = 0;
     for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
@@ -454,7 +457,7 @@ static size_t sweep_queues(um_heap_t *heap, bool busy_too, size_t *retired) {
             umi_page_collect(heap, page); /* blocks other threads gave back count too */
             um_page_hot_t *hot = umi_page_hot(page);
             if (umi_hot_used(hot) == 0) {
-                if ((busy_too || page->swept_allocs == hot->allocs) && umi_page_retire(heap, page)) {
+                if ((busy_too || page->swept_allocs == hot->allocs) && page_retire(heap, page, !only_too)) {
                     ++*retired;
                     continue;
                 }
@@ -470,23 +473,28 @@ static size_t sweep_queues(um_heap_t *heap, bool busy_too, size_t *retired) {
  * adopts one). The empty pages in the queues go back to their segments first, busy or idle:
  * keeping a busy one saves a page set-up, but here the alternative is fresh memory, which
  * costs a fault per OS page and stays resident beside the emptied pages (a program that
- * drops a structure of one size and builds one of another). A walk that retired nothing is
- * made again only after the heap took a sixteenth as many new pages as it walked: a heap that
- * just grows pays a few steps of walk per page it sets up, which faults in 64 KiB. */
+ * drops a structure of one size and builds one of another). A heap that emptied a segment's
+ * worth of pages or more is between such phases: its bins' last pages go too, so that whole
+ * segments come free (and may move out of the region to serve big blocks, core/segment.c); one
+ * that emptied less keeps a page in each bin for its next block of that size. A walk that
+ * retired nothing is made again only after the heap took a sixteenth as many new pages as it
+ * walked: a heap that just grows pays a few steps of walk per page it sets up, which faults in
+ * 64 KiB. */
 #define UM_SLOT_SWEEP_PAGES_PER_STEP 16
 bool umi_page_sweep_for_slot(um_heap_t *heap) {
     if (heap->slot_sweep_wait != 0) return false;
-    size_t retired;
-    size_t walked = sweep_queues(heap, true, &retired);
+    size_t retired, more = 0;
+    size_t walked = sweep_queues(heap, true, false, &retired);
+    if (retired >= UM_PAGES_MAX) sweep_queues(heap, true, true, &more);
     if (retired == 0) heap->slot_sweep_wait = (uint32_t)(walked / UM_SLOT_SWEEP_PAGES_PER_STEP);
-    return retired != 0;
+    return retired + more != 0;
 }
 
 void umi_page_sweep(um_heap_t *heap, bool force) {
     uint64_t now = umi_os_now_ms();
     if (!force && now < heap->next_sweep_ms) return;
     size_t retired;
-    size_t walked = sweep_queues(heap, force, &retired);
+    size_t walked = sweep_queues(heap, force, false, &retired);
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     umi_extent_cache_flush(heap, force); /* the blocks it kept and did not use */
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false); /* the calling thread's heap */
@@ -571,10 +579,14 @@ static void heap_tend(um_heap_t *heap, bool sweep_due) {
 /* The small slow path is not the only place a heap grows: a program that drops a structure of
  * small blocks and goes on with big ones takes it no more, and the pages it emptied would stay
  * resident while the big blocks map memory beside them. So the big blocks' paths tend the
- * calling thread's heap too, where they take memory the OS has to map. */
+ * calling thread's heap too, where they are about to map memory: the empty pages are retired
+ * at once, as for a new page (their segments, emptied, may serve the big blocks), and what
+ * stayed free past the delay is purged. */
 void umi_heap_tend(void) {
     um_heap_t *heap = umi_tl_heap;
-    if (umi_heap_is_own(heap)) heap_tend(heap, true);
+    if (!umi_heap_is_own(heap)) return;
+    umi_page_sweep_for_slot(heap);
+    heap_tend(heap, true);
 }
 
 /* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin

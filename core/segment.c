@@ -30,6 +30,7 @@ static size_t cache_count;
 static bool slot_purge(um_segment_t *seg, um_page_t *page);
 static bool slots_purge(um_segment_t *seg, size_t first, size_t last, size_t *dirty);
 static void segment_unmap(um_segment_t *seg);
+static void cache_put(um_segment_t *seg);
 static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty);
 
 static const uint8_t kind_shift[UM_KIND_COUNT] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT, UM_SEGMENT_SHIFT, UM_EXTENT_PAGE_SHIFT};
@@ -123,6 +124,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     if (seg->kind == UM_KIND_EXTENT) memset(&seg->extents, 0, sizeof seg->extents);
     memset(seg->hot, 0, sizeof seg->hot); /* medium and large pages' */
     seg->kind = (uint8_t)kind;
+    seg->moved_dirty = 0;
     seg->page_shift = kind_shift[kind];
     /* an extent segment has no page slots: its page map is core/extent.c's */
     seg->page_count = kind == UM_KIND_EXTENT ? 0 : (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
@@ -147,8 +149,9 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
 
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
  * (free()'s fast path takes every pointer in the region for a small block); on several NUMA
- * nodes, one bound for the same placement `node` (the cache is per node). */
-static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
+ * nodes, one bound for the same placement `node` (the cache is per node); with
+ * `resident_only`, one that has resident slots. */
+static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_only) {
     bool want_region = kind == UM_KIND_SMALL && small_in_region;
     umi_lock(&umi_cache_lock);
     /* The newest that fits, but first one still resident in the same layout: a segment of
@@ -156,6 +159,7 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     um_segment_t *seg = NULL;
     for (um_segment_t *s = cache_list; s != NULL; s = s->next) {
         if ((umi_region_contains(s) != 0) != want_region || (umi_numa_on && s->node != node)) continue;
+        if (resident_only && s->dirty_pages == 0) continue;
         if (seg == NULL) seg = s;
         if (s->dirty_pages > 0 && s->kind == kind) { seg = s; break; }
     }
@@ -188,9 +192,121 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node) {
     return seg;
 }
 
+/* ---- pages moved across the region's border --------------------------------------------- */
+/* The region holds small segments only (free() tells a small block by its address), so an
+ * empty small segment in the cache cannot become the extent, medium or large segment a
+ * program that moved on to bigger blocks asks for: it would wait there to be purged while a
+ * fresh segment faults every page in. Its pages move instead: mremap hands them to an address
+ * outside the region with their page tables, no byte copied and no page faulted, and leaves
+ * the unit mapped behind, empty, to be made read-only zeros again as any given-back unit is (a
+ * unit is never left unmapped, even for a moment: another mapping could take its place in the
+ * region's window). Only a segment with resident slots is worth it, of pages the kernel can
+ * move (not hugetlb, not locked, not a unit of a reserved run). The new layout takes what
+ * may hold old bytes for dirty: the slots over a dirty small slot (moved_dirty for extents). */
+static um_segment_t *segment_moved_out(um_kind_t kind, int node) {
+    if (!small_in_region || kind == UM_KIND_SMALL || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
+    umi_lock(&umi_cache_lock);
+    um_segment_t *seg = NULL;
+    for (um_segment_t *s = cache_list; s != NULL; s = s->next) {
+        if (!umi_region_contains(s) || s->dirty_pages == 0 || (umi_numa_on && s->node != node)) continue;
+        if ((s->page_kind & UM_PAGES_LOCKED) || !umi_pages_splittable(s->page_kind) || umi_pages_run_owns(s)) continue;
+        seg = s;
+        break;
+    }
+    if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
+    umi_unlock(&umi_cache_lock);
+    if (seg == NULL) return NULL;
+    uint64_t dirty = 0;
+    for (size_t i = 0; i < seg->page_count; i++)
+        if (seg->pages[i].slot == UM_SLOT_DIRTY) dirty |= (uint64_t)1 << i;
+    int got_node;
+    unsigned got_kind;
+    uint8_t *dst = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, seg->node, &got_node, &got_kind);
+    if (dst == NULL) { cache_put(seg); return NULL; }
+    umi_segment_unregister(seg);
+    umi_segmap_clear(seg);
+    if (umi_os_move_keep(seg, UM_SEGMENT_SIZE, dst) != 0) {
+        umi_arena_unmap(dst, UM_SEGMENT_SIZE);
+        umi_segmap_set(seg);
+        umi_segment_register(seg);
+        cache_put(seg);
+        return NULL;
+    }
+    umi_arena_decommit(seg, UM_SEGMENT_SIZE);
+    umi_lock(&umi_cache_lock);
+    umi_region_put(seg);
+    umi_unlock(&umi_cache_lock);
+    um_segment_t *moved = (um_segment_t *)dst;
+    moved->map_base = moved;
+    moved->cookie = (uintptr_t)moved ^ umi_cookie;
+    segment_format(moved, kind);
+    if (kind == UM_KIND_EXTENT) {
+        moved->moved_dirty = dirty;
+    } else {
+        uint64_t now = umi_os_now_ms();
+        size_t span = (size_t)1 << (moved->page_shift - UM_SMALL_PAGE_SHIFT); /* small slots a slot covers */
+        uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1;
+        for (size_t i = 0; i < moved->page_count; i++) {
+            if (!(dirty >> (i * span) & mask)) continue;
+            UM_SHARED_WRITE(moved->pages[i].slot, UM_SLOT_DIRTY);
+            moved->pages[i].freed_at_ms = now;
+            moved->dirty_pages++;
+        }
+    }
+    umi_segment_register(moved);
+    return moved;
+}
+
+/* The other way: an extent segment whose blocks were all freed, resident, serves a small
+ * segment, moved into a unit of the region (the address the segment leaves is simply
+ * unmapped). Its header is formatted afresh for small pages; a slot that may hold old bytes is
+ * dirty, with its owner word cleared, so that a stray free() into it finds no owner (a clean
+ * slot reads zero, owner word included). */
+static um_segment_t *segment_moved_in(int node) {
+    if (!small_in_region || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
+    uint64_t dirty;
+    um_segment_t *seg = umi_extent_take_free_segment(node, &dirty);
+    if (seg == NULL) return NULL;
+    umi_lock(&umi_cache_lock);
+    uint8_t *unit = umi_region_take();
+    umi_unlock(&umi_cache_lock);
+    if (unit == NULL) { umi_segment_put_unowned(seg, true); return NULL; }
+    umi_segment_unregister(seg);
+    umi_segmap_clear(seg);
+    if (umi_os_move(seg, UM_SEGMENT_SIZE, unit) != 0) {
+        /* The kernel may have unmapped the unit before it refused: read-only zeros again. */
+        umi_region_decommit(unit);
+        umi_lock(&umi_cache_lock);
+        umi_region_put(unit);
+        umi_unlock(&umi_cache_lock);
+        umi_segmap_set(seg);
+        umi_segment_register(seg);
+        umi_segment_put_unowned(seg, true);
+        return NULL;
+    }
+    um_segment_t *moved = (um_segment_t *)unit;
+    moved->map_base = moved;
+    moved->cookie = (uintptr_t)moved ^ umi_cookie;
+    segment_format(moved, UM_KIND_SMALL);
+    uint64_t now = umi_os_now_ms();
+    for (size_t i = 0; i < moved->page_count; i++) {
+        if (!(dirty >> i & 1)) continue;
+        um_page_t *page = &moved->pages[i];
+        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
+        UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
+        page->freed_at_ms = now;
+        moved->dirty_pages++;
+    }
+    umi_segment_register(moved);
+    return moved;
+}
+
 /* A formatted, registered segment of `kind` for placement `want`, owned by nobody yet. */
 static um_segment_t *segment_get(um_kind_t kind, int want) {
-    um_segment_t *seg = segment_from_cache(kind, want);
+    /* Resident memory first, moved out of the region if need be, then any cached segment. */
+    um_segment_t *seg = segment_from_cache(kind, want, true);
+    if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want);
+    if (seg == NULL) seg = segment_from_cache(kind, want, false);
     if (seg == NULL) {
         int node;
         unsigned page_kind = UM_PAGES_4K;

@@ -292,6 +292,9 @@ typedef struct um_segment_s {
     struct um_segment_s *all_next; /* in the registry of all segments (for statistics, trim) */
     struct um_segment_s *all_prev;
     uint64_t cached_at_ms;    /* when it entered the segment cache */
+    uint64_t moved_dirty;     /* moved out of the region with its pages (core/segment.c): bit i set
+                               * when its 64 KiB at i * 64 KiB may hold old bytes, for the format
+                               * of an extent segment to take for dirty; 0 otherwise */
     union {
         struct {
             /* the hot words of medium and large pages, by page index (a small page keeps its

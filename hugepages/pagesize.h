@@ -98,6 +98,8 @@ void *umi_pages_run_take(unsigned *kind, bool *dirty);
 /* Give a unit back to its run: true if it belongs to one (then it stays mapped, resident, and
  * the caller must not decommit it), false if it is the caller's to decommit. */
 bool umi_pages_run_put(void *unit);
+/* Whether the unit belongs to a run (it must stay where it is, mapped as the run is). */
+bool umi_pages_run_owns(const void *unit);
 /* Release runs other than the reservation that have held no segment for `delay_ms` (all idle
  * ones when forced): their units go back to the region whole, their pages to the pool. */
 void umi_pages_runs_trim(uint64_t now_ms, uint64_t delay_ms, bool force);

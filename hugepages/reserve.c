@@ -148,6 +148,8 @@ void *umi_pages_run_take(unsigned *kind, bool *dirty) {
     return unit_take(r, kind, dirty);
 }
 
+bool umi_pages_run_owns(const void *unit) { return umi_region_contains(unit) && unit_run[umi_region_unit_index(unit)] != 0; }
+
 bool umi_pages_run_put(void *unit) {
     if (!umi_region_contains(unit)) return false;
     size_t idx = umi_region_unit_index(unit);

@@ -213,6 +213,21 @@ int umi_os_move(void *from, size_t size, void *dst) {
     return q == dst ? 0 : -1;
 }
 
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+static _Atomic bool move_keep_refused;
+
+int umi_os_move_keep(void *from, size_t size, void *dst) {
+    if (atomic_load_explicit(&move_keep_refused, memory_order_relaxed)) return -1;
+    UM_SAN_UNPOISON(from, size);
+    int saved = errno;
+    void *q = umi_sys_mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+    if (q == MAP_FAILED && errno == EINVAL) atomic_store_explicit(&move_keep_refused, true, memory_order_relaxed);
+    errno = saved;
+    return q == dst ? 0 : -1;
+}
+
 void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
     void *q = ((uintptr_t)p & (align - 1)) == 0 ? umi_os_resize(p, old_size, new_size) : NULL;
     if (q != NULL) return q;

@@ -31,6 +31,11 @@ void *umi_os_move_resize(void *p, size_t old_size, size_t new_size, void *dst);
 /* Move the pages of [from, from + size) to dst (replacing what is mapped there): page tables
  * move, no byte is copied or cleared. 0 on success, -1 if the kernel refused (nothing moved). */
 int umi_os_move(void *from, size_t size, void *dst);
+/* The same, leaving [from, from + size) mapped behind, empty (MREMAP_DONTUNMAP, Linux 5.7; 5.13
+ * for all private mappings): for a range whose addresses must never be left unmapped. -1 if
+ * the kernel refused (nothing moved); after a refusal for good (a kernel without the flag) it
+ * makes no more calls. */
+int umi_os_move_keep(void *from, size_t size, void *dst);
 /* Grow [p, p + old_size) to new_size bytes at an `align`-aligned address: in place if p is
  * aligned and the space after it is free, else moved by page tables (no byte copied). Returns
  * the new address, or NULL (the old mapping is then untouched). */
