@@ -241,8 +241,8 @@ Test(purge, a_new_class_takes_the_slots_another_one_emptied) {
     um_stats_get(&after);
     fprintf(stderr, "[purge/new class] mapped %.1f -> %.1f MiB\n", tu_mib(before.mapped_bytes), tu_mib(after.mapped_bytes));
     cr_assert_lt(after.mapped_bytes, before.mapped_bytes + 4 * TU_MiB, /* not one segment more */
-                  "12 MiB of a new class mapped %.1f MiB more beside 16 MiB of emptied pages",
-                  tu_mib(after.mapped_bytes - before.mapped_bytes));
+                 "12 MiB of a new class mapped %.1f MiB more beside 16 MiB of emptied pages",
+                 tu_mib(after.mapped_bytes - before.mapped_bytes));
     for (size_t i = 0; i < N; i++) um_free(v[i]);
 }
 
@@ -297,9 +297,11 @@ Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
 Test(purge, small_blocks_take_the_pages_of_emptied_extent_segments) {
     enum { BIG = 160, EXTENT = 100 << 10, N = 65536, SMALL = 128 }; /* 8 MiB of small blocks */
     static char *big[BIG], *v[N];
-    um_free(um_malloc(SMALL)); /* the heap and its first segment: its clean slots serve first */
-    if (!umi_region_contains(um_malloc(SMALL)))
-        cr_skip_test("no small-page region in this build (sanitizers own its addresses): nothing to move into it");
+    char *first = um_malloc(SMALL); /* the heap and its first segment: its clean slots serve first */
+    cr_assert_not_null(first);
+    bool in_region = umi_region_contains(first);
+    um_free(first);
+    if (!in_region) cr_skip_test("no small-page region in this build (sanitizers own its addresses): nothing to move into it");
     if (!umi_extents_on) cr_skip_test("extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
     for (size_t i = 0; i < BIG; i++) { /* 16 MiB of extent blocks, written */
         big[i] = um_malloc(EXTENT);
