@@ -304,7 +304,7 @@ void umi_page_remote_free(um_page_t *page, um_block_t *b);
 bool umi_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
 void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
 bool umi_page_sweep_for_slot(um_heap_t *heap);           /* retire every empty page before mapping (true: some were) */
-void umi_heap_tend(void); /* the calling thread's heap: sweep and purge what is due (no lock held) */
+void umi_heap_tend(void); /* the calling thread's heap, before a big block maps memory: retire its empty pages, purge what is due (no lock held) */
 /* On several NUMA nodes: if the heap's placement key changed (its thread moved to another node,
  * or changed its policy), the pages it queued elsewhere stop serving: empty ones go back to
  * their segments, the others are set aside as full until a free gives them a block back. Run

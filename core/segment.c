@@ -203,6 +203,14 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_
  * region's window). Only a segment with resident slots is worth it, of pages the kernel can
  * move (not hugetlb, not locked, not a unit of a reserved run). The new layout takes what
  * may hold old bytes for dirty: the slots over a dirty small slot (moved_dirty for extents). */
+/* A free slot of a moved segment over memory that may hold old bytes: dirty, as if its page
+ * had just been retired (a page set up there does not take it for zeros; the purge delay runs). */
+static void slot_holds_old_bytes(um_segment_t *seg, um_page_t *page, uint64_t now) {
+    UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
+    page->freed_at_ms = now;
+    seg->dirty_pages++;
+}
+
 static um_segment_t *segment_moved_out(um_kind_t kind, int node) {
     if (!small_in_region || kind == UM_KIND_SMALL || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     umi_lock(&umi_cache_lock);
@@ -246,12 +254,8 @@ static um_segment_t *segment_moved_out(um_kind_t kind, int node) {
         uint64_t now = umi_os_now_ms();
         size_t span = (size_t)1 << (moved->page_shift - UM_SMALL_PAGE_SHIFT); /* small slots a slot covers */
         uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1;
-        for (size_t i = 0; i < moved->page_count; i++) {
-            if (!(dirty >> (i * span) & mask)) continue;
-            UM_SHARED_WRITE(moved->pages[i].slot, UM_SLOT_DIRTY);
-            moved->pages[i].freed_at_ms = now;
-            moved->dirty_pages++;
-        }
+        for (size_t i = 0; i < moved->page_count; i++)
+            if (dirty >> (i * span) & mask) slot_holds_old_bytes(moved, &moved->pages[i], now);
     }
     umi_segment_register(moved);
     return moved;
@@ -291,11 +295,8 @@ static um_segment_t *segment_moved_in(int node) {
     uint64_t now = umi_os_now_ms();
     for (size_t i = 0; i < moved->page_count; i++) {
         if (!(dirty >> i & 1)) continue;
-        um_page_t *page = &moved->pages[i];
-        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
-        UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
-        page->freed_at_ms = now;
-        moved->dirty_pages++;
+        atomic_store_explicit(&UM_PAGE_OWNER(&moved->pages[i]), 0, UM_RELAXED);
+        slot_holds_old_bytes(moved, &moved->pages[i], now);
     }
     umi_segment_register(moved);
     return moved;
