@@ -86,7 +86,7 @@ DESCRIPTIONS = {
               "of objects of one typical size (log-uniform 16 B..256 KiB, to 1.25x), writes them "
               "whole, then frees them all in random order before the next phase builds another "
               "size: whether freed memory serves the next size, or fresh memory is faulted in",
-    "spawn": "300 short processes run one after another, each with the allocator preloaded: 400 "
+    "spawn": "200 short processes run one after another, each with the allocator preloaded: 400 "
              "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
              "set-up and exit paid per process, as in a shell script or a build",
     "python": "python3 (PYTHONMALLOC=malloc) on an object-heavy script: objects with dicts and "
@@ -583,7 +583,9 @@ def main():
         if cost:
             L.append("The *instructions* column is the deterministic measure: the whole program's "
                      "instructions under callgrind at the QUICK sizes, umalloc / no-stats. Wall and "
-                     "CPU time move by several percent between identical runs here, in both directions.")
+                     "CPU time move by several percent between identical runs here, in both directions. "
+                     "A row without a count is one whose instructions are the program's own work "
+                     "(scripts/bench.sh, COST_SKIP).")
             L.append("")
         L.append("| workload | instructions: umalloc / no-stats" +
                  (" | wall: umalloc / no-stats | CPU: umalloc / no-stats |" if timed_nostats else " |"))
