@@ -37,12 +37,6 @@ void umi_count_internal_shared(int allocs, int frees) {
     ADD(umi_counters.internal_frees, (uint64_t)frees);
 }
 
-void umi_count_sized_free(int counted) {
-    um_heap_t *h = umi_count_heap();
-    if (h) { UM_OWNER_ADD(h->stats.calls[UM_CALL_FREE_SIZED], 1); UM_OWNER_ADD(h->stats.internal_frees, (uint64_t)counted); }
-    else { ADD(umi_counters.calls[UM_CALL_FREE_SIZED], 1); ADD(umi_counters.internal_frees, (uint64_t)counted); }
-}
-
 void umi_count_failed(void) { ADD(umi_counters.failed, 1); }
 void umi_count_invalid(void) { ADD(umi_counters.invalid, 1); }
 void umi_count_null_free(void) { ADD(umi_counters.null_frees, 1); }
