@@ -78,11 +78,17 @@ enum {
     UM_MAP_HUGE = 4,      /* huge block headers are (or were) here: ask the huge index */
     UM_MAP_MIN_SHIFT = UM_EXTENT_PAGE_SHIFT, /* entries >= this are segment starts */
 };
-extern _Atomic uint8_t umi_segmap[UM_SEGMAP_ENTRIES];
+/* UM_SEGMAP_ENTRIES entries once umi_segmap_entries says so (core/segmap.c); until then every
+ * lookup finds nothing: no segment exists before the map does. */
+extern _Atomic uint8_t *umi_segmap;
+extern _Atomic size_t umi_segmap_entries;
+/* Map the segment map if it is not yet: false (errno ENOMEM) if the OS refused. Called before
+ * a segment or a huge block is first mapped. */
+bool umi_segmap_ready(void);
 
 static inline unsigned umi_segmap_get(uintptr_t u) {
     uintptr_t idx = u >> UM_SEGMENT_SHIFT;
-    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
     return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
 }
 /* The same for a pointer that must also be 16-byte aligned (as every block start is): the low 4
@@ -91,7 +97,7 @@ static inline unsigned umi_segmap_get(uintptr_t u) {
 static inline unsigned umi_segmap_get_block(uintptr_t u) {
     uintptr_t m = u & ~(uintptr_t)(UM_SEGMENT_MASK & ~(uintptr_t)15);
     uintptr_t idx = (m >> UM_SEGMENT_SHIFT) | (m << (64 - UM_SEGMENT_SHIFT));
-    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
     return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
 }
 static inline um_segment_t *umi_segment_of(const void *p) {

@@ -309,6 +309,8 @@ static um_segment_t *segment_get(um_kind_t kind, int want) {
     if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want);
     if (seg == NULL) seg = segment_from_cache(kind, want, false);
     if (seg == NULL) {
+        /* (a program that lowered RLIMIT_AS may need the region's unused rest for the map) */
+        if (!umi_segmap_ready() && !(umi_release_for_retry() && umi_segmap_ready())) return NULL;
         int node;
         unsigned page_kind = UM_PAGES_4K;
         seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, &node, &page_kind) : NULL;

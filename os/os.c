@@ -96,6 +96,11 @@ void *umi_os_map_aligned_flags(size_t size, size_t align, int flags) {
     return p;
 }
 
+void *umi_os_map_table(size_t size) {
+    size_t ps = umi_os_page_size();
+    return map_plain(NULL, (size + ps - 1) & ~(ps - 1), 0);
+}
+
 void *umi_os_map_fixed(void *p, size_t size) {
     int saved = errno;
     void *q = map_plain(p, size, MAP_FIXED);

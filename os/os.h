@@ -15,6 +15,10 @@ void *umi_os_map_aligned(size_t size, size_t align);
  * from the pool at once: NULL with errno ENOMEM when the pool is short. */
 void *umi_os_map_aligned_flags(size_t size, size_t align, int flags);
 void umi_os_unmap(void *p, size_t size);
+/* Map `size` bytes of zeroed read-write memory wherever the kernel puts it (beside the
+ * libraries, whose page tables exist), reserving nothing: for a table touched a page at a
+ * time. NULL on failure. */
+void *umi_os_map_table(size_t size);
 /* Map fresh zeroed read-write memory exactly at [p, p + size), replacing whatever is there.
  * p on success, NULL on failure. */
 void *umi_os_map_fixed(void *p, size_t size);
