@@ -33,6 +33,7 @@ enum {
     UM_HOOK_REMOTE_FREEING, /* arg: the page */
     UM_HOOK_REMOTE_PUSHED,  /* arg: the page */
     UM_HOOK_CLOCK_READ,     /* a walk of stamped entries read the clock; arg: its name */
+    UM_HOOK_SEGMAP_MAP,     /* a thread found no segment map and is about to map one; arg: NULL */
 };
 #if defined(UM_DEBUG) && UM_DEBUG
 extern void (*volatile umi_test_hook)(int point, void *arg);
@@ -80,16 +81,19 @@ enum {
 };
 /* UM_SEGMAP_ENTRIES entries once umi_segmap_entries says so (core/segmap.c); until then every
  * lookup finds nothing: no segment exists before the map does. */
-extern _Atomic uint8_t *umi_segmap;
+typedef _Atomic uint8_t um_segmap_byte_t;
+extern um_segmap_byte_t *_Atomic umi_segmap;
 extern _Atomic size_t umi_segmap_entries;
 /* Map the segment map if it is not yet: false (errno ENOMEM) if the OS refused. Called before
  * a segment or a huge block is first mapped. */
 bool umi_segmap_ready(void);
+/* The map, for an index below umi_segmap_entries as loaded (acquire) before. */
+static inline um_segmap_byte_t *umi_segmap_table(void) { return atomic_load_explicit(&umi_segmap, UM_RELAXED); }
 
 static inline unsigned umi_segmap_get(uintptr_t u) {
     uintptr_t idx = u >> UM_SEGMENT_SHIFT;
     if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
-    return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
+    return atomic_load_explicit(&umi_segmap_table()[idx], UM_RELAXED);
 }
 /* The same for a pointer that must also be 16-byte aligned (as every block start is): the low 4
  * bits are rotated up next to the segment number, so one range check rejects both a pointer
@@ -98,7 +102,7 @@ static inline unsigned umi_segmap_get_block(uintptr_t u) {
     uintptr_t m = u & ~(uintptr_t)(UM_SEGMENT_MASK & ~(uintptr_t)15);
     uintptr_t idx = (m >> UM_SEGMENT_SHIFT) | (m << (64 - UM_SEGMENT_SHIFT));
     if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
-    return atomic_load_explicit(&umi_segmap[idx], UM_RELAXED);
+    return atomic_load_explicit(&umi_segmap_table()[idx], UM_RELAXED);
 }
 static inline um_segment_t *umi_segment_of(const void *p) {
     return (um_segment_t *)((uintptr_t)p & ~(uintptr_t)UM_SEGMENT_MASK);

@@ -2,12 +2,11 @@
  * index, which finds the header of a huge block that starts anywhere in a unit.
  *
  * The map (32 MiB) and the index's top table (512 KiB) lie in one mapping of their own, made
- * when the first segment is (umi_segmap_ready), not in the library's .bss: a library whose
- * mapping spans 2 MiB or more is placed 2 MiB-aligned by the kernel, and with it every thread
- * stack glibc maps below the libraries moves. Here that made each munmap of a thread stack
- * flush its pages from the TLB one by one where it otherwise flushes all at once: 90 us a
- * stack instead of 34, a sixth of the time of a program that runs 32 threads at a time, one
- * per request. Both tables are zero until written and touched a page at a time (MAP_NORESERVE). */
+ * before the first segment is (umi_segmap_ready), not in the library's .bss: a library whose
+ * mapping spans 2 MiB or more is placed 2 MiB-aligned by the kernel, which moves the thread
+ * stacks glibc maps below the libraries to where each munmap of one flushes its pages from the
+ * TLB one by one instead of all at once (docs/bench-notes.md). Both tables read zero until
+ * written and are touched a page at a time (MAP_NORESERVE). */
 #include "core/internal.h"
 #include "os/os.h"
 
@@ -15,28 +14,30 @@
 #define HUGE_TOP_ENTRIES (UM_SEGMAP_ENTRIES >> HUGE_LEAF_SHIFT)
 #define TABLES_BYTES (UM_SEGMAP_ENTRIES + HUGE_TOP_ENTRIES * sizeof(void *))
 
-_Atomic uint8_t *umi_segmap;
+um_segmap_byte_t *_Atomic umi_segmap;
 _Atomic size_t umi_segmap_entries;
-static _Atomic(uint8_t *) tables; /* the mapping, once one thread's made it */
+static _Atomic(uint8_t *) tables; /* the mapping, once a thread has made it */
 
 bool umi_segmap_ready(void) {
     if (UM_LIKELY(atomic_load_explicit(&umi_segmap_entries, memory_order_acquire) != 0)) return true;
+    UM_TEST_HOOK(UM_HOOK_SEGMAP_MAP, NULL);
     uint8_t *mine = umi_os_map_table(TABLES_BYTES), *won = NULL;
-    if (mine != NULL && !atomic_compare_exchange_strong_explicit(&tables, &won, mine, memory_order_acq_rel, memory_order_acquire))
-        umi_os_unmap(mine, TABLES_BYTES); /* another thread made it first */
-    else won = mine;
+    if (mine != NULL && atomic_compare_exchange_strong_explicit(&tables, &won, mine, memory_order_acq_rel, memory_order_acquire)) won = mine;
+    else if (mine != NULL) umi_os_unmap(mine, TABLES_BYTES); /* another thread made it first: won is its */
+    else won = atomic_load_explicit(&tables, memory_order_acquire); /* refused: another thread's, if any */
     if (won == NULL) return false; /* errno: mmap's */
-    umi_segmap = (_Atomic uint8_t *)won;
+    /* Whichever thread gets here publishes: all store the same values, the map before its bound. */
+    atomic_store_explicit(&umi_segmap, (um_segmap_byte_t *)won, UM_RELAXED);
     atomic_store_explicit(&umi_segmap_entries, UM_SEGMAP_ENTRIES, memory_order_release);
     return true;
 }
 
 void umi_segmap_set(um_segment_t *seg) {
-    atomic_store_explicit(&umi_segmap[(uintptr_t)seg >> UM_SEGMENT_SHIFT], (uint8_t)seg->page_shift, memory_order_release);
+    atomic_store_explicit(&umi_segmap_table()[(uintptr_t)seg >> UM_SEGMENT_SHIFT], (uint8_t)seg->page_shift, memory_order_release);
 }
 
 void umi_segmap_clear(um_segment_t *seg) {
-    atomic_store_explicit(&umi_segmap[(uintptr_t)seg >> UM_SEGMENT_SHIFT], UM_MAP_NONE, UM_RELAXED);
+    atomic_store_explicit(&umi_segmap_table()[(uintptr_t)seg >> UM_SEGMENT_SHIFT], UM_MAP_NONE, UM_RELAXED);
 }
 
 /* ---- the huge index ---------------------------------------------------------------------
@@ -60,7 +61,7 @@ void umi_segmap_clear(um_segment_t *seg) {
 static _Atomic uint64_t *huge_word(uintptr_t h, bool make, uint64_t *bit) {
     uintptr_t unit = h >> UM_SEGMENT_SHIFT;
     if (unit >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire)) return NULL;
-    _Atomic(_Atomic uint64_t *) *huge_top = (_Atomic(_Atomic uint64_t *) *)(umi_segmap + UM_SEGMAP_ENTRIES);
+    _Atomic(_Atomic uint64_t *) *huge_top = (_Atomic(_Atomic uint64_t *) *)(umi_segmap_table() + UM_SEGMAP_ENTRIES);
     _Atomic(_Atomic uint64_t *) *slot = &huge_top[unit >> HUGE_LEAF_SHIFT];
     _Atomic uint64_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
     if (UM_UNLIKELY(leaf == NULL)) {
@@ -89,8 +90,8 @@ void umi_huge_index_add(const void *header) {
     /* The unit's entry stays UM_MAP_HUGE when its blocks go: a pooled segment, which needs the
      * whole unit, overwrites it when it gets there. */
     uintptr_t unit = (uintptr_t)header >> UM_SEGMENT_SHIFT;
-    if (atomic_load_explicit(&umi_segmap[unit], UM_RELAXED) != UM_MAP_HUGE)
-        atomic_store_explicit(&umi_segmap[unit], UM_MAP_HUGE, memory_order_release);
+    um_segmap_byte_t *map = umi_segmap_table();
+    if (atomic_load_explicit(&map[unit], UM_RELAXED) != UM_MAP_HUGE) atomic_store_explicit(&map[unit], UM_MAP_HUGE, memory_order_release);
 }
 
 void umi_huge_index_remove(const void *header) {

@@ -30,8 +30,8 @@ static void assert_has(const char *text, const char *needle, const char *name, c
 
 /* The library's mapping spans less than 2 MiB. The kernel places a mapping of 2 MiB or more at
  * a 2 MiB boundary, and the thread stacks glibc maps below the libraries then lay so that each
- * munmap of one flushed its TLB entries page by page: with a 32 MiB table in .bss, 90 us a
- * stack against 34 (core/segmap.c). Big tables belong in mappings of their own. */
+ * munmap of one flushed its TLB entries page by page (core/segmap.c, docs/bench-notes.md). Big
+ * tables belong in mappings of their own. */
 Test(preload, library_maps_less_than_2_mib, .timeout = 30) {
     char *path = su_fmt("%s/build/libumalloc.so", su_root());
     int fd = open(path, O_RDONLY);

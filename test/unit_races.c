@@ -14,7 +14,9 @@
  *  - deferred_dump_waits_for_a_safe_point: a statistics dump deferred by a signal that came
  *    while a lock was held runs at the next allocation slow path, not inside the unlock;
  *  - segment_cached_during_a_trim_is_not_taken_for_old, and the same for a huge block and a
- *    heap handed off during a sweep: an entry stamped after a walk read the clock. */
+ *    heap handed off during a sweep: an entry stamped after a walk read the clock;
+ *  - segment_map_made_by_another_thread_meanwhile: two threads make the first segments at once,
+ *    and the OS refuses the second one's map of the segment map. */
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "core/internal.h"
+#include "os/fault.h"
 #include "os/os.h"
 #include "test_util.h"
 
@@ -406,4 +409,47 @@ Test(races, heap_handed_off_during_a_sweep_waits_for_a_thread, .timeout = 60) {
     walk_held("handed heaps", umi_heap_dissolve_handed, thread_keeping_a_block_exits);
     cr_assert_eq(atomic_load(&umi_handed_count), 1, "a heap handed off during the sweep was dissolved at once");
     um_free(kept_block);
+}
+
+/* ---- two threads make the first segments at once --------------------------------------------- */
+static _Atomic int mapper_paused, mapper_release;
+static __thread int tl_pause_segmap;
+
+static void segmap_hook(int point, void *arg) {
+    (void)arg;
+    if (point != UM_HOOK_SEGMAP_MAP || !tl_pause_segmap) return;
+    tl_pause_segmap = 0;
+    atomic_store(&mapper_paused, 1);
+    while (!atomic_load(&mapper_release)) sched_yield();
+}
+
+static void *first_malloc_paused(void *arg) {
+    (void)arg;
+    tl_pause_segmap = 1;
+    return um_malloc(32);
+}
+
+/* A thread about to map the segment map is paused; another makes it meanwhile; then the OS
+ * refuses the first one's mapping. The map exists: its malloc must succeed, and the refusal
+ * must not be taken for a shortage (which gives up the small-page region for good). */
+Test(races, segment_map_made_by_another_thread_meanwhile, .timeout = 60) {
+    cr_assert(atomic_load(&umi_segmap_entries) == 0, "the test needs a process that has made no segment yet");
+    umi_test_hook = segmap_hook;
+    pthread_t a;
+    cr_assert(pthread_create(&a, NULL, first_malloc_paused, NULL) == 0);
+    while (!atomic_load(&mapper_paused)) sched_yield();
+    void *b = um_malloc(32); /* this thread makes the map */
+    cr_assert(b != NULL);
+    uint16_t region = umi_small_region_hi;
+    umi_fault_arm(UM_FAULT_NTH, UM_SYS_MMAP, 0, 0); /* the paused thread's own mapping */
+    atomic_store(&mapper_release, 1);
+    void *pa = NULL;
+    cr_assert(pthread_join(a, &pa) == 0);
+    um_fault_stats_t st = umi_fault_disarm();
+    umi_test_hook = NULL;
+    cr_assert(st.failed[UM_SYS_MMAP] == 1, "the paused thread's mapping was not refused (%llu refused)", (unsigned long long)st.failed[UM_SYS_MMAP]);
+    cr_assert(pa != NULL, "malloc failed in a thread whose map of the segment map was refused, though another thread had made one");
+    cr_assert(umi_small_region_hi == region, "the refusal gave up the small-page region");
+    um_free(pa);
+    um_free(b);
 }
