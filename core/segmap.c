@@ -14,20 +14,18 @@
 #define HUGE_TOP_ENTRIES (UM_SEGMAP_ENTRIES >> HUGE_LEAF_SHIFT)
 #define TABLES_BYTES (UM_SEGMAP_ENTRIES + HUGE_TOP_ENTRIES * sizeof(void *))
 
-um_segmap_byte_t *_Atomic umi_segmap;
+um_segmap_byte_t *_Atomic umi_segmap; /* the mapping, once a thread has made it */
 _Atomic size_t umi_segmap_entries;
-static _Atomic(uint8_t *) tables; /* the mapping, once a thread has made it */
 
 bool umi_segmap_ready(void) {
     if (UM_LIKELY(atomic_load_explicit(&umi_segmap_entries, memory_order_acquire) != 0)) return true;
     UM_TEST_HOOK(UM_HOOK_SEGMAP_MAP, NULL);
-    uint8_t *mine = umi_os_map_table(TABLES_BYTES), *won = NULL;
-    if (mine != NULL && atomic_compare_exchange_strong_explicit(&tables, &won, mine, memory_order_acq_rel, memory_order_acquire)) won = mine;
+    um_segmap_byte_t *mine = umi_os_map_table(TABLES_BYTES), *won = NULL;
+    if (mine != NULL && atomic_compare_exchange_strong_explicit(&umi_segmap, &won, mine, memory_order_acq_rel, memory_order_acquire)) won = mine;
     else if (mine != NULL) umi_os_unmap(mine, TABLES_BYTES); /* another thread made it first: won is its */
-    else won = atomic_load_explicit(&tables, memory_order_acquire); /* refused: another thread's, if any */
+    else won = atomic_load_explicit(&umi_segmap, memory_order_acquire); /* refused: another thread's, if any */
     if (won == NULL) return false; /* errno: mmap's */
-    /* Whichever thread gets here publishes: all store the same values, the map before its bound. */
-    atomic_store_explicit(&umi_segmap, (um_segmap_byte_t *)won, UM_RELAXED);
+    /* Whichever thread gets here publishes the bound: the same value, after the map. */
     atomic_store_explicit(&umi_segmap_entries, UM_SEGMAP_ENTRIES, memory_order_release);
     return true;
 }
@@ -47,7 +45,7 @@ void umi_segmap_clear(um_segment_t *seg) {
  * lookup reads the page before a pointer only when its bit is set, so a pointer we never
  * handed out is never dereferenced (it may point next to unmapped memory).
  *
- * Two levels: a top table (512 KiB of zero-fill .lbss, a page of it touched per 1 TiB of
+ * Two levels: a top table (512 KiB, after the map in its mapping, a page of it touched per 1 TiB of
  * address space in use) of leaves of 64 KiB, each the bits of 512 units (2 GiB). Leaves are
  * mapped on first use and never given back: a program's huge blocks lie in a few GiB of
  * address space (os/os.c's hint area), so it maps one or two. */
