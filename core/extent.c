@@ -57,7 +57,6 @@
  * Blocks are exactly their class's size (whole pages), so statistics and malloc_usable_size
  * see them as any pooled block, and a page that was purged reads as zero again, which calloc
  * uses to clear only the pages it must. */
-#include <sched.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -106,8 +105,7 @@ void umi_extent_init_process(void) {
     /* Pages of 4 KiB are the unit of purging: on a kernel with bigger ones big blocks stay in
      * the threads' pages, as they do on several NUMA nodes. */
     umi_extents_on = !umi_numa_on && umi_os_page_size() == PAGE_SIZE_4K && umi_large_threshold > UM_MEDIUM_MAX;
-    cpu_set_t cpus;
-    unsigned n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (unsigned)CPU_COUNT(&cpus) : 1;
+    unsigned n = umi_os_cpu_count();
     umi_extent_arena_count = n < 1 ? 1 : n > UM_EXTENT_ARENAS_MAX ? UM_EXTENT_ARENAS_MAX : n;
 }
 

@@ -1,6 +1,6 @@
 /* The OS layer: anonymous mappings, aligned by over-mapping and trimming, purge with
  * MADV_DONTNEED (not MADV_FREE: RSS must drop now, not under memory pressure, or users who
- * watch RSS see no difference), and a coarse clock for the purge delay. */
+ * watch RSS see no difference). The clock and the CPU count are os/clock.c's. */
 #include "os/os.h"
 #include "base/sanitize.h"
 
@@ -9,7 +9,6 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include "os/sys.h"
-#include <time.h>
 #include <unistd.h>
 
 um_os_stats_t umi_os_stats;
@@ -243,8 +242,3 @@ void *umi_os_grow_aligned(void *p, size_t old_size, size_t new_size, size_t alig
     return q;
 }
 
-uint64_t umi_os_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no syscall, no TSC read */
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}

@@ -69,7 +69,12 @@ size_t umi_os_resident_pages(const void *p, size_t size);
 /* mlock2 [p, p + size) (on_fault: MLOCK_ONFAULT, pages are locked as they are touched).
  * Returns 0, or the errno of the refusal (ENOMEM or EAGAIN over RLIMIT_MEMLOCK). */
 int umi_os_lock(void *p, size_t size, bool on_fault);
+/* CLOCK_MONOTONIC_COARSE in milliseconds, from the vDSO (os/clock.c). */
 uint64_t umi_os_now_ms(void);
+/* Whether umi_os_now_ms found the vDSO's clock (else it calls libc's clock_gettime). */
+bool umi_os_clock_from_vdso(void);
+/* CPUs this process may run on (sched_getaffinity), at least 1. */
+unsigned umi_os_cpu_count(void);
 /* Milliseconds from `then` to `now`, 0 if `then` is later: a walk that read the clock once may
  * meet a stamp another thread wrote after that read, and the plain difference would wrap to
  * an age of 584 million years. */

@@ -125,6 +125,22 @@ Test(preload, startup_opens_no_file_on_one_node, .timeout = 30) {
     free(prog);
 }
 
+/* A small threaded program makes umalloc call neither libc's clock_gettime nor its
+ * sched_getaffinity: each would map 64 KiB of libc text that nothing else in such a process
+ * runs (os/clock.c). The program defines both, counting the calls the library makes. */
+Test(preload, no_libc_clock_or_affinity_calls, .timeout = 30) {
+    char *prog = su_prog("preload_libc_text");
+    const char *argv[] = {prog, NULL};
+    su_opts o = {.argv = argv, .preload = 1, .timeout = 20};
+    su_result r;
+    su_run(&o, &r);
+    cr_assert(r.exited && r.code != 2, "preload_libc_text did not run under the library: %s", r.err);
+    assert_has(r.out, "clock_gettime 0 sched_getaffinity 0", "preload_libc_text", "stdout");
+    SU_ASSERT_OK(&r, "preload_libc_text");
+    su_result_free(&r);
+    free(prog);
+}
+
 /* C++'s operators new and delete are the library's (preload/cxx.c), and out of memory still
  * calls the new-handler and throws std::bad_alloc. */
 Test(preload, cxx_operators_new_and_delete, .timeout = 60) {
