@@ -16,7 +16,7 @@
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
 #                  The 45 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
 #                  10-11 minutes on the 2-core machine; the instruction counts, the cost of
-#                  counting and the TLB pair bring make bench to 13-14
+#                  counting and the TLB pair bring make bench to 13-15
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
 #                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
 #                  umalloc-secure (build/libumalloc-secure.so, the hardened build: what it costs);
