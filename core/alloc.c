@@ -16,10 +16,9 @@ void *umi_malloc(size_t size) { return umi_fast_malloc(size); }
  * producer's, in a producer / consumer pair) are taken back here without the slow path's
  * housekeeping (purge, sweep, delayed frees), which runs on one refill in 32 all the same. */
 static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
-    if (UM_UNLIKELY(heap == &umi_heap_empty || heap == &umi_heap_dead)) {
-        if (heap == &umi_heap_dead) return umi_heap_malloc_backup(size);
+    if (UM_UNLIKELY(heap == &umi_heap_empty)) {
         heap = umi_heap_for_thread();
-        if (heap == NULL) return umi_heap_malloc_backup(size); /* recursion while making it */
+        if (heap == NULL) return umi_heap_malloc_backup(size); /* after the exit hook, or recursion while making it */
     }
     if (UM_UNLIKELY(size >= umi_large_threshold)) {
         if (size > UM_REQUEST_MAX) { errno = ENOMEM; umi_count_failed(); return NULL; }
@@ -189,8 +188,8 @@ static inline void *aligned_pop(size_t align, size_t size) {
     um_heap_t *heap = umi_tl_heap;
     /* Only a bin with a page of its own: bin_hot[] is then that page's. A bin without one may
      * point at a lender's page, whose blocks are of another size, even after its last borrowing
-     * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). The empty and
-     * dead heaps have no page: the heap is a thread's own from here on. */
+     * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). The empty heap
+     * has no page: the heap is a thread's own from here on. */
     if (c.bin == 0 || size < c.min_size || heap->queues[c.bin].first == NULL || size + align >= umi_large_threshold) return NULL;
     um_page_hot_t *hot = heap->bin_hot[c.bin];
     if (hot->free == NULL) return NULL;

@@ -138,7 +138,7 @@ UM_API int um_trim(size_t pad) {
 
 UM_API void um_thread_done(void) {
     um_heap_t *heap = umi_tl_heap;
-    if (heap == &umi_heap_empty || heap == &umi_heap_dead) return;
+    if (heap == &umi_heap_empty) return;
     umi_heap_thread_done(heap);
     umi_tl_heap = &umi_heap_empty;
 }

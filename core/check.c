@@ -271,7 +271,7 @@ static size_t check_registry(check_t *c, size_t *pooled, size_t *huge_usable) {
 size_t umi_check_heap(bool quiet_program) {
     check_t c = {0};
     um_heap_t *own = umi_tl_heap;
-    bool own_is_real = own != &umi_heap_empty && own != &umi_heap_dead;
+    bool own_is_real = own != &umi_heap_empty;
     if (!quiet_program) {
         if (own_is_real) check_heap(&c, own, own->tid);
         return c.problems;

@@ -93,9 +93,10 @@ void umi_count_fold_heap(um_heap_t *heap);   /* the same, for a heap no thread h
  * process-wide atomics. */
 void umi_count_call_shared(unsigned call);
 void umi_count_internal_shared(int allocs, int frees);
-/* Does the thread count in its heap (not the empty or the dead one)? Two compares and branches:
- * a helper that returned the heap or NULL cost two setne, a test and a NULL test more. */
-static inline bool umi_count_in_heap(const um_heap_t *h) { return h != &umi_heap_empty && h != &umi_heap_dead; }
+/* Does the thread count in its heap (not the empty one, before its first allocation or after its
+ * exit hook)? A compare and a branch: a helper that returned the heap or NULL cost a setne, a
+ * test and a NULL test more. */
+static inline bool umi_count_in_heap(const um_heap_t *h) { return h != &umi_heap_empty; }
 static inline void umi_count_call(unsigned call) {
     um_heap_t *h = umi_tl_heap;
     if (UM_LIKELY(umi_count_in_heap(h))) UM_OWNER_ADD(h->stats.calls[call], 1);

@@ -11,19 +11,20 @@
 #include "core/check.h"
 #include "core/counters.h"
 
-/* Every thread starts on the empty heap, so it is set up statically. The dead and backup heaps
- * are set up when first needed (heap_set_up_dead, umi_heap_malloc_backup): set up statically,
- * their 1106 pointers each to umi_hot_empty would be relocated as the library loads, writing
- * six OS pages, a page fault each in every process, most of which never use either. */
+/* Every thread starts on the empty heap, so it is set up statically, and goes back to it when
+ * its exit hook has run (umi_tl_exited says which). The backup heap is set up when first needed
+ * (umi_heap_malloc_backup): set up statically, its 1106 pointers to umi_hot_empty would be
+ * relocated as the library loads, writing three OS pages, a page fault each in every process,
+ * most of which never use it. */
 um_heap_t umi_heap_empty = {.direct = {[0 ... UM_DIRECT_SLOTS - 1] = &umi_hot_empty},
                             .bin_hot = {[0 ... UM_BIN_COUNT - 1] = &umi_hot_empty},
                             .numa_node = UMI_NUMA_UNSET};
-UM_BIG_BSS um_heap_t umi_heap_dead;
 UM_BIG_BSS um_heap_t umi_heap_backup; /* guarded by umi_backup_lock; its tid is 0 until it is set up */
 __thread um_heap_t *umi_tl_heap __attribute__((tls_model("initial-exec"))) = &umi_heap_empty;
+__thread bool umi_tl_exited __attribute__((tls_model("initial-exec")));
 
 /* A heap with no page, every allocation from it a slow path: a pooled structure before its
- * next thread, and the dead and backup heaps when first used. */
+ * next thread, and the backup heap when first used. */
 static void heap_reset(um_heap_t *heap) {
 #if UM_SECURE
     /* A pooled structure goes on counting: started again from 0 at the same address, the next
@@ -38,9 +39,6 @@ static void heap_reset(um_heap_t *heap) {
     for (size_t i = 0; i < UM_DIRECT_SLOTS; i++) heap->direct[i] = &umi_hot_empty;
     for (size_t i = 0; i < UM_BIN_COUNT; i++) heap->bin_hot[i] = &umi_hot_empty;
 }
-
-static pthread_once_t dead_once = PTHREAD_ONCE_INIT;
-static void heap_set_up_dead(void) { heap_reset(&umi_heap_dead); }
 
 /* The backup heap's pages carry its own address as owner id: no thread pointer equals it, so
  * every free into them takes the remote path, which needs no lock. Under umi_backup_lock. */
@@ -152,8 +150,8 @@ static void thread_exit_hook(void *value) {
     um_heap_t *heap = value;
     if (heap != NULL && heap == umi_tl_heap) {
         umi_heap_thread_done(heap);
-        pthread_once(&dead_once, heap_set_up_dead);
-        umi_tl_heap = &umi_heap_dead;
+        umi_tl_exited = true;
+        umi_tl_heap = &umi_heap_empty;
     }
 }
 
@@ -161,8 +159,8 @@ void umi_heap_init_process(void) { pthread_key_create(&exit_key, thread_exit_hoo
 
 um_heap_t *umi_heap_for_thread(void) {
     um_heap_t *heap = umi_tl_heap;
-    if (heap == &umi_heap_dead) return NULL;
     if (heap != &umi_heap_empty) return heap;
+    if (umi_tl_exited) return NULL; /* after the exit hook: the caller uses the backup heap */
     if (tl_making_heap) return NULL; /* something below allocated: the caller uses the backup heap */
     tl_making_heap = 1;
     umi_process_init();

@@ -177,13 +177,14 @@ um_segment_t *umi_huge_lookup(uintptr_t p);
 
 /* ---- globals ---------------------------------------------------------------------------- */
 extern uintptr_t umi_cookie;            /* random, never 0: segment header checks */
-extern um_heap_t umi_heap_empty;        /* every thread starts here: its pages have no free blocks */
-extern um_heap_t umi_heap_dead;         /* a thread after its exit hook ran */
+extern um_heap_t umi_heap_empty;        /* every thread starts here, and ends here after its exit
+                                         * hook: its pages have no free blocks */
 extern __thread um_heap_t *umi_tl_heap; /* initial-exec TLS: one %fs-relative load */
+extern __thread bool umi_tl_exited;     /* the thread's exit hook has run: it allocates from the backup heap */
 /* A heap one live thread owns: not a placeholder (before its first allocation, after its exit)
  * and not the shared backup heap. */
 static inline bool umi_heap_is_own(const um_heap_t *heap) {
-    return heap != &umi_heap_empty && heap != &umi_heap_dead && !heap->is_backup;
+    return heap != &umi_heap_empty && !heap->is_backup;
 }
 extern size_t umi_large_threshold;      /* blocks of this size or more get their own mapping */
 /* How long a free page slot stays resident (core/purge_delay.c): UMALLOC_PURGE_DELAY_MS, or,

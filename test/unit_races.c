@@ -243,7 +243,7 @@ static _Atomic int late_ran, late_on_backup;
  * past the 1 MiB at which the statistics ask for a peak sample. */
 static void late_destructor(void *v) {
     (void)v;
-    atomic_store(&late_on_backup, umi_tl_heap == &umi_heap_dead);
+    atomic_store(&late_on_backup, umi_tl_heap == &umi_heap_empty && umi_tl_exited);
     enum { N = 4096 };
     static void *p[N];
     for (size_t i = 0; i < N; i++) p[i] = um_malloc(1024);
