@@ -106,7 +106,7 @@ void umi_extent_init_process(void) {
      * the threads' pages, as they do on several NUMA nodes. */
     umi_extents_on = !umi_numa_on && umi_os_page_size() == PAGE_SIZE_4K && umi_large_threshold > UM_MEDIUM_MAX;
     unsigned n = umi_os_cpu_count();
-    umi_extent_arena_count = n < 1 ? 1 : n > UM_EXTENT_ARENAS_MAX ? UM_EXTENT_ARENAS_MAX : n;
+    umi_extent_arena_count = n > UM_EXTENT_ARENAS_MAX ? UM_EXTENT_ARENAS_MAX : n; /* n >= 1 */
 }
 
 /* The caller's arena for a block of `bin`, locked (see the top). For a cached class, the one
