@@ -149,33 +149,35 @@ static void *malloc_aligned(size_t align, size_t size) {
  * takes when the heap has a page of it: for a request of at most the alignment, the class of
  * the alignment; else the first class from the request's whose size is a multiple of the
  * alignment, if it is no larger than the class over-allocating would take: for requests of at
- * least min_size bytes. */
+ * least min_size bytes.
+ *
+ * An entry is worked out the first time a request needs it (aligned_slow), not at start-up:
+ * the whole table costs some 35k instructions and 5 KiB of written memory, for nothing in the
+ * many processes that never ask for an aligned block. It is stored as one word (bin, min_size
+ * and UM_ALIGNED_KNOWN), so that a thread that reads it while another stores it sees all of
+ * it or 0; 0 and an entry without a class (bin 0) both send the request to aligned_slow. */
 #define UM_ALIGNED_STEPS 8 /* 32 .. UM_CLASS_ALIGN_MAX */
-typedef struct {
-    uint32_t min_size; /* smaller requests of the bin over-allocate */
-    uint8_t bin;       /* 0: none */
-} um_aligned_class_t;
-static um_aligned_class_t aligned_class[UM_BIN_COUNT][UM_ALIGNED_STEPS];
+#define UM_ALIGNED_KNOWN ((uint64_t)1 << 63)
+UM_BIG_BSS static _Atomic uint64_t aligned_class[UM_BIN_COUNT][UM_ALIGNED_STEPS];
 _Static_assert((size_t)32 << (UM_ALIGNED_STEPS - 1) == UM_CLASS_ALIGN_MAX, "a column per alignment up to 4 KiB");
 
-void umi_alloc_init_process(void) {
-    for (size_t bin = 1; bin < UM_BIN_COUNT; bin++) {
-        for (size_t k = 0; k < UM_ALIGNED_STEPS; k++) {
-            size_t align = (size_t)32 << k;
-            if (bin <= umi_bin_of(align)) {
-                aligned_class[bin][k] = (um_aligned_class_t){.min_size = 0, .bin = (uint8_t)umi_bin_of(align)};
-                continue;
-            }
-            for (size_t b = bin; b < UM_BIN_COUNT; b++) {
-                if ((umi_bin_size(b) & (align - 1)) != 0) continue;
-                /* over-allocating takes the class of size + align - 16: b or above from here */
-                size_t min_size = umi_bin_size(b - 1) + 17 - align;
-                if (min_size <= umi_bin_size(bin))
-                    aligned_class[bin][k] = (um_aligned_class_t){.min_size = (uint32_t)min_size, .bin = (uint8_t)b};
-                break;
-            }
-        }
+static uint64_t aligned_entry(size_t bin, size_t align) {
+    if (bin <= umi_bin_of(align)) return UM_ALIGNED_KNOWN | umi_bin_of(align);
+    for (size_t b = bin; b < UM_BIN_COUNT; b++) {
+        if ((umi_bin_size(b) & (align - 1)) != 0) continue;
+        /* over-allocating takes the class of size + align - 16: b or above from here */
+        size_t min_size = umi_bin_size(b - 1) + 17 - align;
+        return min_size <= umi_bin_size(bin) ? UM_ALIGNED_KNOWN | (uint64_t)min_size << 8 | b : UM_ALIGNED_KNOWN;
     }
+    return UM_ALIGNED_KNOWN;
+}
+
+/* The entry of a request aligned_pop takes (align a power of two), worked out if it is not yet. */
+static void aligned_learn(size_t align, size_t size) {
+    if (align - 32 > UM_CLASS_ALIGN_MAX - 32 || size > UM_LARGE_MAX) return;
+    size_t bin = umi_bin_of(size), k = (size_t)__builtin_ctzl(align) - 5;
+    if (atomic_load_explicit(&aligned_class[bin][k], UM_RELAXED) == 0)
+        atomic_store_explicit(&aligned_class[bin][k], aligned_entry(bin, align), UM_RELAXED);
 }
 
 /* The common aligned request (alignment 32..4096, a class whose blocks are all aligned, a page
@@ -184,14 +186,15 @@ void umi_alloc_init_process(void) {
  * aligned_slow. `align` is a power of two. */
 static inline void *aligned_pop(size_t align, size_t size) {
     if (align - 32 > UM_CLASS_ALIGN_MAX - 32 || size > UM_LARGE_MAX) return NULL;
-    um_aligned_class_t c = aligned_class[umi_bin_of(size)][__builtin_ctzl(align) - 5];
+    uint64_t entry = atomic_load_explicit(&aligned_class[umi_bin_of(size)][__builtin_ctzl(align) - 5], UM_RELAXED);
+    size_t bin = (uint8_t)entry, min_size = (uint32_t)(entry >> 8);
     um_heap_t *heap = umi_tl_heap;
     /* Only a bin with a page of its own: bin_hot[] is then that page's. A bin without one may
      * point at a lender's page, whose blocks are of another size, even after its last borrowing
      * (page_borrow counts up to UM_BORROW_MAX and leaves the bin pointed there). The empty heap
      * has no page: the heap is a thread's own from here on. */
-    if (c.bin == 0 || size < c.min_size || heap->queues[c.bin].first == NULL || size + align >= umi_large_threshold) return NULL;
-    um_page_hot_t *hot = heap->bin_hot[c.bin];
+    if (bin == 0 || size < min_size || heap->queues[bin].first == NULL || size + align >= umi_large_threshold) return NULL;
+    um_page_hot_t *hot = heap->bin_hot[bin];
     if (hot->free == NULL) return NULL;
     UM_OWNER_ADD(heap->stats.calls[UM_CALL_ALIGNED], 1);
     UM_OWNER_ADD(heap->stats.internal_allocs, 1);
@@ -202,6 +205,7 @@ static inline void *aligned_pop(size_t align, size_t size) {
 
 static UM_NOINLINE void *aligned_slow(size_t align, size_t size) {
     umi_count_call(UM_CALL_ALIGNED);
+    aligned_learn(align, size);
     void *p = malloc_aligned(align, size);
     if (p != NULL) UM_SAN_EXPOSE(p, size); /* ASan: at its offset, and the size asked for */
     return p;

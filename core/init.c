@@ -78,7 +78,6 @@ void umi_process_init(void) {
         umi_pages_init(); /* before the first segment: the region's reservation is backed as it says */
         umi_segment_init_process();
         umi_heap_init_process();
-        umi_alloc_init_process();
 #if UM_SECURE
         umi_page_init_process(); /* after the cookie: the random orders of fresh blocks */
 #endif

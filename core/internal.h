@@ -515,7 +515,6 @@ void umi_free(void *p);
 void *umi_malloc_generic(size_t size, um_heap_t *heap);
 void *umi_malloc_aligned(size_t align, size_t size);
 int umi_posix_memalign(void **out, size_t align, size_t size); /* align: valid for posix_memalign */
-void umi_alloc_init_process(void); /* the table of aligned_pop (core/alloc.c) */
 void umi_free_generic(void *p);
 size_t umi_usable_size(const void *p);
 size_t umi_usable_in(um_segment_t *seg, const void *p); /* p's segment, looked up already */

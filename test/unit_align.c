@@ -386,3 +386,48 @@ Test(align, the_fast_path_counts_each_call_once_and_leaves_errno_alone)
     cr_expect_eq(m1 - m0, N, "%llu blocks counted handed out for %d calls", (unsigned long long)(m1 - m0), N);
     for (size_t i = 0; i < N; i++) um_free(p[i]);
 }
+
+/* The class table of aligned requests is filled as requests need it (core/alloc.c,
+ * aligned_learn): threads that meet the same empty entries at the same time each see a whole
+ * entry or none, and every block they get is aligned and within the over-allocation bound.
+ * (Under TSan, a plain store racing a plain load of an entry is reported.) */
+typedef struct {
+    pthread_barrier_t *start;
+    unsigned seed;
+    int bad;
+} learn_arg_t;
+
+static void *learn_aligned_classes(void *argp)
+{
+    learn_arg_t *a = argp;
+    pthread_barrier_wait(a->start);
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < 8 * 700; i++) {
+            size_t k = (i * 7 + a->seed) % 8, align = (size_t)32 << k, size = 1 + (i / 8 * 13 + a->seed * 5) % 9000;
+            void *p = NULL;
+            if (um_posix_memalign(&p, align, size) != 0) { a->bad++; continue; }
+            size_t usable = um_malloc_usable_size(p), bound = umi_bin_size(umi_bin_of(size + align - 16));
+            if ((uintptr_t)p % align != 0 || usable < size || usable > bound) a->bad++;
+            um_free(p);
+        }
+    return NULL;
+}
+
+Test(align, threads_fill_the_class_table_together, .timeout = 120)
+{
+    enum { T = 4 };
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, T);
+    pthread_t th[T];
+    learn_arg_t args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (learn_arg_t){.start = &start, .seed = (unsigned)t, .bad = 0};
+        cr_assert_eq(pthread_create(&th[t], NULL, learn_aligned_classes, &args[t]), 0);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        cr_expect_eq(args[t].bad, 0, "thread %d: %d aligned blocks misaligned, short or above the bound", t, args[t].bad);
+    }
+    pthread_barrier_destroy(&start);
+    cr_expect_eq(um_check_heap(), 0);
+}
