@@ -37,6 +37,7 @@ typedef struct run_s {
 } run_t;
 
 UM_BIG_BSS static run_t runs[RUNS_MAX];
+static bool reserved; /* runs[] holds the reservation (UMALLOC_RESERVE) */
 _Atomic size_t umi_pages_temp_runs;
 /* Unit states of every run, side by side: the reservation's first (up to 64 GiB: 16 Ki units),
  * then 1 GiB runs. Static, so that it costs what is touched. */
@@ -107,6 +108,7 @@ void umi_pages_reserve_init(void) {
                        "this process: see docs/design.md); going on without a reservation\n", want);
         return;
     }
+    reserved = true;
     if (umi_option(UM_OPT_VERBOSE)) {
         static const char *const names[UM_PAGES_KINDS] = {"4 KiB", "THP", "2 MiB", "1 GiB"};
         umi_dprintf(2, "umalloc: reserved %zu MiB of %s pages%s at start\n", (r->units * UNIT) >> 20,
@@ -130,9 +132,12 @@ static void *unit_take(run_t *r, unsigned *kind, bool *dirty) {
 }
 
 void *umi_pages_run_take(unsigned *kind, bool *dirty) {
-    /* The reservation first, then the fullest run: emptier runs get a chance to be released. */
+    /* The reservation first, then the fullest run: emptier runs get a chance to be released.
+     * With no run at all (the usual case) runs[] is not read, and its page of the big .bss,
+     * which a first read would map, stays out of the process. */
     run_t *best = NULL;
-    for (size_t i = 0; i < RUNS_MAX; i++) {
+    bool any = reserved || atomic_load_explicit(&umi_pages_temp_runs, memory_order_relaxed) != 0;
+    for (size_t i = 0; any && i < RUNS_MAX; i++) {
         run_t *r = &runs[i];
         if (r->base == NULL || r->used == r->units) continue;
         if (best == NULL || r->permanent > best->permanent || (r->permanent == best->permanent && r->used > best->used)) best = r;

@@ -6,9 +6,11 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "base/fmt.h"
 
 um_numa_topology_t umi_numa_topo = {.online = 1, .count = 1};
+UM_BIG_BSS um_numa_tables_t umi_numa_tables;
 
 /* The whole (small) file into buf, NUL-terminated; its length, or -1. */
 static long read_file(const char *path, char *buf, size_t cap) {
@@ -53,7 +55,7 @@ uint64_t umi_numa_parse_list(const char *s, void (*each)(unsigned v, void *arg),
 }
 
 static void set_cpu(unsigned cpu, void *arg) {
-    if (cpu < UM_NUMA_MAX_CPUS) umi_numa_topo.cpu_node[cpu] = (uint8_t)(uintptr_t)arg;
+    if (cpu < UM_NUMA_MAX_CPUS) umi_numa_tables.cpu_node[cpu] = (uint8_t)(uintptr_t)arg;
 }
 
 void umi_numa_topology_read(void) {
@@ -72,7 +74,7 @@ void umi_numa_topology_read(void) {
         if (read_file(path, buf, sizeof buf) > 0) umi_numa_parse_list(buf, set_cpu, (void *)(uintptr_t)n);
         /* One number per online node, in node order. */
         umi_fmt(path, sizeof path, "/sys/devices/system/node/node%u/distance", n);
-        for (unsigned m = 0; m < UM_NUMA_MAX_NODES; m++) t->distance[n][m] = m == n ? 10 : 20;
+        for (unsigned m = 0; m < UM_NUMA_MAX_NODES; m++) umi_numa_tables.distance[n][m] = m == n ? 10 : 20;
         if (read_file(path, buf, sizeof buf) > 0) {
             const char *s = buf;
             for (unsigned m = 0; m <= t->max_node; m++) {
@@ -80,7 +82,7 @@ void umi_numa_topology_read(void) {
                 while (*s == ' ') s++;
                 unsigned long d;
                 if ((s = parse_num(s, &d)) == NULL) break;
-                t->distance[n][m] = (uint8_t)(d > 255 ? 255 : d);
+                umi_numa_tables.distance[n][m] = (uint8_t)(d > 255 ? 255 : d);
             }
         }
     }
@@ -90,7 +92,7 @@ int umi_numa_cpu_node(void) {
     /* glibc (2.35 and later) answers from the rseq area the kernel keeps current; older ones
      * from the vDSO's getcpu. Neither enters the kernel. */
     int cpu = sched_getcpu();
-    return cpu >= 0 && cpu < UM_NUMA_MAX_CPUS ? umi_numa_topo.cpu_node[cpu] : 0;
+    return cpu >= 0 && cpu < UM_NUMA_MAX_CPUS ? umi_numa_tables.cpu_node[cpu] : 0;
 }
 
 int umi_numa_nearest(int node, uint64_t mask) {
@@ -98,6 +100,6 @@ int umi_numa_nearest(int node, uint64_t mask) {
     if (mask == 0 || (mask >> node & 1)) return node;
     int best = -1;
     for (int m = 0; m < UM_NUMA_MAX_NODES; m++)
-        if ((mask >> m & 1) && (best < 0 || umi_numa_topo.distance[node][m] < umi_numa_topo.distance[node][best])) best = m;
+        if ((mask >> m & 1) && (best < 0 || umi_numa_tables.distance[node][m] < umi_numa_tables.distance[node][best])) best = m;
     return best;
 }

@@ -14,10 +14,16 @@ typedef struct um_numa_topology_s {
     uint64_t online;            /* bit n: node n is online */
     unsigned count;             /* online nodes */
     unsigned max_node;          /* highest online node */
-    uint8_t cpu_node[UM_NUMA_MAX_CPUS];           /* node of each CPU */
-    uint8_t distance[UM_NUMA_MAX_NODES][UM_NUMA_MAX_NODES]; /* SLIT: 10 local, 20 one hop... */
 } um_numa_topology_t;
 extern um_numa_topology_t umi_numa_topo;
+/* Set and read only when there are several nodes. In the library's big .bss (UM_BIG_BSS), so
+ * that on one node their 8 KiB are never touched: beside the words above, which every process
+ * writes, they would make it copy two more pages of the library. */
+typedef struct um_numa_tables_s {
+    uint8_t cpu_node[UM_NUMA_MAX_CPUS];           /* node of each CPU */
+    uint8_t distance[UM_NUMA_MAX_NODES][UM_NUMA_MAX_NODES]; /* SLIT: 10 local, 20 one hop... */
+} um_numa_tables_t;
+extern um_numa_tables_t umi_numa_tables;
 
 /* Read /sys/devices/system/node once. Without that directory (no NUMA in the kernel) the
  * machine has one node, 0. Idempotent; called under the init lock. */

@@ -28,7 +28,7 @@ Test(numa, nearest_node_of_a_list_by_distance)
 {
     /* A made-up 4-node machine: 0-1 and 2-3 are pairs (distance 20), the pairs 30 apart. */
     static const uint8_t d[4][4] = {{10, 20, 30, 30}, {20, 10, 30, 30}, {30, 30, 10, 20}, {30, 30, 20, 10}};
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) umi_numa_topo.distance[i][j] = d[i][j];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) umi_numa_tables.distance[i][j] = d[i][j];
     cr_expect_eq(umi_numa_nearest(0, 0xf), 0, "in the list: itself");
     cr_expect_eq(umi_numa_nearest(0, 0xc), 2, "lowest of the nearest on a tie");
     cr_expect_eq(umi_numa_nearest(3, 0x3), 0);
