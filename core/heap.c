@@ -60,6 +60,7 @@ static um_heap_t *heap_pool; /* heap structures of exited threads, for reuse (ne
  * as metadata. */
 static um_heap_t first_heap __attribute__((aligned(64))); /* as the mapped ones */
 static _Atomic bool first_heap_taken;
+const void *umi_first_heap_end(void) { return (const uint8_t *)&first_heap + sizeof first_heap; }
 _Atomic size_t umi_heap_mapped_bytes;  /* all heap structures ever mapped: metadata, for statistics */
 static pthread_key_t exit_key;
 static __thread int tl_making_heap __attribute__((tls_model("initial-exec")));

@@ -281,6 +281,9 @@ extern _Atomic int umi_initialized;
 
 /* ---- heap.c ----------------------------------------------------------------------------- */
 um_heap_t *umi_heap_for_thread(void);  /* the calling thread's heap, made on first use */
+/* Where the first heap structure (in the library's .bss, core/heap.c) ends: the preload library
+ * faults in its .bss up to there as it is loaded (preload/start.c). */
+const void *umi_first_heap_end(void);
 void umi_heap_thread_done(um_heap_t *heap);
 void umi_heap_orphan_others(void);   /* in a child after fork */
 void umi_heap_release_struct(um_heap_t *heap); /* a heap no thread will use again, to the pool */

@@ -153,6 +153,19 @@ void umi_os_fault_in(void *lo, void *hi) {
     if (b > a && umi_os_populate((void *)a, b - a)) atomic_fetch_add_explicit(&umi_os_stats.faulted_in, b - a, memory_order_relaxed);
 }
 
+void umi_os_fault_in_bss(void *lo, void *hi) {
+    uintptr_t ps = (uintptr_t)getauxval(AT_PAGESZ);
+    if (ps == 0) ps = 4096;
+    uintptr_t a = (uintptr_t)lo & ~(ps - 1), b = ((uintptr_t)hi + ps - 1) & ~(ps - 1);
+    if (b <= a) return;
+    int saved = errno;
+    /* On a kernel without MADV_POPULATE_WRITE (before 5.14) it fails, and the pages fault in as
+     * they are written; umi_os_populate learns that on its own. */
+    if (umi_sys_madvise((void *)a, b - a, MADV_POPULATE_WRITE) == 0)
+        atomic_fetch_add_explicit(&umi_os_stats.faulted_in, b - a, memory_order_relaxed);
+    errno = saved;
+}
+
 int umi_os_lock(void *p, size_t size, bool on_fault) {
     int ok = umi_sys_mlock2(p, size, on_fault ? MLOCK_ONFAULT : 0) == 0;
     return ok ? 0 : errno;

@@ -63,6 +63,10 @@ int umi_os_populate(void *p, size_t size);
  * (docs/design.md, "Faulting in what umalloc writes"); on bare metal both cost about the same.
  * Best effort: a refusal leaves the pages to fault. */
 void umi_os_fault_in(void *lo, void *hi);
+/* umi_os_fault_in for the library's own .bss as it is loaded (preload/start.c): it reads no
+ * variable of umalloc's, each of which lies on one of the pages it is to fault in (a read there
+ * first would map the zero page, which the populate then replaces: two faults for one page). */
+void umi_os_fault_in_bss(void *lo, void *hi);
 /* How many of the OS pages of [p, p + size) are resident (mincore; size at most 2 MiB);
  * 0 if the range is not mapped. */
 size_t umi_os_resident_pages(const void *p, size_t size);

@@ -15,7 +15,8 @@ static um_libc_t libc_fns;
 static _Atomic int libc_state; /* 0 = not looked up, 1 = looking, 2 = done */
 static uintptr_t brk_start;
 
-__attribute__((constructor(101))) static void remember_brk(void) { brk_start = (uintptr_t)sbrk(0); }
+/* After preload/start.c's, which faults in the .bss this writes. */
+__attribute__((constructor(102))) static void remember_brk(void) { brk_start = (uintptr_t)sbrk(0); }
 
 const um_libc_t *umi_libc(void) {
     int expected = 0;

@@ -125,6 +125,24 @@ Test(preload, startup_opens_no_file_on_one_node, .timeout = 30) {
     free(prog);
 }
 
+/* The library's .bss that every process writes is faulted in at load, in one call: the first
+ * malloc makes no page of the .bss resident (preload/start.c). */
+Test(preload, first_malloc_faults_in_no_bss_page, .timeout = 30) {
+    char *prog = su_prog("preload_bss");
+    const char *argv[] = {prog, NULL};
+    su_opts o = {.argv = argv, .preload = 1, .timeout = 20};
+    su_result r;
+    su_run(&o, &r);
+    if (r.exited && r.code == 77) {
+        fprintf(stderr, "[preload_bss] SKIPPED: %s", r.err);
+        cr_skip_test("preload_bss does not apply here: %s", r.err);
+    }
+    SU_ASSERT_OK(&r, "preload_bss");
+    assert_has(r.out, ", 0 made resident by it", "preload_bss", "stdout");
+    su_result_free(&r);
+    free(prog);
+}
+
 /* A small threaded program makes umalloc call neither libc's clock_gettime nor its
  * sched_getaffinity: each would map 64 KiB of libc text that nothing else in such a process
  * runs (os/clock.c). The program defines both, counting the calls the library makes. */
