@@ -207,7 +207,7 @@ void umi_purge_delay_decay(uint64_t now_ms);
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000
 /* Emptied segments a thread's exit leaves resident in the segment cache, for the threads that
- * start next (core/segment.c, umi_segment_purge): two, 8 MiB at most, purged by the delay. */
+ * start next (core/slots.c, umi_segment_purge): two, 8 MiB at most, purged by the delay. */
 #define UM_HANDOFF_CACHE_KEEP 2
 extern _Atomic unsigned umi_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 /* free()'s fast path takes pointers whose bits 40..55 equal this: the number of the small-page
@@ -312,9 +312,11 @@ extern um_heap_t *umi_heap_registry;
 extern um_page_hot_t umi_hot_empty; /* what an empty heap's direct[] points at: no free block */
 void *umi_page_alloc_slow(um_heap_t *heap, size_t bin); /* refill the bin's page and allocate */
 void umi_page_collect(um_heap_t *heap, um_page_t *page); /* gather the remote frees */
+void umi_page_forget_free_list(um_page_t *page); /* an empty page is carved again from its start when next needed */
 void umi_page_local_free_slow(um_heap_t *heap, um_page_t *page, um_block_t *b);
 void umi_free_not_owned(void *p, uintptr_t owner); /* free()'s fast path, for a small page not (only) this thread's */
 void umi_page_remote_free(um_page_t *page, um_block_t *b);
+/* ---- sweep.c ---------------------------------------------------------------------------- */
 bool umi_page_retire(um_heap_t *heap, um_page_t *page);  /* an emptied page goes back to its segment (false: kept) */
 void umi_page_sweep(um_heap_t *heap, bool force);        /* retire the empty pages free() left queued */
 bool umi_page_sweep_for_slot(um_heap_t *heap);           /* retire every empty page before mapping (true: some were) */
@@ -364,8 +366,6 @@ static inline void umi_seg_list_remove(um_segment_t **head, um_segment_t *seg) {
 static inline um_segment_t **umi_segment_heap_list(um_heap_t *heap, um_segment_t *seg) {
     return seg->used_pages == seg->page_count ? &heap->full_segments : &heap->segments[seg->kind];
 }
-um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin); /* a free page slot for a page of bin */
-void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
 /* What umi_segment_purge gives back: the heap's free slots, and what the segment cache holds. */
 typedef enum {
     UM_PURGE_AGED,    /* what has been free for longer than the purge delay */
@@ -374,8 +374,13 @@ typedef enum {
                        * heap's next thread reuses (core/handoff.c); they age with the delay
                        * under that thread */
 } um_purge_t;
-void umi_segment_purge(um_heap_t *heap, um_purge_t what);
 void umi_segment_cache_trim(bool force);
+/* Purge the cached segments (core/segment.c) the delay expired, or all (purge_all) but the
+ * keep_dirty newest that are dirty. */
+void umi_segment_cache_purge(bool purge_all, size_t keep_dirty);
+/* A formatted segment of `kind` for placement `want`, now the heap's (cached or mapped). */
+um_segment_t *umi_segment_alloc(um_heap_t *heap, um_kind_t kind, int want);
+void umi_segment_release(um_heap_t *heap, um_segment_t *seg); /* an empty segment leaves its heap for the cache */
 /* Segments outside any heap (core/extent.c's): one of `kind`, formatted and registered, from
  * the cache or mapped; and an empty one back to the cache (dirty: some page may be resident). */
 um_segment_t *umi_segment_take_unowned(um_kind_t kind);
@@ -386,6 +391,14 @@ void umi_segment_register(um_segment_t *seg);
 void umi_segment_unregister(um_segment_t *seg);
 extern um_segment_t *umi_segment_registry;
 void umi_segment_each_cached(void (*fn)(um_segment_t *, void *), void *arg); /* umi_cache_lock held */
+
+/* ---- slots.c ---------------------------------------------------------------------------- */
+um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin); /* a free page slot for a page of bin */
+void umi_segment_page_free(um_heap_t *heap, um_page_t *page);
+void umi_segment_purge(um_heap_t *heap, um_purge_t what);
+/* Purge the free slots [first, last] of seg with one call; *dirty: how many were dirty. False:
+ * the kernel refused, they stay as they were. */
+bool umi_slots_purge(um_segment_t *seg, size_t first, size_t last, size_t *dirty);
 
 /* ---- abandon.c -------------------------------------------------------------------------- */
 void umi_segment_abandon_all(um_heap_t *heap);  /* the heap's thread is going away */
