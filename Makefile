@@ -160,7 +160,7 @@ $(B)/test/unit-tsan: $(UNIT_SRC) $(TEST_HDR) $(B)/tsan/libumalloc.a $(PROGS) $(B
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fvisibility=default $(SAN_OPT) -fsanitize=thread -DUM_DEBUG=1 -DUM_TEST_VARIANT='"tsan"' -o $@ $(UNIT_SRC) $(B)/tsan/libumalloc.a $(TEST_LIBS)
 
-$(B)/test/progs/%: test/progs/%.c include/umalloc.h
+$(B)/test/progs/%: test/progs/%.c include/umalloc.h $(wildcard test/progs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O1 -g -Wall -Wno-unused-result -Iinclude -D_GNU_SOURCE -o $@ $< -pthread -ldl -lm
 

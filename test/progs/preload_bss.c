@@ -22,6 +22,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "started.h"
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -58,27 +60,6 @@ static int resident(uint8_t *out, size_t pages) {
     close(fd);
     if (r != (ssize_t)(pages * 8)) return -1;
     for (size_t i = 0; i < pages; i++) out[i] = (uint8_t)(entries[i] >> 63);
-    return 0;
-}
-
-/* Is umalloc's reservation (a 1 TiB PROT_NONE mapping) in /proc/self/maps already? */
-static int umalloc_started(void) {
-    static char buf[1 << 20];
-    int fd = open("/proc/self/maps", O_RDONLY);
-    if (fd < 0) return -1;
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
-    close(fd);
-    buf[n] = '\0';
-    for (char *line = buf; *line;) {
-        unsigned long lo, hi;
-        char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && hi - lo >= (1ul << 40) && strcmp(perms, "---p") == 0) return 1;
-        char *nl = strchr(line, '\n');
-        if (!nl) break;
-        line = nl + 1;
-    }
     return 0;
 }
 

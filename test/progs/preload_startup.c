@@ -22,6 +22,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "started.h"
+
 static volatile sig_atomic_t opens;
 
 static void say(int fd, const char *s) {
@@ -35,28 +37,6 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx) {
     (void)si;
     opens++;
     ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RAX] = -EPERM;
-}
-
-/* Is umalloc's reservation (a 1 TiB PROT_NONE mapping) in /proc/self/maps already? Read with
- * open/read into a static buffer: nothing here may call malloc. */
-static int umalloc_started(void) {
-    static char buf[1 << 20];
-    int fd = open("/proc/self/maps", O_RDONLY);
-    if (fd < 0) return -1;
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
-    close(fd);
-    buf[n] = '\0';
-    for (char *line = buf; *line; ) {
-        unsigned long lo, hi;
-        char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && hi - lo >= (1ul << 40) && strcmp(perms, "---p") == 0) return 1;
-        char *nl = strchr(line, '\n');
-        if (!nl) break;
-        line = nl + 1;
-    }
-    return 0;
 }
 
 int main(void) {
