@@ -130,7 +130,9 @@ Test(preload, startup_opens_no_file_on_one_node, .timeout = 30) {
 Test(preload, first_malloc_faults_in_no_bss_page, .timeout = 30) {
     char *prog = su_prog("preload_bss");
     const char *argv[] = {prog, NULL};
-    su_opts o = {.argv = argv, .preload = 1, .timeout = 20};
+    /* the defaults: a reservation, huge pages or a NUMA policy set up tables of their own */
+    const char *env[] = {"UMALLOC_RESERVE", "UMALLOC_HUGEPAGES", "UMALLOC_NUMA_POLICY", "UMALLOC_NUMA_NODES", NULL};
+    su_opts o = {.argv = argv, .env = env, .preload = 1, .timeout = 20};
     su_result r;
     su_run(&o, &r);
     if (r.exited && r.code == 77) {
