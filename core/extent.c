@@ -439,6 +439,11 @@ again:;
     umi_count_carved(n << UM_EXTENT_PAGE_SHIFT); /* paces the peak samples, as carving pages does */
     uint8_t *p = page_addr(seg, at);
     UM_SAN_UNPOISON(p, n << UM_EXTENT_PAGE_SHIFT);
+    /* A dirty first page holds old bytes, and among them may be a free mark where the block's
+     * own goes: a small block freed there before the segment moved out of the region
+     * (core/segment.c), or the program's data. Left, the block's free would be refused as a
+     * second one. A clean page reads zero; a dirty one is resident: the write faults nothing. */
+    if (was_dirty[0] & 1) umi_key_set((void *)p, 0);
     /* A clean page reads zero (fresh, or purged): calloc clears the dirty ones, a run of them a
      * call. Not a page a call: GCC expands a memset of 4096 bytes into `rep stosq`, whose start-up
      * every page then pays, where libc's memset clears a run at full speed (docs/bench-notes.md). */

@@ -292,6 +292,44 @@ Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
     }
 }
 
+/* The blocks of those small pages were freed, and each free left its mark in the block's second
+ * word, where an extent block starting on the same 4 KiB boundary keeps its own mark while it is
+ * free. A malloc'ed extent block there is the program's: its one free is not a second one. The
+ * program writes only its first and last words, as a program that reads into a buffer from the
+ * start and never fills it. */
+Test(purge, an_extent_block_on_freed_small_blocks_frees_once) {
+    enum { N = 16384, SMALL = 1024, EXTENT = 100 << 10, BIG = 80 };
+    static char *v[N], *big[BIG];
+    for (size_t i = 0; i < N; i++) { /* 16 MiB of small pages, written, then freed */
+        v[i] = um_malloc(SMALL);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 0xab, SMALL);
+    }
+    if (!umi_region_contains(v[0])) {
+        for (size_t i = 0; i < N; i++) um_free(v[i]);
+        cr_skip_test("no small-page region in this build (sanitizers own its addresses): nothing to move out of it");
+    }
+    if (!umi_extents_on) cr_skip_test("extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
+    for (size_t i = 0; i < N; i++) um_free(v[i]);
+    um_stats_t before, after;
+    um_stats_get(&before);
+    size_t on_old_bytes = 0;
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = um_malloc(EXTENT);
+        cr_assert_not_null(big[i]);
+        memcpy(&big[i][0], &i, sizeof i);
+        memcpy(&big[i][EXTENT - sizeof i], &i, sizeof i);
+        on_old_bytes += umi_segment_of(big[i])->kind == UM_KIND_EXTENT && (unsigned char)big[i][4096 + 64] == 0xab;
+    }
+    for (size_t i = 0; i < BIG; i++) um_free(big[i]);
+    um_stats_get(&after);
+    fprintf(stderr, "[purge/moved out] %zu of %d extent blocks on old small blocks; %llu frees refused\n", on_old_bytes, BIG,
+            (unsigned long long)(after.invalid_frees - before.invalid_frees));
+    cr_assert_gt(on_old_bytes, BIG / 2, "the extent blocks did not take the emptied small pages (%zu of %d)", on_old_bytes, BIG);
+    cr_assert_eq(after.invalid_frees, before.invalid_frees, "%llu of %d frees of live extent blocks were refused as double frees",
+                 (unsigned long long)(after.invalid_frees - before.invalid_frees), BIG);
+}
+
 /* And the other way: the extent segments whose blocks a program freed serve its small blocks,
  * moved into the region. Small blocks calloc'ed there read zero; the heap checks out. */
 Test(purge, small_blocks_take_the_pages_of_emptied_extent_segments) {
