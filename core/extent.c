@@ -248,7 +248,7 @@ static void run_take(um_extent_arena_t *a, um_segment_t *seg, size_t at, size_t 
     if (n - dirty != 0 && bits_put(x->purged_map, at, n, false) != 0) {
         /* pages the delay purged, wanted again: was it too short? (core/purge_delay.c) */
         uint64_t now = umi_os_now_ms();
-        if (x->purged_at_ms != 0) umi_purge_regret(now - x->purged_at_ms + umi_purge_delay(), now, (n - dirty) << UM_EXTENT_PAGE_SHIFT);
+        if (x->purged_at_ms != 0) umi_purge_regret(now - x->purged_at_ms + x->purged_age_ms, now, (n - dirty) << UM_EXTENT_PAGE_SHIFT);
     }
     x->length[at] = (uint16_t)n;
     bits_put(x->start_map, at, 1, true);
@@ -304,7 +304,12 @@ static void arena_tick(um_extent_arena_t *a, uint64_t now, bool all) {
             size_t n = purge_runs(seg, purge);
             arena_dirty_add(a, -(ptrdiff_t)n);
             if (!all) purged_aged += n;
-            if (n != 0) x->purged_at_ms = now;
+            if (n != 0) {
+                /* What this tick purges was dirty at the one before, and free since; um_trim's
+                 * purge is no verdict on the delay. */
+                x->purged_at_ms = all ? 0 : now;
+                x->purged_age_ms = now - a->ticked_ms;
+            }
             for (size_t w = 0; w < UM_EXTENT_WORDS; w++) x->aged_map[w] = x->dirty_map[w];
         }
         /* The arena's first segment stays (a program that allocates one big block now and then

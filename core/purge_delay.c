@@ -71,6 +71,10 @@ void umi_purge_delay_purged(size_t bytes, uint64_t now_ms) {
 void umi_purge_regret(uint64_t free_for_ms, uint64_t now_ms, size_t bytes) {
     /* Free for longer than any delay we would keep: no delay would have saved it. */
     if (!adaptive || free_for_ms >= UM_PURGE_DELAY_MAX_MS) return;
+    /* Free for less than the delay now in effect: a shorter delay of the past purged it, and
+     * the change since answers this regret already. Counted again, the regrets of the purges
+     * made before a change would double the delay again and again in a burst of reuse. */
+    if (free_for_ms < __atomic_load_n(&umi_purge_delay_ms, __ATOMIC_RELAXED)) return;
     window_roll(now_ms);
     uint64_t regretted = __atomic_add_fetch(&regret_now, bytes, __ATOMIC_RELAXED) + __atomic_load_n(&regret_before, __ATOMIC_RELAXED);
     uint64_t purged = __atomic_load_n(&purged_now, __ATOMIC_RELAXED) + __atomic_load_n(&purged_before, __ATOMIC_RELAXED);

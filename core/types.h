@@ -264,7 +264,8 @@ typedef struct um_extent_map_s {
     uint64_t aged_map[UM_EXTENT_WORDS];  /* free page i was dirty at the arena's last tick: purged at the next */
     uint64_t purged_map[UM_EXTENT_WORDS]; /* free page i was purged by the delay (a reuse regrets it) */
     uint64_t start_map[UM_EXTENT_WORDS]; /* a block starts at page i (what free() checks a pointer against) */
-    uint64_t purged_at_ms;    /* when the delay last purged pages here */
+    uint64_t purged_at_ms;    /* when the delay last purged pages here (0: never, or um_trim did since) */
+    uint64_t purged_age_ms;   /* how long at least those pages had been free then (core/purge_delay.c) */
     uint16_t length[UM_EXTENT_PAGES];    /* pages of the block starting at page i */
 } um_extent_map_t;
 

@@ -106,8 +106,64 @@ Test(purge, regrets_count_in_bytes_against_what_the_delay_purged) {
     umi_purge_regret(900, now + UM_PURGE_WINDOW_MS, (size_t)1 << 20);
     cr_assert_eq(umi_purge_delay(), 1400, "16 MiB purged a window before did not count");
     /* two windows on, what was purged then no longer outweighs the present */
-    umi_purge_regret(900, now + 3 * UM_PURGE_WINDOW_MS, (size_t)1 << 20);
-    cr_assert_eq(umi_purge_delay(), 1800);
+    umi_purge_regret(1500, now + 3 * UM_PURGE_WINDOW_MS, (size_t)1 << 20);
+    cr_assert_eq(umi_purge_delay(), UM_PURGE_DELAY_MAX_MS);
+}
+
+/* Memory the old delay purged comes back after the delay grew: the change answered it already.
+ * Counted again (nothing purged since, so any regret was a quarter of it), each piece of a burst
+ * of reuse doubled the delay once more, to the maximum in a few milliseconds. */
+Test(purge, regrets_of_purges_by_a_shorter_delay_are_answered_once) {
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    uint64_t now = umi_os_now_ms() + 1;
+    umi_purge_delay_purged((size_t)16 << 20, now);
+    umi_purge_regret(300, now, (size_t)4 << 20);
+    cr_assert_eq(umi_purge_delay(), 600);
+    for (int i = 0; i < 8; i++) umi_purge_regret(320 + 20 * (uint64_t)i, now + 1, (size_t)1 << 20);
+    cr_assert_eq(umi_purge_delay(), 600, "pages purged under the 100 ms delay, taken back, made it %llu ms",
+                 (unsigned long long)umi_purge_delay());
+    /* one the 600 ms delay purged is a verdict on it */
+    umi_purge_delay_purged((size_t)4 << 20, now + 2);
+    umi_purge_regret(650, now + 2, (size_t)2 << 20);
+    cr_assert_eq(umi_purge_delay(), 1300);
+}
+
+/* The same through the extent arenas, whose pages carry when the delay purged them, not when
+ * they were freed: the time they were free is then when they were purged, less how long they
+ * had been free at least (since the tick before). Blocks freed, purged by the delay after a
+ * while of other work, taken back one by one: the delay becomes about twice that while. */
+Test(purge, extent_blocks_taken_back_grow_the_delay_to_their_cycle, .timeout = 60) {
+    enum { BIG = 64, EXTENT = 128 << 10 };
+    char *envp[] = {NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options */
+    if (!umi_extents_on) cr_skip_test("extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
+    static char *big[BIG];
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = um_malloc(EXTENT);
+        cr_assert_not_null(big[i]);
+        memset(big[i], 0x5a, EXTENT);
+    }
+    for (size_t i = 0; i < BIG; i++) um_free(big[i]);
+    uint64_t freed_ms = umi_os_now_ms();
+    size_t p0 = purged();
+    idle_work(400);
+    cr_assert_geq(purged() - p0, (size_t)BIG * EXTENT / 2, "the 8 MiB were not purged after 400 ms (%.1f MiB)", tu_mib(purged() - p0));
+    uint64_t cycle = umi_os_now_ms() - freed_ms;
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = um_malloc(EXTENT);
+        cr_assert_not_null(big[i]);
+        memset(big[i], 0x5b, EXTENT);
+    }
+    uint64_t delay = umi_purge_delay();
+    fprintf(stderr, "[purge/extent] taken back %llu ms after the free: delay %llu ms\n", (unsigned long long)cycle,
+            (unsigned long long)delay);
+    cr_assert_gt(delay, 100, "taking back all 8 MiB left the delay at %llu ms", (unsigned long long)delay);
+    cr_assert_leq(delay, 2 * cycle + 20, "memory taken back %llu ms after its free made the delay %llu ms",
+                  (unsigned long long)cycle, (unsigned long long)delay);
+    for (size_t i = 0; i < BIG; i++) um_free(big[i]);
 }
 
 Test(purge, a_delay_set_in_the_environment_is_kept, .timeout = 60) {
