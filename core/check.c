@@ -105,7 +105,7 @@ static bool check_segment_header(check_t *c, um_segment_t *seg) {
     if (seg->cookie != ((uintptr_t)seg ^ umi_cookie)) { problem(c, "segment with a bad cookie", seg); return false; }
     if (seg->kind >= UM_KIND_HUGE) { problem(c, "huge segment on a list of pooled ones", seg); return false; }
     static const uint8_t shift[UM_KIND_HUGE] = {UM_SMALL_PAGE_SHIFT, UM_MEDIUM_PAGE_SHIFT, UM_LARGE_PAGE_SHIFT};
-    if (seg->page_shift != shift[seg->kind] || seg->page_count != (UM_SEGMENT_SIZE >> seg->page_shift)) {
+    if (seg->page_shift != shift[seg->kind] || seg->page_count != umi_segment_slots(seg->kind, seg->page_shift)) {
         problem(c, "segment whose page layout is not its kind's", seg);
         return false;
     }

@@ -104,6 +104,12 @@ static inline unsigned umi_segmap_get_block(uintptr_t u) {
     if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
     return atomic_load_explicit(&umi_segmap_table()[idx], UM_RELAXED);
 }
+/* The page slots of a pooled segment of `kind` whose pages are 2^shift bytes: the secure
+ * build's small segments give their last one to the guard page (UM_GUARD_SIZE). */
+static inline size_t umi_segment_slots(um_kind_t kind, unsigned shift) {
+    size_t n = UM_SEGMENT_SIZE >> shift;
+    return UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL ? n - 1 : n;
+}
 static inline um_segment_t *umi_segment_of(const void *p) {
     return (um_segment_t *)((uintptr_t)p & ~(uintptr_t)UM_SEGMENT_MASK);
 }

@@ -125,8 +125,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     seg->moved_dirty = 0;
     seg->page_shift = kind_shift[kind];
     /* an extent segment has no page slots: its page map is core/extent.c's */
-    seg->page_count = kind == UM_KIND_EXTENT ? 0 : (uint8_t)(UM_SEGMENT_SIZE >> kind_shift[kind]);
-    if (UM_GUARD_SIZE != 0 && kind == UM_KIND_SMALL) seg->page_count--; /* the guard page is in the last slot */
+    seg->page_count = kind == UM_KIND_EXTENT ? 0 : (uint8_t)umi_segment_slots(kind, kind_shift[kind]);
     seg->used_pages = 0;
     seg->dirty_pages = 0;
     /* Medium and large segments have 8 slots and 1: their page structs all lie in the header's
