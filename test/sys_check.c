@@ -37,8 +37,8 @@ Test(check_option, silent_on_a_correct_threaded_program, .timeout = 120) {
 }
 
 /* The secure build's small segments give their last slot to a guard page: the checker must know
- * that layout too (it took every such segment for a broken one, and then its pages in use for a
- * loop in the bin queues). */
+ * that layout too. Taken for a broken one, such a segment's pages in use would go uncounted, and
+ * the bin queues that hold them would look like loops. */
 Test(check_option, silent_on_a_correct_threaded_program_in_the_secure_build, .timeout = 120) {
     su_result r;
     run_check_corrupt_under("libumalloc-secure.so", "clean", &r);

@@ -111,8 +111,8 @@ Test(purge, regrets_count_in_bytes_against_what_the_delay_purged) {
 }
 
 /* Memory the old delay purged comes back after the delay grew: the change answered it already.
- * Counted again (nothing purged since, so any regret was a quarter of it), each piece of a burst
- * of reuse doubled the delay once more, to the maximum in a few milliseconds. */
+ * Counted again (nothing purged since, so any regret is a quarter of that), each piece of a
+ * burst of reuse would double the delay once more, to the maximum in a few milliseconds. */
 Test(purge, regrets_of_purges_by_a_shorter_delay_are_answered_once) {
     char *envp[] = {NULL};
     umi_options_load(envp, 0);
