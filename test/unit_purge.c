@@ -311,10 +311,12 @@ static long minor_faults(void) {
     return ru.ru_minflt;
 }
 
-Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
-    enum { N = 16384, SMALL = 1024, EXTENT = 100 << 10, MEDIUM = 12 << 10, BIG = 80 };
+/* 16 MiB of small blocks of 1 KiB written with 0xab, then freed: emptied small segments for
+ * the bigger blocks that come next. Skips the test where nothing can move out of the region. */
+static void empty_16_mib_of_small_pages(void) {
+    enum { N = 16384, SMALL = 1024 };
     static char *v[N];
-    for (size_t i = 0; i < N; i++) { /* 16 MiB of small pages, written */
+    for (size_t i = 0; i < N; i++) {
         v[i] = um_malloc(SMALL);
         cr_assert_not_null(v[i]);
         memset(v[i], 0xab, SMALL);
@@ -325,6 +327,11 @@ Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
     }
     if (!umi_extents_on) cr_skip_test("extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
     for (size_t i = 0; i < N; i++) um_free(v[i]);
+}
+
+Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
+    enum { EXTENT = 100 << 10, MEDIUM = 12 << 10, BIG = 80 };
+    empty_16_mib_of_small_pages();
     static char *big[BIG], *mid[BIG];
     long f0 = minor_faults();
     for (size_t i = 0; i < BIG; i++) { /* 8 MiB of extent blocks */
@@ -348,25 +355,15 @@ Test(purge, bigger_blocks_take_the_pages_of_emptied_small_segments) {
     }
 }
 
-/* The blocks of those small pages were freed, and each free left its mark in the block's second
- * word, where an extent block starting on the same 4 KiB boundary keeps its own mark while it is
- * free. A malloc'ed extent block there is the program's: its one free is not a second one. The
+/* A small block's free leaves its mark in the block's second word, where an extent block that
+ * starts on the same 4 KiB boundary keeps its own mark while it is free. A malloc'ed extent
+ * block over emptied small pages is the program's: its one free is not a second one. The
  * program writes only its first and last words, as a program that reads into a buffer from the
  * start and never fills it. */
 Test(purge, an_extent_block_on_freed_small_blocks_frees_once) {
-    enum { N = 16384, SMALL = 1024, EXTENT = 100 << 10, BIG = 80 };
-    static char *v[N], *big[BIG];
-    for (size_t i = 0; i < N; i++) { /* 16 MiB of small pages, written, then freed */
-        v[i] = um_malloc(SMALL);
-        cr_assert_not_null(v[i]);
-        memset(v[i], 0xab, SMALL);
-    }
-    if (!umi_region_contains(v[0])) {
-        for (size_t i = 0; i < N; i++) um_free(v[i]);
-        cr_skip_test("no small-page region in this build (sanitizers own its addresses): nothing to move out of it");
-    }
-    if (!umi_extents_on) cr_skip_test("extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
-    for (size_t i = 0; i < N; i++) um_free(v[i]);
+    enum { EXTENT = 100 << 10, BIG = 80 };
+    static char *big[BIG];
+    empty_16_mib_of_small_pages();
     um_stats_t before, after;
     um_stats_get(&before);
     size_t on_old_bytes = 0;
