@@ -103,7 +103,7 @@ Test(purge, regrets_count_in_bytes_against_what_the_delay_purged) {
     /* counted from the change on: the next verdict needs a quarter of what is purged after it,
      * in the window of the regret or the one before */
     umi_purge_delay_purged((size_t)16 << 20, now);
-    umi_purge_regret(900, now + UM_PURGE_WINDOW_MS, (size_t)1 << 20);
+    umi_purge_regret(1500, now + UM_PURGE_WINDOW_MS, (size_t)1 << 20); /* free longer than the delay: its own purge */
     cr_assert_eq(umi_purge_delay(), 1400, "16 MiB purged a window before did not count");
     /* two windows on, what was purged then no longer outweighs the present */
     umi_purge_regret(1500, now + 3 * UM_PURGE_WINDOW_MS, (size_t)1 << 20);
