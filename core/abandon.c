@@ -180,34 +180,6 @@ static void take_owner(um_heap_t *heap, um_segment_t *seg) {
 }
 void umi_segment_take_owners(um_heap_t *heap) { each_segment(heap, take_owner); }
 
-/* After fork, a heap whose thread does not exist in the child (umi_heap_orphan_others). Its
- * thread may have been in the middle of changing a page when fork came (a free list carved but
- * the page's capacity not yet raised, a block popped but not yet counted), so nothing of it can
- * be trusted for reuse: its segments are given up, as every thread-caching allocator gives up a
- * dead thread's caches in a child. What must change is that its pages stop carrying the dead
- * thread's id, which glibc hands to the child's new threads with the dead one's stack: owner
- * stripped, no heap, delay state NEVER, so a free into them is a remote push that nobody
- * collects, and nothing more. */
-static void give_up(um_heap_t *heap, um_segment_t *seg) {
-    umi_seg_list_remove(umi_segment_heap_list(heap, seg), seg);
-    for (size_t i = 0; i < seg->page_count; i++) {
-        um_page_t *page = &seg->pages[i];
-        if (page->slot != UM_SLOT_USED) continue;
-        uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
-        atomic_store_explicit(&page->thread_free, (tf & ~UM_TF_STATE) | UM_DELAY_NEVER, UM_RELAXED);
-        atomic_store_explicit(&UM_PAGE_OWNER(page), 0, UM_RELAXED);
-        atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
-    }
-    atomic_store_explicit(&seg->heap, NULL, UM_RELAXED);
-    seg->given_up = 1;
-}
-
-void umi_segment_give_up_orphaned(um_heap_t *heap) {
-    each_segment(heap, give_up);
-    atomic_store_explicit(&heap->delayed_free, NULL, UM_RELAXED); /* its blocks: given up too */
-    heap->dirty_pages = 0;
-}
-
 /* After fork, a heap that lives on in the child (the forking thread's, the backup heap): a
  * remote free that a parent thread had begun (FREEING) will never finish here. USE again sends
  * the next remote free to the owner, as for any full page. */

@@ -206,15 +206,16 @@ static void check_cached(um_segment_t *seg, void *arg) {
 
 static void check_handed(um_heap_t *heap, void *arg) { check_heap(arg, heap, 0); }
 
-/* A segment given up in a fork child is on no list, and nothing in it can be trusted but that
- * no thread owns it; its blocks still count as carved (core/abandon.c). */
-static void given_up(check_t *c, um_segment_t *seg) {
+/* A segment of an orphan heap in a fork child (umi_heap_orphan_others): nothing in it can be
+ * trusted, its heap's lists included (its thread may have been changing them when fork came),
+ * but that it and its pages are the orphan's; its blocks still count as carved. */
+static void orphaned(check_t *c, um_segment_t *seg) {
     c->listed_segments++;
+    um_heap_t *heap = atomic_load_explicit(&seg->heap, UM_RELAXED);
     for (size_t i = 0; i < seg->page_count; i++) {
         um_page_t *page = &seg->pages[i];
         if (page->slot != UM_SLOT_USED) continue;
-        if (atomic_load_explicit(&umi_page_hot_in(seg, page)->owner, UM_RELAXED) != 0 || atomic_load_explicit(&page->heap, UM_RELAXED) != NULL)
-            problem(c, "page given up after fork that still has an owner", page);
+        if (atomic_load_explicit(&page->heap, UM_RELAXED) != heap) problem(c, "page of an orphaned segment that names another heap", page);
         c->carved_bytes += (size_t)page->capacity * page->block_size;
     }
 }
@@ -256,7 +257,7 @@ static size_t check_registry(check_t *c, size_t *pooled, size_t *huge_usable) {
         if (seg->cookie != ((uintptr_t)seg ^ umi_cookie)) { problem(c, "registered segment with a bad cookie", seg); continue; }
         if (seg->kind != UM_KIND_HUGE) {
             (*pooled)++;
-            if (seg->given_up) given_up(c, seg);
+            if (umi_heap_is_orphan(atomic_load_explicit(&seg->heap, UM_RELAXED))) orphaned(c, seg);
             continue;
         }
         um_page_t *page = &seg->pages[0];

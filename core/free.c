@@ -38,9 +38,12 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
     else umi_page_remote_free(page, b);
 }
 
-/* A full small page of this thread that has a batch of free blocks again: back in its queue. */
+/* A full small page of this thread that has a batch of free blocks again: back in its queue.
+ * Its owner word carried this thread's id, but in a fork child so do an orphan's pages for a
+ * thread that got a dead one's id (umi_heap_orphan_others): those stay where they are. */
 static UM_NOINLINE void full_page_refilled(um_block_t *b) {
     um_page_t *page = umi_page_of(umi_segment_of(b), b);
+    if (UM_UNLIKELY(atomic_load_explicit(&page->heap, UM_RELAXED) != umi_tl_heap)) return;
     umi_page_unfull(umi_tl_heap, page);
     if (UM_PAGE_USED(page) == 0) umi_page_retire(umi_tl_heap, page);
 }
@@ -105,7 +108,9 @@ UM_NOINLINE void umi_free_generic(void *p) {
         if (UM_LIKELY(umi_page_starts_block(page, p) && umi_key_get(b) != umi_block_key(b))) {
             UM_SAN_POISON(b, page->block_size);
             umi_hot_push(hot, b);
-            if (UM_UNLIKELY(umi_hot_used(hot) == 0)) umi_page_retire(umi_tl_heap, page);
+            /* an orphan's page in a fork child may carry this thread's id too: see full_page_refilled */
+            if (UM_UNLIKELY(umi_hot_used(hot) == 0) && atomic_load_explicit(&page->heap, UM_RELAXED) == umi_tl_heap)
+                umi_page_retire(umi_tl_heap, page);
             return;
         }
     }

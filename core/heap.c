@@ -215,20 +215,39 @@ void umi_heap_thread_done(um_heap_t *heap) {
 /* In a child after fork only the forking thread exists, but the heaps of the parent's other
  * threads are still registered, and their pages still carry those threads' ids: thread
  * pointers, which glibc hands again to the child's new threads (it reuses the dead threads'
- * stacks, and the thread pointer lies in the stack). A new thread would then take such a page
- * for its own and splice another heap's lists into its queues. So their pages are stripped of
- * the ids and given up (core/abandon.c, umi_segment_give_up_orphaned). Their caches of extent
- * blocks are given up too, not given back: a thread may have been mid-push when fork came. Called
- * by the fork handler in the child, single-threaded, with no lock held. */
+ * stacks, and the thread pointer lies in the stack). Such a heap becomes an orphan: out of the
+ * registry, never used again, its structure never reused (a pooled one could become a new
+ * thread's, and the orphan's pages would name it). Nothing of it can be trusted for reuse
+ * either: its thread may have been in the middle of changing a page when fork came.
+ *
+ * Its pages are left as they are, not a byte written: each write would copy an OS page that
+ * the child shares with its parent, a page fault and a copy for every page of every other
+ * thread (seconds for a parent with gigabytes of small blocks), most often just before the
+ * child calls exec. What keeps them out of the child's heaps is that every path that changes
+ * a heap for a page, past free()'s push, first checks that the page's heap is the caller's
+ * (page->heap == umi_tl_heap), and an orphan is nobody's. A thread that got a dead one's id
+ * may thus push blocks on an orphan page's free list, which nobody takes from again, and other
+ * threads' frees go to its remote list or to the orphan's delayed list, which nobody collects:
+ * that memory is lost to the child, as every thread-caching allocator loses a dead thread's
+ * caches there. Its extent cache is lost with it (the thread may have been mid-push). Called
+ * by the fork handler in the child, single-threaded. */
+static um_heap_t *heap_orphans; /* linked through reg_next */
+
 void umi_heap_orphan_others(void) {
     um_heap_t *self = umi_tl_heap, *next;
     umi_segment_forget_freeing(&umi_heap_backup);
+    umi_lock(&umi_registry_lock);
     for (um_heap_t *heap = umi_heap_registry; heap != NULL; heap = next) {
         next = heap->reg_next;
-        if (heap == self) { umi_segment_forget_freeing(heap); continue; }
-        umi_segment_give_up_orphaned(heap);
-        heap_retire(heap);
+        if (heap == self) continue;
+        registry_remove(heap);
+        heap->orphaned = 1;
+        heap->reg_prev = NULL;
+        heap->reg_next = heap_orphans;
+        heap_orphans = heap;
     }
+    umi_unlock(&umi_registry_lock);
+    if (self != &umi_heap_empty) umi_segment_forget_freeing(self);
 }
 
 /* The block after b on a heap's delayed list, which links blocks of many pages: each link is

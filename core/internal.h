@@ -292,6 +292,7 @@ um_heap_t *umi_heap_for_thread(void);  /* the calling thread's heap, made on fir
 const void *umi_first_heap_end(void);
 void umi_heap_thread_done(um_heap_t *heap);
 void umi_heap_orphan_others(void);   /* in a child after fork */
+static inline bool umi_heap_is_orphan(const um_heap_t *heap) { return heap != NULL && heap->orphaned; }
 void umi_heap_release_struct(um_heap_t *heap); /* a heap no thread will use again, to the pool */
 void umi_heap_set_bin_first(um_heap_t *heap, size_t bin, um_page_t *page);
 /* A bin that has had no page of its own in the heap yet takes, up to UM_BORROW_MAX times, the
@@ -413,7 +414,6 @@ void umi_segment_give_back(um_heap_t *heap, um_purge_t what); /* ...empty pages 
 void umi_segment_abandon_segments(um_heap_t *heap); /* ...the segments onto the list */
 void umi_segment_strip_owners(um_heap_t *heap); /* a quiesced heap's pages belong to no thread */
 void umi_segment_take_owners(um_heap_t *heap);  /* ...and now to heap->tid's */
-void umi_segment_give_up_orphaned(um_heap_t *heap); /* after fork: the heap's thread is gone */
 void umi_segment_forget_freeing(um_heap_t *heap);   /* after fork: the heap lives on */
 /* Adopt abandoned segments into `heap`, at most `budget`, stopping early once `bin` (0: none)
  * has a page with room or `kind` (UM_KIND_COUNT: none) has a segment with a free slot.

@@ -279,7 +279,6 @@ typedef struct um_segment_s {
     uint8_t page_kind;        /* what backs it: 0 = 4K pages, 1 = THP, 2 = 2M hugetlb, 3 = 1G; with
                                * UM_PAGES_LOCKED (0x80) when it is mlock'ed (hugepages/pagesize.h) */
     uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
-    uint8_t given_up;         /* a dead thread's, in a fork child: on no list, never reused (core/abandon.c) */
     uint8_t multi_vma;        /* huge, made of cached pieces that may be several kernel mappings,
                                * so mremap can't resize it (realloc copies it once, to one mapping) */
     uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside
@@ -367,6 +366,7 @@ typedef struct um_heap_s {
      * core/page.c); UM_BORROW_MAX once it has had a page of its own */
     uint8_t borrows[UM_BIN_COUNT];
     uint8_t is_backup;                     /* the shared locked heap for exiting threads */
+    uint8_t orphaned;                      /* a dead parent thread's, in a fork child: never used again (umi_heap_orphan_others) */
     uint8_t extent_arena;                  /* the arena its big blocks come from, + 1 (0: none yet) */
     uint8_t extent_ops;                    /* its operations on its arena since it last counted... */
     uint8_t extent_busy;                   /* ...and how many of them found it busy (core/extent.c) */

@@ -89,6 +89,10 @@ DESCRIPTIONS = {
     "spawn": "200 short processes run one after another, each with the allocator preloaded: 400 "
              "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
              "set-up and exit paid per process, as in a shell script or a build",
+    "forkheap": "a program whose 4 threads each hold 8 MiB of small objects forks 30 children one "
+                "after another, each doing what a child does before exec (100 of the parent's "
+                "blocks freed, 100 strings allocated) and exiting; then the threads free their "
+                "blocks: whether a child copies the parent's memory, and what the parent pays after",
     "python": "python3 (PYTHONMALLOC=malloc) on an object-heavy script: objects with dicts and "
               "lists, an index, sorting, strings, JSON",
     "sqlite": "sqlite3 on an in-memory database: bulk inserts, two indexes, joins, grouping, "

@@ -14,7 +14,7 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 45 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
+#                  The 46 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
 #                  10-11 minutes on the 2-core machine; the instruction counts, the cost of
 #                  counting and the TLB pair bring make bench to 13-15
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
@@ -160,6 +160,7 @@ vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
 vector-2t|2|c|vector threads=2 rounds=100|vector threads=2 rounds=20|420/90
 phases-1t|1|c|phases threads=1 phases=12 mib=24 keep=0|phases threads=1 phases=6 mib=8 keep=0|600/80
 spawn|1|c|spawn procs=200|spawn procs=60|600/180
+forkheap-4t|4|c|forkheap threads=4 mib=8 forks=30|forkheap threads=4 mib=4 forks=10|350/90
 cxx-1t|1|c|cxx threads=1 ops=1200000|cxx threads=1 ops=200000|550/100
 cxx-2t|2|c|cxx threads=2 ops=800000|cxx threads=2 ops=150000|450/90
 python|1|python|25000 3|8000 2|650/90

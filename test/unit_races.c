@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/check.h"
 #include "core/internal.h"
 #include "os/fault.h"
 #include "os/os.h"
@@ -165,7 +166,8 @@ Test(races, retire_waits_for_a_remote_free, .timeout = 60) {
 
 /* ---- fork ------------------------------------------------------------------------------------ */
 #define FORK_BLOCKS 3000
-static void *parent_blocks[FORK_BLOCKS];
+#define FORK_MEDIUM 4 /* blocks of 12 KiB: one medium page */
+static void *parent_blocks[FORK_BLOCKS], *parent_medium[FORK_MEDIUM];
 static _Atomic uintptr_t parent_tid;
 static _Atomic int parent_ready, parent_exit;
 
@@ -175,6 +177,7 @@ static void *parent_thread(void *arg) {
         parent_blocks[i] = um_malloc(64);
         memset(parent_blocks[i], 0x5a, 64);
     }
+    for (size_t i = 0; i < FORK_MEDIUM; i++) parent_medium[i] = um_malloc(12 << 10);
     atomic_store(&parent_tid, umi_thread_id());
     atomic_store(&parent_ready, 1);
     while (!atomic_load(&parent_exit)) tu_sleep_ms(1);
@@ -196,11 +199,14 @@ static void *child_thread(void *arg) {
     int same_tid = umi_thread_id() == dead_tid;
     static void *mine[FORK_BLOCKS];
     mine[0] = um_malloc(64); /* a heap of its own first */
+    void *medium = um_malloc(12 << 10); /* and a medium page of the parent's medium class */
     for (size_t i = 0; i < FORK_BLOCKS; i++) um_free(parent_blocks[i]);
+    for (size_t i = 0; i < FORK_MEDIUM; i++) um_free(parent_medium[i]); /* the last empties the dead one's page */
     for (size_t i = 1; i < FORK_BLOCKS; i++) mine[i] = um_malloc(64);
-    int ok = heap_is_consistent();
+    int ok = heap_is_consistent() && umi_check_heap(true) == 0;
     for (size_t i = 0; i < FORK_BLOCKS; i++) um_free(mine[i]);
-    ok = ok && heap_is_consistent();
+    um_free(medium);
+    ok = ok && heap_is_consistent() && umi_check_heap(true) == 0;
     atomic_store(&child_result, !ok ? 1 : !same_tid ? 2 : 0);
     return NULL;
 }
