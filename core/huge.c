@@ -102,8 +102,8 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         /* A big block is written through, typically: hugepages/ backs it with huge pages as
          * UMALLOC_HUGEPAGES says (transparent ones: one fault per 2 MiB instead of 512). */
         umi_heap_tend(); /* what the thread's heap emptied goes back first (core/page.c) */
-        base = umi_arena_map(map_size, map_align, want_node, &node, &page_kind);
-        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, &node, &page_kind);
+        base = umi_arena_map(map_size, map_align, want_node, true, &node, &page_kind);
+        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, true, &node, &page_kind);
         if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         is_zero = true;
     }

@@ -19,13 +19,14 @@
 #define UM_1G ((size_t)1 << 30)
 /* One transparent huge page: below it advice buys nothing. */
 #define UM_THP_MIN UM_2M
-/* With UMALLOC_HUGEPAGES=thp, segments are advised once umalloc uses this much: a heap that
- * small fits in the TLB's reach with 4 KiB pages, and a 2 MiB page faulted in for the first
- * 64 KiB slot of a segment would multiply its resident memory. What it uses is its huge blocks
- * and runs whole, but of its segments only what carving has surely touched (umi_pages_stats.
- * touched), not what they map: a thread maps a 4 MiB segment for the first block of each class
- * of 64 KiB and more, so many threads that each use many classes a little hold many times what
- * they use; and of a big block a program may write a few bytes only. */
+/* With UMALLOC_HUGEPAGES=thp, segments are advised once umalloc uses this much (and then only
+ * those whose user fills them, see umi_pages_map): a heap that small fits in the TLB's reach
+ * with 4 KiB pages, and a 2 MiB page faulted in for the first 64 KiB slot of a segment would
+ * multiply its resident memory. What it uses is its huge blocks and runs whole, but of its
+ * segments only what carving has surely touched (umi_pages_stats.touched), not what they map: a
+ * thread maps a 4 MiB segment for the first block of each class of 64 KiB and more, so many
+ * threads that each use many classes a little hold many times what they use; and of a big
+ * block a program may write a few bytes only. */
 #define UM_THP_SEGMENTS_FROM ((uint64_t)256 << 20)
 /* After a pool refused a page, it is not asked again for this long: each refused mmap costs a
  * system call and the kernel's search of the pool. */
@@ -124,13 +125,14 @@ static bool huge_blocks_dense(void *p) {
 }
 
 /* THP advice for a mapping the policy backs with 4 KiB pages in thp mode, or after a hugetlb
- * fall-back. In thp mode a segment-sized mapping is advised once umalloc uses
- * UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up once huge blocks are seen filled (above). A
- * fall-back from 2M or 1G is advised at once: the program asked for huge pages. */
-static unsigned advise(void *p, size_t size, bool is_unit) {
+ * fall-back. In thp mode a segment-sized mapping is advised if its user fills it and umalloc
+ * uses UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up once huge blocks are seen filled
+ * (above). A fall-back from 2M or 1G is advised at once: the program asked for huge pages. */
+static unsigned advise(void *p, size_t size, bool is_unit, bool fills) {
     if (mode == UM_PAGES_4K || size < UM_THP_MIN) return UM_PAGES_4K;
     if (!is_unit && mode == UM_PAGES_THP && !huge_blocks_dense(p)) return UM_PAGES_4K;
     if (is_unit && mode == UM_PAGES_THP) {
+        if (!fills) return UM_PAGES_4K;
         uint64_t held = atomic_load_explicit(&umi_pages_stats.held, memory_order_relaxed);
         uint64_t in_use = held - atomic_load_explicit(&segments_held, memory_order_relaxed) +
                           atomic_load_explicit(&umi_pages_stats.touched, memory_order_relaxed);
@@ -139,7 +141,7 @@ static unsigned advise(void *p, size_t size, bool is_unit) {
     return umi_os_advise_huge(p, size) ? UM_PAGES_THP : UM_PAGES_4K;
 }
 
-void *umi_pages_map(size_t size, size_t align, unsigned *kind) {
+void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind) {
     unsigned want = policy_kind(size, 0), k = want;
     for (; k >= UM_PAGES_2M; k--) {
         if (backing_off(k)) continue;
@@ -156,12 +158,12 @@ void *umi_pages_map(size_t size, size_t align, unsigned *kind) {
     void *p = umi_os_map_aligned(size, align);
     if (p == NULL) return NULL;
     held_add(size);
-    *kind = advise(p, size, size == UM_UNIT_BYTES);
+    *kind = advise(p, size, size == UM_UNIT_BYTES, fills);
     if (want >= UM_PAGES_2M) umi_pages_fallback(want, *kind);
     return p;
 }
 
-int umi_pages_commit(void *at, size_t size, unsigned *kind) {
+int umi_pages_commit(void *at, size_t size, bool fills, unsigned *kind) {
     unsigned want = policy_kind(size, (uintptr_t)at), k = want;
     if (umi_pages_exact && (want < UM_PAGES_2M || backing_off(want))) return -1; /* nothing mapped yet */
     for (; k >= UM_PAGES_2M; k--) {
@@ -183,7 +185,7 @@ int umi_pages_commit(void *at, size_t size, unsigned *kind) {
         return -1;
     }
     held_add(size);
-    *kind = advise(at, size, true);
+    *kind = advise(at, size, true, fills);
     if (want >= UM_PAGES_2M) umi_pages_fallback(want, *kind);
     return 0;
 }
@@ -231,13 +233,13 @@ size_t umi_pages_block_size(size_t map_size) {
     return rounded < map_size ? map_size : rounded;
 }
 
-unsigned umi_pages_for_reused_unit(void *p, unsigned was) {
+unsigned umi_pages_for_reused_unit(void *p, unsigned was, bool fills) {
     if (was != UM_PAGES_4K || mode != UM_PAGES_THP) return was;
-    return advise(p, UM_UNIT_BYTES, true);
+    return advise(p, UM_UNIT_BYTES, true, fills);
 }
 
 unsigned umi_pages_for_huge_block(void *p, size_t size, unsigned was) {
     if (UM_PAGES_KIND(was) >= UM_PAGES_2M) return was;
-    unsigned got = advise(p, size, false);
+    unsigned got = advise(p, size, false, true);
     return got == UM_PAGES_THP ? (UM_PAGES_THP | (was & UM_PAGES_LOCKED)) : was;
 }

@@ -52,11 +52,14 @@ unsigned umi_pages_mode(void);
 
 /* Step 1. Map `size` bytes aligned to `align` outside the small-page region, backed as the
  * policy says; *kind gets what backs it. An empty hugetlb pool falls back to the next smaller
- * kind (counted; said once under UMALLOC_VERBOSE) and is not asked again for a while. */
-void *umi_pages_map(size_t size, size_t align, unsigned *kind);
+ * kind (counted; said once under UMALLOC_VERBOSE) and is not asked again for a while. `fills`:
+ * the caller will fill the memory; in thp mode a segment-sized mapping is advised only then
+ * (a thread's heap that holds a few segments already, an extent arena; not a thread that
+ * holds a little, see core/segment.c). */
+void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind);
 /* The same for [at, at + size), units taken from the small-page region (MAP_FIXED). 0 on
  * success, -1 on failure (the range is then the region's read-only zeros or PROT_NONE). */
-int umi_pages_commit(void *at, size_t size, unsigned *kind);
+int umi_pages_commit(void *at, size_t size, bool fills, unsigned *kind);
 /* The way back: unmap, or make the region's units read-only zeros again. Hugetlb pages go back
  * to their pool whole. */
 void umi_pages_unmap(void *p, size_t size);
@@ -77,9 +80,10 @@ static inline bool umi_pages_splittable(unsigned kind) {
     return (kind & UM_PAGES_LOCKED) == 0 && UM_PAGES_KIND(kind) < UM_PAGES_2M;
 }
 
-/* A segment-sized unit mapped earlier with 4 KiB pages (`was`), taken again from a cache: in thp
- * mode, advised now if umalloc uses enough memory by now. Returns the kind that backs it. */
-unsigned umi_pages_for_reused_unit(void *p, unsigned was);
+/* A segment-sized unit mapped earlier with 4 KiB pages (`was`), taken again from a cache for a
+ * user that `fills` it (see umi_pages_map): in thp mode, advised now if umalloc uses enough
+ * memory by now. Returns the kind that backs it. */
+unsigned umi_pages_for_reused_unit(void *p, unsigned was, bool fills);
 
 /* A huge block's mapping [p, p + size) assembled or grown from cached memory: advise
  * transparent huge pages where the policy does (from 2 MiB up). Returns the kind that backs

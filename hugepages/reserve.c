@@ -80,7 +80,7 @@ static run_t *run_map(size_t units, size_t align_units, bool permanent) {
     int node;
     unsigned kind;
     umi_pages_exact = !permanent; /* a 1 GiB run is of 1 GiB pages or nothing */
-    void *got = umi_arena_commit(base, size, -1, &node, &kind);
+    void *got = umi_arena_commit(base, size, -1, true, &node, &kind);
     umi_pages_exact = false;
     if (got == NULL) {
         for (size_t u = 0; u < units; u++) umi_region_put(base + u * UNIT);
