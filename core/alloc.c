@@ -80,7 +80,10 @@ void *umi_calloc(size_t count, size_t size) {
     if (UM_UNLIKELY(p == NULL)) return NULL;
     if (total >= umi_large_threshold) { /* a huge block: its memory may read as zero already */
         um_segment_t *seg = umi_segment_lookup(p);
-        if (seg->kind == UM_KIND_HUGE && seg->pages[0].is_zero) return p; /* fresh or purged */
+        if (seg->kind == UM_KIND_HUGE) {
+            if (!seg->pages[0].is_zero) umi_huge_zero(seg, p, total); /* reused from the cache */
+            return p;
+        }
     }
     memset(p, 0, total);
     return p;

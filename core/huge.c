@@ -160,6 +160,31 @@ size_t umi_huge_usable(um_segment_t *seg, const void *p) {
     return (size_t)((uint8_t *)seg->map_base + seg->map_size - UM_GUARD_SIZE - (const uint8_t *)p);
 }
 
+/* calloc of a huge block that reuses cached memory (not is_zero): it must read as zero. A
+ * memset writes every page, and faults in those the block's last user never touched: a
+ * program that callocs a big table and fills a little of it (a sparse array, a hash table or
+ * a buffer sized for the worst case) would have all of it resident after one cycle, and clear
+ * all of it on every calloc. So a block of UM_ZERO_PURGE_MIN or more of which at most an
+ * eighth is resident is purged instead (MADV_DONTNEED: it then reads as zero, swapped pages
+ * too, and the pages the program writes fault in as fresh ones would). Otherwise memset:
+ * clearing a resident page costs a fraction of faulting it in again (a twentieth on bare
+ * metal, far less on a virtual machine, where a fault traps to the hypervisor), and below a
+ * few MiB the clear costs less than the faults of the pages the program will write anyway.
+ * Hugetlb and locked memory are not purged in parts: memset. */
+#define UM_ZERO_PURGE_MIN ((size_t)4 << 20)
+#define UM_RESIDENT_PROBE ((size_t)2 << 20) /* mincore's vector: 512 pages a call */
+void umi_huge_zero(um_segment_t *seg, void *p, size_t size) {
+    size_t ps = umi_os_page_size();
+    uintptr_t lo = ((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1), hi = ((uintptr_t)p + size) & ~(uintptr_t)(ps - 1);
+    if (size < UM_ZERO_PURGE_MIN || hi <= lo || !umi_pages_splittable(seg->page_kind)) { memset(p, 0, size); return; }
+    size_t resident = 0, pages = (hi - lo) / ps;
+    for (uintptr_t at = lo; at < hi && resident * 8 <= pages; at += UM_RESIDENT_PROBE)
+        resident += umi_os_resident_pages((void *)at, hi - at < UM_RESIDENT_PROBE ? hi - at : UM_RESIDENT_PROBE);
+    if (resident * 8 > pages || !umi_os_purge((void *)lo, hi - lo)) { memset(p, 0, size); return; }
+    memset(p, 0, lo - (uintptr_t)p);               /* the partial pages at both ends */
+    memset((void *)hi, 0, (uintptr_t)p + size - hi);
+}
+
 UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
     if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
     umi_count_huge(-1, umi_huge_usable(seg, p));

@@ -1,6 +1,7 @@
 /* Large blocks: a 1 GiB block (RSS up and back down), a realloc growth loop from 1 KiB to
  * 256 MiB, repeated large allocations that must not accumulate, calloc of reused large blocks. */
 #include <criterion/criterion.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "base/options.h"
@@ -149,6 +150,39 @@ Test(large, calloc_of_reused_large_block_is_zero, .timeout = 120)
             cr_assert_eq(bad, -1, "um_calloc(%zu) of reused memory: byte %ld not zero", n, bad);
             um_free(q);
         }
+    }
+}
+
+/* calloc of a reused large block of which little is resident clears it without faulting the
+ * rest in: a program that callocs a big table and writes a few bytes of it, again and again,
+ * keeps a few pages resident, not the table (core/huge.c, umi_huge_zero). The bytes it wrote
+ * last time read as zero, and so does every other page. */
+static size_t resident_pages(const void *p, size_t n)
+{
+    size_t pages = n / 4096, count = 0;
+    unsigned char *vec = malloc(pages);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)p, pages * 4096, vec), 0, "mincore: %s", strerror(errno));
+    for (size_t i = 0; i < pages; i++) count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+Test(large, calloc_of_a_sparsely_used_reused_block_faults_in_only_what_is_written, .timeout = 120)
+{
+    const size_t n = 64 * TU_MiB, stride = 16 * TU_MiB;
+    for (int rep = 0; rep < 4; rep++) {
+        unsigned char *q = um_calloc(n / 16, 16);
+        cr_assert_not_null(q);
+        cr_assert_eq((uintptr_t)q % 4096, 0, "a large block starts on a page");
+        for (size_t at = 0; at < n; at += stride)
+            cr_assert_eq(q[at + 100], 0, "round %d: the byte written at %zu last round is not zero", rep, at + 100);
+        for (size_t at = 0; at < n; at += 1 << 20)
+            cr_assert_eq(q[at + 4000], 0, "round %d: byte %zu is not zero", rep, at + 4000);
+        for (size_t at = 0; at < n; at += stride) q[at + 100] = 0xa5;
+        size_t resident = resident_pages(q, n);
+        cr_assert_lt(resident, n / 4096 / 8, "round %d: %zu of %zu pages resident after writing 4 bytes (and reading 64)",
+                     rep, resident, n / 4096);
+        um_free(q);
     }
 }
 
