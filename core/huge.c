@@ -120,6 +120,10 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         return NULL;
     }
     UM_SAN_UNPOISON(base, map_size); /* ASan: cached memory holds a freed block, poisoned */
+    /* A block aligned to 2 MiB or more has its header alone in the 2 MiB before it: backed by a
+     * transparent huge page (advised, or with THP "always"), the header would hold 2 MiB, as
+     * much as the block again for a block of 2 MiB. Its page gets none, before it is touched. */
+    if ((uintptr_t)block % UM_THP_BYTES == 0 && UM_PAGES_KIND(page_kind) < UM_PAGES_2M) umi_os_advise_no_huge(seg, UM_HUGE_HEADER);
     /* Cached memory holds whatever was there: clear the part of the header a huge block uses
      * (fresh memory reads as zero already, and is faulted in with one call: umi_os_fault_in). */
     if (!is_zero) memset(seg, 0, offsetof(um_segment_t, pages[1]));

@@ -24,6 +24,9 @@
  * wherever they count mapped ones. */
 #define UM_PAGES_LOCKED 0x80u
 #define UM_PAGES_KIND(k) ((unsigned)(k) & 0x7fu)
+/* A transparent huge page (x86-64): the kernel backs an aligned 2 MiB range of an eligible
+ * mapping with one at its first fault there. */
+#define UM_THP_BYTES ((size_t)2 << 20)
 
 /* What this layer counts itself (relaxed atomics, slow paths only; stats/ reads them). */
 typedef struct um_pages_stats_s {

@@ -178,6 +178,12 @@ int umi_os_advise_huge(void *p, size_t size) {
     return ok;
 }
 
+void umi_os_advise_no_huge(void *p, size_t size) {
+    int saved = errno;
+    umi_sys_madvise(p, size, MADV_NOHUGEPAGE);
+    errno = saved;
+}
+
 bool umi_os_purge(void *p, size_t size) {
     if (size == 0) return true;
     int saved = errno; /* purge runs inside free(), which must preserve errno */

@@ -51,6 +51,9 @@ void umi_os_guard(void *p, size_t size, bool on);
 /* Ask for transparent huge pages on [p, p + size) (MADV_HUGEPAGE); whether to is
  * hugepages/pagesize.c's call. Returns 1 if the kernel took the advice. */
 int umi_os_advise_huge(void *p, size_t size);
+/* The opposite (MADV_NOHUGEPAGE): no transparent huge page over [p, p + size), even with THP
+ * "always"; the kernel makes the range a mapping of its own. Best effort. */
+void umi_os_advise_no_huge(void *p, size_t size);
 /* Fault [p, p + size) in now, writable (MADV_POPULATE_WRITE, Linux 5.14): 1 on success, 0 if
  * the kernel refused or does not know the advice (the caller may touch the pages instead).
  * After a refusal for good (EINVAL, EPERM) it makes no more calls. */

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -397,4 +398,35 @@ Test(hugepages, thp_set_in_the_environment_advises_every_huge_block) {
     uint64_t thp = thp_mapped();
     um_free(p);
     cr_assert_geq(thp, (uint64_t)3000000, "the first huge block was not advised with UMALLOC_HUGEPAGES=thp (%llu B)", (unsigned long long)thp);
+}
+
+/* A block aligned to 2 MiB has its header page alone in the 2 MiB before it (core/huge.c): that
+ * page must not be backed by a transparent huge page, or each such block holds twice its size
+ * (a program that asks for 2 MiB-aligned buffers to get huge pages, a database's page pool).
+ * Counted as the resident pages of the 2 MiB before each block, which holds nothing else of
+ * ours here. */
+Test(hugepages, the_header_of_a_2_mib_aligned_block_gets_no_huge_page) {
+    start_with("UMALLOC_HUGEPAGES=thp", NULL);
+    skip_without_thp();
+    enum { N = 8 };
+    const size_t two = (size_t)2 << 20;
+    char *big = um_malloc((size_t)260 << 20); /* umalloc uses 256 MiB: mappings of a segment's size are advised too */
+    cr_assert_not_null(big);
+    void *v[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(um_posix_memalign(&v[i], two, two), 0);
+        cr_assert_eq((uintptr_t)v[i] % two, 0);
+        memset(v[i], 1, two);
+    }
+    unsigned char vec[512];
+    size_t worst = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(mincore((char *)v[i] - two, two, vec), 0, "mincore: %s", strerror(errno));
+        size_t resident = 0;
+        for (size_t k = 0; k < sizeof vec; k++) resident += vec[k] & 1;
+        if (resident > worst) worst = resident;
+    }
+    for (int i = 0; i < N; i++) um_free(v[i]);
+    um_free(big);
+    cr_assert_leq(worst, 16, "%zu of the 512 pages before a 2 MiB-aligned block are resident (its header's, backed by a huge page)", worst);
 }
