@@ -105,7 +105,7 @@ UM_API int um_owns(const void *p) {
     if (p == NULL) return 0;
     um_segment_t *seg = umi_segment_lookup(p);
     if (seg == NULL) return 0;
-    if (seg->kind == UM_KIND_HUGE) return p == seg->pages[0].start;
+    if (seg->kind == UM_KIND_HUGE) return p == seg->pages[0].start && UM_SHARED_READ(seg->pages[0].slot) == UM_SLOT_USED; /* not a kept one */
     if (seg->kind == UM_KIND_EXTENT) return umi_extent_usable(seg, p) != 0;
     um_page_t *page = umi_page_of(seg, p);
     if (UM_SHARED_READ(page->slot) != UM_SLOT_USED) return 0;

@@ -262,7 +262,8 @@ static size_t check_registry(check_t *c, size_t *pooled, size_t *huge_usable) {
         }
         um_page_t *page = &seg->pages[0];
         uint8_t *end = (uint8_t *)seg->map_base + seg->map_size;
-        if (page->slot != UM_SLOT_USED || page->start <= (uint8_t *)seg || page->start >= end) { problem(c, "huge segment whose block lies outside its mapping", seg); continue; }
+        /* a freed block its thread keeps (core/huge.c) is UM_SLOT_DIRTY, and still counted live */
+        if ((page->slot != UM_SLOT_USED && page->slot != UM_SLOT_DIRTY) || page->start <= (uint8_t *)seg || page->start >= end) { problem(c, "huge segment whose block lies outside its mapping", seg); continue; }
         if (umi_segment_lookup(page->start) != seg) problem(c, "huge block the segment map does not find", page->start);
         *huge_usable += umi_huge_usable(seg, page->start);
     }

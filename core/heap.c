@@ -200,6 +200,7 @@ static void heap_retire(um_heap_t *heap) {
 void umi_heap_thread_done(um_heap_t *heap) {
     umi_safe_point();
     umi_extent_cache_flush(heap, true); /* before the tick: its blocks age with what the thread freed */
+    umi_huge_release_kept(heap, true);
     umi_extent_tick_all(UM_EXTENT_TICK_EXIT);
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false);
     if (!umi_heap_may_hand_off(heap)) {

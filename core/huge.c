@@ -66,6 +66,69 @@ static bool take_aligned(size_t size, size_t align, int node, um_huge_take_t *ou
     return true;
 }
 
+/* ---- a thread's kept block ------------------------------------------------------------------
+ * A thread that frees a huge block of a mapping of up to UM_HUGE_KEEP_MAX keeps it, whole and
+ * still registered, for its own next huge malloc that it fits without wasting more than half
+ * of it; of two, the bigger stays, so that buffers that vary a little in size find one that
+ * fits them all. Threads that each cycle buffers of a MiB or so (a buffer per request, a
+ * compression window) would otherwise each go through the shared cache's lock, the segment
+ * registry's and the shared counters on every malloc and free, and two threads on two cores
+ * spend more time handing those cache lines to each other than one thread takes for the work.
+ * So a keep and a take touch nothing shared: the block counts as live for the counters
+ * (umi_huge_live_bytes, the peak samples) until it is taken again or released, and the
+ * thread counts the reuse in its own statistics. UM_HUGE_KEEPERS threads at most keep one at a
+ * time (a place is taken at a thread's first keep and given back with the block): a thousand
+ * threads that each freed a buffer and went idle must not hold a thousand buffers. A kept block
+ * is free for the statistics' walk and the checker (its slot is UM_SLOT_DIRTY); it goes to the
+ * shared cache when its thread exits, at the thread's first sweep after the purge delay, or at
+ * the next after um_trim. Bigger blocks are rarer, and the shared cache serves them in pieces
+ * of any size, where a kept block serves only its thread and its size. */
+#define UM_HUGE_KEEP_MAX ((size_t)4 << 20)
+#define UM_HUGE_KEEPERS 64
+static _Atomic unsigned huge_keepers;
+
+static void huge_free_now(um_segment_t *seg);
+
+static bool huge_keep(um_segment_t *seg) {
+    um_heap_t *heap = umi_tl_heap;
+    um_segment_t *old = heap->huge_kept;
+    if (heap == &umi_heap_empty || heap->is_backup || seg->map_size > UM_HUGE_KEEP_MAX || (old != NULL && old->map_size >= seg->map_size)) return false;
+    if (!heap->huge_keeper) {
+        if (atomic_fetch_add_explicit(&huge_keepers, 1, UM_RELAXED) >= UM_HUGE_KEEPERS) {
+            atomic_fetch_sub_explicit(&huge_keepers, 1, UM_RELAXED);
+            return false;
+        }
+        heap->huge_keeper = 1;
+    }
+    seg->pages[0].is_zero = 0;
+    UM_SHARED_WRITE(seg->pages[0].slot, UM_SLOT_DIRTY);
+    heap->huge_kept = seg;
+    heap->huge_kept_ms = 0; /* its age starts at the next sweep (umi_huge_release_kept): no clock read here */
+    if (old != NULL) huge_free_now(old);
+    return true;
+}
+
+/* The kept block if it fits; if it does not, it goes to the shared cache, where this request
+ * may use it (grown by mremap, assembled with others): a thread whose next huge block is of
+ * another size has moved on from the one it kept. */
+static void *huge_take_kept(size_t size, int node) {
+    um_heap_t *heap = umi_tl_heap;
+    um_segment_t *seg = heap->huge_kept;
+    if (seg == NULL) return NULL;
+    heap->huge_kept = NULL;
+    uint8_t *block = seg->pages[0].start;
+    size_t usable = umi_huge_usable(seg, block);
+    if (usable < size || usable / 2 > size || (umi_numa_on && seg->node != node)) {
+        huge_free_now(seg);
+        return NULL;
+    }
+    UM_SAN_UNPOISON(block, usable);
+    UM_SHARED_WRITE(seg->pages[0].slot, UM_SLOT_USED);
+    UM_COUNT_ADD(heap->stats.huge_reuses, 1);
+    UM_COUNT_ADD(heap->stats.huge_reused_bytes, usable);
+    return block;
+}
+
 /* node: the placement key to map for (see numa/policy.h), or UMI_NUMA_UNSET for the caller's. */
 static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     umi_process_init();
@@ -82,6 +145,10 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         if (UM_UNLIKELY(umi_numa_on) && heap != NULL && !heap->is_backup && heap->numa_node != UMI_NUMA_UNSET) umi_heap_numa_check(heap);
     }
     node = want_node;
+    if (offset == UM_HUGE_HEADER) {
+        void *kept = huge_take_kept(size, want_node);
+        if (kept != NULL) return kept;
+    }
     um_huge_take_t got;
     uint8_t *base;
     unsigned page_kind;
@@ -189,11 +256,10 @@ void umi_huge_zero(um_segment_t *seg, void *p, size_t size) {
     memset((void *)hi, 0, (uintptr_t)p + size - hi);
 }
 
-UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
-    if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
-    umi_count_huge(-1, umi_huge_usable(seg, p));
-    UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
-    atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, p), UM_RELAXED);
+/* Freed for the counters, and its mapping to the shared cache or back to the OS. */
+static void huge_free_now(um_segment_t *seg) {
+    umi_count_huge(-1, umi_huge_usable(seg, seg->pages[0].start));
+    atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, seg->pages[0].start), UM_RELAXED);
     umi_segment_unregister(seg);
     umi_huge_index_remove(seg);
     /* the cache's pieces are read-write throughout: the next block there may be of any size */
@@ -201,6 +267,28 @@ UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi
     /* The cache keeps counting the bytes as mapped on the segment's node and page kind. */
     if (!umi_huge_cache_put(seg->map_base, seg->map_size, seg->node, seg->page_kind, seg->multi_vma)) huge_unmap(seg);
     umi_huge_cache_trim(false); /* a program that only makes huge blocks must still see them purged */
+}
+
+UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi_free_generic stays frameless */
+    if (UM_UNLIKELY(p != seg->pages[0].start)) { umi_warn_ptr("free of a pointer inside a large block:", p); return; }
+    if (UM_UNLIKELY(seg->pages[0].slot != UM_SLOT_USED)) { umi_double_free(p); return; } /* a kept block */
+    UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
+    if (!huge_keep(seg)) huge_free_now(seg);
+}
+
+void umi_huge_release_kept(um_heap_t *heap, bool all) {
+    um_segment_t *seg = heap->huge_kept;
+    if (seg != NULL && !all) {
+        uint64_t now = umi_os_now_ms();
+        if (heap->huge_kept_ms == 0) heap->huge_kept_ms = now;
+        if (umi_os_ms_since(heap->huge_kept_ms, now) < umi_purge_delay()) return;
+    }
+    heap->huge_kept = NULL;
+    if (seg != NULL) huge_free_now(seg);
+    if (heap->huge_keeper) { /* its place, for another thread */
+        heap->huge_keeper = 0;
+        atomic_fetch_sub_explicit(&huge_keepers, 1, UM_RELAXED);
+    }
 }
 
 /* Moved by its page tables to fresh address space (4 MiB-aligned, as every fresh huge mapping),

@@ -88,6 +88,7 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     size_t walked = sweep_queues(heap, force, false, &retired);
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     umi_extent_cache_flush(heap, force); /* the blocks it kept and did not use */
+    umi_huge_release_kept(heap, force);
     if (UM_UNLIKELY(umi_check_enabled)) umi_check_or_abort(false); /* the calling thread's heap */
     umi_extent_tick_all(UM_EXTENT_TICK_DUE);    /* arenas no thread allocates from now age and purge too */
     /* Segments that exited threads left: a couple each time, the oldest first, so that their

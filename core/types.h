@@ -321,6 +321,8 @@ typedef struct um_heap_stats_s {
     uint64_t calls[UM_CALLS];        /* entry points other than malloc and free (those are derived) */
     uint64_t internal_allocs;        /* blocks allocated by calloc, realloc, aligned_alloc... */
     uint64_t internal_frees;         /* blocks freed by realloc, free_sized... */
+    uint64_t huge_reuses;            /* huge blocks it freed and took again for its next one (core/huge.c): a free and a malloc each */
+    uint64_t huge_reused_bytes;      /* their usable bytes, as handed out again */
 } um_heap_stats_t;
 
 /* A thread's freed extent blocks of 20..64 KiB, kept for its next mallocs of the class
@@ -372,6 +374,9 @@ typedef struct um_heap_s {
     uint8_t extent_busy;                   /* ...and how many of them found it busy (core/extent.c) */
     uint8_t extent_cache_arena;            /* the arena of its blocks of 20..64 KiB, + 1 (0: none yet) */
     um_extent_cache_t extent_cache;        /* freed blocks of 20..64 KiB for its next mallocs */
+    struct um_segment_s *huge_kept;        /* a huge block it freed, kept for its next huge malloc (core/huge.c) */
+    uint64_t huge_kept_ms;                 /* when a sweep first saw it kept (0: not yet): released after the purge delay */
+    uint8_t huge_keeper;                   /* holds one of the UM_HUGE_KEEPERS places (core/huge.c) */
     /* The NUMA placement key its pages come from (numa/policy.h: its thread's node under
      * `local`), UMI_NUMA_UNSET before its first refill. Set on slow paths when there are
      * several nodes (umi_heap_numa_check); on one node it stays unset and unread. */

@@ -42,6 +42,9 @@ DESCRIPTIONS = {
     "buffers": "a buffer for each request: a big block allocated, a word written in each of its "
                "pages, checked and freed (1t: 128 KiB, one at a time; 2t: 64..448 KiB, log-uniform, "
                "2 live per thread)",
+    "buffers-1m": "a buffer of 1..1.125 MiB for each request, two threads: allocated, a word written "
+                  "in every 16th page, checked and freed (a compression window, a message body): "
+                  "blocks past the size where they are mapped on their own",
     "tree": "unbalanced binary search tree of 100k nodes (node + payload string each) built, "
             "walked and torn down, repeatedly",
     "threadchurn": "a thread per request: threads started one by one (1by1) or 8 at a time (batch8), "

@@ -14,7 +14,7 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 46 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
+#                  The 47 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
 #                  10-11 minutes on the 2-core machine; the instruction counts, the cost of
 #                  counting and the TLB pair bring make bench to 13-15
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
@@ -137,6 +137,7 @@ large-1t|1|c|large threads=1 iters=20|large threads=1 iters=10 max=16777216|850/
 large-2t|2|c|large threads=2 iters=30|large threads=2 iters=16 max=16777216|700/80
 buffers-1t|1|c|large threads=1 iters=1000000 live=1 min=131072 max=131072|large threads=1 iters=200000 live=1 min=131072 max=131072|300/60
 buffers-2t|2|c|large threads=2 iters=75000 live=2 min=65536 max=458752|large threads=2 iters=30000 live=2 min=65536 max=458752|1050/420
+buffers-1m-2t|2|c|large threads=2 iters=1000000 live=1 min=1048576 max=1179648 stride=65536|large threads=2 iters=200000 live=1 min=1048576 max=1179648 stride=65536|100/40
 tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=50000|450/60
 tree-2t|2|c|tree threads=2 rounds=12 nodes=100000|tree threads=2 rounds=4 nodes=50000|500/60
 threadchurn-1by1|1|c|threadchurn threads=7000 batch=1|threadchurn threads=2000 batch=1|330/80

@@ -17,6 +17,9 @@ static void add_heap(uint64_t *mallocs, uint64_t *frees, um_stats_t *out, const 
     for (size_t c = 0; c < UM_CALL_COUNT; c++) out->calls[c] += UM_SHARED_READ(h->calls[c]);
     *ia += UM_SHARED_READ(h->internal_allocs);
     *ifr += UM_SHARED_READ(h->internal_frees);
+    out->mallocs += UM_SHARED_READ(h->huge_reuses); /* a huge block freed and taken again by its thread */
+    out->frees += UM_SHARED_READ(h->huge_reuses);
+    out->usable_bytes += UM_SHARED_READ(h->huge_reused_bytes);
 }
 
 /* Per-node counts of `bytes` of a segment bound for placement key `node` (numa/policy.h):
@@ -61,6 +64,7 @@ static size_t segment_resident(const um_segment_t *seg, const touch_t *t) {
 }
 
 int umi_stats_snapshot(um_stats_t *out, int in_signal) {
+    uint64_t huge_kept = 0; /* freed huge blocks their threads keep */
     if (in_signal && umi_locks_held_by_me()) return -1;
     memset(out, 0, sizeof *out);
     out->version = UM_STATS_VERSION;
@@ -88,6 +92,15 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     for (um_segment_t *seg = umi_segment_registry; seg; seg = seg->all_next) {
         out->segments++;
         out->mapped_bytes += seg->map_size;
+        if (seg->kind == UM_KIND_HUGE && UM_SHARED_READ(seg->pages[0].slot) != UM_SLOT_USED) {
+            /* freed, kept by its thread (core/huge.c): its free is counted once it is taken or released */
+            huge_kept++;
+            out->metadata_bytes += UM_HUGE_HEADER;
+            out->free_bytes += seg->map_size - UM_HUGE_HEADER;
+            out->committed_bytes += seg->map_size;
+            node_add(out->node_committed_bytes, seg->node, seg->map_size);
+            continue;
+        }
         if (seg->kind == UM_KIND_HUGE) {
             size_t usable = umi_huge_usable(seg, seg->pages[0].start);
             out->large_blocks++;
@@ -162,7 +175,7 @@ int umi_stats_snapshot(um_stats_t *out, int in_signal) {
     }
     uint64_t huge_allocs = atomic_load_explicit(&umi_counters.huge_allocs, UM_RELAXED), huge_frees = atomic_load_explicit(&umi_counters.huge_frees, UM_RELAXED);
     out->mallocs += huge_allocs;
-    out->frees += huge_frees;
+    out->frees += huge_frees + huge_kept;
     out->live_blocks += out->large_blocks;
     out->live_bytes += out->large_bytes;
     out->usable_bytes += atomic_load_explicit(&umi_counters.huge_usable_total, UM_RELAXED);

@@ -245,8 +245,8 @@ Test(faults, one_percent_at_random, .timeout = 900) {
  * zero (a clean page slot; a cached huge mapping, which calloc then does not clear), so a
  * refused purge must not count as one. */
 Test(faults, refused_purge_keeps_calloc_zeroed) {
-    enum { SIZE = 3 << 20 };
-    void *big = um_malloc(SIZE), *other = um_malloc(SIZE / 4); /* too small to serve the calloc */
+    enum { SIZE = 12 << 20 }; /* both blocks too big for a thread to keep (core/huge.c): to the cache */
+    void *big = um_malloc(SIZE), *other = um_malloc(SIZE / 2); /* too small to serve the calloc */
     cr_assert(big != NULL && other != NULL);
     memset(big, 0xa5, SIZE);
     um_free(big); /* into the huge-block cache, resident */

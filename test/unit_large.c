@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include "base/options.h"
+#include "core/check.h"
+#include "core/internal.h"
 #include "test_util.h"
 
 Test(large, one_gib_block_rss_up_and_down, .timeout = 120)
@@ -386,4 +388,66 @@ Test(large, huge_blocks_made_and_freed_by_two_threads_are_always_found, .timeout
     for (uintptr_t i = 0; i < 2; i++) cr_assert_eq(pthread_create(&t[i], NULL, idx_worker, (void *)(i + 1)), 0);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     for (int i = 0; i < IDX_SLOTS; i++) um_free(atomic_exchange(&idx_shared[i], NULL));
+}
+
+/* A thread keeps the huge block it freed for its next huge malloc that the block fits (core/huge.c):
+ * not through the shared cache, whose lock and counters two threads cycling buffers would trade
+ * on every call. The kept block is free for the statistics and the checker, a second free of it
+ * is refused, and a malloc it does not fit sends it to the shared cache. */
+Test(large, a_thread_keeps_the_huge_block_it_freed_for_its_next_one, .timeout = 60)
+{
+    const size_t mib = TU_MiB;
+    unsigned char *p = um_malloc(mib);
+    cr_assert_not_null(p);
+    memset(p, 0x5a, mib);
+    size_t cached = atomic_load(&umi_huge_cached_bytes);
+    um_free(p);
+    cr_assert_eq(atomic_load(&umi_huge_cached_bytes), cached, "the freed block went to the shared cache, not kept");
+    um_stats_t s;
+    um_stats_get(&s);
+    cr_assert_eq(s.large_blocks, 0, "a kept block counted as live (%llu large blocks)", (unsigned long long)s.large_blocks);
+    cr_assert_eq(umi_check_heap(true), 0, "the heap check failed with a block kept");
+
+    unsigned char *q = um_malloc(mib - 8192); /* fits the kept block */
+    cr_assert_eq(q, p, "the next huge malloc of the thread did not get its kept block");
+    cr_assert_geq(um_malloc_usable_size(q), mib);
+    um_free(q);
+    if (!tu_is_asan()) um_free(q); /* a double free of the kept block: refused (ASan stops the program there, by design) */
+    unsigned char *a = um_malloc(mib), *b = um_malloc(mib);
+    cr_assert(a != NULL && b != NULL && a != b, "the block freed twice was handed out twice (%p, %p)", (void *)a, (void *)b);
+    um_free(b);
+    cached = atomic_load(&umi_huge_cached_bytes);
+    unsigned char *big = um_malloc(8 * mib); /* the kept block does not fit: to the shared cache */
+    cr_assert_not_null(big);
+    cr_assert_geq(atomic_load(&umi_huge_cached_bytes) + 8 * mib, cached + mib, "the kept block was not given to the shared cache");
+    um_free(big);
+    um_free(a);
+    um_stats_get(&s);
+    cr_assert_eq(s.large_blocks, 0);
+    cr_assert_eq(s.mallocs - s.frees, s.live_blocks, "mallocs %llu - frees %llu != live %llu", (unsigned long long)s.mallocs,
+                 (unsigned long long)s.frees, (unsigned long long)s.live_blocks);
+    cr_assert_eq(umi_check_heap(true), 0);
+}
+
+/* ...and gives it back when it exits: the next thread's block of that size is the same memory. */
+static void *free_one_huge_block(void *arg)
+{
+    unsigned char *p = um_malloc(TU_MiB);
+    cr_assert_not_null(p);
+    memset(p, 1, TU_MiB);
+    um_free(p);
+    *(void **)arg = p;
+    return NULL;
+}
+Test(large, a_kept_huge_block_goes_to_the_shared_cache_when_its_thread_exits, .timeout = 60)
+{
+    void *freed = NULL;
+    size_t cached = atomic_load(&umi_huge_cached_bytes);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_one_huge_block, &freed), 0);
+    pthread_join(t, NULL);
+    cr_assert_geq(atomic_load(&umi_huge_cached_bytes), cached + TU_MiB, "the exited thread's kept block is not in the shared cache");
+    void *p = um_malloc(TU_MiB);
+    cr_assert_eq(p, freed, "the exited thread's block was not reused");
+    um_free(p);
 }
