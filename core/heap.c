@@ -242,6 +242,7 @@ void umi_heap_orphan_others(void) {
         next = heap->reg_next;
         if (heap == self) continue;
         registry_remove(heap);
+        umi_huge_forget_kept(heap);
         heap->orphaned = 1;
         heap->reg_prev = NULL;
         heap->reg_next = heap_orphans;

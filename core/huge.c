@@ -80,8 +80,8 @@ static bool take_aligned(size_t size, size_t align, int node, um_huge_take_t *ou
  * time (a place is taken at a thread's first keep and given back with the block): a thousand
  * threads that each freed a buffer and went idle must not hold a thousand buffers. A kept block
  * is free for the statistics' walk and the checker (its slot is UM_SLOT_DIRTY); it goes to the
- * shared cache when its thread exits, at the thread's first sweep after the purge delay, or at
- * the next after um_trim. Bigger blocks are rarer, and the shared cache serves them in pieces
+ * shared cache when its thread exits, at the thread's first sweep a purge delay after a sweep
+ * first found it kept, or at the next sweep after um_trim. Bigger blocks are rarer, and the shared cache serves them in pieces
  * of any size, where a kept block serves only its thread and its size. */
 #define UM_HUGE_KEEP_MAX ((size_t)4 << 20)
 #define UM_HUGE_KEEPERS 64
@@ -274,6 +274,14 @@ UM_NOINLINE void umi_huge_free(um_segment_t *seg, void *p) { /* not inlined: umi
     if (UM_UNLIKELY(seg->pages[0].slot != UM_SLOT_USED)) { umi_double_free(p); return; } /* a kept block */
     UM_SAN_POISON(p, umi_huge_usable(seg, p)); /* ASan: a use after free of it is reported while it is cached */
     if (!huge_keep(seg)) huge_free_now(seg);
+}
+
+/* After fork, an orphan's kept block stays where it is, lost with the rest of the orphan; its
+ * place goes back, or a child of a process whose threads kept 64 blocks could keep none. */
+void umi_huge_forget_kept(um_heap_t *heap) {
+    if (!heap->huge_keeper) return;
+    heap->huge_keeper = 0;
+    atomic_fetch_sub_explicit(&huge_keepers, 1, UM_RELAXED);
 }
 
 void umi_huge_release_kept(um_heap_t *heap, bool all) {

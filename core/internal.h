@@ -442,6 +442,7 @@ void *umi_huge_alloc_onnode(size_t size, int node); /* um_malloc_onnode: mapped 
 void umi_huge_free(um_segment_t *seg, void *p);
 void umi_huge_zero(um_segment_t *seg, void *p, size_t size); /* calloc's clear of a reused huge block */
 void umi_huge_release_kept(um_heap_t *heap, bool all); /* its kept block, once the purge delay passed (all: now) */
+void umi_huge_forget_kept(um_heap_t *heap);           /* an orphan's, after fork: its place back */
 void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size);
 size_t umi_huge_usable(um_segment_t *seg, const void *p);
 extern _Atomic size_t umi_huge_live_bytes;

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include "core/internal.h"
 #include "test_util.h"
 
 enum { WORKERS = 4, KEPT = 64, SLOTS = 256 };
@@ -338,4 +339,50 @@ Test(fork, child_copies_no_page_of_other_threads, .timeout = 120)
      * (30-70 in all) are all it may copy; writing into the other thread's 512 pages is 512
      * faults more */
     cr_assert_lt(msg[0], 200, "the fork child took %ld page faults before fork returned: it wrote into the pages of the parent's other thread", msg[0]);
+}
+
+/* The places of threads that keep a freed huge block for their next one (core/huge.c, at most
+ * 64 at a time) held by the parent's other threads are the child's again: those threads do not
+ * exist there. A child of a process whose 64 threads each kept one keeps its own. */
+enum { KEEPERS = 64 };
+static pthread_barrier_t kept_all, kept_done;
+static void *keep_one_huge_block(void *arg)
+{
+    (void)arg;
+    void *p = um_malloc(TU_MiB);
+    if (!p)
+        tu_fail("um_malloc(1 MiB) failed");
+    um_free(p); /* kept by this thread */
+    pthread_barrier_wait(&kept_all);
+    pthread_barrier_wait(&kept_done);
+    return NULL;
+}
+
+Test(fork, a_child_keeps_huge_blocks_when_the_parents_threads_kept_theirs, .timeout = 120)
+{
+    pthread_t t[KEEPERS];
+    pthread_barrier_init(&kept_all, NULL, KEEPERS + 1);
+    pthread_barrier_init(&kept_done, NULL, KEEPERS + 1);
+    for (int i = 0; i < KEEPERS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, keep_one_huge_block, NULL), 0);
+    pthread_barrier_wait(&kept_all);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork failed");
+    if (pid == 0) {
+        void *p = um_malloc(TU_MiB);
+        if (!p)
+            _exit(2);
+        size_t cached = atomic_load(&umi_huge_cached_bytes);
+        um_free(p);
+        _exit(atomic_load(&umi_huge_cached_bytes) == cached ? 0 : 1); /* kept, not in the shared cache */
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    pthread_barrier_wait(&kept_done);
+    for (int i = 0; i < KEEPERS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&tu_fail_count), 0, "%s", tu_fail_msg);
+    cr_assert(WIFEXITED(st), "the child died (status %#x)", st);
+    cr_assert_eq(WEXITSTATUS(st), 0, "the child's freed huge block went to the shared cache: the parent's threads still hold every place");
 }
