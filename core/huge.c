@@ -26,10 +26,17 @@ static void huge_unmap(um_segment_t *seg) {
     umi_arena_unmap(seg->map_base, seg->map_size);
 }
 
+/* Live huge bytes: the core's count (statistics, the heap check) and hugepages/' (the thp
+ * threshold counts huge blocks whole). */
+static void live_add(int64_t bytes) {
+    atomic_fetch_add_explicit(&umi_huge_live_bytes, (size_t)bytes, UM_RELAXED);
+    umi_pages_whole_add(bytes);
+}
+
 static void huge_publish(um_segment_t *seg, uint8_t *block) {
     umi_huge_index_add(seg);
     umi_segment_register(seg);
-    atomic_fetch_add_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, block), UM_RELAXED);
+    live_add((int64_t)umi_huge_usable(seg, block));
     umi_count_huge(1, umi_huge_usable(seg, block));
 }
 
@@ -169,8 +176,8 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
         /* A big block is written through, typically: hugepages/ backs it with huge pages as
          * UMALLOC_HUGEPAGES says (transparent ones: one fault per 2 MiB instead of 512). */
         umi_heap_tend(); /* what the thread's heap emptied goes back first (core/page.c) */
-        base = umi_arena_map(map_size, map_align, want_node, true, &node, &page_kind);
-        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, true, &node, &page_kind);
+        base = umi_arena_map(map_size, map_align, want_node, UM_USE_BLOCK, &node, &page_kind);
+        if (base == NULL && umi_release_for_retry()) base = umi_arena_map(map_size, map_align, want_node, UM_USE_BLOCK, &node, &page_kind);
         if (base == NULL) { errno = ENOMEM; umi_count_failed(); return NULL; }
         is_zero = true;
     }
@@ -259,7 +266,7 @@ void umi_huge_zero(um_segment_t *seg, void *p, size_t size) {
 /* Freed for the counters, and its mapping to the shared cache or back to the OS. */
 static void huge_free_now(um_segment_t *seg) {
     umi_count_huge(-1, umi_huge_usable(seg, seg->pages[0].start));
-    atomic_fetch_sub_explicit(&umi_huge_live_bytes, umi_huge_usable(seg, seg->pages[0].start), UM_RELAXED);
+    live_add(-(int64_t)umi_huge_usable(seg, seg->pages[0].start));
     umi_segment_unregister(seg);
     umi_huge_index_remove(seg);
     /* the cache's pieces are read-write throughout: the next block there may be of any size */
@@ -354,7 +361,7 @@ void *umi_huge_realloc(um_segment_t *seg, void *p, size_t size) {
     umi_segment_register(nseg);
     if (failed) return NULL;
     size_t new_usable = umi_huge_usable(nseg, nseg->pages[0].start);
-    atomic_fetch_add_explicit(&umi_huge_live_bytes, new_usable - old_usable, UM_RELAXED);
+    live_add((int64_t)new_usable - (int64_t)old_usable);
     if (new_usable > old_usable) umi_count_huge(0, 0);
     return nseg->pages[0].start;
 }

@@ -255,7 +255,7 @@ static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
 
     int got_node;
     unsigned page_kind;
-    uint8_t *dst = umi_arena_map(size, UM_SEGMENT_SIZE, node, true, &got_node, &page_kind);
+    uint8_t *dst = umi_arena_map(size, UM_SEGMENT_SIZE, node, UM_USE_BLOCK, &got_node, &page_kind);
     if (dst == NULL || UM_PAGES_KIND(page_kind) >= UM_PAGES_2M) {
         /* A hugetlb mapping takes no small pages moved into it: it stays as it is, fresh. */
         for (size_t i = 0; i < nchunks; i++) leftover_put(&chunk[i], chunk[i].base, chunk[i].size);

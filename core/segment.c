@@ -87,7 +87,7 @@ bool umi_release_for_retry(void) {
  * mapped once for every thread, so each unit is bound for its taker's placement as it is taken:
  * pages not yet touched then land where the policy says (those of a unit used before stay where
  * they are; the mbind of part of a 1 GiB page is refused, and the kernel places those). */
-static um_segment_t *region_map(int want, bool fills, int *node, unsigned *kind) {
+static um_segment_t *region_map(int want, um_pages_use_t use, int *node, unsigned *kind) {
     bool dirty = false;
     umi_lock(&umi_cache_lock);
     void *unit = umi_pages_run_take(kind, &dirty);
@@ -103,7 +103,7 @@ static um_segment_t *region_map(int want, bool fills, int *node, unsigned *kind)
         return unit;
     }
     if (at == NULL) return NULL;
-    um_segment_t *seg = umi_arena_commit(at, UM_SEGMENT_SIZE, want, fills, node, kind);
+    um_segment_t *seg = umi_arena_commit(at, UM_SEGMENT_SIZE, want, use, node, kind);
     if (seg == NULL) {
         umi_lock(&umi_cache_lock);
         umi_region_put(at);
@@ -148,7 +148,7 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
  * (free()'s fast path takes every pointer in the region for a small block); on several NUMA
  * nodes, one bound for the same placement `node` (the cache is per node); with
  * `resident_only`, one that has resident slots. */
-static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_only, bool fills) {
+static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_only, um_pages_use_t use) {
     bool want_region = kind == UM_KIND_SMALL && small_in_region;
     umi_lock(&umi_cache_lock);
     /* The newest that fits, but first one still resident in the same layout: a segment of
@@ -163,7 +163,7 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
-    unsigned page_kind = umi_pages_for_reused_unit(seg, seg->page_kind, fills);
+    unsigned page_kind = umi_pages_for_reused_unit(seg, seg->page_kind, use);
     if (page_kind != seg->page_kind) { /* mapped for a user that filled little, or when umalloc used too little for THP */
         umi_lock(&umi_segments_lock);
         umi_count_mapped(seg, -1);
@@ -208,7 +208,7 @@ static void slot_holds_old_bytes(um_segment_t *seg, um_page_t *page, uint64_t no
     seg->dirty_pages++;
 }
 
-static um_segment_t *segment_moved_out(um_kind_t kind, int node, bool fills) {
+static um_segment_t *segment_moved_out(um_kind_t kind, int node, um_pages_use_t use) {
     if (!small_in_region || kind == UM_KIND_SMALL || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     umi_lock(&umi_cache_lock);
     um_segment_t *seg = NULL;
@@ -226,7 +226,7 @@ static um_segment_t *segment_moved_out(um_kind_t kind, int node, bool fills) {
         if (seg->pages[i].slot == UM_SLOT_DIRTY) dirty |= (uint64_t)1 << i;
     int got_node;
     unsigned got_kind;
-    uint8_t *dst = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, seg->node, fills, &got_node, &got_kind);
+    uint8_t *dst = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, seg->node, use, &got_node, &got_kind);
     if (dst == NULL) { cache_put(seg); return NULL; }
     umi_segment_unregister(seg);
     umi_segmap_clear(seg);
@@ -300,21 +300,21 @@ static um_segment_t *segment_moved_in(int node) {
 }
 
 /* A formatted, registered segment of `kind` for placement `want`, owned by nobody yet; backed by
- * transparent huge pages (where the policy says so) only for a user that `fills` it (see
+ * transparent huge pages (where the policy says so) only for a user that fills it (`use`, see
  * UM_THP_HEAP_SEGMENTS). */
-static um_segment_t *segment_get(um_kind_t kind, int want, bool fills) {
+static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
     /* Resident memory first, moved out of the region if need be, then any cached segment. */
-    um_segment_t *seg = segment_from_cache(kind, want, true, fills);
-    if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, fills);
-    if (seg == NULL) seg = segment_from_cache(kind, want, false, fills);
+    um_segment_t *seg = segment_from_cache(kind, want, true, use);
+    if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, use);
+    if (seg == NULL) seg = segment_from_cache(kind, want, false, use);
     if (seg == NULL) {
         /* (a program that lowered RLIMIT_AS may need the region's unused rest for the map) */
         if (!umi_segmap_ready() && !(umi_release_for_retry() && umi_segmap_ready())) return NULL;
         int node;
         unsigned page_kind = UM_PAGES_4K;
-        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, fills, &node, &page_kind) : NULL;
-        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, fills, &node, &page_kind);
-        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, fills, &node, &page_kind);
+        seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, use, &node, &page_kind) : NULL;
+        if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, use, &node, &page_kind);
+        if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, use, &node, &page_kind);
         if (seg == NULL) return NULL;
         /* the header, which segment_format writes: a small segment's whole, another's first OS page */
         if (page_kind == UM_PAGES_4K) umi_os_fault_in(seg, (uint8_t *)seg + (kind == UM_KIND_SMALL ? sizeof(um_segment_t) : 1));
@@ -342,16 +342,16 @@ static um_segment_t *segment_get(um_kind_t kind, int want, bool fills) {
  * working set outgrows the TLB's reach with 4 KiB pages, where huge pages pay. The process-wide
  * threshold of hugepages/ (umalloc's use as a whole) applies as well. */
 #define UM_THP_HEAP_SEGMENTS 4
-static bool heap_fills_segments(const um_heap_t *heap) {
+static um_pages_use_t heap_segment_use(const um_heap_t *heap) {
     size_t n = 0;
     for (const um_segment_t *s = heap->full_segments; s != NULL && n < UM_THP_HEAP_SEGMENTS; s = s->next) n++;
     for (size_t k = 0; k < UM_KIND_COUNT; k++)
         for (const um_segment_t *s = heap->segments[k]; s != NULL && n < UM_THP_HEAP_SEGMENTS; s = s->next) n++;
-    return n >= UM_THP_HEAP_SEGMENTS;
+    return n >= UM_THP_HEAP_SEGMENTS ? UM_USE_FILLED_SEGMENT : UM_USE_SEGMENT;
 }
 
 um_segment_t *umi_segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
-    um_segment_t *seg = segment_get(kind, want, heap_fills_segments(heap));
+    um_segment_t *seg = segment_get(kind, want, heap_segment_use(heap));
     if (seg == NULL) return NULL;
     atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
     heap->dirty_pages += seg->dirty_pages;
@@ -408,7 +408,7 @@ void umi_segment_release(um_heap_t *heap, um_segment_t *seg) {
 
 um_segment_t *umi_segment_take_unowned(um_kind_t kind) {
     /* the extent arenas' (core/extent.c): shared by every thread, their blocks 20 KiB and up */
-    return segment_get(kind, umi_numa_on ? umi_arena_current_node() : UMI_NUMA_UNBOUND, true);
+    return segment_get(kind, umi_numa_on ? umi_arena_current_node() : UMI_NUMA_UNBOUND, UM_USE_FILLED_SEGMENT);
 }
 
 /* The cache knows slots, not page maps: a segment comes back as an empty one of one large slot,

@@ -20,8 +20,8 @@
 /* One transparent huge page: below it advice buys nothing. */
 #define UM_THP_MIN UM_2M
 /* With UMALLOC_HUGEPAGES=thp, segments are advised once umalloc uses this much (and then only
- * those whose user fills them, see umi_pages_map): a heap that small fits in the TLB's reach
- * with 4 KiB pages, and a 2 MiB page faulted in for the first 64 KiB slot of a segment would
+ * those of heaps that fill them, UM_USE_FILLED_SEGMENT): a heap that small fits in the TLB's
+ * reach with 4 KiB pages, and a 2 MiB page faulted in for the first 64 KiB slot of a segment would
  * multiply its resident memory. What it uses is its huge blocks and runs whole, but of its
  * segments only what carving has surely touched (umi_pages_stats.touched), not what they map: a
  * thread maps a 4 MiB segment for the first block of each class of 64 KiB and more, so many
@@ -33,16 +33,7 @@
 #define UM_BACKOFF_MS 1000
 
 um_pages_stats_t umi_pages_stats;
-static _Atomic uint64_t segments_held; /* of umi_pages_stats.held, the segment-sized mappings */
 #define UM_UNIT_BYTES ((size_t)1 << UM_REGION_UNIT_SHIFT)
-static void held_add(size_t size) {
-    atomic_fetch_add_explicit(&umi_pages_stats.held, size, memory_order_relaxed);
-    if (size == UM_UNIT_BYTES) atomic_fetch_add_explicit(&segments_held, size, memory_order_relaxed);
-}
-static void held_sub(size_t size) {
-    atomic_fetch_sub_explicit(&umi_pages_stats.held, size, memory_order_relaxed);
-    if (size == UM_UNIT_BYTES) atomic_fetch_sub_explicit(&segments_held, size, memory_order_relaxed);
-}
 
 static unsigned mode = UM_PAGES_THP; /* UMALLOC_HUGEPAGES */
 static bool mode_set;                /* ... set in the environment (not the default) */
@@ -124,24 +115,28 @@ static bool huge_blocks_dense(void *p) {
     return true;
 }
 
+/* What umalloc uses, for the segments' threshold: huge blocks and runs whole, of segments what
+ * carving touched (um_pages_stats_t). */
+static uint64_t in_use(void) {
+    return atomic_load_explicit(&umi_pages_stats.whole, memory_order_relaxed) +
+           atomic_load_explicit(&umi_pages_stats.touched, memory_order_relaxed);
+}
+
 /* THP advice for a mapping the policy backs with 4 KiB pages in thp mode, or after a hugetlb
- * fall-back. In thp mode a segment-sized mapping is advised if its user fills it and umalloc
- * uses UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up once huge blocks are seen filled
- * (above). A fall-back from 2M or 1G is advised at once: the program asked for huge pages. */
-static unsigned advise(void *p, size_t size, bool is_unit, bool fills) {
+ * fall-back. In thp mode a segment is advised if its user fills it and umalloc uses
+ * UM_THP_SEGMENTS_FROM; a huge block from 2 MiB up once huge blocks are seen filled (above).
+ * A fall-back from 2M or 1G is advised at once: the program asked for huge pages. */
+static unsigned advise(void *p, size_t size, um_pages_use_t use) {
     if (mode == UM_PAGES_4K || size < UM_THP_MIN) return UM_PAGES_4K;
-    if (!is_unit && mode == UM_PAGES_THP && !huge_blocks_dense(p)) return UM_PAGES_4K;
-    if (is_unit && mode == UM_PAGES_THP) {
-        if (!fills) return UM_PAGES_4K;
-        uint64_t held = atomic_load_explicit(&umi_pages_stats.held, memory_order_relaxed);
-        uint64_t in_use = held - atomic_load_explicit(&segments_held, memory_order_relaxed) +
-                          atomic_load_explicit(&umi_pages_stats.touched, memory_order_relaxed);
-        if (in_use < UM_THP_SEGMENTS_FROM) return UM_PAGES_4K;
+    if (mode == UM_PAGES_THP) {
+        if (use == UM_USE_SEGMENT) return UM_PAGES_4K;
+        if (use == UM_USE_FILLED_SEGMENT && in_use() < UM_THP_SEGMENTS_FROM) return UM_PAGES_4K;
+        if (use == UM_USE_BLOCK && !huge_blocks_dense(p)) return UM_PAGES_4K;
     }
     return umi_os_advise_huge(p, size) ? UM_PAGES_THP : UM_PAGES_4K;
 }
 
-void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind) {
+void *umi_pages_map(size_t size, size_t align, um_pages_use_t use, unsigned *kind) {
     unsigned want = policy_kind(size, 0), k = want;
     for (; k >= UM_PAGES_2M; k--) {
         if (backing_off(k)) continue;
@@ -149,7 +144,6 @@ void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind) {
         void *p = umi_os_map_aligned_flags(size, a, umi_pages_hugetlb_flags(k));
         if (p != NULL) {
             if (k != want) umi_pages_fallback(want, k);
-            held_add(size);
             *kind = k;
             return p;
         }
@@ -157,20 +151,18 @@ void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind) {
     }
     void *p = umi_os_map_aligned(size, align);
     if (p == NULL) return NULL;
-    held_add(size);
-    *kind = advise(p, size, size == UM_UNIT_BYTES, fills);
+    *kind = advise(p, size, use);
     if (want >= UM_PAGES_2M) umi_pages_fallback(want, *kind);
     return p;
 }
 
-int umi_pages_commit(void *at, size_t size, bool fills, unsigned *kind) {
+int umi_pages_commit(void *at, size_t size, um_pages_use_t use, unsigned *kind) {
     unsigned want = policy_kind(size, (uintptr_t)at), k = want;
     if (umi_pages_exact && (want < UM_PAGES_2M || backing_off(want))) return -1; /* nothing mapped yet */
     for (; k >= UM_PAGES_2M; k--) {
         if (backing_off(k)) continue;
         if (umi_region_commit_flags(at, size, umi_pages_hugetlb_flags(k)) == 0) {
             if (k != want) umi_pages_fallback(want, k);
-            held_add(size);
             *kind = k;
             return 0;
         }
@@ -184,21 +176,14 @@ int umi_pages_commit(void *at, size_t size, bool fills, unsigned *kind) {
         if (want >= UM_PAGES_2M) umi_region_decommit_size(at, size); /* no hole left in the region */
         return -1;
     }
-    held_add(size);
-    *kind = advise(at, size, true, fills);
+    *kind = advise(at, size, use);
     if (want >= UM_PAGES_2M) umi_pages_fallback(want, *kind);
     return 0;
 }
 
-void umi_pages_unmap(void *p, size_t size) {
-    held_sub(size);
-    umi_os_unmap(p, size);
-}
+void umi_pages_unmap(void *p, size_t size) { umi_os_unmap(p, size); }
 
-void umi_pages_decommit(void *at, size_t size) {
-    held_sub(size);
-    umi_region_decommit_size(at, size);
-}
+void umi_pages_decommit(void *at, size_t size) { umi_region_decommit_size(at, size); }
 
 /* Without MADV_POPULATE_WRITE (before Linux 5.14), one write per page does it. The memory is
  * fresh, so it reads zero, and writing zero changes nothing. */
@@ -233,13 +218,13 @@ size_t umi_pages_block_size(size_t map_size) {
     return rounded < map_size ? map_size : rounded;
 }
 
-unsigned umi_pages_for_reused_unit(void *p, unsigned was, bool fills) {
+unsigned umi_pages_for_reused_unit(void *p, unsigned was, um_pages_use_t use) {
     if (was != UM_PAGES_4K || mode != UM_PAGES_THP) return was;
-    return advise(p, UM_UNIT_BYTES, true, fills);
+    return advise(p, UM_UNIT_BYTES, use);
 }
 
 unsigned umi_pages_for_huge_block(void *p, size_t size, unsigned was) {
     if (UM_PAGES_KIND(was) >= UM_PAGES_2M) return was;
-    unsigned got = advise(p, size, false, true);
+    unsigned got = advise(p, size, UM_USE_BLOCK);
     return got == UM_PAGES_THP ? (UM_PAGES_THP | (was & UM_PAGES_LOCKED)) : was;
 }

@@ -28,24 +28,43 @@
  * mapping with one at its first fault there. */
 #define UM_THP_BYTES ((size_t)2 << 20)
 
+/* What a mapping is for. In thp mode (the default) the advice for transparent huge pages
+ * depends on it (advise in hugepages/pagesize.c): told by the caller, never guessed from the
+ * mapping's size (a huge block aligned to 2 MiB maps exactly a segment's 4 MiB). */
+typedef enum um_pages_use_e {
+    UM_USE_SEGMENT,        /* a segment of a heap that holds a little: never advised */
+    UM_USE_FILLED_SEGMENT, /* a segment of a heap that fills them or of an extent arena, a
+                            * reserved run: advised once umalloc uses UM_THP_SEGMENTS_FROM */
+    UM_USE_BLOCK,          /* a huge block: advised once huge blocks are seen filled */
+} um_pages_use_t;
+
 /* What this layer counts itself (relaxed atomics, slow paths only; stats/ reads them). */
 typedef struct um_pages_stats_s {
     _Atomic uint64_t fallbacks;                 /* mappings that got a smaller page than the policy asked */
     _Atomic uint64_t idle[UM_PAGES_KINDS];      /* bytes of reserved runs held by no segment, by kind */
     _Atomic uint64_t idle_locked;               /* of those, locked */
-    _Atomic uint64_t held;                      /* bytes mapped through this layer now (segments, blocks, runs) */
     /* Bytes of segments the core has carved into blocks now, counting of a block bigger than an
      * OS page only that first page, which carving writes (the free-list link): what segments
      * surely have resident, as against what they hold (a segment is mapped whole, 4 MiB) and
      * what is carved (a program may touch a few bytes of each big block). Told by the core
      * (umi_pages_touched_add); read for the thp threshold. */
     _Atomic uint64_t touched;
+    /* Bytes in use whole: the usable bytes of the huge blocks handed out now (told by the core,
+     * umi_pages_whole_add) and the reservation's runs; read for the thp threshold. Counted by
+     * what is in use, not by what is mapped: a huge block's mapping is grown, moved, cut and
+     * pieced together in the core's cache by mremap, and a count of mapped bytes kept here
+     * would have to follow every one of those moves. */
+    _Atomic uint64_t whole;
 } um_pages_stats_t;
 extern um_pages_stats_t umi_pages_stats;
 /* The core carved (count > 0) or forgot (count < 0) `count` blocks of `block_size` bytes. */
 static inline void umi_pages_touched_add(int64_t count, size_t block_size) {
     int64_t per_block = block_size < 4096 ? (int64_t)block_size : 4096;
     atomic_fetch_add_explicit(&umi_pages_stats.touched, (uint64_t)(count * per_block), memory_order_relaxed);
+}
+/* The core handed out (bytes > 0) or took back (bytes < 0) that many usable bytes of huge blocks. */
+static inline void umi_pages_whole_add(int64_t bytes) {
+    atomic_fetch_add_explicit(&umi_pages_stats.whole, (uint64_t)bytes, memory_order_relaxed);
 }
 
 /* Read the options (once, at process start-up, after base/options). */
@@ -55,14 +74,12 @@ unsigned umi_pages_mode(void);
 
 /* Step 1. Map `size` bytes aligned to `align` outside the small-page region, backed as the
  * policy says; *kind gets what backs it. An empty hugetlb pool falls back to the next smaller
- * kind (counted; said once under UMALLOC_VERBOSE) and is not asked again for a while. `fills`:
- * the caller will fill the memory; in thp mode a segment-sized mapping is advised only then
- * (a thread's heap that holds a few segments already, an extent arena; not a thread that
- * holds a little, see core/segment.c). */
-void *umi_pages_map(size_t size, size_t align, bool fills, unsigned *kind);
+ * kind (counted; said once under UMALLOC_VERBOSE) and is not asked again for a while. `use`:
+ * what the mapping is for, which decides the advice for transparent huge pages in thp mode. */
+void *umi_pages_map(size_t size, size_t align, um_pages_use_t use, unsigned *kind);
 /* The same for [at, at + size), units taken from the small-page region (MAP_FIXED). 0 on
  * success, -1 on failure (the range is then the region's read-only zeros or PROT_NONE). */
-int umi_pages_commit(void *at, size_t size, bool fills, unsigned *kind);
+int umi_pages_commit(void *at, size_t size, um_pages_use_t use, unsigned *kind);
 /* The way back: unmap, or make the region's units read-only zeros again. Hugetlb pages go back
  * to their pool whole. */
 void umi_pages_unmap(void *p, size_t size);
@@ -84,9 +101,9 @@ static inline bool umi_pages_splittable(unsigned kind) {
 }
 
 /* A segment-sized unit mapped earlier with 4 KiB pages (`was`), taken again from a cache for a
- * user that `fills` it (see umi_pages_map): in thp mode, advised now if umalloc uses enough
+ * segment of that `use` (see umi_pages_map): in thp mode, advised now if umalloc uses enough
  * memory by now. Returns the kind that backs it. */
-unsigned umi_pages_for_reused_unit(void *p, unsigned was, bool fills);
+unsigned umi_pages_for_reused_unit(void *p, unsigned was, um_pages_use_t use);
 
 /* A huge block's mapping [p, p + size) assembled or grown from cached memory: advise
  * transparent huge pages where the policy does (from 2 MiB up). Returns the kind that backs

@@ -80,9 +80,11 @@ static run_t *run_map(size_t units, size_t align_units, bool permanent) {
     int node;
     unsigned kind;
     umi_pages_exact = !permanent; /* a 1 GiB run is of 1 GiB pages or nothing */
-    void *got = umi_arena_commit(base, size, -1, true, &node, &kind);
+    umi_pages_whole_add((int64_t)size); /* counted in use whole, before the advice looks */
+    void *got = umi_arena_commit(base, size, -1, UM_USE_FILLED_SEGMENT, &node, &kind);
     umi_pages_exact = false;
     if (got == NULL) {
+        umi_pages_whole_add(-(int64_t)size);
         for (size_t u = 0; u < units; u++) umi_region_put(base + u * UNIT);
         return NULL;
     }
@@ -176,6 +178,7 @@ void umi_pages_runs_trim(uint64_t now_ms, uint64_t delay_ms, bool force) {
         if (!force && now_ms - r->idle_since_ms < delay_ms) continue;
         size_t size = r->units * UNIT;
         umi_arena_decommit(r->base, size);
+        umi_pages_whole_add(-(int64_t)size);
         idle_add(r, size, -1);
         memset(unit_run + umi_region_unit_index(r->base), 0, r->units);
         for (size_t u = 0; u < r->units; u++) umi_region_put(r->base + u * UNIT);

@@ -11,9 +11,9 @@
 #include "os/os.h"
 #include "os/region.h"
 
-void *umi_arena_map(size_t size, size_t align, int node, bool fills, int *node_out, unsigned *kind_out) {
+void *umi_arena_map(size_t size, size_t align, int node, um_pages_use_t use, int *node_out, unsigned *kind_out) {
     unsigned kind;
-    void *p = umi_pages_map(size, align, fills, &kind);                                     /* 1 */
+    void *p = umi_pages_map(size, align, use, &kind);                                       /* 1 */
     if (p == NULL) return NULL;
     int bound = umi_numa_on ? umi_numa_bind(p, size, node) : UMI_NUMA_UNBOUND;       /* 2 */
     kind = umi_pages_settle(p, size, kind);                                           /* 3 */
@@ -30,9 +30,9 @@ void *umi_arena_map_at(void *p, size_t size, int node) {
     return p;                                                                          /* 3: the caller's */
 }
 
-void *umi_arena_commit(void *at, size_t size, int node, bool fills, int *node_out, unsigned *kind_out) {
+void *umi_arena_commit(void *at, size_t size, int node, um_pages_use_t use, int *node_out, unsigned *kind_out) {
     unsigned kind;
-    if (umi_pages_commit(at, size, fills, &kind) != 0) return NULL;                         /* 1 */
+    if (umi_pages_commit(at, size, use, &kind) != 0) return NULL;                           /* 1 */
     /* A commit maps the units afresh: the binding of their last use is gone with the old mapping. */
     int bound = umi_numa_on ? umi_numa_bind(at, size, node) : UMI_NUMA_UNBOUND;       /* 2 */
     kind = umi_pages_settle(at, size, kind);                                          /* 3 */
