@@ -11,7 +11,7 @@
  *      mremap, in place or moved to an aligned place: mremap moves page-table entries, never
  *      bytes, so the block gets resident memory that costs no fault and no clearing;
  *   2'. else, for malloc, by *assembly*: a fresh mapping into which mremap moves as many
- *      resident pieces as it takes to cover it;
+ *      resident pieces as it takes to cover it, each to an offset it keeps within 2 MiB;
  *   3. else (nothing resident cached) the caller maps fresh memory.
  * Pieces are purged (MADV_DONTNEED) after UMALLOC_PURGE_DELAY_MS and unmapped UM_RETAIN_MS later,
  * or earlier when the cache is over its byte or count limit (oldest first).
@@ -226,25 +226,55 @@ static bool take_grown(size_t size, int node, um_huge_take_t *out) {
     return true;
 }
 
-/* 3. Assembly: move resident pieces into a fresh mapping, largest first, until they cover it
- * (what they don't cover is faulted in fresh). The block is then several kernel VMAs, which
- * only matters to mremap: a realloc of it copies once (see umi_huge_realloc). */
+/* Whether bytes at `from` moved to offset `off` of a fresh mapping (which starts on a 2 MiB
+ * boundary: UM_SEGMENT_SIZE-aligned) keep their offset within 2 MiB. */
+static bool lands_congruent(const uint8_t *from, size_t off) { return (((uintptr_t)from - off) & (UM_THP_BYTES - 1)) == 0; }
+
+/* The resident piece on `node` to move to offset `off` of the block next, for the `want` bytes
+ * still uncovered: the largest whose bytes land there at their own offset within 2 MiB, taken
+ * from its end (its start stays for the block before it to grow into) or else from its front.
+ * *from gets where the bytes start. SIZE_MAX: none. Under the lock.
+ * Why only those: mremap moves the page tables of 2 MiB spans whole when source and target
+ * agree modulo 2 MiB, and otherwise entry by entry, and a page moved entry by entry costs about
+ * half a fresh fault at its next touch on a virtual machine that shadows the guest's page
+ * tables (docs/bench-notes.md); pieces moved so, cut and moved again, cost a program that
+ * cycles buffers of a few MiB more than faulting them in fresh. */
+static size_t piece_congruent(int node, size_t off, size_t want, uint8_t **from) {
+    size_t bi = SIZE_MAX;
+    for (size_t i = 0; i < piece_count; i++) {
+        const huge_piece_t *p = &pieces[i];
+        if (p->purged || p->node != node || (bi != SIZE_MAX && p->size <= pieces[bi].size)) continue;
+        uint8_t *end_cut = p->size <= want ? p->base : p->base + p->size - want;
+        if (lands_congruent(end_cut, off)) *from = end_cut;
+        else if (lands_congruent(p->base, off)) *from = p->base;
+        else continue;
+        bi = i;
+    }
+    return bi;
+}
+
+/* 3. Assembly: move resident pieces into a fresh mapping, largest first, each to an offset it
+ * keeps within 2 MiB (piece_congruent), until they cover it (what they don't cover is faulted
+ * in fresh). The block is then several kernel VMAs, which only matters to mremap: a realloc of
+ * it copies once (see umi_huge_realloc). */
 static bool take_assembled(size_t size, int node, um_huge_take_t *out) {
     enum { MAX_CHUNKS = 8 };
     huge_piece_t chunk[MAX_CHUNKS];
     size_t nchunks = 0, covered = 0;
     umi_lock(&umi_cache_lock);
     while (covered < size && nchunks < MAX_CHUNKS) {
-        size_t bi = piece_largest_resident(node, SIZE_MAX, false);
+        size_t want = size - covered;
+        uint8_t *from;
+        size_t bi = piece_congruent(node, covered, want, &from);
         if (bi == SIZE_MAX) break;
         huge_piece_t *p = &pieces[bi];
-        size_t want = size - covered;
         chunk[nchunks] = *p;
         if (p->size <= want) {
             piece_remove(bi);
-        } else { /* take its end: its start stays for the block before it to grow into */
-            chunk[nchunks].base = p->base + p->size - want;
+        } else {
+            chunk[nchunks].base = from;
             chunk[nchunks].size = want;
+            if (from == p->base) p->base += want;
             p->size -= want;
             atomic_fetch_sub_explicit(&umi_huge_cached_bytes, want, UM_RELAXED);
         }

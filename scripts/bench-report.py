@@ -45,6 +45,9 @@ DESCRIPTIONS = {
     "buffers-1m": "a buffer of 1..1.125 MiB for each request, two threads: allocated, a word written "
                   "in every 16th page, checked and freed (a compression window, a message body): "
                   "blocks past the size where they are mapped on their own",
+    "buffers-8m": "buffers of 1..8 MiB (log-uniform), two live, each replaced by one of another size: "
+                  "allocated, a word written in each of its pages, checked and freed (blocks that "
+                  "rarely fit the memory the last ones left)",
     "tree": "unbalanced binary search tree of 100k nodes (node + payload string each) built, "
             "walked and torn down, repeatedly",
     "threadchurn": "a thread per request: threads started one by one (1by1) or 8 at a time (batch8), "

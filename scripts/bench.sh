@@ -138,6 +138,7 @@ large-2t|2|c|large threads=2 iters=30|large threads=2 iters=16 max=16777216|700/
 buffers-1t|1|c|large threads=1 iters=1000000 live=1 min=131072 max=131072|large threads=1 iters=200000 live=1 min=131072 max=131072|300/60
 buffers-2t|2|c|large threads=2 iters=75000 live=2 min=65536 max=458752|large threads=2 iters=30000 live=2 min=65536 max=458752|1050/420
 buffers-1m-2t|2|c|large threads=2 iters=1000000 live=1 min=1048576 max=1179648 stride=65536|large threads=2 iters=200000 live=1 min=1048576 max=1179648 stride=65536|100/40
+buffers-8m-1t|1|c|large threads=1 iters=1500 live=2 min=1048576 max=8388608|large threads=1 iters=300 live=2 min=1048576 max=8388608|700/140
 tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=50000|450/60
 tree-2t|2|c|tree threads=2 rounds=12 nodes=100000|tree threads=2 rounds=4 nodes=50000|500/60
 threadchurn-1by1|1|c|threadchurn threads=7000 batch=1|threadchurn threads=2000 batch=1|330/80

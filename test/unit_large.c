@@ -222,6 +222,32 @@ Test(large, reuse_across_sizes_keeps_contents, .timeout = 120)
     um_free(c2);
 }
 
+/* Assembly moves a cached piece into a new block only to an offset it keeps within 2 MiB
+ * (core/huge_cache.c, piece_congruent). a and b, freed, are cached pieces that each start on a
+ * 4 MiB boundary, as fresh huge mappings do; c, bigger than both, takes a at its front, where
+ * a lands at its own offset, with a's bytes; b, whole, would land a's mapping further on, its
+ * header's page past a 2 MiB boundary: it stays cached, and c's rest is fresh memory. Moved there, each of b's pages
+ * would cost half a fresh fault at its next touch where the hypervisor shadows page tables. */
+Test(large, assembly_moves_pieces_only_to_their_own_offset_within_2_mib, .timeout = 60)
+{
+    const size_t a_n = 6 * TU_MiB, b_n = 5 * TU_MiB, c_n = 11 * TU_MiB + TU_MiB / 2;
+    unsigned char *a = um_malloc(a_n), *b = um_malloc(b_n);
+    cr_assert(a != NULL && b != NULL);
+    tu_fill(a, a_n, 1);
+    tu_fill(b, b_n, 2);
+    um_free(a); /* more than a thread keeps (core/huge.c): both go to the shared cache */
+    um_free(b);
+    cr_assert_geq(atomic_load(&umi_huge_cached_bytes), a_n + b_n, "the freed blocks are not in the cache");
+    unsigned char *c = um_malloc(c_n);
+    cr_assert_not_null(c);
+    size_t left = atomic_load(&umi_huge_cached_bytes);
+    cr_assert_eq(tu_check(c, a_n, 1), -1, "a's piece is not c's front");
+    cr_assert_geq(left, b_n, "b's piece was moved into c to another offset within 2 MiB (%zu B left cached)", left);
+    tu_fill(c, c_n, 3);
+    cr_assert_eq(tu_check(c, c_n, 3), -1);
+    um_free(c);
+}
+
 /* A heap of small blocks bigger than the segment cache used to hold (64 segments, 256 MiB), all
  * freed, then allocated again: the second round finds its segments in the cache, resident
  * (the purge delay has not passed), instead of mapping fresh ones and faulting every page in
