@@ -235,10 +235,11 @@ static bool lands_congruent(const uint8_t *from, size_t off) { return (((uintptr
  * from its end (its start stays for the block before it to grow into) or else from its front.
  * *from gets where the bytes start. SIZE_MAX: none. Under the lock.
  * Why only those: mremap moves the page tables of 2 MiB spans whole when source and target
- * agree modulo 2 MiB, and otherwise entry by entry, and a page moved entry by entry costs about
- * half a fresh fault at its next touch on a virtual machine that shadows the guest's page
- * tables (docs/bench-notes.md); pieces moved so, cut and moved again, cost a program that
- * cycles buffers of a few MiB more than faulting them in fresh. */
+ * agree modulo 2 MiB, and otherwise entry by entry, and under a hypervisor that traps the
+ * guest's page-table changes (shadow paging, nested guests: the VM umalloc is measured on) a
+ * page moved entry by entry costs about half a fresh fault at its next touch
+ * (docs/bench-notes.md); pieces moved so, cut and moved again, cost a program that cycles
+ * buffers of a few MiB more than faulting them in fresh. */
 static size_t piece_congruent(int node, size_t off, size_t want, uint8_t **from) {
     size_t bi = SIZE_MAX;
     for (size_t i = 0; i < piece_count; i++) {
