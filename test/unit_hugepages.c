@@ -302,6 +302,19 @@ static uint64_t mapped(void) {
     um_stats_get(&s);
     return s.mapped_bytes;
 }
+/* THP-mapped bytes while one thread running `holder` (hold_one_large_block, fill_segments)
+ * holds its blocks. */
+static uint64_t thp_while_one_thread(void *(*holder)(void *)) {
+    pthread_barrier_init(&thp_taken, NULL, 2);
+    pthread_barrier_init(&thp_checked, NULL, 2);
+    pthread_t one;
+    cr_assert_eq(pthread_create(&one, NULL, holder, NULL), 0);
+    pthread_barrier_wait(&thp_taken);
+    uint64_t thp = thp_mapped();
+    pthread_barrier_wait(&thp_checked);
+    pthread_join(one, NULL);
+    return thp;
+}
 
 Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
     start_with("UMALLOC_HUGEPAGES=thp", NULL);
@@ -324,23 +337,10 @@ Test(hugepages, thp_advice_counts_what_segments_use_not_what_they_map) {
     char *big = um_malloc((size_t)260 << 20); /* advised itself, from 2 MiB */
     cr_assert_not_null(big);
     uint64_t before = thp_mapped();
-    pthread_barrier_init(&thp_taken, NULL, 2);
-    pthread_barrier_init(&thp_checked, NULL, 2);
-    pthread_t one;
-    cr_assert_eq(pthread_create(&one, NULL, hold_one_large_block, NULL), 0);
-    pthread_barrier_wait(&thp_taken);
-    uint64_t after_one = thp_mapped();
-    pthread_barrier_wait(&thp_checked);
-    pthread_join(one, NULL);
+    uint64_t after_one = thp_while_one_thread(hold_one_large_block);
     cr_assert_eq(after_one, before, "a thread holding one block got a segment advised (THP %llu -> %llu B)",
                  (unsigned long long)before, (unsigned long long)after_one);
-    pthread_barrier_init(&thp_taken, NULL, 2);
-    pthread_barrier_init(&thp_checked, NULL, 2);
-    cr_assert_eq(pthread_create(&one, NULL, fill_segments, NULL), 0);
-    pthread_barrier_wait(&thp_taken);
-    uint64_t after_fill = thp_mapped();
-    pthread_barrier_wait(&thp_checked);
-    pthread_join(one, NULL);
+    uint64_t after_fill = thp_while_one_thread(fill_segments);
     um_free(big);
     cr_assert_geq(after_fill - before, UM_SEGMENT_SIZE, "no segment advised for a thread that filled 8 with a 260 MiB block in use (THP %llu -> %llu B)",
                   (unsigned long long)before, (unsigned long long)after_fill);
@@ -368,7 +368,7 @@ Test(hugepages, thp_advice_counts_a_big_block_by_its_first_page) {
 
 /* The threshold counts huge blocks by what is live, not by what was mapped: a block grown by
  * realloc moves to a bigger mapping with mremap (umi_huge_realloc), and a count of mapped bytes
- * that missed the move was taken below zero when the block was freed, from when on every
+ * that missed the move went below zero when the block was freed, and from then on every
  * segment of a heap that fills them was advised in a program using a few MiB. Here a buffer
  * doubled from 8 MiB to 512 MiB and freed, then a thread fills 8 segments: under 256 MiB in
  * use, none may be advised. */
@@ -384,14 +384,7 @@ Test(hugepages, thp_threshold_is_not_moved_by_a_huge_block_grown_and_freed) {
     }
     um_free(v);
     uint64_t before = thp_mapped();
-    pthread_barrier_init(&thp_taken, NULL, 2);
-    pthread_barrier_init(&thp_checked, NULL, 2);
-    pthread_t one;
-    cr_assert_eq(pthread_create(&one, NULL, fill_segments, NULL), 0);
-    pthread_barrier_wait(&thp_taken);
-    uint64_t after = thp_mapped();
-    pthread_barrier_wait(&thp_checked);
-    pthread_join(one, NULL);
+    uint64_t after = thp_while_one_thread(fill_segments);
     cr_assert_eq(after, before, "segments advised with 8 segments of blocks in use, after a block grown to 512 MiB was freed (THP %llu -> %llu B)",
                  (unsigned long long)before, (unsigned long long)after);
 }
