@@ -226,9 +226,9 @@ Test(large, reuse_across_sizes_keeps_contents, .timeout = 120)
  * (core/huge_cache.c, piece_congruent). a and b, freed, are cached pieces that each start on a
  * 4 MiB boundary, as fresh huge mappings do; c, bigger than both, takes a at its front, where
  * a lands at its own offset, with a's bytes; b, whole, would land a's mapping further on, its
- * header's page past a 2 MiB boundary: it stays cached, and c's rest is fresh memory. Moved there, each of b's pages
- * would cost half a fresh fault at its next touch under a hypervisor that traps page-table
- * changes. */
+ * header's page past a 2 MiB boundary: it stays cached, and c's rest is fresh memory. Moved
+ * there, each of b's pages would cost half a fresh fault at its next touch under a hypervisor
+ * that traps page-table changes. */
 Test(large, assembly_moves_pieces_only_to_their_own_offset_within_2_mib, .timeout = 60)
 {
     const size_t a_n = 6 * TU_MiB, b_n = 5 * TU_MiB, c_n = 11 * TU_MiB + TU_MiB / 2;
