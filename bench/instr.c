@@ -7,6 +7,7 @@
  *   instr pair N   p = malloc(32); free(p)                       (one op = one malloc + one free)
  *   instr ring N   64 live blocks of 32 B: free the oldest, malloc a new one
  *   instr rand N   the same ring with sizes drawn from 8..512 (a table of random sizes)
+ *   instr batch N  25 blocks of 32 KiB allocated, then all freed, over and over (N a multiple of 25)
  *
  * A warm-up of 10000 iterations runs first, uncounted, so the counted loops see the allocator
  * in its steady state.
@@ -28,8 +29,11 @@
 
 #define RING 64
 #define TABLE 4096
+#define BATCH 25
+#define BATCH_SIZE 32768
 
 static void *ring[RING];
+static void *batch[BATCH];
 static unsigned sizes[TABLE];
 void *volatile sink;
 
@@ -42,6 +46,13 @@ __attribute__((always_inline)) static inline void loop(int mode, long n)
             void *p = malloc(32);
             sink = p;
             free(p);
+        }
+    } else if (mode == 3) {
+        for (long i = 0; i < n; i += BATCH) {
+            for (int j = 0; j < BATCH; j++)
+                sink = batch[j] = malloc(BATCH_SIZE);
+            for (int j = 0; j < BATCH; j++)
+                free(batch[j]);
         }
     } else {
         for (long i = 0; i < n; i++) {
@@ -72,13 +83,13 @@ __attribute__((noinline)) void bench_instr_warm(int mode, long n)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: instr pair|ring|rand N\n");
+        fprintf(stderr, "usage: instr pair|ring|rand|batch N\n");
         return 2;
     }
     int mode = strcmp(argv[1], "pair") == 0 ? 0 : strcmp(argv[1], "ring") == 0 ? 1
-             : strcmp(argv[1], "rand") == 0 ? 2 : -1;
+             : strcmp(argv[1], "rand") == 0 ? 2 : strcmp(argv[1], "batch") == 0 ? 3 : -1;
     long n = atol(argv[2]);
-    if (mode < 0 || n < 0) {
+    if (mode < 0 || n < 0 || (mode == 3 && n % BATCH != 0)) {
         fprintf(stderr, "instr: bad arguments\n");
         return 2;
     }

@@ -21,6 +21,21 @@
  * A thread's exit and um_trim empty it. A block freed by another thread goes into the freeing
  * thread's cache: it belongs to no thread, only to its arena.
  *
+ * A stack grows when its class goes round through the arena all the time: a program that
+ * allocates a batch of such blocks and frees them all, over and over (a request's buffers,
+ * a batch of I/O blocks), has each of them above the stack's share go to the arena and come
+ * back, about a thousand instructions a pair, where the share only bounds a thread that keeps
+ * a few for long. So a free into a full stack doubles it instead (up to UM_ECACHE_GROWN_BYTES,
+ * and while the thread caches less than UM_ECACHE_THREAD_BYTES in all) when the stack missed
+ * UM_ECACHE_GROW_MISSES mallocs within UM_ECACHE_WINDOW_MS: a rate that a batch loop passes
+ * at once and a thread that frees its few blocks of a class at its exit does not (mstress's
+ * threads: their peak RSS went over the line with every fixed share bigger than this one, see
+ * docs/bench-notes.md). A grown stack that still misses that often (blocks of assorted classes
+ * allocated and freed at random, where the stacks' counts wander at random too) gained
+ * nothing and holds memory: a collection puts it back to the class's share, and it may grow
+ * again only UM_ECACHE_COOLDOWN collections later. A collection that finds blocks unused since
+ * the one before halves a grown stack too, and the thread's exit resets it.
+ *
  * A cached block is in use as far as its arena knows. It carries UM_FREE_MARK in its second
  * word, as a free small block does, so that a second free of it is reported (by the cache, or
  * by the arena when the block is in another thread's cache); the mark is cleared when the
@@ -33,10 +48,46 @@
 /* Per class: of the 20 KiB class 6 blocks, of the 64 KiB one 2. */
 #define UM_ECACHE_CLASS_BYTES ((size_t)128 << 10)
 _Static_assert(UM_ECACHE_CLASS_BYTES / (20 << 10) <= UM_ECACHE_SLOTS, "a stack holds the smallest class's share");
+/* A grown stack: at most this much of a class (16 blocks of 64 KiB; 32 of the smaller
+ * classes, UM_ECACHE_SLOTS), and stacks grow while the thread caches less than
+ * UM_ECACHE_THREAD_BYTES. */
+#define UM_ECACHE_GROWN_BYTES ((size_t)1 << 20)
+#define UM_ECACHE_THREAD_BYTES ((size_t)1 << 20)
+/* The rate of misses that grows a stack (see the top). */
+#define UM_ECACHE_GROW_MISSES 64
+#define UM_ECACHE_WINDOW_MS 50
+#define UM_ECACHE_COOLDOWN 64
 /* Collections at most this often: the sweep that runs them comes every 10 ms or more. */
 #define UM_ECACHE_COLLECT_MS 20
 
-static inline size_t class_cap(size_t bin) { return UM_ECACHE_CLASS_BYTES / umi_bin_size(bin); }
+static inline size_t class_share(size_t bin) { return UM_ECACHE_CLASS_BYTES / umi_bin_size(bin); }
+static inline size_t class_grown_max(size_t bin) {
+    size_t n = UM_ECACHE_GROWN_BYTES / umi_bin_size(bin);
+    return n < UM_ECACHE_SLOTS ? n : UM_ECACHE_SLOTS;
+}
+/* Stack k's capacity, set to the class's share at its first push (a division, which the frees
+ * of these classes would otherwise pay every time). */
+static inline size_t stack_cap(um_extent_cache_t *c, size_t k) {
+    if (UM_UNLIKELY(c->cap[k] == 0)) c->cap[k] = (uint8_t)class_share(UM_BIN_EXTENT_FIRST + k);
+    return c->cap[k];
+}
+
+/* A free found stack k full: double it if its class has gone round through the arena at the
+ * rate of a batch loop (see the top). Owner; the clock is read here only, on a path that is
+ * about to take an arena lock otherwise. */
+static bool stack_grow(um_extent_cache_t *c, size_t k) {
+    size_t bin = UM_BIN_EXTENT_FIRST + k, cap = c->cap[k], max = class_grown_max(bin);
+    if (c->misses[k] < UM_ECACHE_GROW_MISSES || cap >= max || c->cooldown[k] != 0 || c->bytes >= UM_ECACHE_THREAD_BYTES) return false;
+    uint64_t now = umi_os_now_ms();
+    if (now - c->window_ms > UM_ECACHE_WINDOW_MS) { /* too slow: count again from now */
+        for (size_t j = 0; j < UM_ECACHE_BINS; j++) c->misses[j] = 0;
+        c->window_ms = now;
+        return false;
+    }
+    c->cap[k] = (uint8_t)(2 * cap < max ? 2 * cap : max);
+    c->misses[k] = 0;
+    return true;
+}
 
 /* The n oldest blocks of class k (the bottom of its stack) back to their arenas. */
 static void flush_oldest(um_extent_cache_t *c, size_t k, size_t n) {
@@ -54,7 +105,10 @@ void *umi_extent_cache_pop(um_heap_t *heap, size_t bin) {
     if (bin > UM_BIN_ECACHE_LAST) return NULL;
     um_extent_cache_t *c = &heap->extent_cache;
     size_t k = bin - UM_BIN_EXTENT_FIRST;
-    if (c->count[k] == 0) return NULL;
+    if (c->count[k] == 0) {
+        if (c->misses[k] != UINT16_MAX) c->misses[k]++;
+        return NULL;
+    }
     void *p = c->blocks[k][--c->count[k]];
     if (c->count[k] < c->low[k]) c->low[k] = c->count[k];
     size_t size = umi_bin_size(bin);
@@ -77,7 +131,7 @@ bool umi_extent_cache_push(um_segment_t *seg, void *p) {
     if (UM_UNLIKELY(umi_key_get(p) == UM_FREE_MARK)) { umi_double_free(p); return true; }
     um_extent_cache_t *c = &heap->extent_cache;
     size_t k = bin - UM_BIN_EXTENT_FIRST;
-    if (c->count[k] >= class_cap(bin)) flush_oldest(c, k, (c->count[k] + 1u) / 2);
+    if (c->count[k] >= stack_cap(c, k) && !stack_grow(c, k)) flush_oldest(c, k, (c->count[k] + 1u) / 2);
     umi_key_set(p, UM_FREE_MARK);
     UM_SAN_POISON(p, size);
     c->blocks[k][c->count[k]++] = p;
@@ -88,12 +142,31 @@ bool umi_extent_cache_push(um_segment_t *seg, void *p) {
 
 void umi_extent_cache_flush(um_heap_t *heap, bool all) {
     um_extent_cache_t *c = &heap->extent_cache;
-    if (c->bytes == 0) return;
+    if (all) { /* the next thread of a handed-off heap starts from the first shares */
+        for (size_t k = 0; k < UM_ECACHE_BINS; k++) c->cap[k] = c->cooldown[k] = 0; /* 0: the share */
+        for (size_t k = 0; k < UM_ECACHE_BINS; k++) c->misses[k] = 0;
+    }
     uint64_t now = umi_os_now_ms();
     if (!all && now - c->collected_ms < UM_ECACHE_COLLECT_MS) return;
-    for (size_t k = 0; k < UM_ECACHE_BINS; k++) {
-        flush_oldest(c, k, all ? c->count[k] : (c->low[k] + 1u) / 2);
-        c->low[k] = c->count[k];
+    for (size_t k = 0; k < UM_ECACHE_BINS && !all; k++) {
+        if (c->cooldown[k] != 0) c->cooldown[k]--;
+        size_t share = class_share(UM_BIN_EXTENT_FIRST + k);
+        if (c->cap[k] <= share) continue; /* not grown */
+        if (c->misses[k] >= UM_ECACHE_GROW_MISSES) { /* grown in vain */
+            c->cap[k] = (uint8_t)share;
+            c->cooldown[k] = UM_ECACHE_COOLDOWN;
+        } else if (c->low[k] != 0) { /* some of it unused since the last collection */
+            size_t half = c->cap[k] / 2;
+            c->cap[k] = (uint8_t)(half > share ? half : share);
+        }
     }
+    for (size_t k = 0; k < UM_ECACHE_BINS; k++) {
+        size_t n = all ? c->count[k] : (c->low[k] + 1u) / 2;
+        if (c->count[k] > stack_cap(c, k) + n) n = c->count[k] - stack_cap(c, k); /* a stack cut back */
+        flush_oldest(c, k, n);
+        c->low[k] = c->count[k];
+        c->misses[k] = 0;
+    }
+    c->window_ms = now;
     c->collected_ms = now;
 }

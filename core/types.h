@@ -81,7 +81,7 @@ _Static_assert(UM_BIN_EXTENT_FIRST == UM_BIN_FINE_LAST + 4 * (14 - UM_FINE_SHIFT
 #define UM_BIN_ECACHE_LAST 64
 _Static_assert(UM_BIN_ECACHE_LAST == UM_BIN_FINE_LAST + 4 * (16 - UM_FINE_SHIFT), "the 64 KiB (2^16) class");
 #define UM_ECACHE_BINS (UM_BIN_ECACHE_LAST - UM_BIN_EXTENT_FIRST + 1)
-#define UM_ECACHE_SLOTS 8 /* at most this many blocks of a class; fewer of the bigger ones (UM_ECACHE_CLASS_BYTES) */
+#define UM_ECACHE_SLOTS 32 /* at most this many blocks of a class (a grown stack's; core/extent_cache.c) */
 #define UM_EXTENT_PAGE_SHIFT 12
 #define UM_EXTENT_PAGES (UM_SEGMENT_SIZE >> UM_EXTENT_PAGE_SHIFT) /* 1024 a segment */
 #define UM_EXTENT_WORDS (UM_EXTENT_PAGES / 64)
@@ -332,6 +332,12 @@ typedef struct um_extent_cache_s {
     uint8_t count[UM_ECACHE_BINS];  /* blocks in each stack */
     uint8_t low[UM_ECACHE_BINS];    /* each stack's lowest count since the last collection: blocks
                                      * below it were not used meanwhile */
+    uint8_t cap[UM_ECACHE_BINS];    /* blocks each stack holds before a free gives half back: the
+                                     * class's share (UM_ECACHE_CLASS_BYTES) or more; 0 until its first push */
+    uint16_t misses[UM_ECACHE_BINS]; /* mallocs each stack could not serve since window_ms */
+    uint8_t cooldown[UM_ECACHE_BINS]; /* collections to go before a stack whose growth did not
+                                     * stop its misses may grow again */
+    uint64_t window_ms;             /* start of the window the misses are counted in */
     size_t bytes;                   /* in all stacks (statistics: free, not live) */
     uint64_t collected_ms;          /* when unused blocks last went back to their arenas */
 } um_extent_cache_t;

@@ -10,6 +10,8 @@
 #   pair  p = malloc(32); free(p)                      one op = one malloc + one free
 #   ring  64 live 32-byte blocks: free the oldest, malloc a new one
 #   rand  the same ring with sizes from 8..512
+#   batch 25 blocks of 32 KiB allocated, then all freed (a batch bigger than a thread caches of
+#         a class at first)
 # The program counts N iterations and then 2N iterations as two separate parts (callgrind client
 # requests, --collect-atstart=no); instructions per op = (Ir(2N) - Ir(N)) / N, so start-up,
 # first-touch and call costs cancel. Two numbers per test: the whole loop iteration, and the part
@@ -151,10 +153,10 @@ echo "allocator,test,n,ir_n,ir_2n,instr_per_op,alloc_ir_n,alloc_ir_2n,alloc_inst
 status=0
 printf 'Instructions per operation: callgrind Ir, (Ir(2N) - Ir(N)) / N with N = %d\n' "$N"
 printf 'first the whole loop iteration, then [in brackets] the part spent in the allocator\n'
-printf '%-16s %16s %16s %16s\n' allocator 'pair' 'ring64' 'rand8-512'
+printf '%-16s %16s %16s %16s %16s\n' allocator 'pair' 'ring64' 'rand8-512' 'batch25x32K'
 for a in "${LIST[@]}"; do
     row=$(printf '%-16s' "$a")
-    for t in pair ring rand; do
+    for t in pair ring rand batch; do
         if r=$(measure "$a" "$t"); then
             read -r tot v <<<"$r"
             read -r p1 p2 o1 o2 <"$TMP/ir.$a.$t"
@@ -168,6 +170,7 @@ for a in "${LIST[@]}"; do
     echo "$row"
 done
 echo "(pair: malloc(32)+free; ring64: free the oldest of 64 live blocks + malloc(32); rand8-512: the"
-echo " same with random sizes. One op = one malloc + one free. The loop itself costs ~10 instructions.)"
+echo " same with random sizes; batch25x32K: 25 mallocs of 32 KiB, then their 25 frees. One op = one"
+echo " malloc + one free. The loop itself costs ~10 instructions.)"
 echo "raw: $CSV"
 exit $status

@@ -490,8 +490,9 @@ def main():
         with open(args.instr) as f:
             instr = list(csv.DictReader(f))
     instr_allocs = sorted({r["allocator"] for r in instr}, key=lambda a: ORDER.index(a) if a in ORDER else 99)
-    tests = [t for t in ("pair", "ring", "rand") if any(r["test"] == t for r in instr)]
-    tnames = {"pair": "malloc(32)+free", "ring": "ring of 64, 32 B", "rand": "ring of 64, 8..512 B"}
+    tests = [t for t in ("pair", "ring", "rand", "batch") if any(r["test"] == t for r in instr)]
+    tnames = {"pair": "malloc(32)+free", "ring": "ring of 64, 32 B", "rand": "ring of 64, 8..512 B",
+              "batch": "batches of 25, 32 KiB"}
     ivals = {tnames[t]: {} for t in tests}
     for r in instr:
         if r["test"] in tnames and r.get("alloc_instr_per_op"):

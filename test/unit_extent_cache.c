@@ -214,6 +214,69 @@ Test(extent_cache, unused_blocks_go_back_and_used_ones_stay) {
     cr_assert_eq(um_check_heap(), 0);
 }
 
+/* A batch of blocks allocated and freed again, over and over, larger than a stack's share (25
+ * of 32 KiB, a share of 4): the stack grows until it holds the batch, and the arena hands out
+ * no more blocks. Without the growth every round took 21 blocks from the arena and gave them
+ * back, about a thousand instructions a pair. */
+enum { BATCH = 25, BATCH_SIZE = 32 * TU_KiB };
+static void batch_round(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        v[i] = um_malloc(BATCH_SIZE);
+        cr_assert_not_null(v[i]);
+        v[i][0] = (char)i;
+    }
+    for (size_t i = 0; i < n; i++) um_free(v[i]);
+}
+
+Test(extent_cache, a_stack_grows_to_hold_a_batch_freed_and_allocated_again) {
+    need_extents();
+    size_t bin = umi_bin_of(BATCH_SIZE);
+    char *v[BATCH];
+    for (int round = 0; round < 40; round++) batch_round(v, BATCH);
+    uint64_t from_arena = arena_mallocs(bin);
+    for (int round = 0; round < 10; round++) batch_round(v, BATCH);
+    cr_assert_eq(arena_mallocs(bin), from_arena, "the arena still handed out %llu blocks in 10 rounds",
+                 (unsigned long long)(arena_mallocs(bin) - from_arena));
+    cr_assert_geq(cached(bin), BATCH);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
+/* Misses at a slow rate (a thread that allocates a block now and then, frees its few at its
+ * exit) grow no stack: 100 misses 1 ms apart, then frees that overflow the stack. */
+Test(extent_cache, misses_at_a_slow_rate_grow_no_stack) {
+    need_extents();
+    size_t bin = umi_bin_of(BATCH_SIZE), k = bin - UM_BIN_EXTENT_FIRST;
+    char *v[100];
+    for (int i = 0; i < 100; i++) {
+        cr_assert_not_null(v[i] = um_malloc(BATCH_SIZE));
+        tu_sleep_ms(1);
+    }
+    for (int i = 0; i < 100; i++) um_free(v[i]);
+    cr_assert_eq(umi_tl_heap->extent_cache.cap[k], 4, "the stack grew to %u", umi_tl_heap->extent_cache.cap[k]);
+    cr_assert_leq(cached(bin), 4);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
+/* A batch larger than a grown stack (100 blocks of 32 KiB, the stack's most is 32) goes on
+ * missing: the next collection puts the stack back to its share, and it does not grow again
+ * at once. */
+Test(extent_cache, a_stack_grown_in_vain_goes_back_to_its_share) {
+    need_extents();
+    size_t bin = umi_bin_of(BATCH_SIZE), k = bin - UM_BIN_EXTENT_FIRST;
+    um_extent_cache_t *c = &umi_tl_heap->extent_cache;
+    static char *v[100];
+    for (int round = 0; round < 20; round++) batch_round(v, 100);
+    cr_assert_gt(c->cap[k], 4, "precondition: the stack grew (its cap is %u)", c->cap[k]);
+    tu_sleep_ms(25);
+    batch_round(v, 100); /* misses since the last collection */
+    umi_extent_cache_flush(umi_tl_heap, false);
+    cr_assert_eq(c->cap[k], 4, "a stack that still missed kept its growth (%u)", c->cap[k]);
+    cr_assert_leq(cached(bin), 4);
+    for (int round = 0; round < 20; round++) batch_round(v, 100);
+    cr_assert_eq(c->cap[k], 4, "the stack grew again at once (%u)", c->cap[k]);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
 /* Cached blocks are free for the statistics: live bytes and blocks come back to where they were,
  * the class counts each malloc and free once, and the cached bytes count as free. */
 Test(extent_cache, statistics_count_cached_blocks_free) {
