@@ -343,8 +343,8 @@ plot {", ".join(plots)}
 
 
 TLB_TITLE = "## TLB-bound workloads and huge pages"
-TLB_WORKLOADS = [("chase", "random pointer chase over 1 GiB of 64-byte nodes"),
-                 ("hash", "random lookups in a 10 M-entry chained hash table")]
+TLB_WORKLOADS = [("chase", "random pointer chase over 512 MiB of 64-byte nodes"),
+                 ("hash", "random lookups in a 5 M-entry chained hash table")]
 
 
 def tlb_section(csv_path, meta_path):
