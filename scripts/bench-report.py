@@ -551,14 +551,14 @@ def main():
              "a Williams design, in which each allocator runs right after each other one once in %d rounds), "
              "so that drift on this shared machine hits all alike and no allocator always follows the same one "
              "(on this VM a run's page faults cost more or less depending on what the previous process freed: "
-             "see scripts/bench.sh); each workload first gets one unrecorded warm-up run. Every number is the **median of %s runs**." % (
+             "see scripts/bench.sh); the real programs (python, sqlite, redis) first get one unrecorded warm-up run. Every number is the **median of %s runs**." % (
                  order(0), order(1), n, runs))
     L.append("- `bench/runner.c` forks and execs each run and reads `wait4()`'s rusage: wall time (monotonic clock, "
              "fork to reap), CPU time = user + sys, peak RSS = `ru_maxrss`. For redis the wall time is the "
              "redis-benchmark client's run; CPU time and peak RSS are the server's.")
     L.append("- Every workload checks its own results (tags written into each block and checked before free, "
              "checksums) and prints a checksum line; a run that exits non-zero, dies, times out or prints a "
-             "checksum other than the glibc warm-up run's counts as **FAIL**.")
+             "checksum other than glibc's (its first run; the warm-up run's for the real programs) counts as **FAIL**.")
     L.append("- A multi-threaded workload shares the total work given in its arguments among its threads. "
              "Sizes are set so that each run takes roughly 0.3 to 1.5 s under glibc; the `-2t` rows mostly "
              "do more work than the `-1t` rows (see *Workloads*), so compare allocators within a row, "

@@ -14,9 +14,10 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 47 rows (each about 0.3-0.8 s under glibc, rptest 3 s) x 5 allocators x 5 runs take
-#                  10-11 minutes on the 2-core machine; the instruction counts, the cost of
-#                  counting and the TLB pair bring make bench to 13-15
+#                  The 48 rows (each about 0.25-0.7 s under glibc, rptest 2 s) x 5 allocators x 5 runs
+#                  take 8-10.5 minutes on the 2-core machine (its slow phases stretch every run by
+#                  about a quarter); the instruction counts, the cost of counting and the TLB pair
+#                  bring make bench to 10-13.5
 #   ALLOCS="..."   subset of: glibc jemalloc mimalloc tcmalloc umalloc, umalloc-nostats
 #                  (build/nostats/libumalloc.so, statistics compiled out: what counting costs) and
 #                  umalloc-secure (build/libumalloc-secure.so, the hardened build: what it costs);
@@ -448,9 +449,9 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && [ "$QUICK" != 1 ] && command -v valgrind >/de
 fi
 
 # --- TLB-bound workloads and huge pages (issue 13) -----------------------------------------------
-# scripts/bench-tlb.sh: 1 GiB pointer chase and 10 M-entry hash table under every huge-page mode of
-# umalloc and of the peers; about 3 minutes with its 2 runs. TLB=0 leaves it out; QUICK runs it
-# at a tenth of the sizes, once.
+# scripts/bench-tlb.sh: 512 MiB pointer chase and 5 M-entry hash table under every huge-page mode
+# of umalloc and of the peers; about a minute with its 2 runs. TLB=0 leaves it out; QUICK runs it
+# at smaller sizes, once.
 if [ "${TLB:-1}" != 0 ]; then
     say "bench: TLB-bound workloads (scripts/bench-tlb.sh)"
     if [ "$QUICK" = 1 ]; then
