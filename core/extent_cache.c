@@ -142,10 +142,8 @@ bool umi_extent_cache_push(um_segment_t *seg, void *p) {
 
 void umi_extent_cache_flush(um_heap_t *heap, bool all) {
     um_extent_cache_t *c = &heap->extent_cache;
-    if (all) { /* the next thread of a handed-off heap starts from the first shares */
-        for (size_t k = 0; k < UM_ECACHE_BINS; k++) c->cap[k] = c->cooldown[k] = 0; /* 0: the share */
-        for (size_t k = 0; k < UM_ECACHE_BINS; k++) c->misses[k] = 0;
-    }
+    if (all) /* the next thread of a handed-off heap starts from the shares (cap 0) */
+        for (size_t k = 0; k < UM_ECACHE_BINS; k++) c->cap[k] = c->cooldown[k] = 0;
     uint64_t now = umi_os_now_ms();
     if (!all && now - c->collected_ms < UM_ECACHE_COLLECT_MS) return;
     for (size_t k = 0; k < UM_ECACHE_BINS && !all; k++) {
