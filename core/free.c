@@ -87,30 +87,49 @@ UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
     if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(b);
 }
 
+/* The pointers free()'s fast path could not place: NULL, a block of an extent or huge segment,
+ * or a pointer that is not ours. Kept out of umi_free_generic so that its common case, which
+ * calls nothing, saves no registers. */
+static UM_NOINLINE void free_unpooled(um_segment_t *seg, void *p) {
+    if (seg == NULL) {
+        if (p == NULL) umi_count_null_free(); /* NULL has no map entry either: tested only here */
+        else umi_free_foreign(p);
+    } else if (seg->kind == UM_KIND_HUGE) umi_huge_free(seg, p);
+    else umi_extent_free(seg, p);
+}
+
+/* The owner's free emptied the page: retired at once, unless it is its bin's only page, which
+ * umi_page_retire keeps (a program that allocates and frees one block of the size in a loop
+ * would otherwise give the page back and set up another every time); that case, a loop's every
+ * free, is told here without the call. An orphan's page in a fork child may carry this
+ * thread's id too (see full_page_refilled): left alone. */
+static UM_NOINLINE void page_emptied(um_page_t *page) {
+    um_heap_t *heap = umi_tl_heap;
+    if (atomic_load_explicit(&page->heap, UM_RELAXED) != heap) return;
+    const um_page_queue_t *q = &heap->queues[page->bin];
+    if (q->first == page && page->next == NULL) return;
+    umi_page_retire(heap, page);
+}
+
 /* Medium and large blocks come here on every free (they are outside the small-page region), so
  * the owner's plain case is finished inline, with no call and no division: the fast path's
  * push, after a check that p starts a block, and with the emptiness test the fast path leaves
- * out (a page emptied here is retired at once). */
+ * out. */
 UM_NOINLINE void umi_free_generic(void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
-    if (UM_UNLIKELY(seg == NULL)) {
-        if (p == NULL) umi_count_null_free(); /* NULL has no map entry either: tested only here */
-        else umi_free_foreign(p);
-        return;
-    }
-    if (seg->kind == UM_KIND_HUGE) { umi_huge_free(seg, p); return; }
-    if (seg->kind == UM_KIND_EXTENT) { umi_extent_free(seg, p); return; }
-    um_page_t *page = umi_page_of(seg, p);
-    um_page_hot_t *hot = umi_page_hot_in(seg, page);
+    if (UM_UNLIKELY(seg == NULL || seg->kind >= UM_KIND_HUGE)) { free_unpooled(seg, p); return; }
+    _Static_assert(UM_KIND_EXTENT > UM_KIND_HUGE && UM_KIND_LARGE < UM_KIND_HUGE, "the pooled kinds come first");
+    size_t index = ((uintptr_t)p & UM_SEGMENT_MASK) >> seg->page_shift;
+    um_page_t *page = &seg->pages[index];
+    /* a small page's hot words end its slot; a medium or large page's are in the header */
+    um_page_hot_t *hot = seg->kind == UM_KIND_SMALL ? (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE) : &seg->hot[index];
     /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
     if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == umi_thread_id())) {
         um_block_t *b = p;
         if (UM_LIKELY(umi_page_starts_block(page, p) && umi_key_get(b) != umi_block_key(b))) {
             UM_SAN_POISON(b, page->block_size);
             umi_hot_push(hot, b);
-            /* an orphan's page in a fork child may carry this thread's id too: see full_page_refilled */
-            if (UM_UNLIKELY(umi_hot_used(hot) == 0) && atomic_load_explicit(&page->heap, UM_RELAXED) == umi_tl_heap)
-                umi_page_retire(umi_tl_heap, page);
+            if (UM_UNLIKELY(umi_hot_used(hot) == 0)) page_emptied(page);
             return;
         }
     }
