@@ -97,6 +97,7 @@ void *umi_calloc(size_t count, size_t size) {
  * every free of the page's blocks down the slow path, and the inner pointer wastes up to the
  * alignment. */
 #define UM_CLASS_ALIGN_MAX ((size_t)4096)
+#define UM_ALIGN_AS_SIZE_MAX ((size_t)8192) /* a smaller request takes a block of the alignment's size */
 static void *malloc_aligned(size_t align, size_t size) {
     if (align <= 16) return internal_malloc(size);
     if (UM_UNLIKELY(size > UM_REQUEST_MAX || align > UM_REQUEST_MAX)) { errno = ENOMEM; umi_count_failed(); return NULL; }
@@ -106,7 +107,7 @@ static void *malloc_aligned(size_t align, size_t size) {
     /* A mapped block of 0 bytes would start where its mapping ends: no usable byte, and from
      * 4 MiB alignments up outside its own segment, so free() would not know it. */
     if (size == 0) size = 1;
-    if (size < align && align <= UM_SMALL_MAX) {
+    if (size < align && align <= UM_ALIGN_AS_SIZE_MAX) {
         /* a block of `align` bytes is align-aligned: power-of-two bins start at aligned offsets */
         size_t bsize = umi_bin_size(umi_bin_of(align));
         if (bsize == align) size = align;

@@ -140,8 +140,8 @@ void umi_segment_page_free(um_heap_t *heap, um_page_t *page) {
  * leave all of it resident in a heap that may wait long for its next thread (it is purged
  * when the heap is dissolved, but that takes a living thread's allocations); one page of each
  * class serves the next thread's first blocks. Medium and large slots are purged still: their
- * blocks are 8 KiB and more, few to a page, and a program writes a big block only in part, so
- * a kept slot holds far more than the next thread touches. */
+ * blocks are 4 KiB and more, a slot is 512 KiB or more, and a program writes a big block only
+ * in part, so a kept slot holds far more than the next thread touches. */
 void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
     bool force = what != UM_PURGE_AGED;
     if (heap->dirty_pages == 0 && !force) return;

@@ -37,21 +37,26 @@
 #define UM_SEGMENT_SHIFT 22
 #define UM_SEGMENT_SIZE ((size_t)1 << UM_SEGMENT_SHIFT) /* 4 MiB: two 2 MiB huge pages */
 #define UM_SEGMENT_MASK (UM_SEGMENT_SIZE - 1)
-#define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 8 KiB (>= 7 blocks a page) */
+#define UM_SMALL_PAGE_SHIFT 16  /* 64 KiB pages for blocks up to 4 KiB (>= 15 blocks a page) */
 #define UM_SMALL_PAGE_SIZE ((size_t)1 << UM_SMALL_PAGE_SHIFT)
-#define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks up to 16 KiB (64 KiB without extents) */
+#define UM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages for blocks of 4..16 KiB (..64 KiB without extents) */
 #define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
 #define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
 
-#define UM_SMALL_SHIFT 13
-#define UM_SMALL_MAX ((size_t)1 << UM_SMALL_SHIFT) /* 8 KiB */
+/* Small pages stop at 4 KiB. A small page holds 7..12 blocks of 5..8 KiB, and in a program that
+ * keeps many of them and replaces them at random (a server's buffers, ptmalloc's t-test1) every
+ * page is all but full all the time: each left its bin queue when it filled and came back after
+ * a free or two (page_requeue_min), so malloc took the refill path every block or two. A
+ * medium page holds 64..102 of them, and goes back with 8 free. */
+#define UM_SMALL_SHIFT 12
+#define UM_SMALL_MAX ((size_t)1 << UM_SMALL_SHIFT) /* 4 KiB */
 #define UM_MEDIUM_MAX ((size_t)64 << 10)
 #define UM_LARGE_MAX ((size_t)512 << 10) /* largest pooled block; above: mapped on its own */
 
 /* Size classes ("bins"): 16-byte steps up to 128, then 8 classes per doubling up to UM_FINE_MAX,
  * then 4 per doubling up to UM_LARGE_MAX. A block wastes at most 1/8 of the request up to 4 KiB
- * and 1/4 above (plus alignment to 16). Why coarser above 4 KiB: a page there holds only 7 to 64
- * blocks (a small page's 64 KiB holds 12 of 5 KiB), so every class in use keeps a part-empty page
+ * and 1/4 above (plus alignment to 16). Why coarser above 4 KiB: a page there holds only 32 to 102
+ * blocks (a medium page's 512 KiB holds 102 of 5 KiB), so every class in use keeps a part-empty page
  * or two, and carves a whole block more each time its count of blocks in use reaches a new high.
  * Each class's high is reached on its own, so what the classes keep carved is the sum of their
  * highs, which climbs for long in a program whose blocks of a size come and go in bursts (blocks

@@ -296,7 +296,7 @@ Test(errors, free_of_a_pointer_inside_a_block_is_reported)
         cr_assert_not_null(p);
         tu_fill(p, n, tu_seed(p, n));
         for (int remote = 0; remote <= 1; remote++) {
-            if (!remote && n <= 8192) continue; /* the owner's small-block free is the unchecked fast path */
+            if (!remote && n <= 4096) continue; /* the owner's free of a small block (up to 4 KiB) is the unchecked fast path */
             um_totals_t before = tu_totals();
             tu_capture_t cap;
             char out[4096];

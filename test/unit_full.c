@@ -184,3 +184,34 @@ Test(full_pages, a_remote_free_puts_a_full_page_back_at_once)
 {
     in_fresh_thread(remote_free_wakes_a_full_page);
 }
+
+/* Blocks of 5..8 KiB kept in use and replaced at random, as a server's buffers or ptmalloc's
+ * t-test1: every page is all but full, and a page goes back to its queue with a batch of free
+ * blocks. On small pages, which hold 7..12 such blocks, that batch was one or two blocks, and
+ * every other malloc took the refill path (core/types.h, UM_SMALL_MAX); on medium pages it is 8. */
+static void *replaced_at_random(void *arg)
+{
+    (void)arg;
+    enum { LIVE = 2000, STEPS = 20000, BLOCK = 6000 };
+    static void *live[LIVE];
+    for (size_t i = 0; i < LIVE; i++) cr_assert_not_null(live[i] = um_malloc(BLOCK));
+    um_heap_t *heap = umi_tl_heap;
+    uint32_t refills = heap->refills;
+    uint64_t r = 42;
+    for (size_t s = 0; s < STEPS; s++) {
+        r = r * 6364136223846793005u + 1442695040888963407u;
+        size_t i = (size_t)(r >> 33) % LIVE;
+        um_free(live[i]);
+        cr_assert_not_null(live[i] = um_malloc(BLOCK));
+    }
+    refills = heap->refills - refills;
+    for (size_t i = 0; i < LIVE; i++) um_free(live[i]);
+    fprintf(stderr, "[full_pages/replaced at random] %u of %d mallocs found their page dry\n", refills, STEPS);
+    cr_expect_lt(refills, STEPS / 4, "%u of %d mallocs found their page dry", refills, STEPS);
+    return NULL;
+}
+
+Test(full_pages, blocks_of_5_to_8_kib_replaced_at_random_seldom_find_their_page_dry)
+{
+    in_fresh_thread(replaced_at_random);
+}

@@ -264,7 +264,7 @@ Test(large, a_big_heap_freed_and_taken_again_reuses_its_segments, .timeout = 120
 {
     char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
     umi_options_load(envp, 0);
-    enum { N = 36000, SIZE = 8192 }; /* 7 blocks a 64 KiB page: 5143 pages, 81 segments */
+    enum { N = 72000, SIZE = 4096 }; /* 15 blocks a 64 KiB page: 4800 pages, 76 segments */
     char **v = calloc(N, sizeof *v);
     cr_assert_not_null(v);
     long faults[2];

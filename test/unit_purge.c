@@ -12,7 +12,7 @@
 #include "os/region.h"
 #include "test_util.h"
 
-enum { BLOCKS = 2048, BLOCK = 8192 }; /* 16 MiB in small pages */
+enum { BLOCKS = 4096, BLOCK = 4096 }; /* 16 MiB in small pages */
 
 static void fill_and_free(char **v) {
     for (size_t i = 0; i < BLOCKS; i++) {
@@ -200,12 +200,12 @@ Test(purge, an_unneeded_delay_halves_back_to_the_option) {
 }
 
 /* Dirty page slots that only clean free slots separate are purged with one madvise: with
- * several threads each call is a TLB shootdown on every CPU the process runs on. Pages of 8 KiB
- * blocks side by side: the second emptied and purged first, then the first and third emptied
- * (the fourth keeps its blocks, so the class keeps a page). */
+ * several threads each call is a TLB shootdown on every CPU the process runs on. Small pages of
+ * 4 KiB blocks (15 a page) side by side: the second emptied and purged first, then the first and
+ * third emptied (the fourth keeps its blocks, so the class keeps a page). */
 static void *slots_apart(void *arg) {
     (void)arg;
-    enum { SIZE = 8192, N = 40 };
+    enum { SIZE = 4096, N = 64 };
     void *p[N];
     um_page_t *page_of[N], *pg[4] = {NULL};
     size_t pages = 0;
