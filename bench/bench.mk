@@ -6,7 +6,8 @@ BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOU
 BENCH_CXX ?= c++
 BENCH_CXXFLAGS := -std=gnu++17 -O2 -g -Wall -Wextra
 WORKLOADS := larson xmalloc cache-scratch cache-thrash churn realloc large tree \
-             threadchurn mstress malloc-large rptest alloc-test sh6bench tlb spawn vector cxx steady phases forkheap
+             threadchurn mstress malloc-large rptest alloc-test sh6bench tlb spawn vector cxx steady phases forkheap \
+             ttest
 
 all: $(addprefix $(BENCH_BIN)/,$(WORKLOADS) bench-run instr)
 

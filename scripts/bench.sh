@@ -14,7 +14,7 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 48 rows (each about 0.25-0.7 s under glibc, rptest 2 s) x 5 allocators x 5 runs
+#                  The 49 rows (each about 0.25-0.7 s under glibc, rptest 2 s) x 5 allocators x 5 runs
 #                  take 8-10.5 minutes on the 2-core machine (its slow phases stretch every run by
 #                  about a quarter); the instruction counts, the cost of counting and the TLB pair
 #                  bring make bench to 10-13.5
@@ -152,6 +152,7 @@ malloc-large-1t|1|c|malloc-large iters=15 live=8|malloc-large iters=3 live=2 max
 rptest-2t|2|c|rptest threads=2 iters=45000|rptest threads=2 iters=2500|2100/40
 alloc-test-1t|1|c|alloc-test threads=1 iters=4000000|alloc-test threads=1 iters=800000 slots=16384|400/80
 alloc-test-2t|2|c|alloc-test threads=2 iters=5000000|alloc-test threads=2 iters=1200000 slots=16384|380/80
+ttest-2t|2|c|ttest threads=2 runs=20 actions=100000|ttest threads=2 runs=4 actions=50000|260/30
 manythreads-64t|64|c|alloc-test threads=64 iters=12800000 slots=512 max=2048|alloc-test threads=64 iters=2560000 slots=512 max=2048|400/90
 steady-1t|1|c|steady threads=1 slots=30000 iters=3000000 min=32 max=512|steady threads=1 slots=10000 iters=600000 min=32 max=512|380/80
 steady-64-2t|2|c|steady threads=2 slots=20000 iters=9000000 min=64 max=64|steady threads=2 slots=10000 iters=2000000 min=64 max=64|370/80
@@ -294,7 +295,7 @@ for w in "${WL_NAMES[@]}"; do
     # line) is glibc's. For the real programs it comes from a warm-up run (not recorded), which
     # also loads the interpreter or server into the page cache. The C workloads were just built
     # and need no warm-up: when glibc runs first in the first round (the default order), its
-    # first run gives the reference, and the 48 warm-ups' half a minute goes to measured runs.
+    # first run gives the reference, and the 49 warm-ups' half a minute goes to measured runs.
     REF=
     REF_FROM_RUN=0
     if [ "${WL_KIND[$w]}" = c ] && [ "${ALLOC_LIST[$((WILLIAMS[0] % NA))]}" = glibc ]; then
