@@ -144,6 +144,40 @@ static void segment_format(um_segment_t *seg, um_kind_t kind) {
     umi_segmap_set(seg); /* the map entry carries the page shift */
 }
 
+/* ---- layouts over resident memory ------------------------------------------------------ */
+/* A free slot of a segment formatted afresh over memory that may hold old bytes: dirty, as if its
+ * page had just been retired (a page set up there does not take it for zeros; the purge delay runs). */
+static void slot_holds_old_bytes(um_segment_t *seg, um_page_t *page, uint64_t now) {
+    UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
+    page->freed_at_ms = now;
+    seg->dirty_pages++;
+}
+
+/* The 64 KiB spans of seg that may hold old bytes: those of its dirty slots, and the first (the
+ * header's). */
+static uint64_t dirty_spans(const um_segment_t *seg) {
+    size_t span = (size_t)1 << (seg->page_shift - UM_SMALL_PAGE_SHIFT); /* small slots a slot covers */
+    uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1, dirty = 1;
+    for (size_t i = 0; i < seg->page_count; i++)
+        if (seg->pages[i].slot == UM_SLOT_DIRTY) dirty |= mask << (i * span);
+    return dirty;
+}
+
+/* seg formatted for `kind`, the slots over the spans `dirty` taken for dirty (an extent
+ * segment's pages there, moved_dirty). */
+static void format_over_old_bytes(um_segment_t *seg, um_kind_t kind, uint64_t dirty) {
+    segment_format(seg, kind);
+    if (kind == UM_KIND_EXTENT) {
+        seg->moved_dirty = dirty;
+        return;
+    }
+    uint64_t now = umi_os_now_ms();
+    size_t span = (size_t)1 << (seg->page_shift - UM_SMALL_PAGE_SHIFT);
+    uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1;
+    for (size_t i = 0; i < seg->page_count; i++)
+        if (dirty >> (i * span) & mask) slot_holds_old_bytes(seg, &seg->pages[i], now);
+}
+
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
  * (free()'s fast path takes every pointer in the region for a small block); on several NUMA
  * nodes, one bound for the same placement `node` (the cache is per node); with
@@ -171,19 +205,18 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_
         umi_count_mapped(seg, 1);
         umi_unlock(&umi_segments_lock);
     }
-    if (seg->kind != kind) { /* slot layout changes: forget per-slot residency */
-        size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
+    if (seg->kind != kind) { /* slot layout changes */
         /* A hugetlb page or locked memory is not purged: cleared by hand, it stays resident. */
-        if (seg->dirty_pages && !umi_pages_splittable(seg->page_kind)) memset((uint8_t *)seg + hdr, 0, UM_SEGMENT_SIZE - hdr);
-        else if (seg->dirty_pages && !umi_os_purge((uint8_t *)seg + hdr, UM_SEGMENT_SIZE - hdr)) {
-            /* Every slot of the new layout is taken for clean (zeros): without the purge, the
-             * caller had better map a fresh segment. */
-            segment_unmap(seg);
-            return NULL;
-        }
-        /* It is registered: the statistics walk must not see the layout half changed. */
+        size_t hdr = (sizeof(um_segment_t) + 4095) & ~(size_t)4095;
+        bool cleared = seg->dirty_pages && !umi_pages_splittable(seg->page_kind);
+        if (cleared) memset((uint8_t *)seg + hdr, 0, UM_SEGMENT_SIZE - hdr);
+        /* Else what was resident stays: the new layout's slots over it are dirty, as if just
+         * retired, and the purge delay runs for them (a program that moves on from blocks of
+         * 4..16 KiB to big ones would otherwise fault in again what it just freed). It is
+         * registered: the statistics walk must not see the layout half changed. */
+        uint64_t dirty = cleared ? 0 : dirty_spans(seg);
         umi_lock(&umi_segments_lock);
-        segment_format(seg, kind);
+        format_over_old_bytes(seg, kind, dirty);
         umi_unlock(&umi_segments_lock);
     }
     return seg;
@@ -200,14 +233,6 @@ static um_segment_t *segment_from_cache(um_kind_t kind, int node, bool resident_
  * region's window). Only a segment with resident slots is worth it, of pages the kernel can
  * move (not hugetlb, not locked, not a unit of a reserved run). The new layout takes what
  * may hold old bytes for dirty: the slots over a dirty small slot (moved_dirty for extents). */
-/* A free slot of a moved segment over memory that may hold old bytes: dirty, as if its page
- * had just been retired (a page set up there does not take it for zeros; the purge delay runs). */
-static void slot_holds_old_bytes(um_segment_t *seg, um_page_t *page, uint64_t now) {
-    UM_SHARED_WRITE(page->slot, UM_SLOT_DIRTY);
-    page->freed_at_ms = now;
-    seg->dirty_pages++;
-}
-
 static um_segment_t *segment_moved_out(um_kind_t kind, int node, um_pages_use_t use) {
     if (!small_in_region || kind == UM_KIND_SMALL || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     umi_lock(&umi_cache_lock);
@@ -221,9 +246,7 @@ static um_segment_t *segment_moved_out(um_kind_t kind, int node, um_pages_use_t 
     if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
     umi_unlock(&umi_cache_lock);
     if (seg == NULL) return NULL;
-    uint64_t dirty = 0;
-    for (size_t i = 0; i < seg->page_count; i++)
-        if (seg->pages[i].slot == UM_SLOT_DIRTY) dirty |= (uint64_t)1 << i;
+    uint64_t dirty = dirty_spans(seg);
     int got_node;
     unsigned got_kind;
     uint8_t *dst = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, seg->node, use, &got_node, &got_kind);
@@ -244,29 +267,40 @@ static um_segment_t *segment_moved_out(um_kind_t kind, int node, um_pages_use_t 
     um_segment_t *moved = (um_segment_t *)dst;
     moved->map_base = moved;
     moved->cookie = (uintptr_t)moved ^ umi_cookie;
-    segment_format(moved, kind);
-    if (kind == UM_KIND_EXTENT) {
-        moved->moved_dirty = dirty;
-    } else {
-        uint64_t now = umi_os_now_ms();
-        size_t span = (size_t)1 << (moved->page_shift - UM_SMALL_PAGE_SHIFT); /* small slots a slot covers */
-        uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1;
-        for (size_t i = 0; i < moved->page_count; i++)
-            if (dirty >> (i * span) & mask) slot_holds_old_bytes(moved, &moved->pages[i], now);
-    }
+    format_over_old_bytes(moved, kind, dirty);
     umi_segment_register(moved);
     return moved;
 }
 
-/* The other way: an extent segment whose blocks were all freed, resident, serves a small
- * segment, moved into a unit of the region (the address the segment leaves is simply
- * unmapped). Its header is formatted afresh for small pages; a slot that may hold old bytes is
- * dirty, with its owner word cleared, so that a stray free() into it finds no owner (a clean
- * slot reads zero, owner word included). */
+/* A cached segment outside the region with resident slots: a medium or large one whose pages
+ * were all retired, or an extent one the arenas gave back. *dirty: the small slots over its
+ * dirty slots, and the first (the header). */
+static um_segment_t *cached_outside_region(int node, uint64_t *dirty) {
+    umi_lock(&umi_cache_lock);
+    um_segment_t *seg = NULL;
+    for (um_segment_t *s = cache_list; s != NULL; s = s->next) {
+        if (umi_region_contains(s) || s->dirty_pages == 0 || (umi_numa_on && s->node != node)) continue;
+        if ((s->page_kind & UM_PAGES_LOCKED) || !umi_pages_splittable(s->page_kind)) continue;
+        seg = s;
+        break;
+    }
+    if (seg) { umi_seg_list_remove(&cache_list, seg); cache_count--; }
+    umi_unlock(&umi_cache_lock);
+    if (seg != NULL) *dirty = dirty_spans(seg);
+    return seg;
+}
+
+/* The other way: a segment outside the region whose blocks were all freed, resident (an extent
+ * segment, or a medium or large one from the cache: a program that moves on from blocks of
+ * 4..16 KiB to small ones), serves a small segment, moved into a unit of the region (the
+ * address the segment leaves is simply unmapped). Its header is formatted afresh for small
+ * pages; a slot that may hold old bytes is dirty, with its owner word cleared, so that a stray
+ * free() into it finds no owner (a clean slot reads zero, owner word included). */
 static um_segment_t *segment_moved_in(int node) {
     if (!small_in_region || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     uint64_t dirty;
     um_segment_t *seg = umi_extent_take_free_segment(node, &dirty);
+    if (seg == NULL) seg = cached_outside_region(node, &dirty);
     if (seg == NULL) return NULL;
     umi_lock(&umi_cache_lock);
     uint8_t *unit = umi_region_take();

@@ -287,6 +287,51 @@ Test(large, a_big_heap_freed_and_taken_again_reuses_its_segments, .timeout = 120
     cr_assert_lt(faults[1], faults[0] / 50, "the second round faulted %ld times (the first %ld)", faults[1], faults[0]);
 }
 
+/* Memory a program freed in blocks of 4..16 KiB (medium pages, in segments outside the small-page
+ * region) serves what it allocates next, small blocks (the segments move into the region) or
+ * big ones (an extent arena takes them in another layout), without faulting it in again. */
+static long medium_freed_then(size_t next_size)
+{
+    if (tu_is_tsan())
+        cr_skip("SKIPPED under TSan: its shadow memory takes page faults of its own for the bytes "
+                "written, which the process's fault count measured here cannot tell apart");
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
+    umi_options_load(envp, 0);
+    enum { MEDIUM = 6000, BYTES = 24 << 20 };
+    size_t n = BYTES / MEDIUM, m = BYTES / next_size;
+    char **v = calloc(n > m ? n : m, sizeof *v);
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_not_null(v[i] = um_malloc(MEDIUM));
+        memset(v[i], 0x5a, MEDIUM);
+    }
+    for (size_t i = 0; i < n; i++) um_free(v[i]);
+    long f0 = minor_faults();
+    for (size_t i = 0; i < m; i++) {
+        cr_assert_not_null(v[i] = um_malloc(next_size));
+        memset(v[i], 0xa5, next_size);
+    }
+    long faults = minor_faults() - f0;
+    for (size_t i = 0; i < m; i++) um_free(v[i]);
+    free(v);
+    cr_expect_eq(um_check_heap(), 0);
+    return faults;
+}
+
+Test(large, memory_freed_by_medium_blocks_serves_small_ones_without_faults, .timeout = 60)
+{
+    long faults = medium_freed_then(1000);
+    fprintf(stderr, "[large/medium then small] minor faults: %ld for 24 MiB\n", faults);
+    cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of small blocks after 24 MiB of medium ones freed: %ld faults", faults);
+}
+
+Test(large, memory_freed_by_medium_blocks_serves_big_ones_without_faults, .timeout = 60)
+{
+    long faults = medium_freed_then(100000);
+    fprintf(stderr, "[large/medium then big] minor faults: %ld for 24 MiB\n", faults);
+    cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of 100 KB blocks after 24 MiB of medium ones freed: %ld faults", faults);
+}
+
 /* A freed huge block's memory serves the next huge blocks wherever they fit in it, not only at
  * a 4 MiB boundary: blocks find their header through the huge index, one page before them.
  * And blocks cut from it and freed again make it whole again (the cache merges neighbours), so
