@@ -43,11 +43,11 @@
 #define UM_LARGE_PAGE_SHIFT UM_SEGMENT_SHIFT /* one page a segment, blocks up to 512 KiB */
 #define UM_PAGES_MAX (UM_SEGMENT_SIZE >> UM_SMALL_PAGE_SHIFT) /* 64 */
 
-/* Small pages stop at 4 KiB. A small page holds 7..12 blocks of 5..8 KiB, and in a program that
+/* Small pages stop at 4 KiB. One would hold only 7..12 blocks of 5..8 KiB, and in a program that
  * keeps many of them and replaces them at random (a server's buffers, ptmalloc's t-test1) every
- * page is all but full all the time: each left its bin queue when it filled and came back after
- * a free or two (page_requeue_min), so malloc took the refill path every block or two. A
- * medium page holds 64..102 of them, and goes back with 8 free. */
+ * such page would be all but full all the time, leaving its bin queue as it fills and coming
+ * back after a free or two (page_requeue_min): malloc would take the refill path every block or
+ * two. A medium page holds 64..102 of them, and goes back with 8 free. */
 #define UM_SMALL_SHIFT 12
 #define UM_SMALL_MAX ((size_t)1 << UM_SMALL_SHIFT) /* 4 KiB */
 #define UM_MEDIUM_MAX ((size_t)64 << 10)

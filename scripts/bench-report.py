@@ -65,6 +65,10 @@ DESCRIPTIONS = {
     "alloc-test": "alloc-test (OLogN/ITHare) pattern: a random slot of a fixed pool is freed if "
                   "full, else filled with a block of skewed random size (8 B..4 KiB, 1 in 128 up to "
                   "64 KiB); the live set stays flat",
+    "ttest": "ptmalloc's t-test1 pattern: each thread empties a random 0..29 of its 400 bins, then "
+             "fills a random 0..29 with a block of uniform random size 1..10000 B (malloc; some "
+             "calloc, realloc, memalign), a byte every 2047 written and checked; 20 threads one "
+             "after another in each of 2 places",
     "manythreads": "many more threads than CPUs: 64 threads started at once, each running the "
                    "alloc-test pattern on a pool of 512 slots of its own (8..2048 B, 1 in 128 up to "
                    "64 KiB), then freeing it and exiting: per-thread state set up, filled and torn "
