@@ -153,18 +153,26 @@ static void slot_holds_old_bytes(um_segment_t *seg, um_page_t *page, uint64_t no
     seg->dirty_pages++;
 }
 
+/* How many 64 KiB spans (small slots) a slot of seg covers: *span, and a mask of as many bits. */
+static uint64_t slot_spans(const um_segment_t *seg, size_t *span) {
+    *span = (size_t)1 << (seg->page_shift - UM_SMALL_PAGE_SHIFT);
+    return *span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << *span) - 1;
+}
+
 /* The 64 KiB spans of seg that may hold old bytes: those of its dirty slots, and the first (the
  * header's). */
 static uint64_t dirty_spans(const um_segment_t *seg) {
-    size_t span = (size_t)1 << (seg->page_shift - UM_SMALL_PAGE_SHIFT); /* small slots a slot covers */
-    uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1, dirty = 1;
+    size_t span;
+    uint64_t mask = slot_spans(seg, &span), dirty = 1;
     for (size_t i = 0; i < seg->page_count; i++)
         if (seg->pages[i].slot == UM_SLOT_DIRTY) dirty |= mask << (i * span);
     return dirty;
 }
 
 /* seg formatted for `kind`, the slots over the spans `dirty` taken for dirty (an extent
- * segment's pages there, moved_dirty). */
+ * segment's pages there, moved_dirty). A small slot holds its hot words: over old bytes its
+ * owner word is cleared, so that a stray free() into it finds no owner (a clean slot reads
+ * zero, owner word included). */
 static void format_over_old_bytes(um_segment_t *seg, um_kind_t kind, uint64_t dirty) {
     segment_format(seg, kind);
     if (kind == UM_KIND_EXTENT) {
@@ -172,10 +180,13 @@ static void format_over_old_bytes(um_segment_t *seg, um_kind_t kind, uint64_t di
         return;
     }
     uint64_t now = umi_os_now_ms();
-    size_t span = (size_t)1 << (seg->page_shift - UM_SMALL_PAGE_SHIFT);
-    uint64_t mask = span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1;
-    for (size_t i = 0; i < seg->page_count; i++)
-        if (dirty >> (i * span) & mask) slot_holds_old_bytes(seg, &seg->pages[i], now);
+    size_t span;
+    uint64_t mask = slot_spans(seg, &span);
+    for (size_t i = 0; i < seg->page_count; i++) {
+        if (!(dirty >> (i * span) & mask)) continue;
+        if (kind == UM_KIND_SMALL) atomic_store_explicit(&UM_PAGE_OWNER(&seg->pages[i]), 0, UM_RELAXED);
+        slot_holds_old_bytes(seg, &seg->pages[i], now);
+    }
 }
 
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
@@ -293,9 +304,8 @@ static um_segment_t *cached_outside_region(int node, uint64_t *dirty) {
 /* The other way: a segment outside the region whose blocks were all freed, resident (an extent
  * segment, or a medium or large one from the cache: a program that moves on from blocks of
  * 4..16 KiB to small ones), serves a small segment, moved into a unit of the region (the
- * address the segment leaves is simply unmapped). Its header is formatted afresh for small
- * pages; a slot that may hold old bytes is dirty, with its owner word cleared, so that a stray
- * free() into it finds no owner (a clean slot reads zero, owner word included). */
+ * address the segment leaves is simply unmapped), formatted afresh for small pages over its
+ * old bytes (format_over_old_bytes). */
 static um_segment_t *segment_moved_in(int node) {
     if (!small_in_region || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     uint64_t dirty;
@@ -322,13 +332,7 @@ static um_segment_t *segment_moved_in(int node) {
     um_segment_t *moved = (um_segment_t *)unit;
     moved->map_base = moved;
     moved->cookie = (uintptr_t)moved ^ umi_cookie;
-    segment_format(moved, UM_KIND_SMALL);
-    uint64_t now = umi_os_now_ms();
-    for (size_t i = 0; i < moved->page_count; i++) {
-        if (!(dirty >> i & 1)) continue;
-        atomic_store_explicit(&UM_PAGE_OWNER(&moved->pages[i]), 0, UM_RELAXED);
-        slot_holds_old_bytes(moved, &moved->pages[i], now);
-    }
+    format_over_old_bytes(moved, UM_KIND_SMALL, dirty);
     umi_segment_register(moved);
     return moved;
 }
