@@ -23,7 +23,6 @@ typedef struct {
 } bin_t;
 
 typedef struct {
-    int place;
     uint64_t seed;
     uint64_t sum;
     long long bad;
@@ -157,7 +156,7 @@ int main(int argc, char **argv)
         fail("bad parameters (size >= 1, bins >= 1)");
     arg_t *args = xmalloc(sizeof(arg_t) * (size_t)threads);
     for (int t = 0; t < threads; t++)
-        args[t] = (arg_t){ .place = t, .seed = mix64(seed * 1000003 + (uint64_t)t) };
+        args[t] = (arg_t){ .seed = mix64(seed * 1000003 + (uint64_t)t) };
     run_threads(threads, place, args, sizeof(arg_t));
     uint64_t sum = 0;
     long long bad = 0;
