@@ -14,6 +14,8 @@ static um_segment_t *segment_with_slot(um_heap_t *heap, um_kind_t kind, int node
     return seg;
 }
 
+static void purge_stranded(um_heap_t *heap, um_kind_t kind, size_t fresh);
+
 um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
     um_kind_t kind = umi_bin_kind(bin);
     /* The heap's placement (umi_heap_numa_check); the backup heap serves every exiting thread
@@ -46,7 +48,8 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
         }
     }
     UM_CHECK(pick != NULL);
-    if (pick->slot == UM_SLOT_DIRTY) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
+    bool fresh = pick->slot == UM_SLOT_CLEAN;
+    if (!fresh) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
     else pick->is_zero = 1;
     if (pick->slot == UM_SLOT_CLEAN && pick->freed_at_ms != 0) { /* the delay purged it: too soon? */
         uint64_t now = umi_os_now_ms();
@@ -59,6 +62,7 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
         umi_seg_list_remove(&heap->segments[kind], seg);
         umi_seg_list_push(&heap->full_segments, seg);
     }
+    if (fresh) purge_stranded(heap, kind, (size_t)1 << seg->page_shift);
     return pick;
 }
 
@@ -71,6 +75,45 @@ static bool slot_purge(um_segment_t *seg, um_page_t *page) {
     UM_SHARED_WRITE(page->slot, UM_SLOT_CLEAN);
     seg->dirty_pages--;
     return true;
+}
+
+/* Dirty slots of one kind are memory the heap cannot use for pages of the other: small pages
+ * take 64 KiB slots and medium ones 512 KiB slots, each kind in segments of its own. When a
+ * program's sizes move from one kind to the other (buffers that realloc grows past 4 KiB, a
+ * whole first wave of them), the heap faults in fresh slots of the new kind while the slots
+ * the old kind left stay resident until the purge delay, and peak RSS counts both. So every
+ * fresh slot the heap takes earns its size in credit, and the credit purges the heap's dirty
+ * slots of the other kind that have been idle for UM_STRANDED_MS: what it commits anew, it
+ * gives back of what it has no use for now. The purge is forced, and says nothing about the
+ * delay (freed_at_ms = 0, as in umi_segment_purge). Large slots (one a segment) go to the
+ * segment cache when freed, where any kind takes them. */
+#define UM_STRANDED_MS 10
+static void purge_stranded(um_heap_t *heap, um_kind_t kind, size_t fresh) {
+    if (kind != UM_KIND_SMALL && kind != UM_KIND_MEDIUM) return;
+    um_kind_t other = kind == UM_KIND_SMALL ? UM_KIND_MEDIUM : UM_KIND_SMALL;
+    size_t other_slot = (size_t)1 << (other == UM_KIND_SMALL ? UM_SMALL_PAGE_SHIFT : UM_MEDIUM_PAGE_SHIFT);
+    /* banked up to one slot of either size: eight fresh small slots earn a medium one's purge,
+     * one fresh medium slot eight small ones' */
+    size_t cap = other_slot > fresh ? other_slot : fresh, credit = heap->stranded_credit + fresh;
+    heap->stranded_credit = (uint32_t)(credit < cap ? credit : cap);
+    if (heap->stranded_credit < other_slot) return;
+    if (heap->dirty_pages != 0) {
+        uint64_t now = umi_os_now_ms();
+        /* a segment with a dirty slot has a free one: it is on the list of its kind, not the full one */
+        for (um_segment_t *seg = heap->segments[other]; seg != NULL; seg = seg->next) {
+            if (seg->dirty_pages == 0 || !umi_pages_splittable(seg->page_kind)) continue; /* hugetlb: kept whole */
+            for (size_t i = 0; i < seg->page_count; i++) {
+                um_page_t *page = &seg->pages[i];
+                if (page->slot != UM_SLOT_DIRTY || umi_os_ms_since(page->freed_at_ms, now) < UM_STRANDED_MS) continue;
+                if (!slot_purge(seg, page)) return; /* the kernel refuses now: the credit waits */
+                page->freed_at_ms = 0;
+                heap->dirty_pages--;
+                heap->stranded_credit -= (uint32_t)other_slot;
+                if (heap->stranded_credit < other_slot) return;
+            }
+        }
+    }
+    heap->stranded_credit = 0; /* nothing (more) to give back: no credit is banked */
 }
 
 /* Purge the slots [first, last] of seg, each dirty or clean (free), with one system call: slots

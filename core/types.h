@@ -375,6 +375,7 @@ typedef struct um_heap_s {
     uint32_t slow_calls;                   /* allocation slow-path entries, to pace the sweep's clock reads */
     uint32_t refills;                      /* allocations that found the bin's first page dry (see malloc_refill) */
     unsigned purge_epoch;                  /* last um_trim request honoured (see umi_purge_epoch) */
+    uint32_t stranded_credit;              /* bytes of fresh slots taken, not yet matched by dirty slots of the other kind purged (core/slots.c) */
     /* Times each bin borrowed blocks from a slightly larger bin's first page (page_borrow in
      * core/page.c); UM_BORROW_MAX once it has had a page of its own */
     uint8_t borrows[UM_BIN_COUNT];

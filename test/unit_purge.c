@@ -417,3 +417,40 @@ Test(purge, small_blocks_take_the_pages_of_emptied_extent_segments) {
     cr_assert_eq(um_check_heap(), 0);
     for (size_t i = 0; i < N; i++) um_free(v[i]);
 }
+
+/* Sizes that move from small pages to medium ones (buffers that realloc grows past 4 KiB, all
+ * at once), while a few small blocks stay: the small segments keep a page in use here and
+ * there, so they can't go to the cache for the medium pages, and their emptied slots would
+ * stay resident beside the medium pages until the purge delay (2 s here: it never expires in
+ * this test). Each fresh medium slot gives back as much of them (core/slots.c,
+ * purge_stranded). Before, the 16 MiB emptied stayed committed. */
+Test(purge, fresh_medium_pages_give_back_the_small_slots_left_empty, .timeout = 60) {
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=2000", NULL};
+    umi_options_load(envp, 0);
+    enum { N = 6144, SMALL = 3000, MEDIUM = 6000, KEEP_EVERY = 64 }; /* 18 MiB, then 36 MiB */
+    static char *v[N];
+    for (size_t i = 0; i < N; i++) {
+        v[i] = um_malloc(SMALL);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 0x11, SMALL);
+    }
+    for (size_t i = 0; i < N; i++)
+        if (i % KEEP_EVERY != 0) um_free(v[i]);
+    idle_work(30); /* the sweep retires the emptied pages: their slots are dirty, idle from now */
+    tu_sleep_ms(20);
+    size_t c0 = committed();
+    static char *m[N];
+    for (size_t i = 0; i < N; i++) {
+        m[i] = um_malloc(MEDIUM);
+        cr_assert_not_null(m[i]);
+        memset(m[i], 0x22, MEDIUM);
+    }
+    size_t c = committed();
+    fprintf(stderr, "[purge/small to medium] committed %.1f -> %.1f MiB for %.1f MiB of medium blocks\n", tu_mib(c0), tu_mib(c),
+            tu_mib((size_t)N * MEDIUM));
+    cr_assert_lt(c, c0 + (size_t)N * MEDIUM - 8 * TU_MiB,
+                 "the emptied small slots stayed committed beside %.1f MiB of medium blocks (%.1f -> %.1f MiB)",
+                 tu_mib((size_t)N * MEDIUM), tu_mib(c0), tu_mib(c));
+    for (size_t i = 0; i < N; i++) um_free(m[i]);
+    for (size_t i = 0; i < N; i += KEEP_EVERY) um_free(v[i]);
+}
