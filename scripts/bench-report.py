@@ -38,6 +38,8 @@ DESCRIPTIONS = {
                     "every block filled and checked",
     "realloc": "1000 buffers grown by realloc in small random steps to 1 KiB..256 KiB, checked "
                "and freed when full",
+    "realloc-small": "8000 strings and buffers grown by realloc in small random steps to 1..8 KiB, "
+                     "checked and freed when full: sizes that cross from small pages to medium ones",
     "large": "large blocks (256 KiB..64 MiB, log-uniform), 4 live per thread, every page written",
     "buffers": "a buffer for each request: a big block allocated, a word written in each of its "
                "pages, checked and freed (1t: 128 KiB, one at a time; 2t: 64..448 KiB, log-uniform, "

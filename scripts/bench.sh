@@ -14,7 +14,7 @@
 #   RUNS=N         runs per workload and allocator (default 5, QUICK 3); the median is reported.
 #                  With as many runs as allocators, each follows each other about equally often
 #                  (5 for the 5 default ones; an odd count also has a middle run for a median).
-#                  The 49 rows (each about 0.25-0.7 s under glibc, rptest 2 s) x 5 allocators x 5 runs
+#                  The 50 rows (each about 0.25-0.7 s under glibc, rptest 2 s) x 5 allocators x 5 runs
 #                  take 8-10.5 minutes on the 2-core machine (its slow phases stretch every run by
 #                  about a quarter); the instruction counts, the cost of counting and the TLB pair
 #                  bring make bench to 10-13.5
@@ -134,6 +134,7 @@ churn-medium-1t|1|c|churn threads=1 ops=800000 min=1024 max=65536 lmax=8192|chur
 churn-medium-2t|2|c|churn threads=2 ops=1200000 min=1024 max=65536 lmax=8192|churn threads=2 ops=200000 min=1024 max=65536 lmax=4096|450/60
 realloc-1t|1|c|realloc threads=1 steps=1500000|realloc threads=1 steps=300000 max=131072|650/70
 realloc-2t|2|c|realloc threads=2 steps=3000000|realloc threads=2 steps=500000 max=131072|500/50
+realloc-small-1t|1|c|realloc threads=1 nbuf=8000 steps=2000000 min=1024 max=8192|realloc threads=1 nbuf=2000 steps=300000 min=1024 max=8192|550/60
 large-1t|1|c|large threads=1 iters=20|large threads=1 iters=10 max=16777216|850/80
 large-2t|2|c|large threads=2 iters=30|large threads=2 iters=16 max=16777216|700/80
 buffers-1t|1|c|large threads=1 iters=1000000 live=1 min=131072 max=131072|large threads=1 iters=200000 live=1 min=131072 max=131072|300/60
