@@ -337,6 +337,22 @@ static um_segment_t *segment_moved_in(int node) {
     return moved;
 }
 
+/* Outside the region no move is needed: a segment of an extent arena whose blocks were all
+ * freed, resident, serves a medium or large segment where it is, formatted over its old bytes.
+ * Without it a program that moves on from blocks of 20 KiB and more to blocks of 4..16 KiB
+ * faulted in fresh medium segments while the arena's free ones waited for its tick to purge
+ * them (the arena gives a segment to the cache only once it is free and clean). */
+static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node) {
+    uint64_t dirty;
+    um_segment_t *seg = umi_extent_take_free_segment(node, &dirty);
+    if (seg == NULL) return NULL;
+    /* registered all along: the statistics walk must not see the layout half changed */
+    umi_lock(&umi_segments_lock);
+    format_over_old_bytes(seg, kind, dirty);
+    umi_unlock(&umi_segments_lock);
+    return seg;
+}
+
 /* A formatted, registered segment of `kind` for placement `want`, owned by nobody yet; backed by
  * transparent huge pages (where the policy says so) only for a user that fills it (`use`, see
  * UM_THP_HEAP_SEGMENTS). */
@@ -344,6 +360,7 @@ static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
     /* Resident memory first, moved out of the region if need be, then any cached segment. */
     um_segment_t *seg = segment_from_cache(kind, want, true, use);
     if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, use);
+    if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want);
     if (seg == NULL) seg = segment_from_cache(kind, want, false, use);
     if (seg == NULL) {
         /* (a program that lowered RLIMIT_AS may need the region's unused rest for the map) */

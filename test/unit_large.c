@@ -332,6 +332,41 @@ Test(large, memory_freed_by_medium_blocks_serves_big_ones_without_faults, .timeo
     cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of 100 KB blocks after 24 MiB of medium ones freed: %ld faults", faults);
 }
 
+/* The other way: memory freed in extent blocks (20 KiB and more, in the extent arenas'
+ * segments) serves medium blocks next: a wholly free segment of an arena (not its first) is
+ * taken for medium pages where it is. Before, the arena kept it until its tick purged it, and
+ * the medium pages faulted in fresh segments beside it (6000+ faults for 24 MiB). */
+Test(large, memory_freed_by_extent_blocks_serves_medium_ones_without_faults, .timeout = 60)
+{
+    if (tu_is_tsan())
+        cr_skip("SKIPPED under TSan: its shadow memory takes page faults of its own for the bytes "
+                "written, which the process's fault count measured here cannot tell apart");
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
+    umi_options_load(envp, 0);
+    um_free(um_malloc(16)); /* the core reads its options and sets the arenas up */
+    if (!umi_extents_on) cr_skip("SKIPPED: extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
+    enum { EXTENT = 40000, MEDIUM = 10000, BYTES = 24 << 20 };
+    size_t n = BYTES / EXTENT, m = BYTES / MEDIUM;
+    char **v = calloc(m, sizeof *v);
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_not_null(v[i] = um_malloc(EXTENT));
+        memset(v[i], 0x5a, EXTENT);
+    }
+    for (size_t i = 0; i < n; i++) um_free(v[i]);
+    long f0 = minor_faults();
+    for (size_t i = 0; i < m; i++) {
+        cr_assert_not_null(v[i] = um_malloc(MEDIUM));
+        memset(v[i], 0xa5, MEDIUM);
+    }
+    long faults = minor_faults() - f0;
+    for (size_t i = 0; i < m; i++) um_free(v[i]);
+    free(v);
+    cr_expect_eq(um_check_heap(), 0);
+    fprintf(stderr, "[large/extent then medium] minor faults: %ld for 24 MiB\n", faults);
+    cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of 10 KB blocks after 24 MiB of 40 KB ones freed: %ld faults", faults);
+}
+
 /* A freed huge block's memory serves the next huge blocks wherever they fit in it, not only at
  * a 4 MiB boundary: blocks find their header through the huge index, one page before them.
  * And blocks cut from it and freed again make it whole again (the cache merges neighbours), so
