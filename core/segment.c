@@ -357,7 +357,8 @@ static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node) {
  * transparent huge pages (where the policy says so) only for a user that fills it (`use`, see
  * UM_THP_HEAP_SEGMENTS). */
 static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
-    /* Resident memory first, moved out of the region if need be, then any cached segment. */
+    /* Resident memory first (cached, moved across the region's border, or an extent arena's
+     * free segment), then any cached segment. */
     um_segment_t *seg = segment_from_cache(kind, want, true, use);
     if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, use);
     if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want);

@@ -51,7 +51,7 @@ um_page_t *umi_segment_page_alloc(um_heap_t *heap, size_t bin) {
     bool fresh = pick->slot == UM_SLOT_CLEAN;
     if (!fresh) { seg->dirty_pages--; heap->dirty_pages--; pick->is_zero = 0; }
     else pick->is_zero = 1;
-    if (pick->slot == UM_SLOT_CLEAN && pick->freed_at_ms != 0) { /* the delay purged it: too soon? */
+    if (fresh && pick->freed_at_ms != 0) { /* the delay purged it: too soon? */
         uint64_t now = umi_os_now_ms();
         umi_purge_regret(now - pick->freed_at_ms, now, (size_t)1 << seg->page_shift);
         pick->freed_at_ms = 0;

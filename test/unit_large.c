@@ -287,29 +287,29 @@ Test(large, a_big_heap_freed_and_taken_again_reuses_its_segments, .timeout = 120
     cr_assert_lt(faults[1], faults[0] / 50, "the second round faulted %ld times (the first %ld)", faults[1], faults[0]);
 }
 
-/* Memory a program freed in blocks of 4..16 KiB (medium pages, in segments outside the small-page
- * region) serves what it allocates next, small blocks (the segments move into the region) or
- * big ones (an extent arena takes them in another layout), without faulting it in again. */
-static long medium_freed_then(size_t next_size)
+/* Memory a program freed in blocks of one kind serves what it allocates next, of another kind,
+ * without faulting it in again: 24 MiB of `first`-byte blocks written and freed, then 24 MiB of
+ * `next`-byte ones written. Returns the minor faults of the second part. */
+static long freed_then(size_t first, size_t next)
 {
     if (tu_is_tsan())
         cr_skip("SKIPPED under TSan: its shadow memory takes page faults of its own for the bytes "
                 "written, which the process's fault count measured here cannot tell apart");
     char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
     umi_options_load(envp, 0);
-    enum { MEDIUM = 6000, BYTES = 24 << 20 };
-    size_t n = BYTES / MEDIUM, m = BYTES / next_size;
+    enum { BYTES = 24 << 20 };
+    size_t n = BYTES / first, m = BYTES / next;
     char **v = calloc(n > m ? n : m, sizeof *v);
     cr_assert_not_null(v);
     for (size_t i = 0; i < n; i++) {
-        cr_assert_not_null(v[i] = um_malloc(MEDIUM));
-        memset(v[i], 0x5a, MEDIUM);
+        cr_assert_not_null(v[i] = um_malloc(first));
+        memset(v[i], 0x5a, first);
     }
     for (size_t i = 0; i < n; i++) um_free(v[i]);
     long f0 = minor_faults();
     for (size_t i = 0; i < m; i++) {
-        cr_assert_not_null(v[i] = um_malloc(next_size));
-        memset(v[i], 0xa5, next_size);
+        cr_assert_not_null(v[i] = um_malloc(next));
+        memset(v[i], 0xa5, next);
     }
     long faults = minor_faults() - f0;
     for (size_t i = 0; i < m; i++) um_free(v[i]);
@@ -318,51 +318,34 @@ static long medium_freed_then(size_t next_size)
     return faults;
 }
 
+/* Blocks of 4..16 KiB (medium pages, in segments outside the small-page region), then small
+ * blocks (the segments move into the region) or big ones (an extent arena takes them in
+ * another layout). */
 Test(large, memory_freed_by_medium_blocks_serves_small_ones_without_faults, .timeout = 60)
 {
-    long faults = medium_freed_then(1000);
+    long faults = freed_then(6000, 1000);
     fprintf(stderr, "[large/medium then small] minor faults: %ld for 24 MiB\n", faults);
     cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of small blocks after 24 MiB of medium ones freed: %ld faults", faults);
 }
 
 Test(large, memory_freed_by_medium_blocks_serves_big_ones_without_faults, .timeout = 60)
 {
-    long faults = medium_freed_then(100000);
+    long faults = freed_then(6000, 100000);
     fprintf(stderr, "[large/medium then big] minor faults: %ld for 24 MiB\n", faults);
     cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of 100 KB blocks after 24 MiB of medium ones freed: %ld faults", faults);
 }
 
-/* The other way: memory freed in extent blocks (20 KiB and more, in the extent arenas'
- * segments) serves medium blocks next: a wholly free segment of an arena (not its first) is
- * taken for medium pages where it is. Before, the arena kept it until its tick purged it, and
- * the medium pages faulted in fresh segments beside it (6000+ faults for 24 MiB). */
+/* The other way: blocks of 20 KiB and more (the extent arenas' segments), then medium blocks:
+ * a wholly free segment of an arena (not its first) is taken for medium pages where it is.
+ * Before, the arena kept it until its tick purged it, and the medium pages faulted in fresh
+ * segments beside it (6000+ faults for 24 MiB). */
 Test(large, memory_freed_by_extent_blocks_serves_medium_ones_without_faults, .timeout = 60)
 {
-    if (tu_is_tsan())
-        cr_skip("SKIPPED under TSan: its shadow memory takes page faults of its own for the bytes "
-                "written, which the process's fault count measured here cannot tell apart");
-    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL};
+    char *envp[] = {"UMALLOC_PURGE_DELAY_MS=60000", NULL}; /* as freed_then sets it, before the core reads it */
     umi_options_load(envp, 0);
     um_free(um_malloc(16)); /* the core reads its options and sets the arenas up */
     if (!umi_extents_on) cr_skip("SKIPPED: extent arenas are off here (several NUMA nodes, or OS pages other than 4 KiB)");
-    enum { EXTENT = 40000, MEDIUM = 10000, BYTES = 24 << 20 };
-    size_t n = BYTES / EXTENT, m = BYTES / MEDIUM;
-    char **v = calloc(m, sizeof *v);
-    cr_assert_not_null(v);
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_not_null(v[i] = um_malloc(EXTENT));
-        memset(v[i], 0x5a, EXTENT);
-    }
-    for (size_t i = 0; i < n; i++) um_free(v[i]);
-    long f0 = minor_faults();
-    for (size_t i = 0; i < m; i++) {
-        cr_assert_not_null(v[i] = um_malloc(MEDIUM));
-        memset(v[i], 0xa5, MEDIUM);
-    }
-    long faults = minor_faults() - f0;
-    for (size_t i = 0; i < m; i++) um_free(v[i]);
-    free(v);
-    cr_expect_eq(um_check_heap(), 0);
+    long faults = freed_then(40000, 10000);
     fprintf(stderr, "[large/extent then medium] minor faults: %ld for 24 MiB\n", faults);
     cr_expect_lt(faults, (24 << 20) / 4096 / 4, "24 MiB of 10 KB blocks after 24 MiB of 40 KB ones freed: %ld faults", faults);
 }
