@@ -423,7 +423,7 @@ Test(purge, small_blocks_take_the_pages_of_emptied_extent_segments) {
  * there, so they can't go to the cache for the medium pages, and their emptied slots would
  * stay resident beside the medium pages until the purge delay (2 s here: it never expires in
  * this test). Each fresh medium slot gives back as much of them (core/slots.c,
- * purge_stranded). Before, the 16 MiB emptied stayed committed. */
+ * purge_stranded). Before, the 17 MiB emptied stayed committed. */
 Test(purge, fresh_medium_pages_give_back_the_small_slots_left_empty, .timeout = 60) {
     char *envp[] = {"UMALLOC_PURGE_DELAY_MS=2000", NULL};
     umi_options_load(envp, 0);
