@@ -114,6 +114,7 @@ static void abandon_one(um_heap_t *heap, um_segment_t *seg) {
         purge_free_big_blocks(page);
         uintptr_t keep = atomic_load_explicit(&UM_PAGE_OWNER(page), UM_RELAXED) & UM_PAGE_HAS_ALIGNED;
         atomic_store_explicit(&UM_PAGE_OWNER(page), keep, UM_RELAXED); /* no thread's: every free is remote */
+        umi_page_hot(page)->requeue_used = 0; /* not full any more (see um_page_hot_t.requeue_used) */
         atomic_store_explicit(&page->heap, NULL, UM_RELAXED);
         page->next = page->prev = NULL;
     }

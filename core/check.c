@@ -85,6 +85,7 @@ static void check_page(check_t *c, um_heap_t *heap, um_segment_t *seg, um_page_t
     if (hot->guard[0] != UM_PAGE_GUARD || hot->guard[1] != UM_PAGE_GUARD) problem(c, "page whose guard words were overwritten", hot);
     uintptr_t owner = atomic_load_explicit(&hot->owner, UM_RELAXED);
     if ((owner & ~UM_PAGE_FLAGS) != tid) problem(c, "page whose owner word is not its heap's thread", page);
+    if (!(owner & UM_PAGE_IN_FULL) && hot->requeue_used != 0) problem(c, "page not full that keeps a full page's count to go back in its queue", page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, UM_RELAXED);
     if (tid == 0 && (tf & UM_TF_STATE) != UM_DELAY_NEVER) problem(c, "page of no thread that may still wake a heap", page);
 

@@ -38,11 +38,10 @@ static UM_NOINLINE void free_checked(um_segment_t *seg, um_page_t *page, void *p
     else umi_page_remote_free(page, b);
 }
 
-/* A full small page of this thread that has a batch of free blocks again: back in its queue.
- * Its owner word carried this thread's id, but in a fork child so do an orphan's pages for a
- * thread that got a dead one's id (umi_heap_orphan_others): those stay where they are. */
-static UM_NOINLINE void full_page_refilled(um_block_t *b) {
-    um_page_t *page = umi_page_of(umi_segment_of(b), b);
+/* A full page of this thread that has a batch of free blocks again: back in its queue. Its
+ * owner word carried this thread's id, but in a fork child so do an orphan's pages for a thread
+ * that got a dead one's id (umi_heap_orphan_others): those stay where they are. */
+static UM_NOINLINE void full_page_refilled(um_page_t *page) {
     if (UM_UNLIKELY(atomic_load_explicit(&page->heap, UM_RELAXED) != umi_tl_heap)) return;
     umi_page_unfull(umi_tl_heap, page);
     if (UM_PAGE_USED(page) == 0) umi_page_retire(umi_tl_heap, page);
@@ -84,7 +83,7 @@ UM_NOINLINE void umi_free_not_owned(void *p, uintptr_t owner) {
     um_page_hot_t *hot = (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
     if (UM_UNLIKELY(umi_key_get(b) == umi_block_key(b))) { umi_double_free(b); return; }
     umi_hot_push(hot, b);
-    if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(b);
+    if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) full_page_refilled(umi_page_of(umi_segment_of(b), b));
 }
 
 /* The pointers free()'s fast path could not place: NULL, a block of an extent or huge segment,
@@ -111,10 +110,20 @@ static UM_NOINLINE void page_emptied(um_page_t *page) {
     umi_page_retire(heap, page);
 }
 
+/* The owner's free has emptied a page that is not full, or given a full one its batch of free
+ * blocks back (um_page_hot_t.requeue_used). */
+static UM_NOINLINE void owner_page_changed(um_page_t *page, um_page_hot_t *hot) {
+    if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) full_page_refilled(page);
+    else if (umi_hot_used(hot) == 0) page_emptied(page); /* the heap check reports a count left over (core/check.c) */
+}
+
 /* Medium and large blocks come here on every free (they are outside the small-page region), so
- * the owner's plain case is finished inline, with no call and no division: the fast path's
- * push, after a check that p starts a block, and with the emptiness test the fast path leaves
- * out. */
+ * the owner's case is finished inline, with no call and no division: the fast path's push,
+ * after a check that p starts a block, and with the test the fast path leaves out, which one
+ * compare makes for a page that may be emptied and for a full one that may have its batch of
+ * free blocks back: a branch on which of the two the page is would go either way at random in
+ * a program that keeps most of its blocks in use (a server's buffers), a third of whose frees
+ * land in full pages. */
 UM_NOINLINE void umi_free_generic(void *p) {
     um_segment_t *seg = umi_segment_lookup(p);
     if (UM_UNLIKELY(seg == NULL || seg->kind >= UM_KIND_HUGE)) { free_unpooled(seg, p); return; }
@@ -123,13 +132,13 @@ UM_NOINLINE void umi_free_generic(void *p) {
     um_page_t *page = &seg->pages[index];
     /* a small page's hot words end its slot; a medium or large page's are in the header */
     um_page_hot_t *hot = seg->kind == UM_KIND_SMALL ? (um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE) : &seg->hot[index];
-    /* Owner exactly this thread: the slot is in use and has no flag (no aligned blocks). */
-    if (UM_LIKELY(atomic_load_explicit(&hot->owner, UM_RELAXED) == umi_thread_id())) {
+    /* Owner this thread, the page full or not: the slot is in use and has no aligned blocks. */
+    if (UM_LIKELY((atomic_load_explicit(&hot->owner, UM_RELAXED) & ~UM_PAGE_IN_FULL) == umi_thread_id())) {
         um_block_t *b = p;
         if (UM_LIKELY(umi_page_starts_block(page, p) && umi_key_get(b) != umi_block_key(b))) {
             UM_SAN_POISON(b, page->block_size);
             umi_hot_push(hot, b);
-            if (UM_UNLIKELY(umi_hot_used(hot) == 0)) page_emptied(page);
+            if (UM_UNLIKELY(umi_hot_used(hot) <= hot->requeue_used)) owner_page_changed(page, hot);
             return;
         }
     }

@@ -101,6 +101,7 @@ void umi_page_init(um_heap_t *heap, um_page_t *page, size_t bin) {
     UM_SAN_POISON(area, area_size); /* blocks are opened one by one as they are handed out */
     UM_SHARED_WRITE(hot->allocs, 0);
     UM_SHARED_WRITE(hot->frees, 0);
+    hot->requeue_used = 0;
     page->next = page->prev = NULL;
     page->swept_allocs = ~(uint64_t)0;
     atomic_store_explicit(&page->thread_free, UM_DELAY_NORMAL, UM_RELAXED);
@@ -335,6 +336,7 @@ static bool page_to_full(um_heap_t *heap, um_page_t *page) {
  *    in cache. */
 void umi_page_unfull(um_heap_t *heap, um_page_t *page) {
     atomic_fetch_and_explicit(&UM_PAGE_OWNER(page), ~UM_PAGE_IN_FULL, UM_RELAXED);
+    umi_page_hot(page)->requeue_used = 0;
     um_page_queue_t *q = &heap->queues[page->bin];
     um_page_t *first = q->first;
     if (first == NULL) { umi_page_queue_push(heap, page); return; }

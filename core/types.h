@@ -204,9 +204,12 @@ typedef struct __attribute__((aligned(64))) um_page_hot_s {
     uint64_t block_div;            /* = um_page_t.block_div: and at a multiple of the block size from start */
 #endif
     /* While the page is full (UM_PAGE_IN_FULL): the blocks in use at which it goes back in its
-     * queue, with a batch of free blocks (set by page_to_full; see page_requeue_min). Kept
-     * here, on the line a free into the page reads anyway, rather than derived from the page
-     * descriptor's sizes, a line in the segment header, on every such free. */
+     * queue, with a batch of free blocks (set by page_to_full; see page_requeue_min); 0
+     * otherwise. So "the owner's free has something to do" is one test for both kinds of page,
+     * used <= requeue_used (a full page refilled, any other page emptied), and not a branch on
+     * the page being full, which in a program that keeps most of its blocks in use goes one
+     * way or the other at random. Kept here, on the line a free into the page reads anyway,
+     * rather than derived from the page descriptor's sizes, a line in the segment header. */
     uint32_t requeue_used;
     uint8_t owner_line_pad[UM_HOT_OWNER_LINE_PAD];
     /* ---- everyone's line: read by every free, written rarely */

@@ -215,3 +215,30 @@ Test(full_pages, blocks_of_5_to_8_kib_replaced_at_random_seldom_find_their_page_
 {
     in_fresh_thread(replaced_at_random);
 }
+
+/* The owner's free of a medium block tests one count for both kinds of page: a full page's
+ * batch (um_page_hot_t.requeue_used), and 0 on any other page, where the same test tells that
+ * the page was emptied. So the count must go when the flag does. A thread that exits leaves its
+ * full page full in its handed-off heap; dissolved, the heap's segments are abandoned, their
+ * pages no thread's and no longer full: the count goes with the flag. Left behind, it made the
+ * heap check fail, and the page's next owner take the path of an emptied page at every free
+ * below it. */
+static void *fill_a_medium_page(void *arg)
+{
+    (void)arg;
+    return fill_a_page(MEDIUM);
+}
+
+Test(full_pages, an_abandoned_full_page_keeps_no_count_to_go_back_at)
+{
+    um_page_t *page = in_fresh_thread(fill_a_medium_page);
+    cr_assert(is_full(page), "the exited thread's full page is not full in its handed-off heap");
+    cr_assert_neq(umi_page_hot(page)->requeue_used, 0);
+    umi_heap_dissolve_handed(true);
+    cr_assert(!is_full(page) && atomic_load_explicit(&page->heap, UM_RELAXED) == NULL, "the dissolved heap's full page was not abandoned");
+    cr_expect_eq(umi_page_hot(page)->requeue_used, 0, "the abandoned page keeps the count of %u blocks in use to go back in its queue at",
+                 umi_page_hot(page)->requeue_used);
+    cr_expect_eq(um_check_heap(), 0);
+    free_all();
+    cr_expect_eq(um_check_heap(), 0);
+}
