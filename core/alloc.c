@@ -45,7 +45,8 @@ static UM_NOINLINE void *malloc_refill(size_t size, um_heap_t *heap) {
  * empty and they reach malloc_refill, which maps them. */
 UM_NOINLINE void *umi_malloc_generic(size_t size, um_heap_t *heap) {
     if (UM_LIKELY(size <= UM_LARGE_MAX)) {
-        um_page_hot_t *hot = heap->bin_hot[umi_bin_of(size)];
+        size_t bin = size - (UM_DIRECT_MAX + 1) < UM_BIN_TABLE_MAX - UM_DIRECT_MAX ? umi_bin_of_mid(size) : umi_bin_of(size);
+        um_page_hot_t *hot = heap->bin_hot[bin];
         um_block_t *b = hot->free;
         if (UM_LIKELY(b != NULL)) return umi_hot_pop(hot, b);
     }

@@ -53,6 +53,13 @@ static inline size_t umi_bin_of(size_t size) {
     if (b < UM_FINE_SHIFT) return 8u * (b - 6u) + eighth + 1u;
     return UM_BIN_FINE_LAST + 4u * (b - UM_FINE_SHIFT) + (eighth >> 1) + 1u;
 }
+/* umi_bin_of for sizes of UM_DIRECT_MAX + 1 .. UM_BIN_TABLE_MAX: one load instead of a branch
+ * on the size being above UM_FINE_MAX or not, which a program whose sizes lie on both sides of
+ * it at random mispredicts once in two mallocs. Every class in that range is a multiple of 128
+ * bytes, so the table has an entry per 128 bytes (core/bins.c). */
+#define UM_BIN_TABLE_MAX ((size_t)64 << 10)
+extern const uint8_t umi_bin_by_128[UM_BIN_TABLE_MAX / 128 + 1];
+static inline size_t umi_bin_of_mid(size_t size) { return umi_bin_by_128[(size + 127) >> 7]; }
 static inline size_t umi_bin_size(size_t bin) {
     if (bin <= 8) return bin << 4;
     if (bin <= UM_BIN_FINE_LAST) {

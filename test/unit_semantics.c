@@ -132,6 +132,23 @@ Test(semantics, size_classes_per_doubling)
     cr_expect_eq(in_doubling, 4u, "classes in (256 KiB, 512 KiB]: %zu", in_doubling);
 }
 
+/* malloc's table of classes for sizes above the direct table (core/bins.c) agrees with the
+ * arithmetic of umi_bin_of at every size it serves, and a malloc of each of those sizes gets a
+ * block of its class, whether a page of the class is ready (the table's path) or not. */
+Test(semantics, the_class_table_agrees_with_the_class_arithmetic)
+{
+    for (size_t size = UM_DIRECT_MAX + 1; size <= UM_BIN_TABLE_MAX; size++)
+        cr_assert_eq(umi_bin_of_mid(size), umi_bin_of(size), "size %zu: the table says bin %zu, the arithmetic %zu", size,
+                     umi_bin_of_mid(size), umi_bin_of(size));
+    for (size_t size = UM_DIRECT_MAX + 1; size <= UM_BIN_TABLE_MAX + 256; size += 61) {
+        void *p = um_malloc(size), *q = um_malloc(size);
+        cr_assert(p != NULL && q != NULL);
+        cr_assert_eq(um_malloc_usable_size(q), umi_bin_size(umi_bin_of(size)), "malloc(%zu): usable %zu", size, um_malloc_usable_size(q));
+        um_free(p);
+        um_free(q);
+    }
+}
+
 Test(semantics, usable_size_large_is_sane)
 {
     const size_t sizes[] = {512 * TU_KiB + 1, 700 * TU_KiB, TU_MiB, 2 * TU_MiB + 3, 9 * TU_MiB, 33 * TU_MiB + 1};
