@@ -32,8 +32,8 @@ bool umi_page_retire(um_heap_t *heap, um_page_t *page) { return page_retire(heap
 #define UM_SWEEP_PAGES_PER_MS 100
 
 /* Walk the queues: retire the empty pages (only those idle since the last walk unless
- * `busy_too`; a bin's only page only if `only_too`); returns the pages walked, and the pages
- * retired in *retired. */
+ * `busy_too`; a bin's only page only if `only_too`); returns the pages walked, and the bytes of
+ * the pages retired in *retired. */
 static size_t sweep_queues(um_heap_t *heap, bool busy_too, bool only_too, size_t *retired) {
     size_t walked = 0;
     *retired = 0;
@@ -48,8 +48,9 @@ static size_t sweep_queues(um_heap_t *heap, bool busy_too, bool only_too, size_t
             umi_page_collect(heap, page); /* blocks other threads gave back count too */
             um_page_hot_t *hot = umi_page_hot(page);
             if (umi_hot_used(hot) == 0) {
+                size_t bytes = (size_t)1 << umi_segment_of(page)->page_shift;
                 if ((busy_too || page->swept_allocs == hot->allocs) && page_retire(heap, page, !only_too)) {
-                    ++*retired;
+                    *retired += bytes;
                     continue;
                 }
                 if (hot->free != NULL) umi_page_forget_free_list(page);
@@ -76,7 +77,7 @@ bool umi_page_sweep_for_slot(um_heap_t *heap) {
     if (heap->slot_sweep_wait != 0) return false;
     size_t retired, more = 0;
     size_t walked = sweep_queues(heap, true, false, &retired);
-    if (retired >= UM_PAGES_MAX) sweep_queues(heap, true, true, &more);
+    if (retired >= UM_SEGMENT_SIZE) sweep_queues(heap, true, true, &more);
     if (retired == 0) heap->slot_sweep_wait = (uint32_t)(walked / UM_SLOT_SWEEP_PAGES_PER_STEP);
     return retired + more != 0;
 }
@@ -85,7 +86,7 @@ void umi_page_sweep(um_heap_t *heap, bool force) {
     uint64_t now = umi_os_now_ms();
     if (!force && now < heap->next_sweep_ms) return;
     size_t retired;
-    size_t walked = sweep_queues(heap, force, false, &retired);
+    size_t walked = sweep_queues(heap, force, force, &retired); /* forced (um_trim): the bins' last pages too */
     heap->next_sweep_ms = now + UM_SWEEP_MS + walked / UM_SWEEP_PAGES_PER_MS;
     umi_extent_cache_flush(heap, force); /* the blocks it kept and did not use */
     umi_huge_release_kept(heap, force);
