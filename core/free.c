@@ -98,22 +98,22 @@ static UM_NOINLINE void free_unpooled(um_segment_t *seg, void *p) {
 }
 
 /* The owner's free brought a page to used <= requeue_used (um_page_hot_t). A full page has its
- * batch of free blocks back: back in its queue. Any other page was emptied, and stays queued,
- * as the small pages the fast path empties do, until the sweep finds it still empty
- * (umi_page_sweep). A program that allocates and frees a batch of blocks over and over (a
- * request's buffers, sh6bench) then finds its pages as it left them, where retired at each
- * emptying they were set up and carved again in every round. With a purge delay of 0 memory
- * goes back at the free that empties a page (every free comes here then): retired at once,
- * unless it is its bin's only page (a loop that allocates and frees one block would give the
- * page back and set up another every time). An orphan's page in a fork child may carry this
- * thread's id too (see full_page_refilled): left alone. */
+ * batch of free blocks back: back in its queue. Any other page was emptied: retired at once,
+ * unless it is its bin's only page, which umi_page_retire keeps (a program that allocates and
+ * frees one block of the size in a loop would otherwise give the page back and set up another
+ * every time). Left queued for the sweep, as the small pages the fast path empties are, a
+ * program that allocates and frees batches of medium blocks found its pages as it left them
+ * (sh6bench at 1..8 KiB: 0.82-0.86x), but one whose blocks move from class to class
+ * (realloc-small-1t) held the emptied pages of one class while the next faulted in fresh
+ * slots (docs/bench-notes.md). An orphan's page in a fork child may carry this thread's id
+ * too (see full_page_refilled): left alone. */
 static UM_NOINLINE void owner_page_changed(um_page_t *page, um_page_hot_t *hot) {
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) {
         full_page_refilled(page);
         return;
     }
     um_heap_t *heap = umi_tl_heap;
-    if (umi_purge_delay() != 0 || umi_hot_used(hot) != 0 || atomic_load_explicit(&page->heap, UM_RELAXED) != heap) return;
+    if (umi_hot_used(hot) != 0 || atomic_load_explicit(&page->heap, UM_RELAXED) != heap) return;
     umi_page_retire(heap, page);
 }
 

@@ -242,30 +242,3 @@ Test(full_pages, an_abandoned_full_page_keeps_no_count_to_go_back_at)
     free_all();
     cr_expect_eq(um_check_heap(), 0);
 }
-
-/* A batch of medium blocks allocated and all freed, round after round (a request's buffers, a
- * batch job): the pages the owner's frees empty stay in their queue, as the small pages the
- * fast path empties do, and the next round takes its blocks from them again, until a sweep
- * finds them idle. Retired at the free that emptied them, each round set its pages up and
- * carved them anew. */
-static void *batch_rounds(void *arg)
-{
-    (void)arg;
-    enum { N = 200 }; /* 12 KiB blocks: five medium pages */
-    static void *v[N];
-    for (int round = 0; round < 3; round++) {
-        for (size_t i = 0; i < N; i++) cr_assert_not_null(v[i] = um_malloc(MEDIUM));
-        um_heap_t *heap = umi_tl_heap; /* the thread's own, from its first malloc on */
-        um_page_t *oldest = page_of(v[0]);
-        cr_assert_neq(oldest, page_of(v[N - 1]), "%d blocks of %d bytes fit in one page", N, MEDIUM);
-        for (size_t i = 0; i < N; i++) um_free(v[i]);
-        cr_assert(oldest->slot == UM_SLOT_USED && is_queued(heap, oldest),
-                  "round %d: the page the frees emptied first left its queue", round);
-    }
-    return NULL;
-}
-
-Test(full_pages, medium_pages_emptied_by_their_owner_stay_queued_for_the_next_round)
-{
-    in_fresh_thread(batch_rounds);
-}
