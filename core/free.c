@@ -101,12 +101,11 @@ static UM_NOINLINE void free_unpooled(um_segment_t *seg, void *p) {
  * batch of free blocks back: back in its queue. Any other page was emptied: retired at once,
  * unless it is its bin's only page, which umi_page_retire keeps (a program that allocates and
  * frees one block of the size in a loop would otherwise give the page back and set up another
- * every time). Left queued for the sweep, as the small pages the fast path empties are, a
- * program that allocates and frees batches of medium blocks found its pages as it left them
- * (sh6bench at 1..8 KiB: 0.82-0.86x), but one whose blocks move from class to class
- * (realloc-small-1t) held the emptied pages of one class while the next faulted in fresh
- * slots (docs/bench-notes.md). An orphan's page in a fork child may carry this thread's id
- * too (see full_page_refilled): left alone. */
+ * every time). Not left queued for the sweep, as the small pages the fast path empties are: a
+ * program whose blocks move from class to class (buffers grown by realloc) would hold one
+ * class's emptied medium pages, 512 KiB each, while the next class faulted in fresh slots
+ * (docs/bench-notes.md). An orphan's page in a fork child may carry this thread's id too (see
+ * full_page_refilled): left alone. */
 static UM_NOINLINE void owner_page_changed(um_page_t *page, um_page_hot_t *hot) {
     if (atomic_load_explicit(&hot->owner, UM_RELAXED) & UM_PAGE_IN_FULL) {
         full_page_refilled(page);

@@ -494,8 +494,8 @@ static void heap_tend(um_heap_t *heap, bool sweep_due) {
 void umi_heap_tend(void) {
     um_heap_t *heap = umi_tl_heap;
     if (!umi_heap_is_own(heap)) return;
-    /* whatever the last walk for a slot found: memory is about to be mapped, and a page the
-     * owner's free emptied a moment ago (medium ones too) is found only by a walk */
+    /* whatever the last walk for a slot found: memory is about to be mapped, and a page that
+     * free()'s fast path emptied a moment ago is found only by a walk */
     heap->slot_sweep_wait = 0;
     umi_page_sweep_for_slot(heap);
     heap_tend(heap, true);
