@@ -7,7 +7,7 @@ BENCH_CXX ?= c++
 BENCH_CXXFLAGS := -std=gnu++17 -O2 -g -Wall -Wextra
 WORKLOADS := larson xmalloc cache-scratch cache-thrash churn realloc large tree \
              threadchurn mstress malloc-large rptest alloc-test sh6bench tlb spawn vector cxx steady phases forkheap \
-             ttest
+             ttest simple
 
 all: $(addprefix $(BENCH_BIN)/,$(WORKLOADS) bench-run instr)
 

@@ -501,6 +501,21 @@ void umi_heap_tend(void) {
     heap_tend(heap, true);
 }
 
+/* An emptied page's free list runs through its blocks in address order, one way or the other
+ * (they were freed in the order they went out, or the reverse: a batch of blocks built and then
+ * dropped), judged by its first three blocks, which the frees left in cache. Such a list
+ * serves the next blocks as locally as carving the page again would, without writing a link
+ * into every block, each a cache miss in a program that fills and empties pages of a size
+ * round after round (glibc's bench-malloc-simple). */
+static bool free_list_in_order(const um_page_t *page, um_page_hot_t *hot) {
+    um_block_t *a = hot->free, *b = umi_link_next(a, hot);
+    if (b == NULL) return true;
+    intptr_t step = (intptr_t)b - (intptr_t)a;
+    if (step != (intptr_t)page->block_size && step != -(intptr_t)page->block_size) return false;
+    um_block_t *c = umi_link_next(b, hot);
+    return c == NULL || (intptr_t)c - (intptr_t)b == step;
+}
+
 /* The bin's first page ran dry: collect remote frees into it, try the other pages of the bin
  * (moving full ones out of the queue), else carve, else start a fresh page. */
 void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
@@ -512,7 +527,7 @@ void *umi_page_alloc_slow(um_heap_t *heap, size_t bin) {
     um_page_queue_t *q = &heap->queues[bin];
     bool adopted = false, bin_was_empty = q->first == NULL;
 walk:;
-    um_page_t *page = q->first, *carvable = NULL;
+    um_page_t *page = q->first, *carvable = NULL, *emptied = NULL;
     /* Freed blocks anywhere in the queue go before carving new ones (which touches fresh
      * memory), and a page with freed blocks may lie behind one that can still be carved: that
      * one is only remembered while the walk goes on. Each full page leaves the queue as it is
@@ -522,11 +537,21 @@ walk:;
         um_page_t *next = page->next;
         umi_page_collect(heap, page);
         um_page_hot_t *hot = umi_page_hot(page);
-        /* An empty page counts as a new one: carved only if no page has freed blocks, and only
-         * the first such, so that a queue of emptied pages is not handed out a chunk each
-         * (which would keep them all resident). */
-        if (hot->free != NULL && umi_hot_used(hot) == 0) umi_page_forget_free_list(page);
-        if (hot->free != NULL) break;
+        if (hot->free != NULL && umi_hot_used(hot) != 0) break;
+        /* A page all of whose blocks are free counts as a new one: taken only if no page in use
+         * has freed blocks, and only the first such, so that a queue of emptied pages is not
+         * handed out a few blocks each (which would keep them all resident, where the sweep
+         * retires those left idle). Its blocks go out in address order: a free list in no
+         * order is dropped and the page carved again, one that runs through the blocks in order
+         * already is taken as it stands (see free_list_in_order). */
+        if (hot->free != NULL) {
+            if (!free_list_in_order(page, hot)) umi_page_forget_free_list(page);
+            else if (emptied == NULL) emptied = page;
+        }
+        if (hot->free != NULL) {
+            page = next;
+            continue;
+        }
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
             page = next;
@@ -541,6 +566,7 @@ walk:;
         adopted = true;
         if (umi_segment_adopt(heap, bin, UM_KIND_COUNT, UM_ADOPT_BUDGET) != 0) goto walk;
     }
+    if (page == NULL) page = emptied; /* its blocks are resident; a carvable page's may not be */
     if (page == NULL && carvable != NULL) {
         page = carvable;
         page_extend(heap, page);

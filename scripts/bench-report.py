@@ -83,6 +83,10 @@ DESCRIPTIONS = {
               "1024 slots per thread, as bench-malloc-thread)",
     "aligned": "the steady pattern through posix_memalign: alignments 32, 64 or 128 B, sizes "
                "16..2048 B, 2000 slots (C++ alignas types, Rust's allocator for alignments above 16)",
+    "simple": "glibc's bench-malloc-simple pattern: a batch of blocks of one size allocated, "
+              "tagged and freed in allocation order, round after round, for 16 B x 1600, 64 B x 1600, "
+              "256 B x 400, 1 KiB x 100 and 4 KiB x 25 (about 100 KB a batch, each spanning more than "
+              "one page of its class)",
     "sh6bench": "sh6bench-style: batches of 2000 objects of 1..1000 B, half freed newest first, "
                 "half oldest first",
     "sh8bench": "sh8bench-style: sh6bench's batches, the oldest-first half freed by the next thread "
@@ -98,7 +102,7 @@ DESCRIPTIONS = {
               "of objects of one typical size (log-uniform 16 B..256 KiB, to 1.25x), writes them "
               "whole, then frees them all in random order before the next phase builds another "
               "size: whether freed memory serves the next size, or fresh memory is faulted in",
-    "spawn": "200 short processes run one after another, each with the allocator preloaded: 400 "
+    "spawn": "140 short processes run one after another, each with the allocator preloaded: 400 "
              "mallocs of 16 B..4 KiB and a growing line buffer, then exit: the allocator's load, "
              "set-up and exit paid per process, as in a shell script or a build",
     "forkheap": "a program whose 4 threads each hold 8 MiB of small objects forks 30 children one "

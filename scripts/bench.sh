@@ -159,6 +159,7 @@ steady-1t|1|c|steady threads=1 slots=30000 iters=3000000 min=32 max=512|steady t
 steady-64-2t|2|c|steady threads=2 slots=20000 iters=9000000 min=64 max=64|steady threads=2 slots=10000 iters=2000000 min=64 max=64|370/80
 steady-2t|2|c|steady threads=2 slots=1024 iters=4000000 min=4 max=32768|steady threads=2 slots=1024 iters=800000 min=4 max=32768|360/80
 aligned-1t|1|c|steady threads=1 slots=2000 iters=2500000 min=16 max=2048 align=128|steady threads=1 slots=2000 iters=500000 min=16 max=2048 align=128|400/80
+simple-1t|1|c|simple threads=1 ops=12000000|simple threads=1 ops=2000000|420/70
 sh6bench-1t|1|c|sh6bench threads=1 iters=5000|sh6bench threads=1 iters=1000|450/100
 sh8bench-2t|2|c|sh6bench threads=2 iters=400 cross=1|sh6bench threads=2 iters=60 cross=1|450/90
 vector-1t|1|c|vector threads=1 rounds=150|vector threads=1 rounds=30|360/80
