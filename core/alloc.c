@@ -69,8 +69,17 @@ void *umi_calloc(size_t count, size_t size) {
     umi_count_call(UM_CALL_CALLOC);
     size_t total;
     if (UM_UNLIKELY(__builtin_mul_overflow(count, size, &total))) { errno = ENOMEM; umi_count_failed(); return NULL; }
-    if (umi_is_extent_size(total) && total < umi_large_threshold) { /* clears only the pages it must */
-        void *p = umi_extent_alloc(umi_tl_heap, umi_bin_of(total), 16, true, 0);
+    if (umi_is_extent_size(total) && total < umi_large_threshold) {
+        /* A block of the class this thread freed lately, from its cache (as malloc takes it),
+         * cleared here while its lines are likely still in the CPU's cache; else one from the
+         * arena, which clears only the pages it must (fresh or purged ones read zero). Without
+         * the cache a program that callocs and frees such blocks in turn went to the arena
+         * twice a round, and the freed blocks waited in the cache for nothing. */
+        um_heap_t *heap = umi_tl_heap;
+        size_t bin = umi_bin_of(total);
+        void *p = umi_heap_is_own(heap) ? umi_extent_cache_pop(heap, bin) : NULL;
+        if (p != NULL) memset(p, 0, total);
+        else p = umi_extent_alloc(heap, bin, 16, true, 0);
         if (p != NULL) {
             umi_count_internal(1, 0);
             UM_SAN_EXPOSE(p, total);

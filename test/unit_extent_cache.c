@@ -61,6 +61,27 @@ Test(extent_cache, a_freed_block_serves_the_next_malloc_without_the_arena) {
     cr_assert_eq(um_check_heap(), 0);
 }
 
+/* calloc takes the cached block as malloc does, and clears it: before, it always went to the arena
+ * (which clears only the pages it must), and a program that callocs and frees a block of the
+ * class in turn paid the arena twice a round while the freed block waited in the cache. */
+Test(extent_cache, a_freed_block_serves_the_next_calloc_cleared) {
+    need_extents();
+    size_t bin = umi_bin_of(SIZE);
+    unsigned char *p = um_malloc(SIZE);
+    cr_assert_not_null(p);
+    memset(p, 0xa5, SIZE);
+    uint64_t from_arena = arena_mallocs(bin);
+    um_free(p);
+    cr_assert_eq(cached(bin), 1);
+    unsigned char *q = um_calloc(1, SIZE);
+    cr_assert_eq(q, p, "calloc did not take the block freed last: %p, not %p", (void *)q, (void *)p);
+    cr_assert_eq(arena_mallocs(bin), from_arena, "the arena handed out a block for a calloc the cache could serve");
+    cr_assert_eq(cached(bin), 0);
+    for (size_t i = 0; i < SIZE; i++) cr_assert_eq(q[i], 0, "byte %zu of the calloc'ed block is %#x", i, q[i]);
+    um_free(q);
+    cr_assert_eq(um_check_heap(), 0);
+}
+
 /* Without the mark the second free pushed the block again, and two mallocs got the same block. */
 Test(extent_cache, a_second_free_of_a_cached_block_is_reported) {
     need_extents();
