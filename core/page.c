@@ -545,12 +545,12 @@ walk:;
          * order is dropped and the page carved again, one that runs through the blocks in order
          * already is taken as it stands (see free_list_in_order). */
         if (hot->free != NULL) {
-            if (!free_list_in_order(page, hot)) umi_page_forget_free_list(page);
-            else if (emptied == NULL) emptied = page;
-        }
-        if (hot->free != NULL) {
-            page = next;
-            continue;
+            if (free_list_in_order(page, hot)) {
+                if (emptied == NULL) emptied = page;
+                page = next;
+                continue;
+            }
+            umi_page_forget_free_list(page); /* carvable below, from its start */
         }
         if (page->capacity < page->reserved) {
             if (carvable == NULL) carvable = page;
