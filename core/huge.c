@@ -183,7 +183,9 @@ static void *huge_alloc(size_t size, size_t align, bool growable, int on_node) {
     }
     uint8_t *block = base + offset;
     um_segment_t *seg = (um_segment_t *)(block - UM_HUGE_HEADER);
-    if (UM_UNLIKELY(!umi_huge_index_prepare(seg))) { /* no memory for the index's leaf */
+    /* no memory for the index's leaf: under RLIMIT_AS, what umalloc keeps for reuse may be
+     * what stands in its way, as for a mapping */
+    if (UM_UNLIKELY(!umi_huge_index_prepare(seg)) && !(umi_release_for_retry() && umi_huge_index_prepare(seg))) {
         umi_count_mapped_bytes(node, page_kind, map_size, 1); /* the cache counts what it holds */
         if (!umi_huge_cache_put(base, map_size, node, page_kind, multi_vma)) {
             umi_count_mapped_bytes(node, page_kind, map_size, -1);

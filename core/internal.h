@@ -33,7 +33,7 @@ enum {
     UM_HOOK_REMOTE_FREEING, /* arg: the page */
     UM_HOOK_REMOTE_PUSHED,  /* arg: the page */
     UM_HOOK_CLOCK_READ,     /* a walk of stamped entries read the clock; arg: its name */
-    UM_HOOK_SEGMAP_MAP,     /* a thread found no segment map and is about to map one; arg: NULL */
+    UM_HOOK_SEGMAP_MAP,     /* a thread found no map leaf for a range and is about to make one; arg: NULL */
 };
 #if defined(UM_DEBUG) && UM_DEBUG
 extern void (*volatile umi_test_hook)(int point, void *arg);
@@ -75,10 +75,17 @@ static inline um_kind_t umi_bin_kind(size_t bin) {
 }
 
 /* ---- pointer -> segment -> page ---------------------------------------------------------- */
-/* The segment map: one byte per 4 MiB of the 128 TiB user address space (32 MiB of zero-fill
- * virtual memory, a few pages touched). It answers "is this ours?" without touching the pointed-to
- * memory, so a foreign pointer can never make us fault. */
+/* The segment map: one byte per 4 MiB unit of the 128 TiB user address space. It answers "is
+ * this ours?" without touching the pointed-to memory, so a foreign pointer can never make us
+ * fault. Two levels (core/segmap.c): a top table of leaves made on first use, each the entries
+ * of 2^16 units (256 GiB of address space). A program's segments lie in a few such ranges, so
+ * its map takes little address space, where one flat table took 32 MiB, which counts against
+ * RLIMIT_AS (`ulimit -v`) as much as memory in use does. */
 #define UM_SEGMAP_ENTRIES ((size_t)1 << (47 - UM_SEGMENT_SHIFT))
+#define UM_SEGMAP_LEAF_SHIFT 16
+#define UM_SEGMAP_LEAF_ENTRIES ((size_t)1 << UM_SEGMAP_LEAF_SHIFT)
+#define UM_SEGMAP_LEAVES (UM_SEGMAP_ENTRIES >> UM_SEGMAP_LEAF_SHIFT) /* 512 */
+#define UM_HUGE_LEAF_SHIFT 9 /* units per leaf of the huge index (core/segmap.c): 512, 2 GiB */
 /* An entry is the page shift of the segment starting there (16, 19 or 22: one load gives both
  * "ours?" and pointer -> page), or one of these small codes. */
 enum {
@@ -86,21 +93,35 @@ enum {
     UM_MAP_HUGE = 4,      /* huge block headers are (or were) here: ask the huge index */
     UM_MAP_MIN_SHIFT = UM_EXTENT_PAGE_SHIFT, /* entries >= this are segment starts */
 };
-/* UM_SEGMAP_ENTRIES entries once umi_segmap_entries says so (core/segmap.c); until then every
- * lookup finds nothing: no segment exists before the map does. */
 typedef _Atomic uint8_t um_segmap_byte_t;
-extern um_segmap_byte_t *_Atomic umi_segmap;
-extern _Atomic size_t umi_segmap_entries;
-/* Map the segment map if it is not yet: false (errno ENOMEM) if the OS refused. Called before
- * a segment or a huge block is first mapped. */
-bool umi_segmap_ready(void);
-/* The map, for an index below umi_segmap_entries as loaded (acquire) before. */
-static inline um_segmap_byte_t *umi_segmap_table(void) { return atomic_load_explicit(&umi_segmap, UM_RELAXED); }
+typedef struct um_segmap_leaf_s {
+    um_segmap_byte_t entry[UM_SEGMAP_LEAF_ENTRIES]; /* a byte per unit: UM_MAP_* or a page shift */
+    /* the huge index's leaves for these units, made on first use (core/segmap.c) */
+    _Atomic(_Atomic uint64_t *) huge[UM_SEGMAP_LEAF_ENTRIES >> UM_HUGE_LEAF_SHIFT];
+} um_segmap_leaf_t;
+/* A range no leaf covers yet points at an empty leaf that is never written (core/segmap.c):
+ * every lookup there finds nothing, with no test for a missing leaf on the lookup's path. A
+ * leaf, once published, is never taken away. */
+extern um_segmap_leaf_t *_Atomic umi_segmap_leaves[UM_SEGMAP_LEAVES];
+/* Make the leaf that covers p's unit if there is none yet: false (errno ENOMEM) if the OS
+ * refused. Called before a segment or a huge block is placed in a range for the first time;
+ * the region's ranges are covered when it is reserved. */
+bool umi_segmap_cover(const void *p);
+/* Where the small-page region's first segments are entered: the first entry of the pool's
+ * first leaf, which the region takes as it is reserved (its base starts a leaf's range). */
+const void *umi_segmap_first_entries(void);
+/* Leaves of the .bss pool not yet taken (for the tests). */
+size_t umi_segmap_pool_left(void);
 
+/* The entry of unit idx (below UM_SEGMAP_ENTRIES). */
+static inline unsigned umi_segmap_at(uintptr_t idx) {
+    um_segmap_leaf_t *leaf = atomic_load_explicit(&umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT], memory_order_acquire);
+    return atomic_load_explicit(&leaf->entry[idx & (UM_SEGMAP_LEAF_ENTRIES - 1)], UM_RELAXED);
+}
 static inline unsigned umi_segmap_get(uintptr_t u) {
     uintptr_t idx = u >> UM_SEGMENT_SHIFT;
-    if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
-    return atomic_load_explicit(&umi_segmap_table()[idx], UM_RELAXED);
+    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    return umi_segmap_at(idx);
 }
 /* The same for a pointer that must also be 16-byte aligned (as every block start is): the low 4
  * bits are rotated up next to the segment number, so one range check rejects both a pointer
@@ -108,8 +129,8 @@ static inline unsigned umi_segmap_get(uintptr_t u) {
 static inline unsigned umi_segmap_get_block(uintptr_t u) {
     uintptr_t m = u & ~(uintptr_t)(UM_SEGMENT_MASK & ~(uintptr_t)15);
     uintptr_t idx = (m >> UM_SEGMENT_SHIFT) | (m << (64 - UM_SEGMENT_SHIFT));
-    if (UM_UNLIKELY(idx >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire))) return UM_MAP_NONE;
-    return atomic_load_explicit(&umi_segmap_table()[idx], UM_RELAXED);
+    if (UM_UNLIKELY(idx >= UM_SEGMAP_ENTRIES)) return UM_MAP_NONE;
+    return umi_segmap_at(idx);
 }
 /* The page slots of a pooled segment of `kind` whose pages are 2^shift bytes: the secure
  * build's small segments give their last one to the guard page (UM_GUARD_SIZE). */

@@ -1,41 +1,75 @@
 /* The segment map: which 4 MiB units of the address space are ours, and how; and the huge
  * index, which finds the header of a huge block that starts anywhere in a unit.
  *
- * The map (32 MiB) and the index's top table (512 KiB) lie in one mapping of their own, made
- * before the first segment is (umi_segmap_ready), not in the library's .bss: a library whose
- * mapping spans 2 MiB or more is placed 2 MiB-aligned by the kernel, which moves the thread
- * stacks glibc maps below the libraries to where each munmap of one flushes its pages from the
- * TLB one by one instead of all at once (docs/bench-notes.md). Both tables read zero until
- * written and are touched a page at a time (MAP_NORESERVE). */
+ * The map's leaves (core/internal.h) come first from a pool in the library's .bss, then from
+ * mappings of their own. The pool holds the small-page region's four and a few more, enough for
+ * most programs' segments (the region, os/os.c's hint area): no system call, and no address
+ * space beyond the library's. It stays small: a library whose mapping spans 2 MiB or more is
+ * placed 2 MiB-aligned by the kernel, which moves the thread stacks glibc maps below the
+ * libraries to where each munmap of one flushes its pages from the TLB one by one instead of
+ * all at once (docs/bench-notes.md). Leaves read zero until written and are touched a page at
+ * a time. */
 #include "core/internal.h"
 #include "os/os.h"
 
-#define HUGE_LEAF_SHIFT 9 /* units per leaf of the huge index: 512 */
-#define HUGE_TOP_ENTRIES (UM_SEGMAP_ENTRIES >> HUGE_LEAF_SHIFT)
-#define TABLES_BYTES (UM_SEGMAP_ENTRIES + HUGE_TOP_ENTRIES * sizeof(void *))
+#include <errno.h>
 
-um_segmap_byte_t *_Atomic umi_segmap; /* the mapping, once a thread has made it */
-_Atomic size_t umi_segmap_entries;
+/* The leaf of every range without one of its own: zeros, read but never written. The top
+ * table's 512 pointers to it are relocated as the library is loaded: one page of .data. */
+UM_BIG_BSS static um_segmap_leaf_t none_leaf;
+um_segmap_leaf_t *_Atomic umi_segmap_leaves[UM_SEGMAP_LEAVES] = {[0 ... UM_SEGMAP_LEAVES - 1] = &none_leaf};
 
-bool umi_segmap_ready(void) {
-    if (UM_LIKELY(atomic_load_explicit(&umi_segmap_entries, memory_order_acquire) != 0)) return true;
+#define POOL_LEAVES 6
+UM_BIG_BSS static um_segmap_leaf_t pool[POOL_LEAVES];
+static _Atomic unsigned pool_taken; /* bit i: pool[i] is a published leaf, or about to be */
+
+static um_segmap_leaf_t *pool_take(void) {
+    unsigned taken = atomic_load_explicit(&pool_taken, UM_RELAXED);
+    while (taken != (1u << POOL_LEAVES) - 1) {
+        unsigned i = (unsigned)__builtin_ctz(~taken);
+        if (atomic_compare_exchange_weak_explicit(&pool_taken, &taken, taken | 1u << i, UM_RELAXED, UM_RELAXED)) return &pool[i];
+    }
+    return NULL;
+}
+
+const void *umi_segmap_first_entries(void) { return &pool[0].entry[0]; }
+
+size_t umi_segmap_pool_left(void) {
+    return POOL_LEAVES - (size_t)__builtin_popcount(atomic_load_explicit(&pool_taken, UM_RELAXED));
+}
+
+bool umi_segmap_cover(const void *p) {
+    uintptr_t idx = (uintptr_t)p >> UM_SEGMENT_SHIFT;
+    if (idx >= UM_SEGMAP_ENTRIES) { errno = ENOMEM; return false; }
+    um_segmap_leaf_t *_Atomic *slot = &umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT];
+    if (UM_LIKELY(atomic_load_explicit(slot, memory_order_acquire) != &none_leaf)) return true;
     UM_TEST_HOOK(UM_HOOK_SEGMAP_MAP, NULL);
-    um_segmap_byte_t *mine = umi_os_map_table(TABLES_BYTES), *won = NULL;
-    if (mine != NULL && atomic_compare_exchange_strong_explicit(&umi_segmap, &won, mine, memory_order_acq_rel, memory_order_acquire)) won = mine;
-    else if (mine != NULL) umi_os_unmap(mine, TABLES_BYTES); /* another thread made it first: won is its */
-    else won = atomic_load_explicit(&umi_segmap, memory_order_acquire); /* refused: another thread's, if any */
-    if (won == NULL) return false; /* errno: mmap's */
-    /* Whichever thread gets here publishes the bound: the same value, after the map. */
-    atomic_store_explicit(&umi_segmap_entries, UM_SEGMAP_ENTRIES, memory_order_release);
+    um_segmap_leaf_t *mine = pool_take(), *none = &none_leaf;
+    bool pooled = mine != NULL;
+    if (!pooled) mine = umi_os_map_table(sizeof(um_segmap_leaf_t));
+    /* refused: another thread's leaf, if one was made meanwhile (errno: mmap's) */
+    if (mine == NULL) return atomic_load_explicit(slot, memory_order_acquire) != &none_leaf;
+    /* release: whoever finds the leaf finds it zeroed (a pool leaf is .bss; a mapping is zeros) */
+    if (atomic_compare_exchange_strong_explicit(slot, &none, mine, memory_order_acq_rel, memory_order_acquire)) return true;
+    /* another thread made it first: ours goes back, untouched */
+    if (pooled) atomic_fetch_and_explicit(&pool_taken, ~(1u << (mine - pool)), UM_RELAXED);
+    else umi_os_unmap(mine, sizeof(um_segmap_leaf_t));
     return true;
 }
 
+static inline um_segmap_byte_t *entry_of(const um_segment_t *seg) {
+    uintptr_t idx = (uintptr_t)seg >> UM_SEGMENT_SHIFT;
+    um_segmap_leaf_t *leaf = atomic_load_explicit(&umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT], UM_RELAXED);
+    UM_CHECK(leaf != &none_leaf); /* umi_segmap_cover made it before the segment came here */
+    return &leaf->entry[idx & (UM_SEGMAP_LEAF_ENTRIES - 1)];
+}
+
 void umi_segmap_set(um_segment_t *seg) {
-    atomic_store_explicit(&umi_segmap_table()[(uintptr_t)seg >> UM_SEGMENT_SHIFT], (uint8_t)seg->page_shift, memory_order_release);
+    atomic_store_explicit(entry_of(seg), (uint8_t)seg->page_shift, memory_order_release);
 }
 
 void umi_segmap_clear(um_segment_t *seg) {
-    atomic_store_explicit(&umi_segmap_table()[(uintptr_t)seg >> UM_SEGMENT_SHIFT], UM_MAP_NONE, UM_RELAXED);
+    atomic_store_explicit(entry_of(seg), UM_MAP_NONE, UM_RELAXED);
 }
 
 /* ---- the huge index ---------------------------------------------------------------------
@@ -45,22 +79,23 @@ void umi_segmap_clear(um_segment_t *seg) {
  * lookup reads the page before a pointer only when its bit is set, so a pointer we never
  * handed out is never dereferenced (it may point next to unmapped memory).
  *
- * Two levels: a top table (512 KiB, after the map in its mapping, a page of it touched per 1 TiB of
- * address space in use) of leaves of 64 KiB, each the bits of 512 units (2 GiB). Leaves are
- * mapped on first use and never given back: a program's huge blocks lie in a few GiB of
- * address space (os/os.c's hint area), so it maps one or two. */
+ * Its leaves, of 64 KiB, each the bits of 512 units (2 GiB), hang off the segment map's leaves
+ * (um_segmap_leaf_t.huge). They are mapped on first use and never given back: a program's huge
+ * blocks lie in a few GiB of address space (os/os.c's hint area), so it maps one or two. */
 #define HUGE_BITS_PER_UNIT (UM_SEGMENT_SIZE / UM_HUGE_HEADER) /* 1024 */
 #define HUGE_WORDS_PER_UNIT (HUGE_BITS_PER_UNIT / 64)
-#define HUGE_LEAF_UNITS ((size_t)1 << HUGE_LEAF_SHIFT)
+#define HUGE_LEAF_UNITS ((size_t)1 << UM_HUGE_LEAF_SHIFT)
 #define HUGE_LEAF_BYTES (HUGE_LEAF_UNITS * HUGE_WORDS_PER_UNIT * sizeof(uint64_t))
 
 /* The word and bit of header page h, or NULL when its leaf does not exist (and `make` is
- * false, or no memory for it), or the tables do not (umi_segmap_ready). */
+ * false, or no memory for it). */
 static _Atomic uint64_t *huge_word(uintptr_t h, bool make, uint64_t *bit) {
     uintptr_t unit = h >> UM_SEGMENT_SHIFT;
-    if (unit >= atomic_load_explicit(&umi_segmap_entries, memory_order_acquire)) return NULL;
-    _Atomic(_Atomic uint64_t *) *huge_top = (_Atomic(_Atomic uint64_t *) *)(umi_segmap_table() + UM_SEGMAP_ENTRIES);
-    _Atomic(_Atomic uint64_t *) *slot = &huge_top[unit >> HUGE_LEAF_SHIFT];
+    if (unit >= UM_SEGMAP_ENTRIES) return NULL;
+    if (make && !umi_segmap_cover((const void *)h)) return NULL;
+    um_segmap_leaf_t *map_leaf = atomic_load_explicit(&umi_segmap_leaves[unit >> UM_SEGMAP_LEAF_SHIFT], memory_order_acquire);
+    if (map_leaf == &none_leaf) return NULL;
+    _Atomic(_Atomic uint64_t *) *slot = &map_leaf->huge[(unit & (UM_SEGMAP_LEAF_ENTRIES - 1)) >> UM_HUGE_LEAF_SHIFT];
     _Atomic uint64_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
     if (UM_UNLIKELY(leaf == NULL)) {
         if (!make) return NULL;
@@ -75,7 +110,6 @@ static _Atomic uint64_t *huge_word(uintptr_t h, bool make, uint64_t *bit) {
 }
 
 bool umi_huge_index_prepare(const void *header) {
-    if (!umi_segmap_ready()) return false;
     uint64_t bit;
     return huge_word((uintptr_t)header, true, &bit) != NULL;
 }
@@ -87,9 +121,8 @@ void umi_huge_index_add(const void *header) {
     atomic_fetch_or_explicit(w, bit, memory_order_release);
     /* The unit's entry stays UM_MAP_HUGE when its blocks go: a pooled segment, which needs the
      * whole unit, overwrites it when it gets there. */
-    uintptr_t unit = (uintptr_t)header >> UM_SEGMENT_SHIFT;
-    um_segmap_byte_t *map = umi_segmap_table();
-    if (atomic_load_explicit(&map[unit], UM_RELAXED) != UM_MAP_HUGE) atomic_store_explicit(&map[unit], UM_MAP_HUGE, memory_order_release);
+    um_segmap_byte_t *entry = entry_of((const um_segment_t *)((uintptr_t)header & ~(uintptr_t)UM_SEGMENT_MASK));
+    if (atomic_load_explicit(entry, UM_RELAXED) != UM_MAP_HUGE) atomic_store_explicit(entry, UM_MAP_HUGE, memory_order_release);
 }
 
 void umi_huge_index_remove(const void *header) {

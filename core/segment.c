@@ -54,6 +54,10 @@ void umi_segment_unregister(um_segment_t *seg) {
 /* ---- the small-page region --------------------------------------------------------------- */
 void umi_segment_init_process(void) {
     uintptr_t base = umi_region_reserve(umi_cookie >> 12);
+    /* The map's leaves over the whole region now, from its pool (core/segmap.c): a unit the
+     * region hands out is then never in a range the map cannot tell about. */
+    for (uintptr_t at = base; base != 0 && at < base + ((uintptr_t)1 << UM_REGION_SHIFT); at += UM_SEGMENT_SIZE << UM_SEGMAP_LEAF_SHIFT)
+        if (!umi_segmap_cover((void *)at)) base = 0; /* (never: the pool has room) no region then */
     small_in_region = base != 0;
     /* With a purge delay of 0, memory goes back at the free that empties a page: only the slow
      * path tests for that (umi_page_local_free_slow), so every free takes it. */
@@ -261,6 +265,7 @@ static um_segment_t *segment_moved_out(um_kind_t kind, int node, um_pages_use_t 
     int got_node;
     unsigned got_kind;
     uint8_t *dst = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, seg->node, use, &got_node, &got_kind);
+    if (dst != NULL && !umi_segmap_cover(dst)) { umi_arena_unmap(dst, UM_SEGMENT_SIZE); dst = NULL; }
     if (dst == NULL) { cache_put(seg); return NULL; }
     umi_segment_unregister(seg);
     umi_segmap_clear(seg);
@@ -364,14 +369,17 @@ static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
     if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want);
     if (seg == NULL) seg = segment_from_cache(kind, want, false, use);
     if (seg == NULL) {
-        /* (a program that lowered RLIMIT_AS may need the region's unused rest for the map) */
-        if (!umi_segmap_ready() && !(umi_release_for_retry() && umi_segmap_ready())) return NULL;
         int node;
         unsigned page_kind = UM_PAGES_4K;
         seg = kind == UM_KIND_SMALL && small_in_region ? region_map(want, use, &node, &page_kind) : NULL;
         if (seg == NULL) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, use, &node, &page_kind);
         if (seg == NULL && umi_release_for_retry()) seg = umi_arena_map(UM_SEGMENT_SIZE, UM_SEGMENT_SIZE, want, use, &node, &page_kind);
         if (seg == NULL) return NULL;
+        /* (a program that lowered RLIMIT_AS may need the region's unused rest for a map leaf) */
+        if (!umi_segmap_cover(seg) && !(umi_release_for_retry() && umi_segmap_cover(seg))) {
+            umi_arena_unmap(seg, UM_SEGMENT_SIZE); /* not the region's: its leaves exist */
+            return NULL;
+        }
         /* the header, which segment_format writes: a small segment's whole, another's first OS page */
         if (page_kind == UM_PAGES_4K) umi_os_fault_in(seg, (uint8_t *)seg + (kind == UM_KIND_SMALL ? sizeof(um_segment_t) : 1));
         /* The heap finds its segments by placement: one whose binding the kernel refused

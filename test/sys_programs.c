@@ -243,6 +243,40 @@ Test(programs, python3_memory_error_under_ulimit, .timeout = 120) {
     su_rmtree(dir);
 }
 
+/* The address space umalloc maps beyond what a program uses is small enough that a program
+ * glibc runs under `ulimit -v` runs under umalloc too: a Python script holding 20 MB of small
+ * objects, in 100 MB of address space (the interpreter's own mappings take 14). The segment map
+ * was one flat table of 32 MiB of address space, and this script got MemoryError. */
+static const char PY_FITS[] =
+    "a = [bytearray(1000) for _ in range(20000)]\n"
+    "b = [str(i) * 50 for i in range(100000)]\n"
+    "print('held', len(a), len(b))\n";
+
+Test(programs, python3_fits_under_ulimit_as_under_glibc, .timeout = 120) {
+    char *py = su_need("python3", "python3");
+    char *dir = su_tmpdir("python-fits");
+    char *script = su_fmt("%s/fits.py", dir);
+    su_write_str(script, PY_FITS);
+    char *cmd = su_fmt("ulimit -v 100000 && exec '%s' '%s'", py, script);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    const char *env[] = {"PYTHONMALLOC=malloc", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", NULL};
+    su_result r;
+    su_opts g = {.argv = argv, .env = env, .preload = 0, .timeout = 90};
+    su_run(&g, &r);
+    if (!su_ok(&r)) {
+        fprintf(stderr, "[python3 under ulimit -v 100000, glibc] %s\n%s", su_status(&r), su_tail(r.err, 1000));
+        cr_skip("SKIPPED: this python3 does not fit in 100 MB of address space even under glibc");
+    }
+    su_result_free(&r);
+    su_opts o = {.argv = argv, .env = env, .preload = 1, .timeout = 90};
+    su_run(&o, &r);
+    fprintf(stderr, "[python3 under ulimit -v 100000, umalloc] %s: %s", su_status(&r), r.out);
+    SU_ASSERT_OK(&r, "python3 holding 20 MB under ulimit -v 100000, which it does under glibc");
+    cr_assert_str_eq(r.out, "held 20000 100000\n", "unexpected output: %s", r.out);
+    su_result_free(&r);
+    su_rmtree(dir);
+}
+
 /* ---- 2. sqlite3 ------------------------------------------------------------------------------- */
 
 static const char SQL_WORKLOAD[] =

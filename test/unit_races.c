@@ -15,8 +15,8 @@
  *    while a lock was held runs at the next allocation slow path, not inside the unlock;
  *  - segment_cached_during_a_trim_is_not_taken_for_old, and the same for a huge block and a
  *    heap handed off during a sweep: an entry stamped after a walk read the clock;
- *  - segment_map_made_by_another_thread_meanwhile: two threads make the first segments at once,
- *    and the OS refuses the second one's map of the segment map. */
+ *  - segment_map_leaf_made_by_another_thread_meanwhile: two threads make the same leaf of the
+ *    segment map at once (from the .bss pool, then mapped, the OS refusing the second one's). */
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <signal.h>
@@ -417,7 +417,7 @@ Test(races, heap_handed_off_during_a_sweep_waits_for_a_thread, .timeout = 60) {
     um_free(kept_block);
 }
 
-/* ---- two threads make the first segments at once --------------------------------------------- */
+/* ---- two threads make a leaf of the segment map at once -------------------------------------- */
 static _Atomic int mapper_paused, mapper_release;
 static __thread int tl_pause_segmap;
 
@@ -429,33 +429,45 @@ static void segmap_hook(int point, void *arg) {
     while (!atomic_load(&mapper_release)) sched_yield();
 }
 
-static void *first_malloc_paused(void *arg) {
-    (void)arg;
+static void *cover_paused(void *range) {
     tl_pause_segmap = 1;
-    return um_malloc(32);
+    return (void *)(uintptr_t)umi_segmap_cover(range);
 }
 
-/* A thread about to map the segment map is paused; another makes it meanwhile; then the OS
- * refuses the first one's mapping. The map exists: its malloc must succeed, and the refusal
- * must not be taken for a shortage (which gives up the small-page region for good). */
-Test(races, segment_map_made_by_another_thread_meanwhile, .timeout = 60) {
-    cr_assert(atomic_load(&umi_segmap_entries) == 0, "the test needs a process that has made no segment yet");
+/* Ranges of 256 GiB (a leaf's) where nothing is mapped: from 96 TiB up. */
+static void *far_range(unsigned k) { return (void *)(((uintptr_t)96 << 40) + ((uintptr_t)k << 38)); }
+
+/* With leaves from the .bss pool, the one A took goes back to it; once the pool is spent, the
+ * OS refuses A's mapping of one, which must not fail its cover: the leaf exists. */
+Test(races, segment_map_leaf_made_by_another_thread_meanwhile, .timeout = 60) {
+    um_free(um_malloc(32)); /* the process set up: the region's leaves made */
     umi_test_hook = segmap_hook;
+    size_t left = umi_segmap_pool_left();
+    cr_assert(left > 0, "the pool is spent before the test");
     pthread_t a;
-    cr_assert(pthread_create(&a, NULL, first_malloc_paused, NULL) == 0);
+    void *ok = NULL;
+    atomic_store(&mapper_paused, 0);
+    atomic_store(&mapper_release, 0);
+    cr_assert(pthread_create(&a, NULL, cover_paused, far_range(0)) == 0);
     while (!atomic_load(&mapper_paused)) sched_yield();
-    void *b = um_malloc(32); /* this thread makes the map */
-    cr_assert(b != NULL);
-    uint16_t region = umi_small_region_hi;
+    cr_assert(umi_segmap_cover(far_range(0)));
+    atomic_store(&mapper_release, 1);
+    cr_assert(pthread_join(a, &ok) == 0);
+    cr_assert(ok != NULL, "a thread whose leaf lost the race failed its cover");
+    cr_assert_eq(umi_segmap_pool_left(), left - 1, "the race cost %zu pool leaves, not one", left - umi_segmap_pool_left());
+
+    for (unsigned k = 1; umi_segmap_pool_left() > 0; k++) cr_assert(umi_segmap_cover(far_range(k)));
+    atomic_store(&mapper_paused, 0);
+    atomic_store(&mapper_release, 0);
+    cr_assert(pthread_create(&a, NULL, cover_paused, far_range(40)) == 0);
+    while (!atomic_load(&mapper_paused)) sched_yield();
+    cr_assert(umi_segmap_cover(far_range(40)), "no leaf mapped once the pool is spent (errno %d)", errno);
     umi_fault_arm(UM_FAULT_NTH, UM_SYS_MMAP, 0, 0); /* the paused thread's own mapping */
     atomic_store(&mapper_release, 1);
-    void *pa = NULL;
-    cr_assert(pthread_join(a, &pa) == 0);
+    cr_assert(pthread_join(a, &ok) == 0);
     um_fault_stats_t st = umi_fault_disarm();
     umi_test_hook = NULL;
     cr_assert(st.failed[UM_SYS_MMAP] == 1, "the paused thread's mapping was not refused (%llu refused)", (unsigned long long)st.failed[UM_SYS_MMAP]);
-    cr_assert(pa != NULL, "malloc failed in a thread whose map of the segment map was refused, though another thread had made one");
-    cr_assert(umi_small_region_hi == region, "the refusal gave up the small-page region");
-    um_free(pa);
-    um_free(b);
+    cr_assert(ok != NULL, "a thread whose mapping of a leaf was refused failed its cover, though another thread had made the leaf");
+    cr_assert_eq(umi_segmap_get((uintptr_t)far_range(40)), UM_MAP_NONE, "a covered range with nothing in it is not ours");
 }
