@@ -36,7 +36,17 @@ static um_lock_t *const locks_before_extents[] = {&umi_init_lock, &umi_registry_
 static um_lock_t *const locks_after_extents[] = {&umi_cache_lock, &umi_segments_lock};
 #define COUNT(a) (sizeof(a) / sizeof(a[0]))
 
+/* A fork from a signal handler that interrupted one of this thread's slow paths (a program
+ * whose SIGCHLD or timer handler forks; glibc's tst-mallocfork2) finds the thread holding one
+ * of the locks: taking them all would wait for itself forever. Then none is taken. In a
+ * single-threaded process every lock held is the interrupted frame's, which goes on in both
+ * processes when the handler returns and lets go of them. With other threads, the child may
+ * inherit a lock one of them held, and their heaps as they were: there, as in glibc, a fork
+ * from a signal handler is not safe with respect to malloc. */
+static __thread bool tl_fork_without_locks;
+
 static void fork_prepare(void) {
+    if (umi_locks_held_by_me()) { tl_fork_without_locks = true; return; }
     for (size_t i = 0; i < COUNT(locks_before_extents); i++) umi_lock(locks_before_extents[i]);
     umi_extent_lock_all();
     for (size_t i = 0; i < COUNT(locks_after_extents); i++) umi_lock(locks_after_extents[i]);
@@ -46,8 +56,12 @@ static void unlock_all(void) {
     umi_extent_unlock_all();
     for (size_t i = COUNT(locks_before_extents); i-- > 0;) umi_unlock(locks_before_extents[i]);
 }
-static void fork_parent(void) { unlock_all(); }
+static void fork_parent(void) {
+    if (tl_fork_without_locks) tl_fork_without_locks = false;
+    else unlock_all();
+}
 static void fork_child(void) {
+    if (tl_fork_without_locks) { tl_fork_without_locks = false; return; }
     /* Only this thread exists in the child, and it holds every lock. */
     unlock_all();
     umi_heap_orphan_others();

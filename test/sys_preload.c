@@ -206,6 +206,19 @@ Test(preload, fork_with_threads, .timeout = 180) {
     su_result_free(&r);
 }
 
+/* fork() from a signal handler that interrupted malloc or free, in a single-threaded program
+ * (glibc's tst-mallocfork2): the interrupted slow path may hold one of umalloc's locks, and
+ * fork's prepare handler took them all, so it waited for itself forever (as jemalloc and
+ * tcmalloc do; glibc and mimalloc go on). */
+Test(preload, fork_in_a_signal_handler_inside_malloc, .timeout = 120) {
+    su_result r;
+    run_prog("preload_signal_fork", 90, &r);
+    fprintf(stderr, "%s", r.out);
+    assert_has(r.out, "blocks intact", "preload_signal_fork", "stdout");
+    assert_no_umalloc_warning(&r, "preload_signal_fork");
+    su_result_free(&r);
+}
+
 Test(preload, constructors_and_destructors, .timeout = 60) {
     su_result r;
     run_prog("preload_early", 30, &r);
