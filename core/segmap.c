@@ -2,7 +2,7 @@
  * index, which finds the header of a huge block that starts anywhere in a unit.
  *
  * The map's leaves (core/internal.h) come first from a pool in the library's .bss, then from
- * mappings of their own. The pool holds the small-page region's four and a few more, enough for
+ * mappings of their own. The pool holds the small-page region's four and two more, enough for
  * most programs' segments (the region, os/os.c's hint area): no system call, and no address
  * space beyond the library's. It stays small: a library whose mapping spans 2 MiB or more is
  * placed 2 MiB-aligned by the kernel, which moves the thread stacks glibc maps below the
