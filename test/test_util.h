@@ -5,7 +5,7 @@
  *
  * - variant scaling: UM_TEST_VARIANT is "plain", "asan" or "tsan" (set by the Makefile);
  *   tu_pick(plain, asan, tsan) chooses an iteration count / size for the current build.
- * - memory measures: tu_rss_bytes() (from /proc/self/statm), tu_totals().
+ * - memory measures: tu_rss_bytes(), tu_vm_size_bytes() (from /proc/self/statm), tu_totals().
  * - patterns: tu_fill()/tu_check() write and verify a position- and seed-dependent pattern,
  *   so that a lost, shifted or overlapping block is detected.
  * - RNG: xorshift64* (tu_rng_t).
@@ -93,6 +93,19 @@ static inline size_t tu_rss_bytes(void)
         resident = 0;
     fclose(f);
     return (size_t)resident * tu_page_size();
+}
+
+/* Address space this process maps in bytes (VmSize), from /proc/self/statm (0 if unreadable). */
+static inline size_t tu_vm_size_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu", &size) != 1)
+        size = 0;
+    fclose(f);
+    return (size_t)size * tu_page_size();
 }
 
 static inline um_totals_t tu_totals(void)

@@ -549,19 +549,11 @@ Test(large, a_kept_huge_block_goes_to_the_shared_cache_when_its_thread_exits, .t
  * `ulimit -v` got MemoryError for 1 MiB buffers with 150 MiB freed and kept (test/sys_programs.c).
  * Here the process lowers its limit to what it maps plus the block: the block's mapping fits,
  * the leaf's does not until the small-page region's unused rest is given back. */
-static size_t vm_size_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0;
-    if (f && fscanf(f, "%lu", &size) != 1) size = 0;
-    if (f) fclose(f);
-    return (size_t)size * tu_page_size();
-}
-
 Test(large, huge_index_leaf_refused_then_made_after_a_release, .timeout = 60) {
     if (!tu_is_plain()) cr_skip("SKIPPED in the sanitizer builds: they have no small-page region to give back (os/region.c)");
     void *first = um_malloc(64);
     cr_assert_not_null(first);
-    size_t vm = vm_size_bytes();
+    size_t vm = tu_vm_size_bytes();
     if (vm < ((size_t)1 << 40)) cr_skip("SKIPPED: the small-page region is not reserved here (a finite RLIMIT_AS at start?)");
     const size_t N = 8 * TU_MiB;
     struct rlimit rl = {(rlim_t)(vm + N + 16 * 1024), RLIM_INFINITY};

@@ -280,19 +280,12 @@ Test(races, backup_heap_allocation_keeps_the_lock_order, .timeout = 60) {
 }
 
 /* ---- RLIMIT_AS lowered after start-up --------------------------------------------------------- */
-static size_t vm_size_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0;
-    if (f && fscanf(f, "%lu", &size) != 1) size = 0;
-    if (f) fclose(f);
-    return (size_t)size * tu_page_size();
-}
 
 Test(races, lowered_address_space_limit_leaves_room, .timeout = 60) {
     if (!tu_is_plain()) cr_skip("SKIPPED in the sanitizer builds: they have no small-page region (os/region.c)");
     void *first = um_malloc(64);
     cr_assert_not_null(first);
-    if (vm_size_bytes() < ((size_t)1 << 40))
+    if (tu_vm_size_bytes() < ((size_t)1 << 40))
         cr_skip("SKIPPED: the small-page region is not reserved here (a finite RLIMIT_AS at start?)");
     struct rlimit rl = {(rlim_t)8 << 30, RLIM_INFINITY};
     cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
@@ -310,7 +303,7 @@ Test(races, lowered_address_space_limit_leaves_room, .timeout = 60) {
     for (size_t i = 0; i < N; i++) um_free(small[i]);
     um_free(big);
     um_free(first);
-    cr_assert_lt(vm_size_bytes(), (size_t)8 << 30, "the unused reservation was not given back");
+    cr_assert_lt(tu_vm_size_bytes(), (size_t)8 << 30, "the unused reservation was not given back");
 }
 
 /* ---- a deferred dump runs at a safe point ------------------------------------------------------ */
