@@ -224,23 +224,29 @@ static const char PY_OOM[] =
     "print('MemoryError caught: big', big, 'small', small, 'again', again)\n"
     "sys.exit(0 if big > 50 and again > 80 and small > 600000 else 3)\n";
 
-Test(programs, python3_memory_error_under_ulimit, .timeout = 120) {
+/* Run `script` with python3 under `ulimit -v kib`, preloaded or not, into *r; the script's
+ * directory is removed. */
+static void python_under_ulimit(const char *name, const char *script, int kib, int preload, su_result *r) {
     char *py = su_need("python3", "python3");
-    char *dir = su_tmpdir("python-oom");
-    char *script = su_fmt("%s/oom.py", dir);
-    su_write_str(script, PY_OOM);
-    char *cmd = su_fmt("ulimit -v 200000 && exec '%s' '%s'", py, script);
+    char *dir = su_tmpdir(name);
+    char *path = su_fmt("%s/%s.py", dir, name);
+    su_write_str(path, script);
+    char *cmd = su_fmt("ulimit -v %d && exec '%s' '%s'", kib, py, path);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     const char *env[] = {"PYTHONMALLOC=malloc", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", NULL};
-    su_opts o = {.argv = argv, .env = env, .preload = 1, .timeout = 90};
+    su_opts o = {.argv = argv, .env = env, .preload = preload, .timeout = 90};
+    su_run(&o, r);
+    su_rmtree(dir);
+}
+
+Test(programs, python3_memory_error_under_ulimit, .timeout = 120) {
     su_result r;
-    su_run(&o, &r);
+    python_under_ulimit("python-oom", PY_OOM, 200000, 1, &r);
     fprintf(stderr, "[python3 under ulimit -v 200000] %s: %s", su_status(&r), r.out);
     SU_ASSERT_OK(&r, "python3 filling memory under ulimit -v 200000");
     cr_assert(strstr(r.out, "MemoryError caught:") != NULL, "no MemoryError handled: %s\n%s", r.out, su_tail(r.err, 2000));
     cr_assert(su_umalloc_message(r.err) == NULL, "umalloc complained:\n%s", su_tail(r.err, 2000));
     su_result_free(&r);
-    su_rmtree(dir);
 }
 
 /* The address space umalloc maps beyond what a program uses is small enough that a program
@@ -253,28 +259,18 @@ static const char PY_FITS[] =
     "print('held', len(a), len(b))\n";
 
 Test(programs, python3_fits_under_ulimit_as_under_glibc, .timeout = 120) {
-    char *py = su_need("python3", "python3");
-    char *dir = su_tmpdir("python-fits");
-    char *script = su_fmt("%s/fits.py", dir);
-    su_write_str(script, PY_FITS);
-    char *cmd = su_fmt("ulimit -v 100000 && exec '%s' '%s'", py, script);
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    const char *env[] = {"PYTHONMALLOC=malloc", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", NULL};
     su_result r;
-    su_opts g = {.argv = argv, .env = env, .preload = 0, .timeout = 90};
-    su_run(&g, &r);
+    python_under_ulimit("python-fits", PY_FITS, 100000, 0, &r);
     if (!su_ok(&r)) {
         fprintf(stderr, "[python3 under ulimit -v 100000, glibc] %s\n%s", su_status(&r), su_tail(r.err, 1000));
         cr_skip("SKIPPED: this python3 does not fit in 100 MB of address space even under glibc");
     }
     su_result_free(&r);
-    su_opts o = {.argv = argv, .env = env, .preload = 1, .timeout = 90};
-    su_run(&o, &r);
+    python_under_ulimit("python-fits", PY_FITS, 100000, 1, &r);
     fprintf(stderr, "[python3 under ulimit -v 100000, umalloc] %s: %s", su_status(&r), r.out);
     SU_ASSERT_OK(&r, "python3 holding 20 MB under ulimit -v 100000, which it does under glibc");
     cr_assert_str_eq(r.out, "held 20000 100000\n", "unexpected output: %s", r.out);
     su_result_free(&r);
-    su_rmtree(dir);
 }
 
 /* ---- 2. sqlite3 ------------------------------------------------------------------------------- */
