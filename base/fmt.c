@@ -1,6 +1,7 @@
 /* umalloc: a tiny printf subset into a caller's buffer, and write(2) helpers. See base/fmt.h.
  * No malloc, no stdio, no static or global data: reentrant and async-signal-safe. */
 #include "base/fmt.h"
+#include "base/io.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -170,7 +171,7 @@ int umi_write_all(int fd, const char *s, size_t n) {
     int saved = errno;
     int rc = 0;
     while (n > 0) {
-        ssize_t w = write(fd, s, n);
+        ssize_t w = umi_io_write(fd, s, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             rc = -1;

@@ -9,6 +9,7 @@
  * The parsing and formatting of option values is in base/option_values.c.
  */
 #include "base/base.h"
+#include "base/io.h"
 #include "base/options.h"
 
 #include <errno.h>
@@ -329,13 +330,13 @@ UM_BIG_BSS static char o_proc_chunk[4096];
 UM_BIG_BSS static char o_proc_entry[UM_OPTION_TEXT_MAX + 256];
 
 static void o_scan_proc(void) {
-    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    int fd = umi_io_open("/proc/self/environ", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return; /* no /proc: the defaults it is */
     size_t elen = 0;   /* bytes of the current entry seen so far */
     int keep = 1;      /* the current entry may still start with UMALLOC_ */
     int truncated = 0; /* ...and was longer than o_proc_entry */
     for (;;) {
-        ssize_t r = read(fd, o_proc_chunk, sizeof o_proc_chunk);
+        ssize_t r = umi_io_read(fd, o_proc_chunk, sizeof o_proc_chunk);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         for (ssize_t i = 0; i < r; i++) {
@@ -357,7 +358,7 @@ static void o_scan_proc(void) {
         }
     }
     if (keep && elen >= UM_PREFIX_LEN) o_entry(o_proc_entry, elen, truncated);
-    close(fd);
+    umi_io_close(fd);
 }
 
 int umi_options_secure(void) {

@@ -8,21 +8,22 @@
 
 #include "base/base.h"
 #include "base/fmt.h"
+#include "base/io.h"
 
 um_numa_topology_t umi_numa_topo = {.online = 1, .count = 1};
 UM_BIG_BSS um_numa_tables_t umi_numa_tables;
 
 /* The whole (small) file into buf, NUL-terminated; its length, or -1. */
 static long read_file(const char *path, char *buf, size_t cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = umi_io_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return -1;
     size_t n = 0;
     while (n + 1 < cap) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        ssize_t r = umi_io_read(fd, buf + n, cap - 1 - n);
         if (r <= 0) break;
         n += (size_t)r;
     }
-    close(fd);
+    umi_io_close(fd);
     buf[n] = '\0';
     return (long)n;
 }

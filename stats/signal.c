@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "base/fmt.h"
+#include "base/io.h"
 #include "base/options.h"
 #include "stats/stats.h"
 #include "umalloc.h"
@@ -108,7 +109,7 @@ static const char *err_text(int e, char *buf, size_t cap) {
  * it. A file we create is ours alone (0600): a dump shows the program's allocation pattern. */
 static int open_append(const char *path, int create) {
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | (create ? O_CREAT : 0);
-    int fd = open(path, flags, 0600);
+    int fd = umi_io_open(path, flags, 0600);
     if (fd >= 0) {
         int fl = fcntl(fd, F_GETFL);
         if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -158,19 +159,19 @@ static void file_error(const char *what, const char *path, int e) {
 static int take_request(void) {
     char req[64];
     umi_fmt(req, sizeof req, "/tmp/umalloc-stat.%ld.req", (long)getpid());
-    int fd = open(req, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    int fd = umi_io_open(req, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0);
     if (fd < 0) return -1;
     struct stat st;
     uid_t me = getuid();
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_uid != me && st.st_uid != 0) ||
         (st.st_mode & 022) != 0) {
-        close(fd);
+        umi_io_close(fd);
         return -1;
     }
     ssize_t n;
-    do n = read(fd, req_text, sizeof req_text - 1);
+    do n = umi_io_read(fd, req_text, sizeof req_text - 1);
     while (n < 0 && errno == EINTR);
-    close(fd);
+    umi_io_close(fd);
     unlink(req);
     if (n <= 0) return -1;
     while (n > 0 && (req_text[n - 1] == '\n' || req_text[n - 1] == '\r' || req_text[n - 1] == ' ')) n--;
@@ -180,7 +181,7 @@ static int take_request(void) {
     if (out < 0) return -1;
     struct stat ost;
     if (fstat(out, &ost) != 0 || !S_ISREG(ost.st_mode) || ost.st_uid != st.st_uid) {
-        close(out);
+        umi_io_close(out);
         return -1;
     }
     return out;
@@ -198,7 +199,7 @@ static void emit(const um_stats_t *s, int why, int sig) {
             umi_stats_dump_meta(meta, 1);
             size_t n = umi_stats_render(dump_buf, sizeof dump_buf, -1, s, UM_STATS_JSON, "request", sig, meta, NULL);
             umi_write_all(out, dump_buf, n);
-            close(out);
+            umi_io_close(out);
             return;
         }
     }
@@ -218,11 +219,11 @@ static void emit(const um_stats_t *s, int why, int sig) {
     }
     /* umi_write_all keeps errno; a failed write is rare enough to ask again for the reason. */
     if (umi_write_all(fd, dump_buf, n) != 0) {
-        ssize_t w = write(fd, "", 0);
+        ssize_t w = umi_io_write(fd, "", 0);
         file_error("write", path, w < 0 ? errno : EIO);
         umi_write_all(err_fd, dump_buf, n);
     }
-    close(fd);
+    umi_io_close(fd);
 }
 
 static void defer_dump(void) {
@@ -259,7 +260,7 @@ static int wait_busy(void) {
         }
         if (ms_since(&t0) > UM_DUMP_WAIT_MS) return 0;
         struct timespec nap = {0, 50000};
-        nanosleep(&nap, NULL);
+        umi_io_nanosleep(&nap);
     }
 }
 

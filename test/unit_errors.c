@@ -185,6 +185,38 @@ Test(errors, free_foreign_pointers_neither_crashes_nor_corrupts)
     assert_heap_still_works(100000, 50, "foreign frees");
 }
 
+/* A thread with a cancel pending (pthread_cancel, deferred) frees a pointer that is not ours.
+ * The report must be written and free must return: libc's write(2) is a cancellation point,
+ * and the thread was once unwound inside free, the report unwritten. The cancel still acts at
+ * the thread's next cancellation point. */
+static _Atomic int bad_free_returned;
+
+static void *free_with_a_cancel_pending(void *bad)
+{
+    pthread_cancel(pthread_self());
+    um_free(bad);
+    atomic_store(&bad_free_returned, 1);
+    pthread_testcancel();
+    return NULL;
+}
+
+Test(errors, bad_free_with_a_cancel_pending_is_reported_and_returns)
+{
+    unsigned char stack_buf[64];
+    tu_capture_t cap;
+    char out[4096];
+    cr_assert_eq(tu_capture_begin(&cap), 0);
+    pthread_t t;
+    void *result = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, free_with_a_cancel_pending, stack_buf + 16), 0);
+    cr_assert_eq(pthread_join(t, &result), 0);
+    size_t len = tu_capture_end(&cap, out, sizeof out);
+    cr_assert_eq(atomic_load(&bad_free_returned), 1, "the thread was cancelled inside um_free");
+    cr_assert_gt(len, 0, "the bad free was not reported");
+    cr_assert_eq(result, PTHREAD_CANCELED, "the pending cancel was lost");
+    assert_heap_still_works(0, 1000, "a bad free with a cancel pending");
+}
+
 /* free()'s fast path compares bits 40..55 of a pointer with the small-page region's number
  * (core/fastpath.h, umi_in_small_region). Addresses that share a small block's other bits but
  * lie in another TiB, or above 2^47 (5-level paging's user space), are not ours: each must be

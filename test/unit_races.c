@@ -13,6 +13,8 @@
  *  - lowered_address_space_limit_leaves_room: RLIMIT_AS lowered after start-up;
  *  - deferred_dump_waits_for_a_safe_point: a statistics dump deferred by a signal that came
  *    while a lock was held runs at the next allocation slow path, not inside the unlock;
+ *  - dump_in_a_thread_with_a_cancel_pending: the statistics handler runs in a thread with a
+ *    cancel pending, and neither it nor a later dump is cut short;
  *  - segment_cached_during_a_trim_is_not_taken_for_old, and the same for a huge block and a
  *    heap handed off during a sweep: an entry stamped after a walk read the clock;
  *  - segment_map_leaf_made_by_another_thread_meanwhile: two threads make the same leaf of the
@@ -336,6 +338,43 @@ Test(races, deferred_dump_waits_for_a_safe_point, .timeout = 60) {
     void *p = um_malloc(3000); /* a size class not used yet: the allocation slow path */
     cr_assert_gt(file_size(path), 0, "the deferred dump did not run at the next allocation slow path");
     um_free(p);
+    unlink(path);
+}
+
+/* ---- a dump in a thread with a cancel pending ------------------------------------------------ */
+/* The statistics handler opens and writes the dump file; with libc's open and write, both
+ * cancellation points, a thread with a cancel pending was unwound inside the handler, the dump
+ * unmade and its busy flag left set: no later dump in the process was ever made. */
+static _Atomic int handler_returned;
+
+static void *signal_with_a_cancel_pending(void *arg) {
+    (void)arg;
+    pthread_cancel(pthread_self());
+    raise(SIGUSR1);
+    atomic_store(&handler_returned, 1);
+    pthread_testcancel();
+    return NULL;
+}
+
+Test(races, dump_in_a_thread_with_a_cancel_pending, .timeout = 60) {
+    char path[] = "/tmp/umalloc-races-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    setenv("UMALLOC_STATS_FILE", path, 1);
+    setenv("UMALLOC_STATS_SIGNAL", "SIGUSR1", 1);
+    um_free(um_malloc(16)); /* start-up: options read, handler installed */
+
+    pthread_t t;
+    void *result = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, signal_with_a_cancel_pending, NULL), 0);
+    cr_assert_eq(pthread_join(t, &result), 0);
+    cr_assert_eq(atomic_load(&handler_returned), 1, "the thread was cancelled inside the statistics handler");
+    cr_assert_eq(result, PTHREAD_CANCELED, "the pending cancel was lost");
+    off_t first = file_size(path);
+    cr_assert_gt(first, 0, "the dump of the cancelled thread's signal was not made");
+    raise(SIGUSR1);
+    cr_assert_gt(file_size(path), first, "the next dump was not made (the busy flag left set)");
     unlink(path);
 }
 
