@@ -45,8 +45,23 @@ static um_lock_t *const locks_after_extents[] = {&umi_cache_lock, &umi_segments_
  * from a signal handler is not safe with respect to malloc. */
 static __thread bool tl_fork_without_locks;
 
+/* glibc's stdio allocates while it holds a stream's lock (getline, fopen, a buffer's first
+ * fill), and fflush(NULL) holds the list of all streams while it takes each stream's lock.
+ * glibc's fork takes that list lock after the prepare handlers and, for its own malloc, before
+ * malloc's locks (its bug 19431). Were ours taken first, a fork would wait for the list held
+ * by fflush(NULL), which waits for a stream held by a getline, which waits in malloc for a
+ * lock the fork holds. So the prepare handler takes the list lock itself, before ours: the
+ * order is stdio's list, then a stream, then umalloc's locks. The lock is recursive (fork
+ * takes it again) and glibc exports it; weak, so that another libc without it links. In the
+ * child it is reset, as glibc's fork does with more than one thread (with one, glibc leaves
+ * it alone and the reset releases ours). */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+
 static void fork_prepare(void) {
     if (umi_locks_held_by_me()) { tl_fork_without_locks = true; return; }
+    if (_IO_list_lock) _IO_list_lock();
     for (size_t i = 0; i < COUNT(locks_before_extents); i++) umi_lock(locks_before_extents[i]);
     umi_extent_lock_all();
     for (size_t i = 0; i < COUNT(locks_after_extents); i++) umi_lock(locks_after_extents[i]);
@@ -57,14 +72,16 @@ static void unlock_all(void) {
     for (size_t i = COUNT(locks_before_extents); i-- > 0;) umi_unlock(locks_before_extents[i]);
 }
 static void fork_parent(void) {
-    if (tl_fork_without_locks) tl_fork_without_locks = false;
-    else unlock_all();
+    if (tl_fork_without_locks) { tl_fork_without_locks = false; return; }
+    unlock_all();
+    if (_IO_list_unlock) _IO_list_unlock();
 }
 static void fork_child(void) {
     if (tl_fork_without_locks) { tl_fork_without_locks = false; return; }
     /* Only this thread exists in the child, and it holds every lock. */
     unlock_all();
     umi_heap_orphan_others();
+    if (_IO_list_resetlock) _IO_list_resetlock();
 }
 
 static uintptr_t random_cookie(void) {

@@ -219,6 +219,15 @@ Test(preload, fork_in_a_signal_handler_inside_malloc, .timeout = 120) {
     su_result_free(&r);
 }
 
+Test(preload, fork_beside_getline_and_fflush_all, .timeout = 60) {
+    su_result r;
+    run_prog("preload_fork_stdio", 40, &r);
+    fprintf(stderr, "%s", r.out);
+    assert_has(r.out, "forks beside getline and fflush(NULL)", "preload_fork_stdio", "stdout");
+    assert_no_umalloc_warning(&r, "preload_fork_stdio");
+    su_result_free(&r);
+}
+
 Test(preload, constructors_and_destructors, .timeout = 60) {
     su_result r;
     run_prog("preload_early", 30, &r);
