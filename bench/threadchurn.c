@@ -16,7 +16,15 @@
  * slots. Every block is freed exactly once, so the checksum (sum of the freed blocks' tags) does
  * not depend on the order in which the threads ran.
  *
- *   threadchurn threads=40000 batch=1 slots=1000 seed=1 rss=0 report=threads/10
+ * With work=N each thread first serves its request with a working set: N blocks of
+ * log-uniform sizes in [wmin, wmax] (64 B..512 KiB), each written whole (memset) and tagged,
+ * checked and freed before the thread hands its block over and exits: a server whose
+ * connection or request threads build buffers of megabytes, a thread pool recycled after each
+ * job. Each thread's memory is freed before its batch's next thread starts, so that the
+ * next batch can reuse what the last one emptied. slots=0 (with work) leaves out the hand-over:
+ * each thread exits with nothing live, and the checksum sums the working sets' tags.
+ *
+ *   threadchurn threads=40000 batch=1 slots=1000 seed=1 rss=0 report=threads/10 work=0 wmin=64 wmax=524288
  * rss=1 prints "round N rss_kb=K" on stderr after every `report` threads (a round).
  */
 #include "common.h"
@@ -29,6 +37,7 @@ static long long g_nslots, g_threads;
 static uint64_t g_seed;
 static _Atomic uint64_t g_sum;
 static _Atomic long long g_bad, g_freed;
+static long long g_work, g_wmin, g_wmax;
 
 static inline uint64_t tag_of(uint64_t i)
 {
@@ -48,16 +57,55 @@ static long long check(const uint64_t *w, uint64_t *sum)
     return bad != 0;
 }
 
+/* The request's working set: allocated and written whole, then checked and freed. */
+static long long serve(uint64_t i)
+{
+    if (g_work == 0)
+        return 0;
+    rng_t r = rng_seed(g_seed ^ 0x5bd1e995u, i);
+    unsigned char **blk = malloc(sizeof(*blk) * (size_t)g_work);
+    size_t *len = malloc(sizeof(*len) * (size_t)g_work);
+    if (!blk || !len)
+        fail("malloc of the working set's table returned NULL");
+    for (long long k = 0; k < g_work; k++) {
+        len[k] = (size_t)rng_loguniform(&r, (uint64_t)g_wmin, (uint64_t)g_wmax);
+        blk[k] = malloc(len[k]);
+        if (!blk[k])
+            fail("malloc(%zu) returned NULL", len[k]);
+        memset(blk[k], (int)(k & 0xff), len[k]);
+        tag_write(blk[k], len[k], tag_of(i) ^ (uint64_t)k);
+    }
+    long long bad = 0;
+    uint64_t sum = 0;
+    for (long long k = 0; k < g_work; k++) {
+        bad += !tag_ok(blk[k], len[k], tag_of(i) ^ (uint64_t)k);
+        sum += tag_of(i) ^ (uint64_t)k;
+        bad += len[k] > 16 && blk[k][len[k] / 2] != (unsigned char)(k & 0xff);
+        free(blk[k]);
+    }
+    free(blk);
+    free(len);
+    if (g_nslots == 0)
+        atomic_fetch_add(&g_sum, sum);
+    return bad;
+}
+
 static void *worker(void *argp)
 {
     uint64_t i = (uint64_t)(uintptr_t)argp;
+    long long served_bad = serve(i);
+    if (g_nslots == 0) {
+        if (served_bad)
+            atomic_fetch_add(&g_bad, served_bad);
+        return NULL;
+    }
     uint64_t *w = calloc(WORDS, 8);
     if (!w)
         fail("calloc(%d, 8) returned NULL", WORDS);
     uint64_t any = 0;
     for (int k = 0; k < WORDS; k++)
         any |= w[k];
-    long long bad = any != 0;
+    long long bad = (any != 0) + served_bad;
     uint64_t tag = tag_of(i);
     w[0] = i;
     for (int k = 1; k < WORDS; k++)
@@ -85,11 +133,15 @@ int main(int argc, char **argv)
     g_seed = (uint64_t)opt("seed", 1);
     int rss = (int)opt("rss", 0);
     long long report = opt("report", g_threads / 10 > 0 ? g_threads / 10 : 1);
+    g_work = opt("work", 0);
+    g_wmin = opt("wmin", 64);
+    g_wmax = opt("wmax", 524288);
     opts_done();
-    if (g_threads < 1 || batch < 1 || batch > 256 || g_nslots < 1 || report < 1)
-        fail("bad parameters (1 <= batch <= 256)");
+    if (g_threads < 1 || batch < 1 || batch > 256 || g_nslots < 0 || (g_nslots == 0 && g_work == 0) || report < 1 ||
+        g_work < 0 || g_wmin < 1 || g_wmax < g_wmin)
+        fail("bad parameters (1 <= batch <= 256, work >= 0, slots >= 1 or work >= 1, 1 <= wmin <= wmax)");
 
-    g_slot = xmalloc(sizeof(*g_slot) * (size_t)g_nslots);
+    g_slot = xmalloc(sizeof(*g_slot) * (size_t)(g_nslots ? g_nslots : 1));
     for (long long k = 0; k < g_nslots; k++)
         atomic_init(&g_slot[k], NULL);
     pthread_t tid[256];
@@ -120,8 +172,8 @@ int main(int argc, char **argv)
     }
     free(g_slot);
     if (bad)
-        fail("%lld blocks corrupted or not zeroed by calloc", bad);
-    if (freed != g_threads)
+        fail("%lld blocks corrupted (or not zeroed by calloc)", bad);
+    if (g_nslots != 0 && freed != g_threads)
         fail("freed %lld blocks of %lld", freed, g_threads);
     printf("threadchurn ok checksum=%016" PRIx64 " threads=%lld\n", sum, g_threads);
     return 0;

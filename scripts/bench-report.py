@@ -55,6 +55,10 @@ DESCRIPTIONS = {
     "threadchurn": "a thread per request: threads started one by one (1by1) or 8 at a time (batch8), "
                    "each callocs 128 B, swaps it into one of 1000 shared slots and frees the block it "
                    "took out: per-thread allocator state set up and torn down thousands of times",
+    "threadchurn-work": "threads per request with a working set, 4 at a time (a pool recycled "
+                        "after each job): each allocates 200 blocks of 64 B..256 KiB (log-uniform, "
+                        "about 6 MiB), writes them whole, frees them and exits with nothing live: "
+                        "whether the next batch reuses what the last one emptied",
     "larson-sized": "the larson server simulation, every block freed with its size (free_sized, "
                     "or the allocator's own sized free: sdallocx, mi_free_size, tc_free_sized)",
     "mstress": "mimalloc-bench-style mstress: mixed sizes (mostly 16..256 B, some up to 8 KiB, a few "

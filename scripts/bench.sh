@@ -145,6 +145,7 @@ tree-1t|1|c|tree threads=1 rounds=6 nodes=100000|tree threads=1 rounds=2 nodes=5
 tree-2t|2|c|tree threads=2 rounds=9 nodes=100000|tree threads=2 rounds=4 nodes=50000|380/60
 threadchurn-1by1|1|c|threadchurn threads=5300 batch=1|threadchurn threads=2000 batch=1|250/80
 threadchurn-batch8|8|c|threadchurn threads=3500 batch=8|threadchurn threads=1200 batch=8|270/90
+threadchurn-work-4t|4|c|threadchurn threads=160 batch=4 work=200 wmax=262144 slots=0|threadchurn threads=40 batch=4 work=200 wmax=262144 slots=0|2100/530
 larson-sized-2t|2|c|larson threads=2 rounds=20 ops=1000000 sized=1|larson threads=2 rounds=10 ops=300000 sized=1|300/50
 mstress-2t|2|c|mstress threads=2 rounds=20 iters=100000|mstress threads=2 rounds=10 iters=30000|400/60
 mstress-8t|8|c|mstress threads=8 rounds=10 iters=50000|mstress threads=8 rounds=4 iters=10000|550/80
