@@ -230,6 +230,7 @@ static inline uint64_t umi_purge_delay(void) { return __atomic_load_n(&umi_purge
 #define UM_PURGE_DECAY_MS 10000
 #define UM_PURGE_WINDOW_MS 1000 /* regrets are weighed against what the delay purged in 1-2 of these */
 void umi_purge_delay_init(void);   /* after the options are read */
+uint64_t umi_purge_delay_base(void); /* UMALLOC_PURGE_DELAY_MS: the delay before any learning */
 bool umi_purge_delay_adaptive(void);
 /* The delay purged `bytes` (page slots, cached segments, huge pieces; not forced purges). */
 void umi_purge_delay_purged(size_t bytes, uint64_t now_ms);
@@ -240,9 +241,13 @@ void umi_purge_delay_decay(uint64_t now_ms);
 /* How long an empty segment or a freed huge block stays mapped (purged) after the purge delay,
  * for reuse without a new mmap and munmap. */
 #define UM_RETAIN_MS 1000
-/* Emptied segments a thread's exit leaves resident in the segment cache, for the threads that
- * start next (core/slots.c, umi_segment_purge): two, 8 MiB at most, purged by the delay. */
+/* Emptied segments a thread's hand-off leaves resident in the segment cache, for the threads
+ * that start next (core/slots.c, umi_segment_purge): as many as the program took lately
+ * (umi_segment_handoff_keep, core/segment.c), at least UM_HANDOFF_CACHE_KEEP, at most
+ * UM_HANDOFF_KEEP_MAX (128 MiB); they age with the purge delay. */
 #define UM_HANDOFF_CACHE_KEEP 2
+#define UM_HANDOFF_KEEP_MAX 32
+size_t umi_segment_handoff_keep(void);
 extern _Atomic unsigned umi_purge_epoch; /* bumped by um_trim: every heap purges all on its next slow path */
 /* free()'s fast path takes pointers whose bits 40..55 equal this: the number of the small-page
  * region (core/segment.c), below 2^7. Bits 56..63 are not looked at (core/fastpath.h,

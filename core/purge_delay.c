@@ -90,6 +90,8 @@ void umi_purge_regret(uint64_t free_for_ms, uint64_t now_ms, size_t bytes) {
     window_start(now_ms);
 }
 
+uint64_t umi_purge_delay_base(void) { return base_ms; }
+
 void umi_purge_delay_decay(uint64_t now_ms) {
     if (!adaptive) return;
     uint64_t cur = __atomic_load_n(&umi_purge_delay_ms, __ATOMIC_RELAXED);

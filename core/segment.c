@@ -193,6 +193,41 @@ static void format_over_old_bytes(um_segment_t *seg, um_kind_t kind, uint64_t di
     }
 }
 
+/* Segments the heaps took lately (cached or new), for umi_segment_handoff_keep: counted in
+ * windows of UM_PURGE_WINDOW_MS, the one under way and the one before. Relaxed atomics: a count
+ * lost to a race only changes how many segments a hand-off keeps resident. */
+static _Atomic uint32_t demand_now, demand_before;
+static _Atomic uint64_t demand_window_ms;
+
+static void demand_roll(uint64_t now) {
+    uint64_t start = atomic_load_explicit(&demand_window_ms, UM_RELAXED);
+    uint64_t age = umi_os_ms_since(start, now);
+    if (age < UM_PURGE_WINDOW_MS || !atomic_compare_exchange_strong_explicit(&demand_window_ms, &start, now, UM_RELAXED, UM_RELAXED))
+        return;
+    uint32_t last = atomic_exchange_explicit(&demand_now, 0, UM_RELAXED);
+    atomic_store_explicit(&demand_before, age < 2 * UM_PURGE_WINDOW_MS ? last : 0, UM_RELAXED);
+}
+
+/* How many emptied segments a thread's hand-off leaves resident in the cache: as many as the
+ * program's heaps took (cached or new) in the last second or two. A program that replaces its
+ * threads in batches (a pool recycled, a thread per request with a working set of megabytes)
+ * starts the next batch at once, and each of its threads takes what an exited one emptied;
+ * purged, every OS page of it is faulted in again. A program whose threads took few segments
+ * lately keeps few: its emptied memory is purged at the exit. At most UM_HANDOFF_KEEP_MAX: a
+ * program that goes idle after its threads exit holds no more than that until its next
+ * allocation's purge. The first UM_HANDOFF_CACHE_KEEP kept age with the delay, the rest with the
+ * base delay (cache_trim): nobody may come for them. */
+size_t umi_segment_handoff_keep(void) {
+    demand_roll(umi_os_now_ms());
+    size_t n = (size_t)atomic_load_explicit(&demand_now, UM_RELAXED) + atomic_load_explicit(&demand_before, UM_RELAXED);
+    return n < UM_HANDOFF_CACHE_KEEP ? UM_HANDOFF_CACHE_KEEP : n > UM_HANDOFF_KEEP_MAX ? UM_HANDOFF_KEEP_MAX : n;
+}
+
+static void demand_add(void) {
+    demand_roll(umi_os_now_ms());
+    atomic_fetch_add_explicit(&demand_now, 1, UM_RELAXED);
+}
+
 /* A cached segment for `kind`: one in the region for small pages, one outside it for the others
  * (free()'s fast path takes every pointer in the region for a small block); on several NUMA
  * nodes, one bound for the same placement `node` (the cache is per node); with
@@ -364,6 +399,7 @@ static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node) {
 static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
     /* Resident memory first (cached, moved across the region's border, or an extent arena's
      * free segment), then any cached segment. */
+    demand_add();
     um_segment_t *seg = segment_from_cache(kind, want, true, use);
     if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, use);
     if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want);
@@ -447,6 +483,7 @@ static void segment_unmap(um_segment_t *seg) {
 /* An empty segment into the cache; old cache entries are unmapped. */
 static void cache_put(um_segment_t *seg) {
     seg->cached_at_ms = umi_os_now_ms();
+    seg->exit_kept = 0;
     umi_lock(&umi_cache_lock);
     um_segment_t *evict = NULL;
     if (cache_count >= UM_CACHE_MAX) { /* drop the oldest: it is at the tail */
@@ -497,11 +534,16 @@ void umi_segment_cache_trim(bool force) { cache_trim(force, force, 0); }
 void umi_segment_cache_purge(bool purge_all, size_t keep_dirty) { cache_trim(purge_all, false, keep_dirty); }
 
 /* Purge the cached segments the delay expired, or all (purge_all) but the keep_dirty newest
- * that are dirty; unmap those cached for longer than UM_RETAIN_MS past the delay, or all. */
+ * that are dirty; unmap those cached for longer than UM_RETAIN_MS past the delay, or all.
+ * Segments kept at a thread's exit beyond the first UM_HANDOFF_CACHE_KEEP expire after the base
+ * delay: they are for threads that start at once (the next batch of a pool), and a learned
+ * delay of a second or two would keep them resident beside the living threads of a program
+ * whose threads only exit (64 threads started together). */
 static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty) {
     uint64_t now = umi_os_now_ms();
     umi_purge_delay_decay(now);
-    uint64_t delay = umi_purge_delay();
+    uint64_t delay = umi_purge_delay(), exit_delay = umi_purge_delay_base();
+    if (exit_delay > delay) exit_delay = delay;
     UM_TEST_HOOK(UM_HOOK_CLOCK_READ, (void *)"segment cache");
     for (;;) {
         um_segment_t *victim = NULL, *purge = NULL;
@@ -509,7 +551,11 @@ static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty) {
         umi_lock(&umi_cache_lock);
         for (um_segment_t *s = cache_list; s; s = s->next) {
             uint64_t age = umi_os_ms_since(s->cached_at_ms, now);
-            bool expired = age >= delay || (purge_all && (s->dirty_pages == 0 || skipped++ >= keep_dirty));
+            bool expired = age >= (s->exit_kept ? exit_delay : delay);
+            if (!expired && purge_all) {
+                if (s->dirty_pages == 0 || skipped++ >= keep_dirty) expired = true;
+                else if (skipped > UM_HANDOFF_CACHE_KEEP) s->exit_kept = 1;
+            }
             if (unmap_all || age >= UM_RETAIN_MS + delay) { victim = s; break; }
             /* A hugetlb page can't be purged in parts: released whole after the delay. */
             if (!umi_pages_splittable(s->page_kind) && expired) { victim = s; break; }

@@ -236,14 +236,13 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
     }
     heap->next_purge_ms = next == UINT64_MAX ? now + delay : next;
     /* Forced with the heap's slots (a thread exiting, um_trim), the segment cache is purged too,
-     * but for the UM_HANDOFF_CACHE_KEEP newest segments at a hand-off, which age with the delay:
-     * a thread that starts while others exit, with a heap of its own (none was handed off
-     * yet), takes them instead of faulting in segments anew. Only a few: a program that runs
-     * its threads in rounds would otherwise keep every round's emptied segments resident, and
-     * its peak RSS would climb round after round. It stays mapped: an munmap and the next
-     * thread's mmap each take the address-space lock for writing, which stalls the page faults
-     * of every other thread, and each munmap shoots down the TLBs of every CPU the process
-     * runs on. um_trim unmaps it by itself. */
-    umi_segment_cache_purge(force, what == UM_PURGE_HANDOFF ? UM_HANDOFF_CACHE_KEEP : 0);
+     * but at a hand-off for the newest segments, as many as the program's threads took lately
+     * (umi_segment_handoff_keep), which age with the delay: the threads that start next, with heaps
+     * of their own or handed-off ones, take them instead of faulting in segments anew. No more than
+     * the demand: a program whose threads took few segments lately leaves little resident behind an
+     * exit. It stays mapped: an munmap and the next thread's mmap each take the address-space lock
+     * for writing, which stalls the page faults of every other thread, and each munmap shoots down
+     * the TLBs of every CPU the process runs on. um_trim unmaps it by itself. */
+    umi_segment_cache_purge(force, what == UM_PURGE_HANDOFF ? umi_segment_handoff_keep() : 0);
 }
 

@@ -289,6 +289,9 @@ typedef struct um_segment_s {
     uint8_t abandoned;        /* on the abandoned list (core/abandon.c) */
     uint8_t multi_vma;        /* huge, made of cached pieces that may be several kernel mappings,
                                * so mremap can't resize it (realloc copies it once, to one mapping) */
+    uint8_t exit_kept;        /* in the cache, resident for the threads after an exit beyond the
+                               * first UM_HANDOFF_CACHE_KEEP: it expires after the base purge
+                               * delay, not the learned one (core/segment.c, cache_trim) */
     uintptr_t cookie;         /* segment address ^ process cookie: checked on every free outside
                                * the small-page fast path, so kept in the header's first cache
                                * line with kind and page_shift, which that free reads anyway */
