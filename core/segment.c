@@ -536,9 +536,9 @@ void umi_segment_cache_purge(bool purge_all, size_t keep_dirty) { cache_trim(pur
 /* Purge the cached segments the delay expired, or all (purge_all) but the keep_dirty newest
  * that are dirty; unmap those cached for longer than UM_RETAIN_MS past the delay, or all.
  * Segments kept at a thread's exit beyond the first UM_HANDOFF_CACHE_KEEP expire after the base
- * delay: they are for threads that start at once (the next batch of a pool), and a learned
- * delay of a second or two would keep them resident beside the living threads of a program
- * whose threads only exit (64 threads started together). */
+ * delay: they are for threads that start at once (the next batch of a pool), and one that
+ * nobody comes for (a program whose threads only exit) should not wait a learned second or two
+ * beside the living threads. */
 static void cache_trim(bool purge_all, bool unmap_all, size_t keep_dirty) {
     uint64_t now = umi_os_now_ms();
     umi_purge_delay_decay(now);

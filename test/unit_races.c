@@ -314,14 +314,21 @@ static off_t file_size(const char *path) {
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-Test(races, deferred_dump_waits_for_a_safe_point, .timeout = 60) {
-    char path[] = "/tmp/umalloc-races-XXXXXX";
+/* Dumps on SIGUSR1 into a new empty file whose name goes to path, umalloc started (options
+ * read, handler installed). */
+static void dump_to_temp_file_on_sigusr1(char path[static 32]) {
+    strcpy(path, "/tmp/umalloc-races-XXXXXX");
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
     close(fd);
     setenv("UMALLOC_STATS_FILE", path, 1);
     setenv("UMALLOC_STATS_SIGNAL", "SIGUSR1", 1);
-    um_free(um_malloc(16)); /* start-up: options read, handler installed */
+    um_free(um_malloc(16));
+}
+
+Test(races, deferred_dump_waits_for_a_safe_point, .timeout = 60) {
+    char path[32];
+    dump_to_temp_file_on_sigusr1(path);
 
     umi_lock(&umi_cache_lock);
     raise(SIGUSR1); /* this thread holds a lock: the handler must not dump now */
@@ -357,13 +364,8 @@ static void *signal_with_a_cancel_pending(void *arg) {
 }
 
 Test(races, dump_in_a_thread_with_a_cancel_pending, .timeout = 60) {
-    char path[] = "/tmp/umalloc-races-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    close(fd);
-    setenv("UMALLOC_STATS_FILE", path, 1);
-    setenv("UMALLOC_STATS_SIGNAL", "SIGUSR1", 1);
-    um_free(um_malloc(16)); /* start-up: options read, handler installed */
+    char path[32];
+    dump_to_temp_file_on_sigusr1(path);
 
     pthread_t t;
     void *result = NULL;

@@ -537,8 +537,8 @@ Test(threads, thread_exits_keep_emptied_segments_for_the_next_batch, .timeout = 
 
 /* What threads leave resident at their exit for the next batch waits for the base purge delay
  * (UMALLOC_PURGE_DELAY_MS), not for the delay learned from the program's cycles, but for the
- * first UM_HANDOFF_CACHE_KEEP segments: in a program whose threads only exit (64 started at
- * once), a learned delay of a second or two kept them resident beside the living threads. */
+ * first UM_HANDOFF_CACHE_KEEP segments: one that nobody comes for (a program whose threads only
+ * exit) must not stay resident a learned second or two. */
 Test(threads, segments_kept_at_exit_expire_after_the_base_delay, .timeout = 60)
 {
     tu_fail_reset();
