@@ -244,7 +244,8 @@ void umi_purge_delay_decay(uint64_t now_ms);
 /* Emptied segments a thread's hand-off leaves resident in the segment cache, for the threads
  * that start next (core/slots.c, umi_segment_purge): as many as the program took lately
  * (umi_segment_handoff_keep, core/segment.c), at least UM_HANDOFF_CACHE_KEEP, at most
- * UM_HANDOFF_KEEP_MAX (128 MiB); they age with the purge delay. */
+ * UM_HANDOFF_KEEP_MAX (128 MiB). The first UM_HANDOFF_CACHE_KEEP age with the purge delay,
+ * the rest with the base delay. */
 #define UM_HANDOFF_CACHE_KEEP 2
 #define UM_HANDOFF_KEEP_MAX 32
 size_t umi_segment_handoff_keep(void);

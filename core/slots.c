@@ -237,12 +237,12 @@ void umi_segment_purge(um_heap_t *heap, um_purge_t what) {
     heap->next_purge_ms = next == UINT64_MAX ? now + delay : next;
     /* Forced with the heap's slots (a thread exiting, um_trim), the segment cache is purged too,
      * but at a hand-off for the newest segments, as many as the program's threads took lately
-     * (umi_segment_handoff_keep), which age with the delay: the threads that start next, with heaps
-     * of their own or handed-off ones, take them instead of faulting in segments anew. No more than
-     * the demand: a program whose threads took few segments lately leaves little resident behind an
-     * exit. It stays mapped: an munmap and the next thread's mmap each take the address-space lock
-     * for writing, which stalls the page faults of every other thread, and each munmap shoots down
-     * the TLBs of every CPU the process runs on. um_trim unmaps it by itself. */
+     * (umi_segment_handoff_keep), which age with the delay (core/segment.c): the threads that start
+     * next, with heaps of their own or handed-off ones, take them instead of faulting in segments
+     * anew. No more than the demand: a program whose threads took few segments lately leaves little
+     * resident behind an exit. It stays mapped: an munmap and the next thread's mmap each take the
+     * address-space lock for writing, which stalls the page faults of every other thread, and each
+     * munmap shoots down the TLBs of every CPU the process runs on. um_trim unmaps it by itself. */
     umi_segment_cache_purge(force, what == UM_PURGE_HANDOFF ? umi_segment_handoff_keep() : 0);
 }
 
