@@ -113,10 +113,14 @@ const void *umi_segmap_first_entries(void);
 /* Leaves of the .bss pool not yet taken (for the tests). */
 size_t umi_segmap_pool_left(void);
 
+/* The leaf that covers unit idx (below UM_SEGMAP_ENTRIES), and the unit's place in it. */
+static inline um_segmap_leaf_t *umi_segmap_leaf(uintptr_t idx) {
+    return atomic_load_explicit(&umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT], memory_order_acquire);
+}
+static inline size_t umi_segmap_slot(uintptr_t idx) { return idx & (UM_SEGMAP_LEAF_ENTRIES - 1); }
 /* The entry of unit idx (below UM_SEGMAP_ENTRIES). */
 static inline unsigned umi_segmap_at(uintptr_t idx) {
-    um_segmap_leaf_t *leaf = atomic_load_explicit(&umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT], memory_order_acquire);
-    return atomic_load_explicit(&leaf->entry[idx & (UM_SEGMAP_LEAF_ENTRIES - 1)], UM_RELAXED);
+    return atomic_load_explicit(&umi_segmap_leaf(idx)->entry[umi_segmap_slot(idx)], UM_RELAXED);
 }
 static inline unsigned umi_segmap_get(uintptr_t u) {
     uintptr_t idx = u >> UM_SEGMENT_SHIFT;

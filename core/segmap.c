@@ -59,9 +59,9 @@ bool umi_segmap_cover(const void *p) {
 
 static inline um_segmap_byte_t *entry_of(const um_segment_t *seg) {
     uintptr_t idx = (uintptr_t)seg >> UM_SEGMENT_SHIFT;
-    um_segmap_leaf_t *leaf = atomic_load_explicit(&umi_segmap_leaves[idx >> UM_SEGMAP_LEAF_SHIFT], UM_RELAXED);
+    um_segmap_leaf_t *leaf = umi_segmap_leaf(idx);
     UM_CHECK(leaf != &none_leaf); /* umi_segmap_cover made it before the segment came here */
-    return &leaf->entry[idx & (UM_SEGMAP_LEAF_ENTRIES - 1)];
+    return &leaf->entry[umi_segmap_slot(idx)];
 }
 
 void umi_segmap_set(um_segment_t *seg) {
@@ -93,9 +93,9 @@ static _Atomic uint64_t *huge_word(uintptr_t h, bool make, uint64_t *bit) {
     uintptr_t unit = h >> UM_SEGMENT_SHIFT;
     if (unit >= UM_SEGMAP_ENTRIES) return NULL;
     if (make && !umi_segmap_cover((const void *)h)) return NULL;
-    um_segmap_leaf_t *map_leaf = atomic_load_explicit(&umi_segmap_leaves[unit >> UM_SEGMAP_LEAF_SHIFT], memory_order_acquire);
+    um_segmap_leaf_t *map_leaf = umi_segmap_leaf(unit);
     if (map_leaf == &none_leaf) return NULL;
-    _Atomic(_Atomic uint64_t *) *slot = &map_leaf->huge[(unit & (UM_SEGMAP_LEAF_ENTRIES - 1)) >> UM_HUGE_LEAF_SHIFT];
+    _Atomic(_Atomic uint64_t *) *slot = &map_leaf->huge[umi_segmap_slot(unit) >> UM_HUGE_LEAF_SHIFT];
     _Atomic uint64_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
     if (UM_UNLIKELY(leaf == NULL)) {
         if (!make) return NULL;
