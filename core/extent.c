@@ -356,13 +356,28 @@ void umi_extent_tick_all(um_extent_tick_t how) {
     }
 }
 
-um_segment_t *umi_extent_take_free_segment(int node, uint64_t *dirty) {
+/* The caller is about to fault in a fresh segment, so what the arenas hold resident and idle
+ * serves it first. For a heap that has filled a segment already (`filling`), with two things
+ * the tick does otherwise:
+ *  - the quick list goes back to the arena's pages first: the last few blocks a program freed
+ *    wait there whole, and they lie in as many segments as they are; a program that frees its
+ *    big blocks and moves on to small ones (a compiler's next pass) left one in nearly every
+ *    segment, none of which was then free. At most once a segment of the heap's: a program
+ *    that uses big blocks all along loses a few hits of its quick list, no more;
+ *  - the arena's first segment is taken as well: the tick keeps it so that a big block now and
+ *    then does not take a segment from the cache every time, but here the choice is between its
+ *    resident pages and fresh ones.
+ * Not for a heap that holds a little: its thread would keep a whole segment of another's old
+ * blocks resident for a few pages of its own, where the arena's tick would have purged them
+ * (threads that come and go after one that used big blocks). */
+um_segment_t *umi_extent_take_free_segment(int node, bool filling, uint64_t *dirty) {
     if (!umi_extents_on) return NULL;
     const size_t per_span = UM_SMALL_PAGE_SIZE >> UM_EXTENT_PAGE_SHIFT;
     for (unsigned i = 0; i < umi_extent_arena_count; i++) {
         um_extent_arena_t *a = &umi_extent_arenas[i];
-        if (UM_SHARED_READ(a->dirty_pages) == 0 || !umi_trylock(&a->lock)) continue;
-        for (um_segment_t *seg = a->segments != NULL ? a->segments->next : NULL; seg != NULL; seg = seg->next) {
+        if ((UM_SHARED_READ(a->dirty_pages) == 0 && (!filling || UM_SHARED_READ(a->quick_count) == 0)) || !umi_trylock(&a->lock)) continue;
+        if (filling) quick_release(a, a->quick_count);
+        for (um_segment_t *seg = filling || a->segments == NULL ? a->segments : a->segments->next; seg != NULL; seg = seg->next) {
             um_extent_map_t *x = &seg->extents;
             if (x->free_pages != USABLE_PAGES || x->dirty_pages == 0 || seg->node != node) continue;
             uint64_t spans = 1; /* the first holds the header */

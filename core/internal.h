@@ -549,11 +549,12 @@ typedef enum {
     UM_EXTENT_TICK_TRIM, /* every free page purged, free segments to the cache (um_trim) */
 } um_extent_tick_t;
 void umi_extent_tick_all(um_extent_tick_t how); /* busy arenas are passed over but for TRIM */
-/* A segment of an extent arena that holds no block and has resident pages, not the arena's
- * first, taken out of its arena (still registered, formatted for extents), or NULL. *dirty gets
- * its 64 KiB spans that may hold old bytes (bit i: [i * 64 KiB, (i + 1) * 64 KiB)). Busy arenas
- * are passed over. For core/segment.c, which moves its pages into the small-page region. */
-um_segment_t *umi_extent_take_free_segment(int node, uint64_t *dirty);
+/* A segment of an extent arena that holds no block and has resident pages, taken out of its
+ * arena (still registered, formatted for extents), or NULL; for a heap that holds a little
+ * (!filling), not the arena's first, and the quick lists stay. *dirty gets its 64 KiB spans that
+ * may hold old bytes (bit i: [i * 64 KiB, (i + 1) * 64 KiB)). Busy arenas are passed over. For
+ * core/segment.c, which moves its pages into the small-page region or formats them anew. */
+um_segment_t *umi_extent_take_free_segment(int node, bool filling, uint64_t *dirty);
 #define UM_EXTENT_EXIT_TICK_MS 25 /* (or the purge delay if shorter) see core/extent.c, "Every purge delay" */
 void umi_extent_lock_all(void);           /* fork, the heap check: every arena, in order */
 /* What is wrong with extent segment seg of arena a (its lock held), or NULL (core/check.c). */

@@ -346,10 +346,10 @@ static um_segment_t *cached_outside_region(int node, uint64_t *dirty) {
  * 4..16 KiB to small ones), serves a small segment, moved into a unit of the region (the
  * address the segment leaves is simply unmapped), formatted afresh for small pages over its
  * old bytes (format_over_old_bytes). */
-static um_segment_t *segment_moved_in(int node) {
+static um_segment_t *segment_moved_in(int node, bool filling) {
     if (!small_in_region || UM_GUARD_SIZE != 0) return NULL; /* a guard page splits the mapping */
     uint64_t dirty;
-    um_segment_t *seg = umi_extent_take_free_segment(node, &dirty);
+    um_segment_t *seg = umi_extent_take_free_segment(node, filling, &dirty);
     if (seg == NULL) seg = cached_outside_region(node, &dirty);
     if (seg == NULL) return NULL;
     umi_lock(&umi_cache_lock);
@@ -382,9 +382,9 @@ static um_segment_t *segment_moved_in(int node) {
  * Without it a program that moves on from blocks of 20 KiB and more to blocks of 4..16 KiB
  * faulted in fresh medium segments while the arena's free ones waited for its tick to purge
  * them (the arena gives a segment to the cache only once it is free and clean). */
-static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node) {
+static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node, bool filling) {
     uint64_t dirty;
-    um_segment_t *seg = umi_extent_take_free_segment(node, &dirty);
+    um_segment_t *seg = umi_extent_take_free_segment(node, filling, &dirty);
     if (seg == NULL) return NULL;
     /* registered all along: the statistics walk must not see the layout half changed */
     umi_lock(&umi_segments_lock);
@@ -395,14 +395,15 @@ static um_segment_t *extent_segment_taken_over(um_kind_t kind, int node) {
 
 /* A formatted, registered segment of `kind` for placement `want`, owned by nobody yet; backed by
  * transparent huge pages (where the policy says so) only for a user that fills it (`use`, see
- * UM_THP_HEAP_SEGMENTS). */
-static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use) {
+ * UM_THP_HEAP_SEGMENTS). `filling`: for a heap that has filled a segment already, which takes
+ * all the extent arenas can give (umi_extent_take_free_segment). */
+static um_segment_t *segment_get(um_kind_t kind, int want, um_pages_use_t use, bool filling) {
     /* Resident memory first (cached, moved across the region's border, or an extent arena's
      * free segment), then any cached segment. */
     demand_add();
     um_segment_t *seg = segment_from_cache(kind, want, true, use);
-    if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want) : segment_moved_out(kind, want, use);
-    if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want);
+    if (seg == NULL) seg = kind == UM_KIND_SMALL ? segment_moved_in(want, filling) : segment_moved_out(kind, want, use);
+    if (seg == NULL && (kind == UM_KIND_MEDIUM || kind == UM_KIND_LARGE)) seg = extent_segment_taken_over(kind, want, filling);
     if (seg == NULL) seg = segment_from_cache(kind, want, false, use);
     if (seg == NULL) {
         int node;
@@ -451,7 +452,7 @@ static um_pages_use_t heap_segment_use(const um_heap_t *heap) {
 }
 
 um_segment_t *umi_segment_alloc(um_heap_t *heap, um_kind_t kind, int want) {
-    um_segment_t *seg = segment_get(kind, want, heap_segment_use(heap));
+    um_segment_t *seg = segment_get(kind, want, heap_segment_use(heap), heap->full_segments != NULL);
     if (seg == NULL) return NULL;
     atomic_store_explicit(&seg->heap, heap, UM_RELAXED);
     heap->dirty_pages += seg->dirty_pages;
@@ -509,7 +510,7 @@ void umi_segment_release(um_heap_t *heap, um_segment_t *seg) {
 
 um_segment_t *umi_segment_take_unowned(um_kind_t kind) {
     /* the extent arenas' (core/extent.c): shared by every thread, their blocks 20 KiB and up */
-    return segment_get(kind, umi_numa_on ? umi_arena_current_node() : UMI_NUMA_UNBOUND, UM_USE_FILLED_SEGMENT);
+    return segment_get(kind, umi_numa_on ? umi_arena_current_node() : UMI_NUMA_UNBOUND, UM_USE_FILLED_SEGMENT, false);
 }
 
 /* The cache knows slots, not page maps: a segment comes back as an empty one of one large slot,
