@@ -287,12 +287,17 @@ static inline size_t small_block_size(const void *p) {
 static void *realloc_block(void *p, size_t size) {
     if (p == NULL) return internal_malloc(size);
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
-    size_t in_place = small_block_size(p);
-    if (size <= in_place && size >= in_place / 2) return p; /* as below, the common case first */
-    um_segment_t *seg = umi_segment_lookup(p);
-    if (UM_UNLIKELY(seg == NULL)) return umi_realloc_foreign(p, size);
-    size_t usable = umi_usable_in(seg, p);
-    if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
+    size_t usable = small_block_size(p);
+    um_segment_t *seg;
+    if (usable != 0) { /* a small block: its size and segment follow from its address (no map lookup) */
+        if (size <= usable && size >= usable / 2) return p; /* as below, the common case first */
+        seg = umi_segment_of(p);
+    } else {
+        seg = umi_segment_lookup(p);
+        if (UM_UNLIKELY(seg == NULL)) return umi_realloc_foreign(p, size);
+        usable = umi_usable_in(seg, p);
+        if (size <= usable && size >= usable / 2) return p; /* shrinking a bit: keep the block */
+    }
     if (seg->kind == UM_KIND_HUGE && size >= UM_REALLOC_MAP_MIN && size <= UM_REQUEST_MAX) {
         void *q = umi_huge_realloc(seg, p, size > usable ? with_headroom(size) : size); /* mremap: no copy */
         if (q != NULL) return q;
