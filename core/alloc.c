@@ -270,24 +270,12 @@ static size_t with_headroom(size_t size) {
     return size <= SIZE_MAX / 2 ? size + size / 4 : size;
 }
 
-/* The size of p's block when p starts a block of a small page in use with no aligned blocks,
- * found as free() finds it, from the address (no segment-map lookup); 0 for anything else. A
- * buffer grown a few bytes at a time (a string being built) stays in its block through most
- * reallocs, and each of them asks this. */
-static inline size_t small_block_size(const void *p) {
-    /* (no small-page region, as in ASan builds: never in it) */
-    if (!umi_in_small_region((uintptr_t)p) || ((uintptr_t)p & 15) != 0) return 0;
-    const um_page_hot_t *hot = (const um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
-    uintptr_t owner = atomic_load_explicit(&hot->owner, UM_RELAXED);
-    if (owner == 0 || (owner & UM_PAGE_HAS_ALIGNED) != 0) return 0;
-    const um_page_t *page = umi_small_page_of(p);
-    return umi_page_starts_block(page, p) ? page->block_size : 0;
-}
-
 static void *realloc_block(void *p, size_t size) {
     if (p == NULL) return internal_malloc(size);
     if (size == 0) { internal_free(p); return NULL; } /* glibc: realloc(p, 0) frees and returns NULL */
-    size_t usable = small_block_size(p);
+    /* a buffer grown a few bytes at a time (a string being built) stays in its block through
+     * most reallocs, and each of them asks this first */
+    size_t usable = umi_small_block_size(p);
     um_segment_t *seg;
     if (usable != 0) { /* a small block: its size and segment follow from its address (no map lookup) */
         if (size <= usable && size >= usable / 2) return p; /* as below, the common case first */

@@ -77,6 +77,8 @@ UM_API void *um_pvalloc(size_t size) {
 }
 
 size_t umi_usable_size(const void *p) {
+    size_t small = umi_small_block_size(p);
+    if (small != 0) return small;
     if (p == NULL) return 0;
     um_segment_t *seg = umi_segment_lookup(p);
     if (seg == NULL) return umi_usable_foreign(p);

@@ -53,6 +53,19 @@ UM_INLINE bool umi_in_small_region(uintptr_t u) {
 #endif
 }
 
+/* The size of p's block when p starts a block of a small page in use with no aligned blocks,
+ * found as free() finds the page, from the address (no segment-map lookup); 0 for anything else
+ * (the callers then ask the segment map). For realloc and malloc_usable_size, which programs
+ * call on most of their blocks. No small-page region (ASan builds): always 0. */
+UM_INLINE size_t umi_small_block_size(const void *p) {
+    if (!umi_in_small_region((uintptr_t)p) || ((uintptr_t)p & 15) != 0) return 0;
+    const um_page_hot_t *hot = (const um_page_hot_t *)(((uintptr_t)p | (UM_SMALL_PAGE_SIZE - 1)) + 1 - UM_PAGE_HOT_SIZE);
+    uintptr_t owner = atomic_load_explicit(&hot->owner, UM_RELAXED);
+    if (owner == 0 || (owner & UM_PAGE_HAS_ALIGNED) != 0) return 0;
+    const um_page_t *page = umi_small_page_of(p);
+    return umi_page_starts_block(page, p) ? page->block_size : 0;
+}
+
 /* free: a small block of ours? -> its page owned by this thread? -> push on the page's free
  * list, where malloc takes it next. 16 instructions (docs/design.md, "Thread heaps and the fast path"):
  *  - Every small page lies in the small-page region, 2^40 bytes aligned to 2^40: the test above
